@@ -1,0 +1,59 @@
+"""aiosqsworker: an asyncio framework for consuming Amazon SQS queues.
+
+```python
+from aiosqsworker import consumer, Message
+
+@consumer("orders", concurrency=50, visibility_timeout=30)
+async def handle(message: Message) -> None:
+    order = message.json()
+```
+
+Run it with ``python -m aiosqsworker myservice.orders``, or embed an `App` in an asyncio
+service with ``async with app:``.
+"""
+
+from ._app import App
+from ._config import AppConfig, ConsumerConfig, ConsumerSettings
+from ._errors import (
+    AccessDeniedError,
+    AioSQSWorkerError,
+    ConfigurationError,
+    CredentialsError,
+    HandlerSignatureError,
+    MessageDecodeError,
+    QueueNotFoundError,
+    ReceiptHandleInvalidError,
+    Retry,
+    SQSError,
+    TransientSQSError,
+)
+from ._message import Message
+from ._registry import ConsumerSpec, consumer
+from ._stats import ConsumerStatistics
+from ._worker import WorkerState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDeniedError",
+    "AioSQSWorkerError",
+    "App",
+    "AppConfig",
+    "ConfigurationError",
+    "ConsumerConfig",
+    "ConsumerSettings",
+    "ConsumerSpec",
+    "ConsumerStatistics",
+    "CredentialsError",
+    "HandlerSignatureError",
+    "Message",
+    "MessageDecodeError",
+    "QueueNotFoundError",
+    "ReceiptHandleInvalidError",
+    "Retry",
+    "SQSError",
+    "TransientSQSError",
+    "WorkerState",
+    "__version__",
+    "consumer",
+]

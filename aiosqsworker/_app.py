@@ -1,0 +1,142 @@
+"""App: the consumers of a service and how to run them, embedded or standalone."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._config import AppConfig, ConsumerSettings
+from ._errors import AioSQSWorkerError, single_error
+from ._registry import ConsumerSpec, Registry
+from ._runner import capture_signals
+from ._stats import ConsumerStatistics
+from ._worker import Worker, WorkerState
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from typing_extensions import Unpack
+
+__all__ = ["App"]
+
+H = TypeVar("H", bound=Callable[..., Any])
+
+
+class App:
+    """A set of consumers sharing one SQS client and one lifecycle.
+
+    ```python
+    app = App(region="eu-west-1")
+
+    @app.consumer("orders", concurrency=50)
+    async def handle(message: Message) -> None: ...
+
+    async with app:          # consumers run in the background of this block
+        await serve_http()
+    # or: await app.run()    # until app.stop() is called or the task is cancelled
+    ```
+
+    Embedding never touches signal handlers; `run(handle_signals=True)` (what the CLI uses)
+    turns SIGTERM/SIGINT into a graceful stop, and a second one into a forced stop.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        shutdown_timeout: float = 30.0,
+        consumers: Iterable[ConsumerSpec] = (),
+    ) -> None:
+        self.config = AppConfig(
+            region=region,
+            endpoint_url=endpoint_url,
+            profile=profile,
+            shutdown_timeout=shutdown_timeout,
+        )
+        self._registry = Registry()
+        for spec in consumers:
+            self._registry.add(spec)
+        self._worker: Worker | None = None
+        self._task_group: TaskGroup | None = None
+
+    @property
+    def consumers(self) -> list[ConsumerSpec]:
+        return list(self._registry)
+
+    @property
+    def state(self) -> WorkerState:
+        return self._worker.state if self._worker is not None else WorkerState.NEW
+
+    @property
+    def forced(self) -> bool:
+        """Whether the last run was stopped by force (handlers cancelled)."""
+        return self._worker is not None and self._worker.forced
+
+    def consumer(self, queue: str, **settings: Unpack[ConsumerSettings]) -> Callable[[H], H]:
+        """Register an async handler for `queue`; the settings are those of `@consumer`."""
+        return self._registry.decorator(queue, **settings)
+
+    def statistics(self) -> dict[str, ConsumerStatistics]:
+        """A snapshot of every consumer's counters, by consumer name (empty before a run)."""
+        return self._worker.statistics() if self._worker is not None else {}
+
+    def stop(self, *, force: bool = False) -> None:
+        """Ask a running app to shut down gracefully (or, with `force`, at once)."""
+        if self._worker is not None:
+            self._worker.request_stop(force=force)
+
+    def _new_worker(self) -> Worker:
+        if self._worker is not None and self._worker.state not in (
+            WorkerState.NEW,
+            WorkerState.STOPPED,
+        ):
+            raise AioSQSWorkerError("this App is already running")
+        self._worker = Worker(self.config, self.consumers)
+        return self._worker
+
+    async def run(self, *, handle_signals: bool = False) -> None:
+        """Consume until `stop()` is called (or a signal comes, with `handle_signals`)."""
+        worker = self._new_worker()
+        if handle_signals:
+            with capture_signals(worker.request_stop):
+                await worker.run()
+        else:
+            await worker.run()
+
+    async def __aenter__(self) -> Self:
+        worker = self._new_worker()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        try:
+            await task_group.start(worker.run)
+        except BaseException as exc:
+            try:
+                await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                raise single_error(group) or group from None
+            raise
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> bool | None:
+        task_group, self._task_group = self._task_group, None
+        assert task_group is not None, "__aexit__ without __aenter__"
+        self.stop()
+        try:
+            return await task_group.__aexit__(exc_type, exc, traceback)
+        except BaseExceptionGroup as group:
+            error = single_error(group)
+            if error is None:
+                raise
+            raise error from None

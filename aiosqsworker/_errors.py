@@ -1,0 +1,130 @@
+"""The one exception tree of aiosqsworker.
+
+```
+AioSQSWorkerError
+├── ConfigurationError            an invalid setting (also a ValueError)
+├── HandlerSignatureError         a handler the framework cannot call (also a TypeError)
+├── MessageDecodeError            a body that does not decode (also a ValueError)
+└── SQSError                      SQS said no, or could not be reached
+    ├── QueueNotFoundError        the queue does not exist at that region/endpoint
+    ├── CredentialsError          no credentials, or credentials SQS refused
+    ├── AccessDeniedError         credentials accepted, action not allowed
+    ├── ReceiptHandleInvalidError the message is no longer ours (deleted, or re-received)
+    └── TransientSQSError         worth retrying: throttling, 5xx, connection trouble
+```
+
+`Retry` is not an error: it is control flow a handler raises to set its own retry delay.
+
+Errors raised by botocore and aiohttp never leave `_client.py`: `map_sqs_errors` turns them
+into this tree at the boundary, so the rest of the code (and users) catch only these.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "AccessDeniedError",
+    "AioSQSWorkerError",
+    "ConfigurationError",
+    "CredentialsError",
+    "HandlerSignatureError",
+    "MessageDecodeError",
+    "QueueNotFoundError",
+    "ReceiptHandleInvalidError",
+    "Retry",
+    "SQSError",
+    "TransientSQSError",
+]
+
+
+class AioSQSWorkerError(Exception):
+    """Base class of every error aiosqsworker raises."""
+
+
+class ConfigurationError(AioSQSWorkerError, ValueError):
+    """A setting is out of range or of the wrong type."""
+
+
+class HandlerSignatureError(AioSQSWorkerError, TypeError):
+    """A handler is not a coroutine function, or takes arguments the framework cannot give."""
+
+
+class MessageDecodeError(AioSQSWorkerError, ValueError):
+    """A message body could not be decoded (for example, it is not JSON).
+
+    Raised from a handler it is an ordinary failure: the message is retried and, if it keeps
+    failing, the queue's redrive policy moves it to the dead-letter queue. It is never deleted.
+    """
+
+
+class SQSError(AioSQSWorkerError):
+    """SQS refused a request or could not be reached.
+
+    `code` is the AWS error code when SQS answered (``None`` for connection trouble) and
+    `operation` the API action that failed.
+    """
+
+    def __init__(self, message: str, *, code: str | None = None, operation: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.operation = operation
+
+
+class QueueNotFoundError(SQSError):
+    """The queue does not exist at the region and endpoint in use."""
+
+
+class CredentialsError(SQSError):
+    """No AWS credentials were found, or SQS refused the ones given."""
+
+
+class AccessDeniedError(SQSError):
+    """The credentials are valid but not allowed to perform the action on the queue."""
+
+
+class ReceiptHandleInvalidError(SQSError):
+    """The receipt handle is no longer valid: the message was deleted or received again."""
+
+
+class TransientSQSError(SQSError):
+    """A failure that is worth retrying after a back-off: throttling, 5xx, a dropped connection."""
+
+
+class Retry(Exception):
+    """Raise from a handler to make the message visible again after `delay` seconds.
+
+    ```python
+    @consumer("orders")
+    async def handle(message: Message) -> None:
+        if not ready():
+            raise Retry(delay=30)
+    ```
+
+    The delay is rounded up to whole seconds (SQS's unit) and capped so that the message's
+    total invisibility stays within SQS's 12-hour limit.
+    """
+
+    def __init__(self, delay: float = 0.0) -> None:
+        if not isinstance(delay, int | float) or math.isnan(delay) or delay < 0:
+            raise ConfigurationError(
+                f"Retry(delay={delay!r}): delay must be a number of seconds >= 0"
+            )
+        super().__init__(f"retry requested in {delay:g} s")
+        self.delay = float(delay)
+
+
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception a task group's `ExceptionGroup` carries, if it carries only one.
+
+    Task groups wrap even a lone error; users should see `QueueNotFoundError`, not a group.
+    """
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    return leaves[0] if len(leaves) == 1 else None

@@ -1,0 +1,87 @@
+"""Message: what a handler receives."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ._errors import MessageDecodeError
+
+__all__ = ["Message"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One SQS message, as received.
+
+    Attributes:
+        message_id: SQS's id of the message, stable across redeliveries.
+        body: the body as SQS holds it: text.
+        receipt_handle: the handle of this receipt; it changes with every delivery.
+        queue: the URL of the queue it came from.
+        attributes: SQS's system attributes (``SentTimestamp``, ``ApproximateReceiveCount``,
+            ``MessageGroupId``, ...), as strings.
+        message_attributes: the sender's message attributes, as SQS returns them
+            (``{"name": {"DataType": "String", "StringValue": "..."}}``).
+    """
+
+    message_id: str
+    body: str
+    receipt_handle: str = field(repr=False)
+    queue: str
+    attributes: Mapping[str, str] = field(default_factory=dict, repr=False)
+    message_attributes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def receive_count(self) -> int:
+        """How many times SQS has handed this message out, this delivery included."""
+        try:
+            return int(self.attributes["ApproximateReceiveCount"])
+        except (KeyError, ValueError):
+            return 1
+
+    @property
+    def sent_at(self) -> datetime | None:
+        """When the message was sent (UTC), or ``None`` if SQS did not say."""
+        raw = self.attributes.get("SentTimestamp")
+        if raw is None:
+            return None
+        try:
+            return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
+        except ValueError:
+            return None
+
+    @property
+    def group_id(self) -> str | None:
+        """The MessageGroupId of a FIFO queue's message, else ``None``."""
+        return self.attributes.get("MessageGroupId")
+
+    def json(self) -> Any:
+        """Decode the body as JSON.
+
+        Raises:
+            MessageDecodeError: the body is not JSON. Raised from a handler this is an
+                ordinary failure: the message is retried and, at last, dead-lettered.
+        """
+        try:
+            return json.loads(self.body)
+        except json.JSONDecodeError as exc:
+            raise MessageDecodeError(
+                f"message {self.message_id}: body is not valid JSON ({exc.msg} at line "
+                f"{exc.lineno} column {exc.colno}; body is {len(self.body)} characters)"
+            ) from exc
+
+    @classmethod
+    def from_sqs(cls, raw: Mapping[str, Any], queue: str) -> Message:
+        """Build a Message from one entry of a ReceiveMessage response."""
+        return cls(
+            message_id=raw["MessageId"],
+            body=raw.get("Body", ""),
+            receipt_handle=raw["ReceiptHandle"],
+            queue=queue,
+            attributes=raw.get("Attributes") or {},
+            message_attributes=raw.get("MessageAttributes") or {},
+        )

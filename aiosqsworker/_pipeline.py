@@ -1,0 +1,210 @@
+"""One consumer's pipeline: receiver → buffer → handler slots → acker, with the lease keeper.
+
+`Pipeline.run` owns every task of the consumer in its task groups and carries out the
+shutdown in order:
+
+1. stop polling (open polls finish; what they bring is released),
+2. release the buffered messages that never started (visibility 0),
+3. let running handlers finish within the shutdown timeout, then cancel them (released),
+4. abandon the polls still open, stop the lease keeper,
+5. flush the acker: every delete and visibility change queued is sent (time-boxed, and
+   shielded from the caller's cancellation so that a cancelled host still flushes).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ._acker import Acker
+from ._buffer import Capacity, MessageBuffer
+from ._client import SQSClient
+from ._dispatcher import Dispatcher
+from ._errors import AioSQSWorkerError, single_error
+from ._leases import Lease, LeaseKeeper
+from ._receiver import Receiver
+from ._registry import ConsumerSpec
+from ._stats import ConsumerStatistics, Counters
+
+__all__ = ["Pipeline", "QueueInfo"]
+
+logger = logging.getLogger("aiosqsworker")
+
+#: How long the final flush of deletes and releases may take.
+FLUSH_TIMEOUT = 15.0
+
+
+class QueueInfo:
+    """What a pipeline needs to know of its queue, read once at start."""
+
+    def __init__(self, url: str, attributes: dict[str, str]) -> None:
+        self.url = url
+        self.attributes = attributes
+
+    @property
+    def visibility_timeout(self) -> int:
+        return int(self.attributes.get("VisibilityTimeout", "30"))
+
+    @property
+    def redrive_policy(self) -> str | None:
+        return self.attributes.get("RedrivePolicy")
+
+    @classmethod
+    async def fetch(cls, client: SQSClient, queue: str) -> QueueInfo:
+        url = await client.resolve_queue_url(queue)
+        return cls(url, await client.get_queue_attributes(url))
+
+
+class Pipeline:
+    """Consumes one queue with one handler until stopped."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        client: SQSClient,
+        queue: QueueInfo,
+        *,
+        shutdown_timeout: float,
+    ) -> None:
+        config = spec.config
+        self.name = spec.name
+        self.spec = spec
+        self.queue = queue
+        self.shutdown_timeout = shutdown_timeout
+        self.visibility_timeout = config.visibility_timeout or queue.visibility_timeout
+        self.counters = Counters()
+        self._stop_requested = anyio.Event()
+        self._capacity = Capacity(config.capacity)
+        self._buffer: MessageBuffer[Lease] = MessageBuffer()
+        self._leases = LeaseKeeper(
+            client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
+        )
+        self._acker = Acker(
+            client, queue.url, self.counters, linger=config.ack_linger, consumer=self.name
+        )
+        self._receiver = Receiver(
+            client,
+            queue.url,
+            config,
+            self.visibility_timeout,
+            self._capacity,
+            self._buffer,
+            self._leases,
+            self._acker,
+            self.counters,
+            consumer=self.name,
+        )
+        self._dispatcher = Dispatcher(
+            spec.handler,
+            config,
+            self._buffer,
+            self._capacity,
+            self._leases,
+            self._acker,
+            self.counters,
+            consumer=self.name,
+        )
+
+    def statistics(self) -> ConsumerStatistics:
+        self.counters.in_flight = self._capacity.used
+        return ConsumerStatistics.capture(self.name, self.spec.config.queue, self.counters)
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Begin the shutdown; with `force`, cancel running handlers at once."""
+        self._stop_requested.set()
+        if force:
+            self._dispatcher.cancel()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        except BaseExceptionGroup as group:
+            error = single_error(group)
+            if isinstance(error, AioSQSWorkerError):
+                raise error from None
+            raise
+        logger.info("[%s] stopped: %s", self.name, self._summary())
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
+        flush_scope = anyio.CancelScope(shield=True)
+
+        async def run_acker() -> None:
+            with flush_scope:
+                await self._acker.run()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_acker)
+            try:
+                await self._consume(task_status)
+            finally:
+                pending = self._acker.pending
+                if pending:
+                    logger.info("[%s] flushing %d pending acknowledgements", self.name, pending)
+                self._acker.close()
+                flush_scope.deadline = anyio.current_time() + FLUSH_TIMEOUT
+
+    async def _consume(self, task_status: TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._leases.run)
+            tg.start_soon(self._receiver.run)
+            tg.start_soon(self._dispatcher.run)
+            logger.info(
+                "[%s] consuming %s (concurrency %d, prefetch %d, visibility %d s)",
+                self.name,
+                self.queue.url,
+                self.spec.config.concurrency,
+                self.spec.config.prefetch,
+                self.visibility_timeout,
+            )
+            task_status.started()
+            await self._stop_requested.wait()
+            await self._drain()
+            tg.cancel_scope.cancel()  # the lease keeper and any abandoned poll
+
+    async def _drain(self) -> None:
+        self._receiver.stop()
+        leftover = self._buffer.close()
+        for lease in leftover:
+            self.counters.buffered -= 1
+            self._leases.finish(lease)
+            self._capacity.release(1)
+            self._acker.change_visibility(lease, 0, "release")
+        running = self.counters.running
+        logger.info(
+            "[%s] stopping: no new polls, %d buffered messages released, waiting up to %g s "
+            "for %d running handlers",
+            self.name,
+            len(leftover),
+            self.shutdown_timeout,
+            running,
+        )
+        with anyio.move_on_after(self.shutdown_timeout):
+            await self._dispatcher.finished.wait()
+        if not self._dispatcher.finished.is_set():
+            logger.warning(
+                "[%s] %d handlers still running after %g s: cancelling them and releasing "
+                "their messages",
+                self.name,
+                self.counters.running,
+                self.shutdown_timeout,
+            )
+            self._dispatcher.cancel()
+            await self._dispatcher.finished.wait()
+        if self._receiver.open_polls:
+            logger.info(
+                "[%s] abandoning %d open long polls: a message SQS hands them now stays "
+                "invisible for up to %d s",
+                self.name,
+                self._receiver.open_polls,
+                self.visibility_timeout,
+            )
+        self._receiver.abandon()
+
+    def _summary(self) -> str:
+        c = self.counters
+        return (
+            f"{c.received} received, {c.succeeded} succeeded, {c.failed} failed, "
+            f"{c.deleted} deleted, {c.released} released, {c.leases_lost} leases lost"
+        )

@@ -1,0 +1,79 @@
+"""Counters each consumer keeps, and the frozen snapshot `App.statistics()` hands out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+__all__ = ["ConsumerStatistics", "Counters"]
+
+
+@dataclass(slots=True)
+class Counters:
+    """Mutable counters, owned by one consumer's parts (single event loop: no locking)."""
+
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    deleted: int = 0
+    delete_failures: int = 0
+    visibility_failures: int = 0
+    leases_extended: int = 0
+    leases_lost: int = 0
+    lease_extension_errors: int = 0
+    polls: int = 0
+    poll_errors: int = 0
+    in_flight: int = 0
+    buffered: int = 0
+    running: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerStatistics:
+    """A consumer's counters at one moment.
+
+    Attributes:
+        name: the consumer's name.
+        queue: the queue as configured (name or URL).
+        received: messages received from SQS.
+        succeeded: handlers that returned.
+        failed: handlers that raised (each is retried or, at last, dead-lettered by SQS).
+        retried: messages whose visibility was set for a retry after a failure.
+        released: messages made visible again at once (shutdown, buffered, late polls).
+        deleted: messages SQS confirmed deleted.
+        delete_failures: delete entries SQS refused for good (the message may come back).
+        visibility_failures: visibility changes SQS refused for good.
+        leases_extended: visibility extensions SQS confirmed.
+        leases_lost: extensions refused because the receipt handle was no longer valid.
+        lease_extension_errors: extension calls that failed as a whole (retried).
+        polls: ReceiveMessage calls that completed.
+        poll_errors: ReceiveMessage calls that failed (retried after a back-off).
+        in_flight: messages received and not yet finished, buffered ones included.
+        buffered: messages received and waiting for a free handler.
+        running: handlers running now.
+    """
+
+    name: str
+    queue: str
+    received: int
+    succeeded: int
+    failed: int
+    retried: int
+    released: int
+    deleted: int
+    delete_failures: int
+    visibility_failures: int
+    leases_extended: int
+    leases_lost: int
+    lease_extension_errors: int
+    polls: int
+    poll_errors: int
+    in_flight: int
+    buffered: int
+    running: int
+
+    @classmethod
+    def capture(cls, name: str, queue: str, counters: Counters) -> ConsumerStatistics:
+        values = {f.name: getattr(counters, f.name) for f in fields(Counters)}
+        return cls(name=name, queue=queue, **values)

@@ -1,0 +1,126 @@
+"""The worker: one SQS client and every consumer's pipeline, inside one task group.
+
+It has an explicit state (`WorkerState`) and no knowledge of signals: whoever owns the
+process (the runner, or the embedding service) calls `request_stop`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+import anyio
+from anyio.abc import TaskStatus
+
+from ._client import SQSClient, open_sqs_client
+from ._config import AppConfig
+from ._errors import AioSQSWorkerError
+from ._pipeline import Pipeline, QueueInfo
+from ._receiver import poller_count
+from ._registry import ConsumerSpec
+from ._stats import ConsumerStatistics
+
+__all__ = ["Worker", "WorkerState"]
+
+logger = logging.getLogger("aiosqsworker")
+
+
+class WorkerState(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+def _connections_needed(specs: Sequence[ConsumerSpec]) -> int:
+    # Every open long poll holds a connection; deletes, extensions and releases need some too.
+    return sum(poller_count(spec.config) + 8 for spec in specs)
+
+
+class Worker:
+    """Runs a set of consumers until stopped."""
+
+    def __init__(self, config: AppConfig, specs: Sequence[ConsumerSpec]) -> None:
+        if not specs:
+            raise AioSQSWorkerError(
+                "no consumers to run: decorate an async handler with @consumer(...) or "
+                "@app.consumer(...) first"
+            )
+        self.config = config
+        self.specs = list(specs)
+        self.state = WorkerState.NEW
+        self.forced = False
+        self._pipelines: list[Pipeline] = []
+        self._stop_requested = False
+        self._fatal: AioSQSWorkerError | None = None
+
+    def statistics(self) -> dict[str, ConsumerStatistics]:
+        return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Begin a graceful shutdown; `force` also cancels running handlers."""
+        self._stop_requested = True
+        self.forced = self.forced or force
+        if self.state in (WorkerState.RUNNING, WorkerState.STARTING):
+            self.state = WorkerState.STOPPING
+        for pipeline in self._pipelines:
+            pipeline.request_stop(force=force)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Connect, check every queue, consume until stopped, then drain.
+
+        Raises the framework's own errors (`QueueNotFoundError`, `CredentialsError`, ...)
+        for what no retry can cure.
+        """
+        self.state = WorkerState.STARTING
+        try:
+            async with AsyncExitStack() as stack:
+                longest_wait = max(spec.config.wait_time for spec in self.specs)
+                client = await open_sqs_client(
+                    stack,
+                    self.config,
+                    max_connections=_connections_needed(self.specs),
+                    longest_wait=longest_wait,
+                )
+                await self._build_pipelines(client)
+                async with anyio.create_task_group() as tg:
+                    for pipeline in self._pipelines:
+                        await tg.start(self._run_pipeline, pipeline)
+                    if self.state is WorkerState.STARTING:
+                        self.state = WorkerState.RUNNING
+                    logger.info(
+                        "worker started: %d consumers, endpoint %s (region %s)",
+                        len(self._pipelines),
+                        client.endpoint.url,
+                        client.endpoint.region,
+                    )
+                    if self._stop_requested:
+                        self.request_stop(force=self.forced)
+                    task_status.started()
+        finally:
+            self.state = WorkerState.STOPPED
+        if self._fatal is not None:
+            raise self._fatal
+        logger.info("worker stopped")
+
+    async def _build_pipelines(self, client: SQSClient) -> None:
+        for spec in self.specs:
+            queue = await QueueInfo.fetch(client, spec.config.queue)
+            self._pipelines.append(
+                Pipeline(spec, client, queue, shutdown_timeout=self.config.shutdown_timeout)
+            )
+
+    async def _run_pipeline(
+        self, pipeline: Pipeline, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await pipeline.run(task_status=task_status)
+        except AioSQSWorkerError as exc:
+            # What no back-off cures (a deleted queue, refused credentials) stops every
+            # consumer gracefully, then surfaces as the worker's error.
+            logger.error("[%s] stopping the worker: %s", pipeline.name, exc)
+            self._fatal = self._fatal or exc
+            self.request_stop()
