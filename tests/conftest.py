@@ -1,4 +1,4 @@
-"""Fixtures: one real SQS-protocol server (moto's, over HTTP) for the session, fresh queues per test."""
+"""Fixtures: one real SQS-protocol server (moto's, over HTTP) per session, fresh queues per test."""
 
 from __future__ import annotations
 

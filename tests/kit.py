@@ -24,7 +24,7 @@ class Queue:
 
 
 class SQSKit:
-    """Arranges and inspects queues on the test server (the worker under test has its own client)."""
+    """Arranges and inspects queues on the test server; the worker under test has its own client."""
 
     def __init__(self, client: Any, test_name: str) -> None:
         self.client = client
@@ -125,10 +125,10 @@ async def open_kit(endpoint_url: str, test_name: str) -> AsyncIterator[SQSKit]:
 
 
 async def eventually(
-    condition: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition"
+    condition: Callable[[], bool], *, within: float = 30.0, what: str = "condition"
 ) -> None:
-    """Wait until `condition()` holds (checked every 50 ms), or fail after `timeout` s."""
-    with anyio.fail_after(timeout):
-        while not condition():
+    """Wait until `condition()` holds (checked every 50 ms), or fail after `within` s."""
+    with anyio.fail_after(within):
+        while not condition():  # noqa: ASYNC110 - observing from outside, no event to wait on
             await anyio.sleep(0.05)
     assert condition(), what

@@ -1,0 +1,1 @@
+"""Benchmarks of aiosqsworker: `make bench` (see docs/benchmarks.md)."""
