@@ -30,7 +30,7 @@ async def test_every_message_is_handled_once_and_deleted(
         assert message.sent_at is not None
 
     async with app:
-        assert app.state is WorkerState.RUNNING
+        assert app.state in {WorkerState.RUNNING}
         await eventually(lambda: app.statistics()["handle"].deleted == 60)
     assert app.state is WorkerState.STOPPED
     assert set(seen) == set(ids)
