@@ -30,9 +30,9 @@ async def test_every_message_is_handled_once_and_deleted(
         assert message.sent_at is not None
 
     async with app:
-        assert app.state in {WorkerState.RUNNING}
+        assert app.state is WorkerState.RUNNING
         await eventually(lambda: app.statistics()["handle"].deleted == 60)
-    assert app.state is WorkerState.STOPPED
+    assert app.state.value == WorkerState.STOPPED.value
     assert set(seen) == set(ids)
     assert max(seen.values()) == 1
     assert sorted(bodies) == list(range(60))
