@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import types
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -51,6 +51,7 @@ class App:
         endpoint_url: str | None = None,
         profile: str | None = None,
         shutdown_timeout: float = 30.0,
+        client: Literal["fast", "botocore"] = "fast",
         consumers: Iterable[ConsumerSpec] = (),
     ) -> None:
         self.config = AppConfig(
@@ -58,6 +59,7 @@ class App:
             endpoint_url=endpoint_url,
             profile=profile,
             shutdown_timeout=shutdown_timeout,
+            client=client,
         )
         self._registry = Registry()
         for spec in consumers:

@@ -29,6 +29,8 @@ environment:
   AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...
                                    credentials, through botocore's usual chain
   AIOSQSWORKER_SHUTDOWN_TIMEOUT    default of --shutdown-timeout
+  AIOSQSWORKER_WORKERS             default of --workers
+  AIOSQSWORKER_CLIENT              default of --client
   AIOSQSWORKER_LOG_LEVEL           default of --log-level
 
 signals:
@@ -79,6 +81,20 @@ def _build_parser() -> argparse.ArgumentParser:
         type=float,
         help="seconds running handlers get to finish on shutdown (default: "
         "AIOSQSWORKER_SHUTDOWN_TIMEOUT, else the App's, else 30)",
+    )
+    run_parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "1")) if _env("WORKERS", "1").isdigit() else 1,
+        help="worker processes to run under a supervisor that forwards signals and restarts "
+        "crashed workers (default: AIOSQSWORKER_WORKERS, else %(default)s: no supervisor)",
+    )
+    run_parser.add_argument(
+        "--client",
+        choices=["fast", "botocore"],
+        default=None,
+        help="'fast' sends the hot calls over aiohttp directly, 'botocore' everything through "
+        "aiobotocore (default: AIOSQSWORKER_CLIENT, else the App's, else fast)",
     )
 
     demo_parser = sub.add_parser(
@@ -173,6 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(
                 messages=args.messages, keep_running=args.keep_running, use_uvloop=use_uvloop
             )
+        if args.workers < 1:
+            raise ConfigurationError(f"--workers {args.workers} is invalid: it must be 1 or more")
+        if args.workers > 1:
+            from ._supervisor import supervise
+
+            return supervise(_worker_argv(args_list), args.workers)
         app = _with_overrides(load_app(args.target), args)
         return run(app, use_uvloop=use_uvloop)
     except AioSQSWorkerError as exc:
@@ -184,10 +206,13 @@ def _with_overrides(app: App, args: argparse.Namespace) -> App:
     """The app with the command line's (and environment's) settings applied over its own."""
     changes: dict[str, object] = {
         name: getattr(args, name)
-        for name in ("region", "endpoint_url", "profile", "shutdown_timeout")
+        for name in ("region", "endpoint_url", "profile", "shutdown_timeout", "client")
         if getattr(args, name) is not None
     }
     timeout_from_env = os.environ.get(ENV_PREFIX + "SHUTDOWN_TIMEOUT")
+    client_from_env = os.environ.get(ENV_PREFIX + "CLIENT")
+    if "client" not in changes and client_from_env:
+        changes["client"] = client_from_env
     if "shutdown_timeout" not in changes and timeout_from_env:
         try:
             changes["shutdown_timeout"] = float(timeout_from_env)
@@ -200,3 +225,17 @@ def _with_overrides(app: App, args: argparse.Namespace) -> App:
         return app
     config = dataclasses.replace(app.config, **changes)  # type: ignore[arg-type]
     return App(**dataclasses.asdict(config), consumers=app.consumers)
+
+
+def _worker_argv(argv: list[str]) -> list[str]:
+    """The command line of one worker: the supervisor's own, less --workers."""
+    result: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            result.append(arg)
+    return [*result, "--workers", "1"]

@@ -116,6 +116,38 @@ class Endpoint:
     url: str
 
 
+def sqs_error(
+    code: str | None,
+    status: int | None,
+    detail: str,
+    *,
+    operation: str,
+    endpoint: Endpoint,
+    queue: str | None,
+) -> SQSError:
+    """The framework's error for an error response of SQS, worded for a person."""
+    where = f"region {endpoint.region}, endpoint {endpoint.url}"
+    kind = classify_error_code(code, status)
+    if kind is QueueNotFoundError:
+        message = (
+            f"queue {queue!r} does not exist in {where}. Check the queue's name and the "
+            "region (AWS_REGION) and endpoint (AWS_ENDPOINT_URL_SQS) in use"
+        )
+    elif kind is CredentialsError:
+        message = (
+            f"SQS refused the AWS credentials in use ({code}: {detail}) at {where}. "
+            "Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+        )
+    elif kind is AccessDeniedError:
+        message = (
+            f"{operation} on queue {queue!r} is not allowed for these credentials "
+            f"({code}: {detail}). Grant the IAM permission sqs:{operation}"
+        )
+    else:
+        message = f"{operation} failed ({code}: {detail}) at {where}"
+    return kind(message, code=code, operation=operation)
+
+
 @contextlib.contextmanager
 def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None) -> Iterator[None]:
     """Turn botocore's and aiohttp's exceptions into the framework's tree."""
@@ -124,28 +156,14 @@ def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None)
         yield
     except ClientError as exc:
         error = exc.response.get("Error", {})
-        code = error.get("Code")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        kind = classify_error_code(code, status)
-        detail = error.get("Message") or str(exc)
-        if kind is QueueNotFoundError:
-            message = (
-                f"queue {queue!r} does not exist in {where}. Check the queue's name and the "
-                "region (AWS_REGION) and endpoint (AWS_ENDPOINT_URL_SQS) in use"
-            )
-        elif kind is CredentialsError:
-            message = (
-                f"SQS refused the AWS credentials in use ({code}: {detail}) at {where}. "
-                "Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
-            )
-        elif kind is AccessDeniedError:
-            message = (
-                f"{operation} on queue {queue!r} is not allowed for these credentials "
-                f"({code}: {detail}). Grant the IAM permission sqs:{operation}"
-            )
-        else:
-            message = f"{operation} failed ({code}: {detail}) at {where}"
-        raise kind(message, code=code, operation=operation) from exc
+        raise sqs_error(
+            error.get("Code"),
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
+            error.get("Message") or str(exc),
+            operation=operation,
+            endpoint=endpoint,
+            queue=queue,
+        ) from exc
     except (NoCredentialsError, PartialCredentialsError) as exc:
         raise CredentialsError(
             f"no usable AWS credentials found for {where} ({exc}). Set AWS_ACCESS_KEY_ID and "
@@ -234,6 +252,18 @@ class SQSClient(Protocol):
         self, queue_url: str, entries: Sequence[tuple[str, str, int]]
     ) -> BatchResult: ...
 
+    async def queue_url_from_arn(self, arn: str) -> str: ...
+
+    async def send_message(
+        self,
+        queue_url: str,
+        body: str,
+        *,
+        attributes: Mapping[str, Mapping[str, Any]] | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str: ...
+
 
 def _resolve_region(session: AioSession, config: AppConfig) -> str:
     region = config.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
@@ -310,6 +340,37 @@ class AioBotocoreSQSClient:
             )
         return BatchResult.from_response(response)
 
+    async def queue_url_from_arn(self, arn: str) -> str:
+        parts = arn.split(":")
+        if len(parts) != 6 or parts[:3] != ["arn", parts[1], "sqs"]:
+            raise SQSError(f"{arn!r} is not an SQS queue ARN", operation="GetQueueUrl")
+        account, name = parts[4], parts[5]
+        with self._errors("GetQueueUrl", name):
+            response = await self._client.get_queue_url(
+                QueueName=name, QueueOwnerAWSAccountId=account
+            )
+        return str(response["QueueUrl"])
+
+    async def send_message(
+        self,
+        queue_url: str,
+        body: str,
+        *,
+        attributes: Mapping[str, Mapping[str, Any]] | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
+        if attributes:
+            request["MessageAttributes"] = dict(attributes)
+        if group_id is not None:
+            request["MessageGroupId"] = group_id
+        if deduplication_id is not None:
+            request["MessageDeduplicationId"] = deduplication_id
+        with self._errors("SendMessage", queue_url):
+            response = await self._client.send_message(**request)
+        return str(response["MessageId"])
+
 
 async def open_sqs_client(
     stack: AsyncExitStack,
@@ -317,7 +378,7 @@ async def open_sqs_client(
     *,
     max_connections: int,
     longest_wait: int,
-) -> AioBotocoreSQSClient:
+) -> SQSClient:
     """Create the client (closed by `stack`), failing early on missing region or credentials."""
     try:
         session = get_session()
@@ -347,4 +408,16 @@ async def open_sqs_client(
             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
             "AWS_PROFILE, or run with an IAM role"
         )
-    return AioBotocoreSQSClient(client, endpoint)
+    botocore_path = AioBotocoreSQSClient(client, endpoint)
+    if config.client == "botocore":
+        return botocore_path
+    from ._fastpath import FastSQSClient  # the fast path imports this module
+
+    http = await stack.enter_async_context(
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=longest_wait + 15),
+            skip_auto_headers=("User-Agent",),
+        )
+    )
+    return FastSQSClient(botocore_path, client, http)

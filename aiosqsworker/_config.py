@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 from ._errors import ConfigurationError
 
@@ -122,15 +122,22 @@ class AppConfig:
             ``AWS_ENDPOINT_URL``, then the region's AWS endpoint.
         profile: a named profile from the shared AWS config files.
         shutdown_timeout: seconds running handlers get to finish after a stop is requested.
+        client: ``"fast"`` serves the hot calls (receive, delete, visibility, send) over
+            aiohttp directly; ``"botocore"`` sends every call through aiobotocore.
     """
 
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
     shutdown_timeout: float = 30.0
+    client: Literal["fast", "botocore"] = "fast"
 
     def __post_init__(self) -> None:
         _check_seconds("shutdown_timeout", self.shutdown_timeout, 0, 24 * 3600)
+        if self.client not in ("fast", "botocore"):
+            raise ConfigurationError(
+                f"client={self.client!r} is invalid: it must be 'fast' or 'botocore'"
+            )
         if self.endpoint_url is not None and not self.endpoint_url.startswith(
             ("http://", "https://")
         ):

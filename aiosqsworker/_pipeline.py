@@ -108,7 +108,8 @@ class Pipeline:
         )
 
     def statistics(self) -> ConsumerStatistics:
-        self.counters.in_flight = self._capacity.used
+        # Held messages only: room reserved by an open poll is not a message yet.
+        self.counters.in_flight = self.counters.buffered + self.counters.running
         return ConsumerStatistics.capture(self.name, self.spec.config.queue, self.counters)
 
     def request_stop(self, *, force: bool = False) -> None:

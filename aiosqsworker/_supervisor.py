@@ -1,0 +1,122 @@
+"""The supervisor of `--workers N`: N worker processes on one queue set, one core each.
+
+SQS is the distributed engine, so scaling out is just more processes reading the same queues.
+The supervisor starts them, forwards SIGTERM/SIGINT for a graceful drain (a second signal is
+forwarded too, which forces), restarts a worker that dies unexpectedly with a back-off
+against crash loops (`restart_delay`), and exits 0 once every worker has drained cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["restart_delay", "supervise"]
+
+logger = logging.getLogger("aiosqsworker.supervisor")
+
+#: A worker that ran this long before dying is not crash-looping: its back-off starts over.
+STABLE_AFTER = 30.0
+MAX_RESTART_DELAY = 30.0
+
+
+def restart_delay(consecutive_quick_deaths: int) -> float:
+    """Seconds to wait before restarting a worker: 0 at first, then 1 s doubling to 30 s."""
+    if consecutive_quick_deaths <= 1:
+        return 0.0 if consecutive_quick_deaths == 0 else 1.0
+    return min(MAX_RESTART_DELAY, 2.0 ** (consecutive_quick_deaths - 1))
+
+
+@dataclass
+class _Slot:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    started_at: float = 0.0
+    quick_deaths: int = 0
+    restarts: int = 0
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class Supervisor:
+    def __init__(self, worker_argv: Sequence[str], workers: int) -> None:
+        self._argv = list(worker_argv)
+        self._slots = [_Slot(index) for index in range(workers)]
+        self._stopping = asyncio.Event()
+        self._signals = 0
+
+    async def _spawn(self, slot: _Slot) -> None:
+        env = {**os.environ, "AIOSQSWORKER_WORKER_INDEX": str(slot.index)}
+        slot.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "aiosqsworker",
+            *self._argv,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+        slot.started_at = time.monotonic()
+        logger.info("worker %d started (pid %d)", slot.index, slot.process.pid)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        self._signals += 1
+        self._stopping.set()
+        if self._signals == 1:
+            logger.info("received %s: draining %d workers", signum.name, len(self._slots))
+        else:
+            logger.warning("received %s again: forcing the workers to stop", signum.name)
+        for slot in self._slots:
+            if slot.process is not None and slot.process.returncode is None:
+                slot.process.send_signal(signal.SIGTERM)
+
+    async def _watch(self, slot: _Slot) -> None:
+        while True:
+            await self._spawn(slot)
+            assert slot.process is not None
+            code = await slot.process.wait()
+            slot.exit_codes.append(code)
+            if self._stopping.is_set():
+                logger.info("worker %d exited with code %d", slot.index, code)
+                return
+            lived = time.monotonic() - slot.started_at
+            slot.quick_deaths = slot.quick_deaths + 1 if lived < STABLE_AFTER else 1
+            delay = restart_delay(slot.quick_deaths)
+            logger.error(
+                "worker %d (pid %d) died unexpectedly with code %d after %.1f s; restarting "
+                "in %.0f s",
+                slot.index,
+                slot.process.pid,
+                code,
+                lived,
+                delay,
+            )
+            slot.restarts += 1
+            if delay:
+                with contextlib.suppress(TimeoutError):  # a stop cuts the back-off short
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            await asyncio.gather(*(self._watch(slot) for slot in self._slots))
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+        last_codes = [slot.exit_codes[-1] if slot.exit_codes else 0 for slot in self._slots]
+        logger.info("all workers stopped (exit codes %s)", last_codes)
+        return 0 if all(code == 0 for code in last_codes) else 1
+
+
+def supervise(worker_argv: Sequence[str], workers: int) -> int:
+    """Run `python -m aiosqsworker *worker_argv` in `workers` processes; return the exit code."""
+    return asyncio.run(Supervisor(worker_argv, workers).run())
