@@ -13,7 +13,7 @@ service with ``async with app:``.
 """
 
 from ._app import App
-from ._config import AppConfig, ConsumerConfig, ConsumerSettings
+from ._config import AppConfig, ConsumerConfig, ConsumerSettings, Middleware
 from ._errors import (
     AccessDeniedError,
     AioSQSWorkerError,
@@ -21,8 +21,10 @@ from ._errors import (
     CredentialsError,
     HandlerSignatureError,
     MessageDecodeError,
+    PartialBatchFailure,
     QueueNotFoundError,
     ReceiptHandleInvalidError,
+    Reject,
     Retry,
     SQSError,
     TransientSQSError,
@@ -48,8 +50,11 @@ __all__ = [
     "HandlerSignatureError",
     "Message",
     "MessageDecodeError",
+    "Middleware",
+    "PartialBatchFailure",
     "QueueNotFoundError",
     "ReceiptHandleInvalidError",
+    "Reject",
     "Retry",
     "SQSError",
     "TransientSQSError",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ._config import AppConfig, ConsumerSettings
+from ._config import AppConfig, ConsumerSettings, Middleware
 from ._errors import AioSQSWorkerError, single_error
 from ._registry import ConsumerSpec, Registry
 from ._runner import capture_signals
@@ -52,6 +52,7 @@ class App:
         profile: str | None = None,
         shutdown_timeout: float = 30.0,
         client: Literal["fast", "botocore"] = "fast",
+        middleware: Sequence[Middleware] = (),
         consumers: Iterable[ConsumerSpec] = (),
     ) -> None:
         self.config = AppConfig(
@@ -60,6 +61,7 @@ class App:
             profile=profile,
             shutdown_timeout=shutdown_timeout,
             client=client,
+            middleware=middleware,
         )
         self._registry = Registry()
         for spec in consumers:

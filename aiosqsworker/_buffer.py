@@ -9,13 +9,27 @@ handler slots, one waiter woken per message, and on close gives back what never 
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 
-__all__ = ["Capacity", "MessageBuffer"]
+__all__ = ["Buffer", "Capacity", "MessageBuffer"]
 
 T = TypeVar("T")
+
+
+class Buffer(Protocol[T]):
+    """What the receiver fills and the handler slots drain: `MessageBuffer`, `GroupedBuffer`."""
+
+    def __len__(self) -> int: ...
+
+    def put(self, item: T) -> None: ...
+
+    async def get(self) -> T | None: ...
+
+    def task_done(self, item: T, *, succeeded: bool) -> list[T]: ...
+
+    def close(self) -> list[T]: ...
 
 
 class Capacity:
@@ -92,6 +106,10 @@ class MessageBuffer(Generic[T]):
                     self._waiters.remove(woken)
                 raise
         return self._items.popleft()
+
+    def task_done(self, item: T, *, succeeded: bool) -> list[T]:
+        """An item handed out has ended; nothing waits on it here (see `GroupedBuffer`)."""
+        return []
 
     def close(self) -> list[T]:
         """Stop handing out items; return those never handed out, and wake every waiter."""

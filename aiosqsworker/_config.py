@@ -8,18 +8,23 @@ botocore error inside a running worker.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypedDict
+from typing import Any, Literal, TypedDict
 
 from ._errors import ConfigurationError
 
-__all__ = ["AppConfig", "ConsumerConfig", "ConsumerSettings"]
+__all__ = ["AppConfig", "ConsumerConfig", "ConsumerSettings", "Middleware"]
 
 #: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
 MAX_WAIT_TIME = 20
 MAX_BATCH = 10
 MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
+
+#: ``async def middleware(message, call_next) -> object``: runs around a handler call;
+#: `call_next(message)` runs the rest of the chain. A batch consumer's middleware gets the list.
+Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -58,6 +63,17 @@ class ConsumerConfig:
         retry_base_delay: back-off after a handler's first failure; doubles with each receive.
         retry_max_delay: the cap of that back-off.
         ack_linger: how long a delete may wait for nine others to share its batch call.
+        timeout: seconds a handler may run; past it the handler is cancelled and its message
+            takes the failure path. ``None``: no limit (the lease keeper holds the message).
+        batch: hand the handler a list of up to `batch_size` messages instead of one.
+        batch_size: most messages in one batch handler call.
+        batch_window: longest wait for a batch to fill before the handler is called.
+        envelope: unwrap an ``"sns"``, ``"eventbridge"`` or ``"s3"`` envelope so that a typed
+            handler receives the inner payload.
+        dead_letter_queue: where `Reject` and last-attempt failures go (name or URL);
+            ``None`` uses the queue's RedrivePolicy target.
+        middleware: async callables ``(message, call_next)`` wrapped around the handler,
+            outermost first (after the app's own).
     """
 
     queue: str
@@ -70,6 +86,13 @@ class ConsumerConfig:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 300.0
     ack_linger: float = 0.05
+    timeout: float | None = None
+    batch: bool = False
+    batch_size: int = MAX_BATCH
+    batch_window: float = 1.0
+    envelope: Literal["sns", "eventbridge", "s3"] | None = None
+    dead_letter_queue: str | None = None
+    middleware: Sequence[Middleware] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue.strip():
@@ -90,11 +113,38 @@ class ConsumerConfig:
                 f"retry_base_delay ({self.retry_base_delay!r})"
             )
         _check_seconds("ack_linger", self.ack_linger, 0, 10)
+        if self.timeout is not None:
+            _check_seconds("timeout", self.timeout, 0.001, MAX_VISIBILITY)
+        if not isinstance(self.batch, bool):
+            raise ConfigurationError(f"batch={self.batch!r} is invalid: it must be True or False")
+        _check_int("batch_size", self.batch_size, 1, 1000)
+        _check_seconds("batch_window", self.batch_window, 0, MAX_WAIT_TIME)
+        if self.envelope not in (None, "sns", "eventbridge", "s3"):
+            raise ConfigurationError(
+                f"envelope={self.envelope!r} is invalid: it must be 'sns', 'eventbridge', 's3' "
+                "or None"
+            )
+        if self.dead_letter_queue is not None and not self.dead_letter_queue.strip():
+            raise ConfigurationError(
+                "dead_letter_queue='' is invalid: give the queue's name or URL, or None"
+            )
+        object.__setattr__(self, "middleware", tuple(self.middleware))
+        for layer in self.middleware:
+            if not callable(layer):
+                raise ConfigurationError(
+                    f"middleware {layer!r} is not callable: each must be an async function "
+                    "(message, call_next)"
+                )
+
+    @property
+    def messages_per_call(self) -> int:
+        """Messages one handler call takes: 1, or `batch_size` for a batch handler."""
+        return self.batch_size if self.batch else 1
 
     @property
     def capacity(self) -> int:
         """Most messages received and not yet finished: handlers plus buffer."""
-        return self.concurrency + self.prefetch
+        return self.concurrency * self.messages_per_call + self.prefetch
 
 
 class ConsumerSettings(TypedDict, total=False):
@@ -109,6 +159,13 @@ class ConsumerSettings(TypedDict, total=False):
     retry_base_delay: float
     retry_max_delay: float
     ack_linger: float
+    timeout: float | None
+    batch: bool
+    batch_size: int
+    batch_window: float
+    envelope: Literal["sns", "eventbridge", "s3"] | None
+    dead_letter_queue: str | None
+    middleware: Sequence[Middleware]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -124,6 +181,8 @@ class AppConfig:
         shutdown_timeout: seconds running handlers get to finish after a stop is requested.
         client: ``"fast"`` serves the hot calls (receive, delete, visibility, send) over
             aiohttp directly; ``"botocore"`` sends every call through aiobotocore.
+        middleware: async callables ``(message, call_next)`` around every consumer's handler,
+            outermost first.
     """
 
     region: str | None = None
@@ -131,9 +190,11 @@ class AppConfig:
     profile: str | None = None
     shutdown_timeout: float = 30.0
     client: Literal["fast", "botocore"] = "fast"
+    middleware: Sequence[Middleware] = ()
 
     def __post_init__(self) -> None:
         _check_seconds("shutdown_timeout", self.shutdown_timeout, 0, 24 * 3600)
+        object.__setattr__(self, "middleware", tuple(self.middleware))
         if self.client not in ("fast", "botocore"):
             raise ConfigurationError(
                 f"client={self.client!r} is invalid: it must be 'fast' or 'botocore'"

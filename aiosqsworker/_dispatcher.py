@@ -1,93 +1,54 @@
-"""Handler slots: run handlers and turn what they do into outcomes.
+"""Handler slots: run handlers and carry out the outcome of each message.
 
-`concurrency` slots take leases from the buffer and call the handler. What happens next is
-decided by `outcome_of` and `retry_delay`, plain functions; the dispatcher only queues the
-resulting delete or visibility change with the acker (never awaiting the network itself).
+`concurrency` slots take leases from the buffer and call the handler (through the
+middleware chain and, for a typed handler, the body decoder). What happens to each message
+is decided by the plain functions of `_outcomes.py`; a slot then queues the resulting delete
+or visibility change with the acker without waiting for the network. Only a dead-lettering
+awaits I/O in the slot: the copy must be in the dead-letter queue before the original is
+deleted, and the lease is kept alive meanwhile.
 
-| the handler...               | outcome                                                    |
-|------------------------------|------------------------------------------------------------|
-| returns                      | the message is deleted (batched)                           |
-| raises `Retry(delay=d)`      | visible again after d seconds                              |
-| raises any other exception   | logged with its traceback; visible again after a back-off  |
-|                              | exponential in the receive count; the queue's redrive      |
-|                              | policy dead-letters it after maxReceiveCount receives      |
-| is cancelled by a shutdown   | released: visible again at once for another worker         |
-| loses its lease              | cancelled; nothing more is sent (the message is not ours)  |
+A batch consumer's slot collects up to `batch_size` messages (waiting at most
+`batch_window` for the batch to fill) and calls the handler with the list.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
-import math
-import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import anyio
 
 from ._acker import Acker
-from ._buffer import Capacity, MessageBuffer
-from ._config import MAX_VISIBILITY, ConsumerConfig
-from ._errors import Retry
+from ._buffer import Buffer, Capacity
+from ._client import SQSClient
+from ._config import ConsumerConfig, Middleware
+from ._deadletter import DeadLetterQueue
+from ._errors import Reject, Retry
 from ._leases import Lease, LeaseKeeper
 from ._message import Message
+from ._outcomes import Outcome, batch_failures, decide, retry_delay, within_visibility_cap
 from ._stats import Counters
 
-__all__ = [
-    "Dispatcher",
-    "Handler",
-    "Outcome",
-    "outcome_of",
-    "retry_delay",
-    "within_visibility_cap",
-]
+__all__ = ["Dispatcher", "chain_middleware"]
 
 logger = logging.getLogger("aiosqsworker.dispatcher")
 
-Handler = Callable[[Message], Awaitable[object]]
+Call = Callable[[Any], Awaitable[object]]
 
 
-class Outcome(enum.Enum):
-    ACK = "ack"
-    RETRY = "retry"
-    RELEASE = "release"
-    LOST = "lost"
+def chain_middleware(middleware: Sequence[Middleware], call: Call) -> Call:
+    """`call` wrapped in `middleware`, the first one outermost."""
+    for layer in reversed(middleware):
+        call = _wrap(layer, call)
+    return call
 
 
-def retry_delay(
-    receive_count: int,
-    base: float,
-    cap: float,
-    *,
-    held_for: float = 0.0,
-    jitter: Callable[[], float] = random.random,
-) -> int:
-    """Seconds before a failed message is visible again.
+def _wrap(layer: Middleware, call_next: Call) -> Call:
+    async def wrapped(item: Any) -> object:
+        return await layer(item, call_next)
 
-    Doubles with each receive from `base`, capped at `cap`, with "equal jitter" (between half
-    and all of it) so that a burst of failures does not come back as a burst. Rounded up to
-    SQS's whole seconds, and kept within the 12 hours SQS allows a message to stay invisible
-    counting the `held_for` seconds it has been held already.
-    """
-    exponent = min(max(receive_count, 1) - 1, 32)
-    full = min(cap, base * 2**exponent)
-    return within_visibility_cap(full / 2 + full / 2 * jitter(), held_for)
-
-
-def within_visibility_cap(delay: float, held_for: float) -> int:
-    """`delay` in SQS's whole seconds, cut so the message is not held past 12 hours."""
-    return max(0, min(math.ceil(delay), MAX_VISIBILITY - math.ceil(held_for)))
-
-
-def outcome_of(error: BaseException | None, *, lost: bool, cancelled: bool) -> Outcome:
-    """What a handler's ending means for its message."""
-    if lost:
-        return Outcome.LOST
-    if cancelled:
-        return Outcome.RELEASE
-    if error is None:
-        return Outcome.ACK
-    return Outcome.RETRY
+    return wrapped
 
 
 class Dispatcher:
@@ -95,23 +56,27 @@ class Dispatcher:
 
     def __init__(
         self,
-        handler: Handler,
+        call: Call,
         config: ConsumerConfig,
-        buffer: MessageBuffer[Lease],
+        buffer: Buffer[Lease],
         capacity: Capacity,
         leases: LeaseKeeper,
         acker: Acker,
         counters: Counters,
         *,
+        client: SQSClient,
+        dead_letters: DeadLetterQueue | None,
         consumer: str,
     ) -> None:
-        self._handler = handler
+        self._call = call
         self._config = config
         self._buffer = buffer
         self._capacity = capacity
         self._leases = leases
         self._acker = acker
         self._counters = counters
+        self._client = client
+        self._dead_letters = dead_letters
         self._consumer = consumer
         self._scope = anyio.CancelScope()
         self.finished = anyio.Event()
@@ -121,24 +86,32 @@ class Dispatcher:
         self._scope.cancel()
 
     async def run(self) -> None:
+        slot = self._batch_slot if self._config.batch else self._slot
         try:
             with self._scope:
                 async with anyio.create_task_group() as tg:
                     for _ in range(self._config.concurrency):
-                        tg.start_soon(self._slot)
+                        tg.start_soon(slot)
         finally:
             self.finished.set()
 
-    async def _slot(self) -> None:
+    async def _next(self) -> Lease | None:
+        """The next buffered message still ours, or None once the buffer is closed."""
         while (lease := await self._buffer.get()) is not None:
             self._counters.buffered -= 1
-            if lease.lost:
-                self._capacity.release(1)
-                continue
+            if not lease.lost:
+                return lease
+            self._capacity.release(1)
+            self._release_successors(self._buffer.task_done(lease, succeeded=False))
+        return None
+
+    # One message per call.
+
+    async def _slot(self) -> None:
+        while (lease := await self._next()) is not None:
             await self._handle(lease)
 
     async def _handle(self, lease: Lease) -> None:
-        message = lease.message
         counters = self._counters
         counters.running += 1
         error: BaseException | None = None
@@ -147,55 +120,156 @@ class Dispatcher:
             with anyio.CancelScope() as lease_scope:
                 lease.on_lost = lease_scope.cancel
                 try:
-                    await self._handler(message)
+                    with anyio.fail_after(self._config.timeout):
+                        await self._call(lease.message)
                 except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
                     error = exc
             cancelled = False
         finally:
             lease.on_lost = None
             counters.running -= 1
-            self._finish(lease, error, lost=lease.lost, cancelled=cancelled)
+            if cancelled:
+                self._conclude(lease, Outcome.RELEASE, None)
+        if isinstance(error, TimeoutError) and self._config.timeout is not None:
+            logger.error(
+                "[%s] handler ran past its timeout of %g s on message %s: cancelled",
+                self._consumer,
+                self._config.timeout,
+                lease.message.message_id,
+            )
+        await self._settle(lease, error)
 
-    def _finish(
-        self, lease: Lease, error: BaseException | None, *, lost: bool, cancelled: bool
-    ) -> None:
-        outcome = outcome_of(error, lost=lost, cancelled=cancelled)
+    # A list of messages per call.
+
+    async def _batch_slot(self) -> None:
+        while (first := await self._next()) is not None:
+            batch = [first]
+            with anyio.move_on_after(self._config.batch_window):
+                while len(batch) < self._config.batch_size:
+                    lease = await self._next()
+                    if lease is None:
+                        break
+                    batch.append(lease)
+            await self._handle_batch(batch)
+
+    async def _handle_batch(self, batch: list[Lease]) -> None:
+        counters = self._counters
+        counters.running += len(batch)
+        messages = [lease.message for lease in batch]
+        error: BaseException | None = None
+        returned: object = None
+        cancelled = True
+        try:
+            try:
+                with anyio.fail_after(self._config.timeout):
+                    returned = await self._call(messages)
+            except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
+                error = exc
+            cancelled = False
+        finally:
+            counters.running -= len(batch)
+            if cancelled:
+                for lease in batch:
+                    self._conclude(lease, Outcome.RELEASE, None)
+        failures = batch_failures(messages, returned, error)
+        for lease in batch:
+            await self._settle(lease, failures[lease.message.message_id])
+
+    # Outcomes.
+
+    async def _settle(self, lease: Lease, error: BaseException | None) -> None:
+        """Decide the message's outcome and carry it out."""
+        dead_letters = self._dead_letters
+        outcome = decide(
+            error,
+            lost=lease.lost,
+            last_attempt=dead_letters is not None and dead_letters.is_last_attempt(lease.message),
+            has_dead_letter_queue=dead_letters is not None,
+        )
+        if outcome is Outcome.DEAD_LETTER:
+            assert dead_letters is not None
+            assert error is not None
+            reason = error.reason if isinstance(error, Reject) else "last attempt failed"
+            moved = await dead_letters.send(
+                self._client, lease.message, error, consumer=self._consumer, reason=reason
+            )
+            if not moved:
+                outcome = Outcome.RETRY
+        self._conclude(lease, outcome, error)
+
+    def _conclude(self, lease: Lease, outcome: Outcome, error: BaseException | None) -> None:
         self._leases.finish(lease)
         self._capacity.release(1)
+        counters = self._counters
         message = lease.message
         if outcome is Outcome.ACK:
-            self._counters.succeeded += 1
+            counters.succeeded += 1
             self._acker.delete(lease)
+        elif outcome is Outcome.DEAD_LETTER:
+            counters.failed += 1
+            counters.dead_lettered += 1
+            self._acker.delete(lease)  # the copy is in the dead-letter queue already
         elif outcome is Outcome.RELEASE:
             logger.info(
                 "[%s] released message %s (handler cancelled)", self._consumer, message.message_id
             )
             self._acker.change_visibility(lease, 0, "release")
         elif outcome is Outcome.RETRY:
-            self._counters.failed += 1
+            counters.failed += 1
             delay = self._retry_delay(lease, error)
-            if isinstance(error, Retry):
-                logger.info(
-                    "[%s] message %s asked to be retried in %d s",
-                    self._consumer,
-                    message.message_id,
-                    delay,
-                )
-            else:
-                logger.error(
-                    "[%s] handler failed on message %s (receive %d); visible again in %d s",
-                    self._consumer,
-                    message.message_id,
-                    message.receive_count,
-                    delay,
-                    exc_info=error,
-                )
+            self._log_failure(message, error, delay)
             self._acker.change_visibility(lease, delay, "retry")
+        succeeded = outcome is Outcome.ACK
+        self._release_successors(self._buffer.task_done(lease, succeeded=succeeded))
+
+    def _release_successors(self, successors: list[Lease]) -> None:
+        """FIFO: a group's later messages wait for the failed one to be retried first."""
+        for lease in successors:
+            self._leases.finish(lease)
+            self._capacity.release(1)
+            self._acker.change_visibility(lease, 0, "release")
+        if successors:
+            logger.info(
+                "[%s] released %d later messages of group %s so that it is retried in order",
+                self._consumer,
+                len(successors),
+                successors[0].message.group_id,
+            )
+
+    def _log_failure(self, message: Message, error: BaseException | None, delay: int) -> None:
+        if isinstance(error, Retry):
+            logger.info(
+                "[%s] message %s asked to be retried in %d s",
+                self._consumer,
+                message.message_id,
+                delay,
+            )
+        elif isinstance(error, Reject):
+            logger.error(
+                "[%s] message %s was rejected (%s) but there is no dead-letter queue to move "
+                "it to: retrying it in %d s. Give the queue a RedrivePolicy or the consumer "
+                "dead_letter_queue=...",
+                self._consumer,
+                message.message_id,
+                error.reason,
+                delay,
+            )
+        else:
+            logger.error(
+                "[%s] handler failed on message %s (receive %d); visible again in %d s",
+                self._consumer,
+                message.message_id,
+                message.receive_count,
+                delay,
+                exc_info=error,
+            )
 
     def _retry_delay(self, lease: Lease, error: BaseException | None) -> int:
         held_for = anyio.current_time() - lease.received_at
         if isinstance(error, Retry):
             return within_visibility_cap(error.delay, held_for)
+        if isinstance(error, Reject):
+            return within_visibility_cap(self._config.retry_max_delay, held_for)
         return retry_delay(
             lease.message.receive_count,
             self._config.retry_base_delay,

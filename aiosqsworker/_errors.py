@@ -13,7 +13,8 @@ AioSQSWorkerError
     └── TransientSQSError         worth retrying: throttling, 5xx, connection trouble
 ```
 
-`Retry` is not an error: it is control flow a handler raises to set its own retry delay.
+`Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
+flow a handler raises to choose what happens to its messages.
 
 Errors raised by botocore and aiohttp never leave `_client.py`: `map_sqs_errors` turns them
 into this tree at the boundary, so the rest of the code (and users) catch only these.
@@ -22,6 +23,7 @@ into this tree at the boundary, so the rest of the code (and users) catch only t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 __all__ = [
     "AccessDeniedError",
@@ -30,8 +32,10 @@ __all__ = [
     "CredentialsError",
     "HandlerSignatureError",
     "MessageDecodeError",
+    "PartialBatchFailure",
     "QueueNotFoundError",
     "ReceiptHandleInvalidError",
+    "Reject",
     "Retry",
     "SQSError",
     "TransientSQSError",
@@ -112,6 +116,32 @@ class Retry(Exception):
             )
         super().__init__(f"retry requested in {delay:g} s")
         self.delay = float(delay)
+
+
+class Reject(Exception):
+    """Raise from a handler to give up on the message now: no retry.
+
+    The message goes to the dead-letter queue at once (the queue's redrive target, or the
+    consumer's `dead_letter_queue`), carrying the failure record, and is then deleted. With
+    no dead-letter queue to go to, it is retried after `retry_max_delay` instead (a rejected
+    message is never deleted without a copy), and an error says why.
+    """
+
+    def __init__(self, reason: str = "rejected by the handler") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PartialBatchFailure(Exception):
+    """Raise from a batch handler to fail some of its messages; the others are deleted.
+
+    `failed` holds the failed messages (or their message ids). Returning the same list from
+    the handler does the same without raising.
+    """
+
+    def __init__(self, failed: Iterable[object], reason: str = "some messages failed") -> None:
+        super().__init__(reason)
+        self.failed = list(failed)
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

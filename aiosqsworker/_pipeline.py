@@ -14,15 +14,19 @@ shutdown in order:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import anyio
 from anyio.abc import TaskStatus
 
 from ._acker import Acker
-from ._buffer import Capacity, MessageBuffer
+from ._buffer import Buffer, Capacity, MessageBuffer
 from ._client import SQSClient
-from ._dispatcher import Dispatcher
-from ._errors import AioSQSWorkerError, single_error
+from ._config import ConsumerConfig, Middleware
+from ._deadletter import DeadLetterQueue, parse_redrive_policy
+from ._dispatcher import Dispatcher, chain_middleware
+from ._errors import AioSQSWorkerError, ConfigurationError, SQSError, single_error
+from ._fifo import GroupedBuffer
 from ._leases import Lease, LeaseKeeper
 from ._receiver import Receiver
 from ._registry import ConsumerSpec
@@ -39,22 +43,45 @@ FLUSH_TIMEOUT = 15.0
 class QueueInfo:
     """What a pipeline needs to know of its queue, read once at start."""
 
-    def __init__(self, url: str, attributes: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, attributes: dict[str, str], dead_letters: DeadLetterQueue | None
+    ) -> None:
         self.url = url
         self.attributes = attributes
+        self.dead_letters = dead_letters
 
     @property
     def visibility_timeout(self) -> int:
         return int(self.attributes.get("VisibilityTimeout", "30"))
 
     @property
-    def redrive_policy(self) -> str | None:
-        return self.attributes.get("RedrivePolicy")
+    def fifo(self) -> bool:
+        return self.attributes.get("FifoQueue") == "true" or self.url.endswith(".fifo")
 
     @classmethod
-    async def fetch(cls, client: SQSClient, queue: str) -> QueueInfo:
-        url = await client.resolve_queue_url(queue)
-        return cls(url, await client.get_queue_attributes(url))
+    async def fetch(cls, client: SQSClient, config: ConsumerConfig) -> QueueInfo:
+        url = await client.resolve_queue_url(config.queue)
+        attributes = await client.get_queue_attributes(url)
+        policy = parse_redrive_policy(attributes.get("RedrivePolicy"))
+        max_receive_count = policy[1] if policy else None
+        dead_letters: DeadLetterQueue | None = None
+        if config.dead_letter_queue is not None:
+            dlq_url = await client.resolve_queue_url(config.dead_letter_queue)
+            dead_letters = DeadLetterQueue(dlq_url, max_receive_count)
+        elif policy is not None:
+            try:
+                dead_letters = DeadLetterQueue(
+                    await client.queue_url_from_arn(policy[0]), max_receive_count
+                )
+            except SQSError as exc:
+                logger.warning(
+                    "queue %s: cannot reach its dead-letter queue %s (%s): failures are left "
+                    "to SQS's redrive, without failure records",
+                    url,
+                    policy[0],
+                    exc,
+                )
+        return cls(url, attributes, dead_letters)
 
 
 class Pipeline:
@@ -67,8 +94,14 @@ class Pipeline:
         queue: QueueInfo,
         *,
         shutdown_timeout: float,
+        middleware: Sequence[Middleware] = (),
     ) -> None:
         config = spec.config
+        if config.batch and queue.fifo:
+            raise ConfigurationError(
+                f"consumer {spec.name!r}: batch=True is not supported on the FIFO queue "
+                f"{queue.url}: its groups are handled one message at a time, in order"
+            )
         self.name = spec.name
         self.spec = spec
         self.queue = queue
@@ -77,7 +110,7 @@ class Pipeline:
         self.counters = Counters()
         self._stop_requested = anyio.Event()
         self._capacity = Capacity(config.capacity)
-        self._buffer: MessageBuffer[Lease] = MessageBuffer()
+        self._buffer: Buffer[Lease] = GroupedBuffer() if queue.fifo else MessageBuffer()
         self._leases = LeaseKeeper(
             client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
         )
@@ -97,13 +130,15 @@ class Pipeline:
             consumer=self.name,
         )
         self._dispatcher = Dispatcher(
-            spec.handler,
+            chain_middleware([*middleware, *config.middleware], spec.invoke),
             config,
             self._buffer,
             self._capacity,
             self._leases,
             self._acker,
             self.counters,
+            client=client,
+            dead_letters=queue.dead_letters,
             consumer=self.name,
         )
 

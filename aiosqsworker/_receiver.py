@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 
 from ._acker import Acker
-from ._buffer import Capacity, MessageBuffer
+from ._buffer import Buffer, Capacity
 from ._client import SQSClient
 from ._config import ConsumerConfig
 from ._errors import AccessDeniedError, CredentialsError, QueueNotFoundError, SQSError
@@ -59,7 +59,7 @@ class Receiver:
         config: ConsumerConfig,
         visibility_timeout: int,
         capacity: Capacity,
-        buffer: MessageBuffer[Lease],
+        buffer: Buffer[Lease],
         leases: LeaseKeeper,
         acker: Acker,
         counters: Counters,

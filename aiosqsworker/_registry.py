@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+import typing
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._bodies import build_invoker
 from ._config import ConsumerConfig, ConsumerSettings
-from ._dispatcher import Handler
 from ._errors import ConfigurationError, HandlerSignatureError
+from ._message import Message
 
 __all__ = ["ConsumerSpec", "Registry", "check_handler", "consumer", "default_registry"]
 
@@ -35,37 +37,85 @@ def _is_async(handler: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-def check_handler(handler: object) -> None:
-    """Refuse a handler the framework cannot call as ``await handler(message)``."""
+def _takes_message_too(signature: inspect.Signature, handler: object) -> bool:
+    """Whether the second positional parameter asks for the Message (beside a typed body)."""
+    positional = [
+        p
+        for p in signature.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) < 2:
+        return False
+    try:
+        hints = typing.get_type_hints(handler)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: not a typed handler
+        return False
+    return hints.get(positional[1].name) is Message
+
+
+def check_handler(handler: object, *, batch: bool = False) -> None:
+    """Refuse a handler the framework cannot call as ``await handler(message)``.
+
+    A typed handler may take the Message as a second parameter; a batch handler takes one
+    parameter, the list of messages.
+    """
     name = _describe(handler)
     if not callable(handler):
         raise HandlerSignatureError(f"handler {name} is not callable")
+    shape = "messages: list[Message]" if batch else "message: Message"
     if not _is_async(handler):
         raise HandlerSignatureError(
-            f"handler {name} is not async: define it as "
-            "`async def handler(message: Message) -> None` (a blocking handler would stall "
-            "every other message of the worker)"
+            f"handler {name} is not async: define it as `async def {_short_name(handler)}"
+            f"({shape}) -> None` (a blocking handler would stall every other message of the "
+            "worker)"
         )
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):  # some builtins have no signature: let them be
         return
+    arguments = 2 if not batch and _takes_message_too(signature, handler) else 1
     try:
-        signature.bind(object())
+        signature.bind(*([object()] * arguments))
     except TypeError as exc:
         raise HandlerSignatureError(
-            f"handler {name}{signature} cannot be called with one message ({exc}): it must "
-            "take exactly one positional parameter, the Message, and give every other "
-            "parameter a default"
+            f"handler {name}{signature} cannot be called as handler({shape}) ({exc}): it "
+            "must take one positional parameter (a typed handler may take the Message as a "
+            "second one), and give every other parameter a default"
         ) from None
+
+
+def _short_name(handler: object) -> str:
+    return str(getattr(handler, "__name__", None) or "handler")
 
 
 @dataclass(frozen=True, slots=True)
 class ConsumerSpec:
-    """A handler and the settings it consumes its queue with."""
+    """A handler and the settings it consumes its queue with.
 
-    handler: Handler
+    `invoke` is what the dispatcher awaits: the handler itself, or a wrapper that decodes a
+    typed body first (built once, at decoration).
+    """
+
+    handler: Callable[..., Awaitable[object]]
     config: ConsumerConfig
+    invoke: Callable[[Any], Awaitable[object]]
+
+    @classmethod
+    def build(
+        cls, handler: Callable[..., Awaitable[object]], config: ConsumerConfig
+    ) -> ConsumerSpec:
+        """Check the handler against the settings and prepare how it is called."""
+        check_handler(handler, batch=config.batch)
+        if config.batch:
+            if config.envelope is not None:
+                raise ConfigurationError(
+                    "envelope= applies to one-message handlers; a batch handler receives "
+                    "Message objects and can decode each body itself"
+                )
+            invoke: Callable[[Any], Awaitable[object]] = handler
+        else:
+            invoke = build_invoker(handler, config.envelope)
+        return cls(handler=handler, config=config, invoke=invoke)
 
     @property
     def name(self) -> str:
@@ -102,8 +152,7 @@ class Registry:
             raise ConfigurationError(f"{exc}; the settings of a consumer are: {allowed}") from None
 
         def register(handler: H) -> H:
-            check_handler(handler)
-            self.add(ConsumerSpec(handler=handler, config=config))
+            self.add(ConsumerSpec.build(handler, config))
             return handler
 
         return register

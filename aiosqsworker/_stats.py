@@ -15,6 +15,7 @@ class Counters:
     succeeded: int = 0
     failed: int = 0
     retried: int = 0
+    dead_lettered: int = 0
     released: int = 0
     deleted: int = 0
     delete_failures: int = 0
@@ -40,6 +41,8 @@ class ConsumerStatistics:
         succeeded: handlers that returned.
         failed: handlers that raised (each is retried or, at last, dead-lettered by SQS).
         retried: messages whose visibility was set for a retry after a failure.
+        dead_lettered: messages the framework moved to the dead-letter queue itself (a
+            `Reject`, or a failure on the last receive the redrive policy allows).
         released: messages made visible again at once (shutdown, buffered, late polls).
         deleted: messages SQS confirmed deleted.
         delete_failures: delete entries SQS refused for good (the message may come back).
@@ -60,6 +63,7 @@ class ConsumerStatistics:
     succeeded: int
     failed: int
     retried: int
+    dead_lettered: int
     released: int
     deleted: int
     delete_failures: int

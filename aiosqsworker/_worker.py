@@ -108,9 +108,15 @@ class Worker:
 
     async def _build_pipelines(self, client: SQSClient) -> None:
         for spec in self.specs:
-            queue = await QueueInfo.fetch(client, spec.config.queue)
+            queue = await QueueInfo.fetch(client, spec.config)
             self._pipelines.append(
-                Pipeline(spec, client, queue, shutdown_timeout=self.config.shutdown_timeout)
+                Pipeline(
+                    spec,
+                    client,
+                    queue,
+                    shutdown_timeout=self.config.shutdown_timeout,
+                    middleware=self.config.middleware,
+                )
             )
 
     async def _run_pipeline(
