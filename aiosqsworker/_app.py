@@ -90,6 +90,20 @@ class App:
         """A snapshot of every consumer's counters, by consumer name (empty before a run)."""
         return self._worker.statistics() if self._worker is not None else {}
 
+    def health(self) -> tuple[bool, str]:
+        """Liveness: (False, why) when a consumer's polling has silently stalled."""
+        if self._worker is None or self._worker.state is not WorkerState.RUNNING:
+            return True, f"state {self.state.value}"
+        stalled = self._worker.stalled_consumers()
+        if stalled:
+            return False, "no completed poll for over twice the wait time: " + ", ".join(stalled)
+        return True, "polling"
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: (True, ...) once every queue was found and consumers run, until a stop."""
+        state = self.state
+        return state is WorkerState.RUNNING, f"state {state.value}"
+
     def stop(self, *, force: bool = False) -> None:
         """Ask a running app to shut down gracefully (or, with `force`, at once)."""
         if self._worker is not None:

@@ -119,11 +119,13 @@ class Dispatcher:
         try:
             with anyio.CancelScope() as lease_scope:
                 lease.on_lost = lease_scope.cancel
+                started = anyio.current_time()
                 try:
                     with anyio.fail_after(self._config.timeout):
                         await self._call(lease.message)
                 except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
                     error = exc
+                counters.latency.record(anyio.current_time() - started)
             cancelled = False
         finally:
             lease.on_lost = None
@@ -160,11 +162,13 @@ class Dispatcher:
         returned: object = None
         cancelled = True
         try:
+            started = anyio.current_time()
             try:
                 with anyio.fail_after(self._config.timeout):
                     returned = await self._call(messages)
             except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
                 error = exc
+            counters.latency.record(anyio.current_time() - started)
             cancelled = False
         finally:
             counters.running -= len(batch)

@@ -147,6 +147,10 @@ class Pipeline:
         self.counters.in_flight = self.counters.buffered + self.counters.running
         return ConsumerStatistics.capture(self.name, self.spec.config.queue, self.counters)
 
+    def stalled(self) -> bool:
+        """Whether polling has silently stopped (see `Receiver.stalled`)."""
+        return self._receiver.stalled(anyio.current_time())
+
     def request_stop(self, *, force: bool = False) -> None:
         """Begin the shutdown; with `force`, cancel running handlers at once."""
         self._stop_requested.set()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from typing import Any
 
 import anyio
@@ -78,11 +79,23 @@ class Receiver:
         self._consumer = consumer
         self._stopping = False
         self._open_polls = 0
+        self._waiting_for_room = 0
         self._scope = anyio.CancelScope()
+        self.last_completed_poll = anyio.current_time()
 
     @property
     def open_polls(self) -> int:
         return self._open_polls
+
+    def stalled(self, now: float) -> bool:
+        """True when no poll completed for twice the wait (plus slack) though there was room.
+
+        A consumer whose handlers fill its capacity does not poll, by design: that is
+        back-pressure, not a stall.
+        """
+        if self._waiting_for_room or self._stopping:
+            return False
+        return now - self.last_completed_poll > 2 * self._config.wait_time + 5
 
     def stop(self) -> None:
         """Start no new poll; polls already open finish and their messages are released."""
@@ -94,6 +107,7 @@ class Receiver:
         self._scope.cancel()
 
     async def run(self) -> None:
+        self.last_completed_poll = anyio.current_time()
         with self._scope:
             async with anyio.create_task_group() as tg:
                 for _ in range(poller_count(self._config)):
@@ -104,7 +118,11 @@ class Receiver:
         at_least = min(batch, self._capacity.total)
         errors = 0
         while not self._stopping:
-            room = await self._capacity.reserve(at_least, batch)
+            self._waiting_for_room += 1
+            try:
+                room = await self._capacity.reserve(at_least, batch)
+            finally:
+                self._waiting_for_room -= 1
             if room == 0 or self._stopping:
                 self._capacity.release(room)
                 return
@@ -138,6 +156,8 @@ class Receiver:
                 self._open_polls -= 1
             errors = 0
             self._counters.polls += 1
+            self._counters.last_poll_at = time.time()
+            self.last_completed_poll = anyio.current_time()
             self._capacity.release(room - len(raw_messages))
             self._accept(raw_messages, sent_at)
 

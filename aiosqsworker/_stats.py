@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import math
+from dataclasses import dataclass, field, fields
 
-__all__ = ["ConsumerStatistics", "Counters"]
+__all__ = ["ConsumerStatistics", "Counters", "LatencyHistogram"]
+
+_SMALLEST = 0.001  # 1 ms
+_GROWTH = 1.25  # each bucket 25 % wider than the last: quantiles within ~12 %
+_BUCKETS = 80  # up to about 15 hours
+
+
+class LatencyHistogram:
+    """Handler durations in logarithmic buckets: O(1) to record, quantiles on demand."""
+
+    __slots__ = ("_counts", "count")
+
+    def __init__(self) -> None:
+        self._counts = [0] * _BUCKETS
+        self.count = 0
+
+    def record(self, seconds: float) -> None:
+        index = 0 if seconds <= _SMALLEST else math.ceil(math.log(seconds / _SMALLEST, _GROWTH))
+        self._counts[min(index, _BUCKETS - 1)] += 1
+        self.count += 1
+
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding quantile `q`, or None with no samples."""
+        if not self.count:
+            return None
+        rank = q * self.count
+        seen = 0
+        for index, count in enumerate(self._counts):
+            seen += count
+            if seen >= rank:
+                return _SMALLEST * _GROWTH**index
+        return _SMALLEST * _GROWTH ** (_BUCKETS - 1)
 
 
 @dataclass(slots=True)
@@ -28,6 +60,8 @@ class Counters:
     in_flight: int = 0
     buffered: int = 0
     running: int = 0
+    last_poll_at: float | None = None  # wall clock (time.time()) of the last completed poll
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,6 +89,10 @@ class ConsumerStatistics:
         in_flight: messages received and not yet finished, buffered ones included.
         buffered: messages received and waiting for a free handler.
         running: handlers running now.
+        last_poll_at: when the last ReceiveMessage call completed (seconds since the epoch),
+            or None before the first.
+        latency_p50, latency_p90, latency_p99: handler durations in seconds (upper bounds of
+            logarithmic buckets 25 % wide), or None before the first handler ended.
     """
 
     name: str
@@ -76,8 +114,22 @@ class ConsumerStatistics:
     in_flight: int
     buffered: int
     running: int
+    last_poll_at: float | None
+    latency_p50: float | None
+    latency_p90: float | None
+    latency_p99: float | None
 
     @classmethod
     def capture(cls, name: str, queue: str, counters: Counters) -> ConsumerStatistics:
-        values = {f.name: getattr(counters, f.name) for f in fields(Counters)}
-        return cls(name=name, queue=queue, **values)
+        values = {
+            f.name: getattr(counters, f.name) for f in fields(Counters) if f.name != "latency"
+        }
+        latency = counters.latency
+        return cls(
+            name=name,
+            queue=queue,
+            latency_p50=latency.quantile(0.5),
+            latency_p90=latency.quantile(0.9),
+            latency_p99=latency.quantile(0.99),
+            **values,
+        )

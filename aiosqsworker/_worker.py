@@ -60,6 +60,10 @@ class Worker:
     def statistics(self) -> dict[str, ConsumerStatistics]:
         return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
 
+    def stalled_consumers(self) -> list[str]:
+        """Consumers whose polling has silently stopped (for a liveness probe)."""
+        return [pipeline.name for pipeline in self._pipelines if pipeline.stalled()]
+
     def request_stop(self, *, force: bool = False) -> None:
         """Begin a graceful shutdown; `force` also cancels running handlers."""
         self._stop_requested = True
