@@ -90,6 +90,10 @@ class App:
         """A snapshot of every consumer's counters, by consumer name (empty before a run)."""
         return self._worker.statistics() if self._worker is not None else {}
 
+    async def backlog(self) -> dict[str, int]:
+        """Each consumer's queue depth as SQS approximates it (empty when not running)."""
+        return await self._worker.backlog() if self._worker is not None else {}
+
     def health(self) -> tuple[bool, str]:
         """Liveness: (False, why) when a consumer's polling has silently stalled."""
         if self._worker is None or self._worker.state is not WorkerState.RUNNING:

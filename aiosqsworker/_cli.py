@@ -1,25 +1,24 @@
-"""`python -m aiosqsworker`: run the consumers of a module, or the demo."""
+"""`python -m aiosqsworker`: run consumers, the demo, and the operator's tools."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import importlib
-import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ._app import App
 from ._errors import AioSQSWorkerError, ConfigurationError
+from ._logging import configure_logging
 from ._registry import default_registry
 from ._runner import run, uvloop_available
 
 __all__ = ["load_app", "main"]
 
-logger = logging.getLogger("aiosqsworker")
-
 ENV_PREFIX = "AIOSQSWORKER_"
+COMMANDS = ("run", "demo", "scale")
 
 RUN_EPILOG = """\
 environment:
@@ -31,7 +30,10 @@ environment:
   AIOSQSWORKER_SHUTDOWN_TIMEOUT    default of --shutdown-timeout
   AIOSQSWORKER_WORKERS             default of --workers
   AIOSQSWORKER_CLIENT              default of --client
+  AIOSQSWORKER_METRICS_PORT        default of --metrics-port
+  AIOSQSWORKER_METRICS_HOST        default of --metrics-host
   AIOSQSWORKER_LOG_LEVEL           default of --log-level
+  AIOSQSWORKER_LOG_FORMAT          default of --log-format
 
 signals:
   SIGTERM or SIGINT stops gracefully: no new polls, buffered messages released,
@@ -45,22 +47,78 @@ exit codes:
 examples:
   python -m aiosqsworker myservice.orders
   python -m aiosqsworker myservice.orders:app --shutdown-timeout 60
+  python -m aiosqsworker myservice.orders --workers 4 --metrics-port 9090
   AWS_ENDPOINT_URL_SQS=http://127.0.0.1:4566 python -m aiosqsworker myservice.orders
 """
 
+SCALE_EPILOG = """\
+how it decides:
+  arrivals = completions + growth of the queue (visible + in flight + delayed),
+  desired  = ceil((arrivals + visible / --target-latency) / per-worker rate),
+  clamped to [--min, --max]. The per-worker rate is --per-worker-rate, or measured
+  from the workers' own counters (--worker-metrics, their /metrics endpoints).
 
-def _env(name: str, default: str) -> str:
+examples:
+  python -m aiosqsworker scale orders --target-latency 60 --min 1 --max 20 --per-worker-rate 40
+  python -m aiosqsworker scale orders --worker-metrics http://10.0.0.5:9090/metrics --watch
+"""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(ENV_PREFIX + name, default)
+
+
+def _env_int(name: str, default: int | None) -> int | None:
+    raw = _env(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name}={raw!r} is invalid: it must be a whole number"
+        ) from None
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
+    parser.add_argument(
+        "--endpoint-url", help="SQS endpoint (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL)"
+    )
+    parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+
+
+def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=(_env("LOG_LEVEL") or "INFO").upper(),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT") or "text",
+        choices=["text", "json"],
+        help="text for people, json (one object per line) for machines (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-uvloop",
+        action="store_true",
+        help="use asyncio's own event loop even when uvloop is installed",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiosqsworker",
-        description="Run SQS consumers. Commands: run (the default), demo.",
+        description="Run SQS consumers. Commands: run (the default), demo, scale.",
         usage="python -m aiosqsworker [run] MODULE[:APP] [options]\n"
-        "       python -m aiosqsworker demo [options]",
+        "       python -m aiosqsworker demo [options]\n"
+        "       python -m aiosqsworker scale QUEUE [options]",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     run_parser = sub.add_parser(
         "run",
         help="run the consumers a module registers (the default command)",
@@ -70,12 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run_parser.add_argument("target", metavar="MODULE[:APP]", help="e.g. myservice.orders")
-    run_parser.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
-    run_parser.add_argument(
-        "--endpoint-url", help="SQS endpoint (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL)"
-    )
-    run_parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
-    _add_common(run_parser)
+    _add_connection_options(run_parser)
     run_parser.add_argument(
         "--shutdown-timeout",
         type=float,
@@ -85,17 +138,36 @@ def _build_parser() -> argparse.ArgumentParser:
     run_parser.add_argument(
         "--workers",
         type=int,
-        default=int(_env("WORKERS", "1")) if _env("WORKERS", "1").isdigit() else 1,
-        help="worker processes to run under a supervisor that forwards signals and restarts "
-        "crashed workers (default: AIOSQSWORKER_WORKERS, else %(default)s: no supervisor)",
+        help="worker processes, under a supervisor that forwards signals and restarts "
+        "crashed workers (default: AIOSQSWORKER_WORKERS, else 1: no supervisor)",
     )
     run_parser.add_argument(
         "--client",
         choices=["fast", "botocore"],
-        default=None,
         help="'fast' sends the hot calls over aiohttp directly, 'botocore' everything through "
         "aiobotocore (default: AIOSQSWORKER_CLIENT, else the App's, else fast)",
     )
+    run_parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics, /healthz and /readyz on this port (default: "
+        "AIOSQSWORKER_METRICS_PORT, else none). With --workers N, worker i uses port+i",
+    )
+    run_parser.add_argument(
+        "--metrics-host",
+        help="address the metrics server binds (default: AIOSQSWORKER_METRICS_HOST, else "
+        "127.0.0.1; use 0.0.0.0 only where the network is yours)",
+    )
+    progress = run_parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="print a progress line every 5 s (default: when stderr is a terminal)",
+    )
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_logging_options(run_parser)
 
     demo_parser = sub.add_parser(
         "demo",
@@ -109,23 +181,37 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep consuming after the demo messages are done, until Ctrl-C",
     )
-    _add_common(demo_parser)
+    _add_logging_options(demo_parser)
+
+    scale_parser = sub.add_parser(
+        "scale",
+        help="recommend a worker count for a queue, from SQS's own counters",
+        description="Sample the queue (and the workers' metrics, if given) and print how many "
+        "workers keep up with arrivals and drain the backlog within --target-latency.",
+        epilog=SCALE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scale_parser.add_argument("queue", metavar="QUEUE", help="queue name or URL")
+    scale_parser.add_argument("--target-latency", type=float, default=60.0, help="seconds")
+    scale_parser.add_argument("--min", type=int, default=1, dest="minimum")
+    scale_parser.add_argument("--max", type=int, default=20, dest="maximum")
+    scale_parser.add_argument(
+        "--per-worker-rate", type=float, help="messages/s one worker handles, if known"
+    )
+    scale_parser.add_argument(
+        "--worker-metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a worker's /metrics URL (repeat for each worker): measures the rate",
+    )
+    scale_parser.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between samples (default: 10)"
+    )
+    scale_parser.add_argument("--watch", action="store_true", help="keep printing")
+    _add_connection_options(scale_parser)
+    _add_logging_options(scale_parser)
     return parser
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--log-level",
-        default=_env("LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="(default: %(default)s)",
-    )
-    parser.add_argument(
-        "--no-uvloop",
-        action="store_true",
-        help="use asyncio's own event loop even when uvloop is installed",
-    )
 
 
 def load_app(target: str) -> App:
@@ -160,59 +246,16 @@ def load_app(target: str) -> App:
     return App(consumers=default_registry)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # botocore's own INFO lines (credential discovery) are noise at the worker's INFO level.
-    logging.getLogger("botocore").setLevel(max(logging.WARNING, getattr(logging, level)))
-    logging.getLogger("aiobotocore").setLevel(max(logging.WARNING, getattr(logging, level)))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] not in {"run", "demo", "-h", "--help"}:
-        args_list.insert(0, "run")  # `python -m aiosqsworker MODULE` means `run MODULE`
-    parser = _build_parser()
-    args = parser.parse_args(args_list)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    _configure_logging(args.log_level)
-    use_uvloop = uvloop_available() and not args.no_uvloop
-    try:
-        if args.command == "demo":
-            from ._demo import run_demo
-
-            return run_demo(
-                messages=args.messages, keep_running=args.keep_running, use_uvloop=use_uvloop
-            )
-        if args.workers < 1:
-            raise ConfigurationError(f"--workers {args.workers} is invalid: it must be 1 or more")
-        if args.workers > 1:
-            from ._supervisor import supervise
-
-            return supervise(_worker_argv(args_list), args.workers)
-        app = _with_overrides(load_app(args.target), args)
-        return run(app, use_uvloop=use_uvloop)
-    except AioSQSWorkerError as exc:
-        print(f"aiosqsworker: error: {exc}", file=sys.stderr)
-        return 1
-
-
 def _with_overrides(app: App, args: argparse.Namespace) -> App:
     """The app with the command line's (and environment's) settings applied over its own."""
     changes: dict[str, object] = {
         name: getattr(args, name)
         for name in ("region", "endpoint_url", "profile", "shutdown_timeout", "client")
-        if getattr(args, name) is not None
+        if getattr(args, name, None) is not None
     }
-    timeout_from_env = os.environ.get(ENV_PREFIX + "SHUTDOWN_TIMEOUT")
-    client_from_env = os.environ.get(ENV_PREFIX + "CLIENT")
-    if "client" not in changes and client_from_env:
-        changes["client"] = client_from_env
+    if "client" not in changes and _env("CLIENT"):
+        changes["client"] = _env("CLIENT")
+    timeout_from_env = _env("SHUTDOWN_TIMEOUT")
     if "shutdown_timeout" not in changes and timeout_from_env:
         try:
             changes["shutdown_timeout"] = float(timeout_from_env)
@@ -239,3 +282,63 @@ def _worker_argv(argv: list[str]) -> list[str]:
         elif not arg.startswith("--workers="):
             result.append(arg)
     return [*result, "--workers", "1"]
+
+
+def _command_run(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
+    workers = args.workers if args.workers is not None else _env_int("WORKERS", 1)
+    assert workers is not None
+    if workers < 1:
+        raise ConfigurationError(f"--workers {workers} is invalid: it must be 1 or more")
+    if workers > 1:
+        from ._supervisor import supervise
+
+        return supervise(_worker_argv(argv), workers)
+    port = args.metrics_port if args.metrics_port is not None else _env_int("METRICS_PORT", None)
+    if port is not None:
+        port += _env_int("WORKER_INDEX", 0) or 0  # the supervisor numbers its workers
+    host = args.metrics_host or _env("METRICS_HOST") or "127.0.0.1"
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    app = _with_overrides(load_app(args.target), args)
+    return run(
+        app,
+        use_uvloop=use_uvloop,
+        metrics_address=(host, port) if port is not None else None,
+        progress_interval=5.0 if show_progress else None,
+    )
+
+
+def _command_demo(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
+    from ._demo import run_demo
+
+    return run_demo(messages=args.messages, keep_running=args.keep_running, use_uvloop=use_uvloop)
+
+
+def _command_scale(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
+    from ._scale_command import run_scale
+
+    return run_scale(args)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, list[str], bool], int]] = {
+    "run": _command_run,
+    "demo": _command_demo,
+    "scale": _command_scale,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] not in {*COMMANDS, "-h", "--help"}:
+        args_list.insert(0, "run")  # `python -m aiosqsworker MODULE` means `run MODULE`
+    parser = _build_parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    configure_logging(args.log_level, args.log_format)
+    use_uvloop = uvloop_available() and not args.no_uvloop
+    try:
+        return _COMMANDS[args.command](args, args_list, use_uvloop)
+    except AioSQSWorkerError as exc:
+        print(f"aiosqsworker: error: {exc}", file=sys.stderr)
+        return 1

@@ -26,6 +26,7 @@ from ._config import ConsumerConfig, Middleware
 from ._deadletter import DeadLetterQueue
 from ._errors import Reject, Retry
 from ._leases import Lease, LeaseKeeper
+from ._logging import message_context
 from ._message import Message
 from ._outcomes import Outcome, batch_failures, decide, retry_delay, within_visibility_cap
 from ._stats import Counters
@@ -241,12 +242,14 @@ class Dispatcher:
             )
 
     def _log_failure(self, message: Message, error: BaseException | None, delay: int) -> None:
+        context = message_context(self._consumer, message.message_id, message.receive_count)
         if isinstance(error, Retry):
             logger.info(
                 "[%s] message %s asked to be retried in %d s",
                 self._consumer,
                 message.message_id,
                 delay,
+                extra=context,
             )
         elif isinstance(error, Reject):
             logger.error(
@@ -257,6 +260,7 @@ class Dispatcher:
                 message.message_id,
                 error.reason,
                 delay,
+                extra=context,
             )
         else:
             logger.error(
@@ -266,6 +270,7 @@ class Dispatcher:
                 message.receive_count,
                 delay,
                 exc_info=error,
+                extra=context,
             )
 
     def _retry_delay(self, lease: Lease, error: BaseException | None) -> int:

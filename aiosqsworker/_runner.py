@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import logging
 import signal
@@ -72,17 +73,41 @@ def uvloop_available() -> bool:
     return importlib.util.find_spec("uvloop") is not None
 
 
-def run(app: App, *, use_uvloop: bool | None = None) -> int:
+def run(
+    app: App,
+    *,
+    use_uvloop: bool | None = None,
+    metrics_address: tuple[str, int] | None = None,
+    progress_interval: float | None = None,
+) -> int:
     """Run `app` in a new event loop until a stop signal; return the process exit code.
 
     0 after a graceful stop; 128 + the signal's number when a second signal forced it.
+    With `metrics_address`, /metrics, /healthz and /readyz are served there; with
+    `progress_interval`, a progress line is printed that often.
     """
     if use_uvloop is None:
         use_uvloop = uvloop_available()
 
     async def main() -> int:
-        with capture_signals(app.stop) as signals:
-            await app.run()
+        from ._metrics import serve_metrics
+        from ._progress import report_progress
+
+        failure: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            if metrics_address is not None:
+                host, port = metrics_address
+                await tg.start(functools.partial(serve_metrics, app, host=host, port=port))
+            if progress_interval:
+                tg.start_soon(functools.partial(report_progress, app, interval=progress_interval))
+            with capture_signals(app.stop) as signals:
+                try:
+                    await app.run()
+                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the group
+                    failure = exc
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
         forced_by = signals.forced_by
         return 128 + int(forced_by) if forced_by is not None else 0
 

@@ -16,7 +16,7 @@ from anyio.abc import TaskStatus
 
 from ._client import SQSClient, open_sqs_client
 from ._config import AppConfig
-from ._errors import AioSQSWorkerError
+from ._errors import AioSQSWorkerError, SQSError
 from ._pipeline import Pipeline, QueueInfo
 from ._receiver import poller_count
 from ._registry import ConsumerSpec
@@ -54,11 +54,25 @@ class Worker:
         self.state = WorkerState.NEW
         self.forced = False
         self._pipelines: list[Pipeline] = []
+        self._client: SQSClient | None = None
         self._stop_requested = False
         self._fatal: AioSQSWorkerError | None = None
 
     def statistics(self) -> dict[str, ConsumerStatistics]:
         return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
+
+    async def backlog(self) -> dict[str, int]:
+        """Each consumer's queue depth (ApproximateNumberOfMessages); unreachable ones left out."""
+        depths: dict[str, int] = {}
+        if self._client is None:
+            return depths
+        for pipeline in self._pipelines:
+            try:
+                attributes = await self._client.get_queue_attributes(pipeline.queue.url)
+            except SQSError:
+                continue
+            depths[pipeline.name] = int(attributes.get("ApproximateNumberOfMessages", 0))
+        return depths
 
     def stalled_consumers(self) -> list[str]:
         """Consumers whose polling has silently stopped (for a liveness probe)."""
@@ -89,6 +103,7 @@ class Worker:
                     max_connections=_connections_needed(self.specs),
                     longest_wait=longest_wait,
                 )
+                self._client = client
                 await self._build_pipelines(client)
                 async with anyio.create_task_group() as tg:
                     for pipeline in self._pipelines:
