@@ -116,21 +116,21 @@ async def _demo(endpoint_url: str, messages: int, keep_running: bool) -> int:
                     dead = await _depth(client, urls["dlq"])
                     o, e = stats["handle_order"], stats["send_email"]
                     print(
-                        f"[{time.monotonic() - started:5.1f}s] orders {o.deleted}/{good_orders} "
+                        f"[{time.monotonic() - started:5.1f}s] orders {o.succeeded}/{good_orders} "
                         f"done, {o.running} running, {o.failed} failures, {dead}/{poison} "
                         f"dead-lettered, {o.leases_extended} leases extended | emails "
-                        f"{e.deleted}/{len(emails)}",
+                        f"{e.succeeded}/{len(emails)}",
                         flush=True,
                     )
                     finished = (
-                        o.deleted >= good_orders and dead >= poison and e.deleted >= len(emails)
+                        o.succeeded >= good_orders and dead >= poison and e.succeeded >= len(emails)
                     )
                     if app.state.value != "running" or (finished and not keep_running):
                         break
         left = await _depth(client, urls["orders"]) + await _depth(client, urls["emails"])
     print(
-        f"demo: done in {time.monotonic() - started:.1f} s: {o.deleted} orders and "
-        f"{e.deleted} emails handled, {dead} poison orders in demo-orders-dlq, "
+        f"demo: done in {time.monotonic() - started:.1f} s: {o.succeeded} orders and "
+        f"{e.succeeded} emails handled, {dead} poison orders in demo-orders-dlq, "
         f"{left} messages left in the queues",
         flush=True,
     )
