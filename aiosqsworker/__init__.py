@@ -30,6 +30,7 @@ from ._errors import (
     TransientSQSError,
 )
 from ._message import Message
+from ._producer import Producer
 from ._registry import ConsumerSpec, consumer
 from ._stats import ConsumerStatistics
 from ._worker import WorkerState
@@ -52,6 +53,7 @@ __all__ = [
     "MessageDecodeError",
     "Middleware",
     "PartialBatchFailure",
+    "Producer",
     "QueueNotFoundError",
     "ReceiptHandleInvalidError",
     "Reject",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
@@ -89,6 +89,36 @@ class App:
     def statistics(self) -> dict[str, ConsumerStatistics]:
         """A snapshot of every consumer's counters, by consumer name (empty before a run)."""
         return self._worker.statistics() if self._worker is not None else {}
+
+    async def send(
+        self,
+        queue: str,
+        body: object,
+        *,
+        attributes: Mapping[str, object] | None = None,
+        delay: int = 0,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Send a message through the running app's client; returns its MessageId.
+
+        `body` may be text, JSON-serializable data, a dataclass or a pydantic model;
+        `attributes` plain values (str, int, float, bytes) or SQS's own dicts. Concurrent
+        sends share SendMessageBatch calls.
+        """
+        if self._worker is None:
+            raise AioSQSWorkerError(
+                "app.send() needs a running app: call it inside `async with app:` or while "
+                "`await app.run()` runs, or use aiosqsworker.Producer on its own"
+            )
+        return await self._worker.send(
+            queue,
+            body,
+            attributes=attributes,
+            delay=delay,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
+        )
 
     async def backlog(self) -> dict[str, int]:
         """Each consumer's queue depth as SQS approximates it (empty when not running)."""

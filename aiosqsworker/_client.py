@@ -45,6 +45,7 @@ __all__ = [
     "BatchEntryFailure",
     "BatchResult",
     "SQSClient",
+    "SendBatchResult",
     "classify_error_code",
     "map_sqs_errors",
     "open_sqs_client",
@@ -230,6 +231,24 @@ class BatchResult:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class SendBatchResult:
+    """What a SendMessageBatch did: per entry id, the MessageId and body MD5, or the failure."""
+
+    sent: Mapping[str, tuple[str, str | None]]  # id -> (MessageId, MD5OfMessageBody)
+    failed: Sequence[BatchEntryFailure] = ()
+
+    @classmethod
+    def from_response(cls, response: Mapping[str, Any]) -> SendBatchResult:
+        return cls(
+            sent={
+                entry["Id"]: (entry["MessageId"], entry.get("MD5OfMessageBody"))
+                for entry in response.get("Successful", ())
+            },
+            failed=BatchResult.from_response(response).failed,
+        )
+
+
 class SQSClient(Protocol):
     """The SQS calls the framework makes; everything else depends on this, not on botocore."""
 
@@ -253,6 +272,10 @@ class SQSClient(Protocol):
     ) -> BatchResult: ...
 
     async def queue_url_from_arn(self, arn: str) -> str: ...
+
+    async def send_message_batch(
+        self, queue_url: str, entries: Sequence[Mapping[str, Any]]
+    ) -> SendBatchResult: ...
 
     async def send_message(
         self,
@@ -350,6 +373,15 @@ class AioBotocoreSQSClient:
                 QueueName=name, QueueOwnerAWSAccountId=account
             )
         return str(response["QueueUrl"])
+
+    async def send_message_batch(
+        self, queue_url: str, entries: Sequence[Mapping[str, Any]]
+    ) -> SendBatchResult:
+        with self._errors("SendMessageBatch", queue_url):
+            response = await self._client.send_message_batch(
+                QueueUrl=queue_url, Entries=[dict(entry) for entry in entries]
+            )
+        return SendBatchResult.from_response(response)
 
     async def send_message(
         self,

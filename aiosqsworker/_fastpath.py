@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
-from ._client import AioBotocoreSQSClient, BatchResult, Endpoint, sqs_error
+from ._client import AioBotocoreSQSClient, BatchResult, Endpoint, SendBatchResult, sqs_error
 from ._errors import CredentialsError, TransientSQSError
 from ._sigv4 import FrozenCredentials, sign_request
 
@@ -89,6 +89,21 @@ def verified_messages(messages: list[dict[str, Any]], queue: str) -> list[dict[s
                     value["BinaryValue"] = base64.b64decode(value["BinaryValue"])
         good.append(message)
     return good
+
+
+def _encode_binary(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON has no bytes: binary attribute values travel base64-encoded, as botocore sends them."""
+    result = dict(entry)
+    attributes = entry.get("MessageAttributes")
+    if attributes:
+        result["MessageAttributes"] = {
+            name: {
+                key: (base64.b64encode(v).decode() if isinstance(v, bytes) else v)
+                for key, v in value.items()
+            }
+            for name, value in attributes.items()
+        }
+    return result
 
 
 def _error_code(status: int, headers: Mapping[str, str], payload: Any) -> tuple[str, str]:
@@ -184,6 +199,16 @@ class FastSQSClient:
         )
         return BatchResult.from_response(response)
 
+    async def send_message_batch(
+        self, queue_url: str, entries: Sequence[Mapping[str, Any]]
+    ) -> SendBatchResult:
+        response = await self._call(
+            "SendMessageBatch",
+            {"QueueUrl": queue_url, "Entries": [_encode_binary(entry) for entry in entries]},
+            queue_url,
+        )
+        return SendBatchResult.from_response(response)
+
     async def send_message(
         self,
         queue_url: str,
@@ -195,13 +220,8 @@ class FastSQSClient:
     ) -> str:
         request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
         if attributes:
-            request["MessageAttributes"] = {
-                name: {
-                    key: (base64.b64encode(v).decode() if isinstance(v, bytes) else v)
-                    for key, v in value.items()
-                }
-                for name, value in attributes.items()
-            }
+            request["MessageAttributes"] = dict(attributes)
+        request = _encode_binary(request)
         if group_id is not None:
             request["MessageGroupId"] = group_id
         if deduplication_id is not None:

@@ -10,6 +10,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -18,6 +19,7 @@ from ._client import SQSClient, open_sqs_client
 from ._config import AppConfig
 from ._errors import AioSQSWorkerError, SQSError
 from ._pipeline import Pipeline, QueueInfo
+from ._producer import BatchingSender
 from ._receiver import poller_count
 from ._registry import ConsumerSpec
 from ._stats import ConsumerStatistics
@@ -55,11 +57,25 @@ class Worker:
         self.forced = False
         self._pipelines: list[Pipeline] = []
         self._client: SQSClient | None = None
+        self._sender: BatchingSender | None = None
+        self._urls: dict[str, str] = {}
         self._stop_requested = False
         self._fatal: AioSQSWorkerError | None = None
 
     def statistics(self) -> dict[str, ConsumerStatistics]:
         return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
+
+    async def send(self, queue: str, body: object, **options: Any) -> str:
+        """Send through the worker's client (see `BatchingSender.send`)."""
+        if self._client is None or self._sender is None:
+            raise AioSQSWorkerError(
+                "app.send() needs a running app: call it inside `async with app:` or while "
+                "`await app.run()` runs, or use aiosqsworker.Producer on its own"
+            )
+        url = self._urls.get(queue)
+        if url is None:
+            url = self._urls[queue] = await self._client.resolve_queue_url(queue)
+        return await self._sender.send(url, body, **options)
 
     async def backlog(self) -> dict[str, int]:
         """Each consumer's queue depth (ApproximateNumberOfMessages); unreachable ones left out."""
@@ -104,6 +120,7 @@ class Worker:
                     longest_wait=longest_wait,
                 )
                 self._client = client
+                self._sender = BatchingSender(client)
                 await self._build_pipelines(client)
                 async with anyio.create_task_group() as tg:
                     for pipeline in self._pipelines:

@@ -1,0 +1,309 @@
+"""Sending: one message per call for the caller, SendMessageBatch calls on the wire.
+
+`BatchingSender.send` looks like a single send, but concurrent sends to the same queue share
+a SendMessageBatch call: the first sender of a batch waits up to `linger` for up to nine
+others (or until the batch reaches SQS's size limit), then sends for all. Every entry of the
+response is checked: a failed entry that can be retried is retried, others raise for their
+own sender only; the MD5 SQS computed of each body must match what was sent.
+
+`encode_body` and `encode_attributes` turn Python values into what SQS carries, and refuse a
+message over SQS's size limit before anything is sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import anyio
+
+from ._client import SQSClient, open_sqs_client
+from ._config import MAX_BATCH, AppConfig
+from ._errors import ConfigurationError, SQSError, TransientSQSError
+
+__all__ = ["BatchingSender", "Producer", "encode_attributes", "encode_body"]
+
+#: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
+MAX_MESSAGE_BYTES = 1_048_576
+MAX_DELAY = 900
+MAX_ATTEMPTS = 3
+
+
+def encode_body(body: object) -> str:
+    """The text SQS carries for `body`: str as is, models and data as JSON."""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, bytes | bytearray):
+        try:
+            return bytes(body).decode()
+        except UnicodeDecodeError:
+            raise ConfigurationError(
+                "a message body must be text: encode binary data (base64) before sending"
+            ) from None
+    dump = getattr(body, "model_dump_json", None)  # a pydantic model
+    if callable(dump):
+        return str(dump())
+    if dataclasses.is_dataclass(body) and not isinstance(body, type):
+        return json.dumps(dataclasses.asdict(body))
+    try:
+        return json.dumps(body)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"cannot send a {type(body).__name__} as a message body ({exc}): send str, bytes, "
+            "JSON-serializable data, a dataclass or a pydantic model"
+        ) from None
+
+
+def encode_attributes(attributes: Mapping[str, object] | None) -> dict[str, dict[str, Any]]:
+    """SQS message attributes from plain values (str, int, float, bytes) or SQS's own dicts."""
+    encoded: dict[str, dict[str, Any]] = {}
+    for name, value in (attributes or {}).items():
+        if isinstance(value, Mapping):
+            encoded[name] = dict(value)
+        elif isinstance(value, bool):
+            encoded[name] = {"DataType": "String", "StringValue": str(value).lower()}
+        elif isinstance(value, int | float):
+            encoded[name] = {"DataType": "Number", "StringValue": str(value)}
+        elif isinstance(value, bytes):
+            encoded[name] = {"DataType": "Binary", "BinaryValue": value}
+        else:
+            encoded[name] = {"DataType": "String", "StringValue": str(value)}
+    if len(encoded) > 10:
+        raise ConfigurationError(
+            f"{len(encoded)} message attributes given: SQS allows at most 10 per message"
+        )
+    return encoded
+
+
+def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """Bytes SQS counts against its limit: the body plus every attribute's name, type, value."""
+    size = len(body.encode())
+    for name, value in attributes.items():
+        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
+        raw = value.get("StringValue", value.get("BinaryValue", b""))
+        size += len(raw) if isinstance(raw, bytes) else len(str(raw).encode())
+    return size
+
+
+@dataclass(eq=False)
+class _Entry:
+    request: dict[str, Any]
+    size: int
+    message_id: str | None = None
+    error: BaseException | None = None
+
+
+@dataclass(eq=False)
+class _Batch:
+    entries: list[_Entry] = field(default_factory=list)
+    size: int = 0
+    full: anyio.Event = field(default_factory=anyio.Event)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    closed: bool = False
+
+    def fits(self, entry: _Entry) -> bool:
+        return len(self.entries) < MAX_BATCH and self.size + entry.size <= MAX_MESSAGE_BYTES
+
+
+class BatchingSender:
+    """Coalesces concurrent sends to a queue into SendMessageBatch calls."""
+
+    def __init__(self, client: SQSClient, *, linger: float = 0.01) -> None:
+        self._client = client
+        self._linger = linger
+        self._open: dict[str, _Batch] = {}
+
+    async def send(
+        self,
+        queue_url: str,
+        body: object,
+        *,
+        attributes: Mapping[str, object] | None = None,
+        delay: int = 0,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Send one message; returns its MessageId once SQS has it."""
+        text = encode_body(body)
+        encoded = encode_attributes(attributes)
+        size = message_size(text, encoded)
+        if size > MAX_MESSAGE_BYTES:
+            raise ConfigurationError(
+                f"message of {size} bytes (body and attributes) is over SQS's limit of "
+                f"{MAX_MESSAGE_BYTES} bytes: store the payload elsewhere (S3) and send a reference"
+            )
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY:
+            raise ConfigurationError(
+                f"delay={delay!r} is invalid: it must be a whole number of seconds from 0 to 900"
+            )
+        request: dict[str, Any] = {"MessageBody": text}
+        if encoded:
+            request["MessageAttributes"] = encoded
+        if delay:
+            request["DelaySeconds"] = delay
+        if group_id is not None:
+            request["MessageGroupId"] = group_id
+        if deduplication_id is not None:
+            request["MessageDeduplicationId"] = deduplication_id
+        entry = _Entry(request=request, size=size)
+        batch = self._open.get(queue_url)
+        if batch is None or batch.closed or not batch.fits(entry):
+            batch = _Batch()
+            self._open[queue_url] = batch
+            await self._lead(queue_url, batch, entry)
+        else:
+            batch.entries.append(entry)
+            batch.size += size
+            if not batch.fits(_Entry(request={}, size=1)):
+                batch.full.set()
+            await batch.done.wait()
+        if entry.error is not None:
+            raise entry.error
+        assert entry.message_id is not None
+        return entry.message_id
+
+    async def _lead(self, queue_url: str, batch: _Batch, entry: _Entry) -> None:
+        """The first sender of a batch: linger, then send it for everyone in it."""
+        batch.entries.append(entry)
+        batch.size += entry.size
+        try:
+            with anyio.move_on_after(self._linger):
+                await batch.full.wait()
+        finally:
+            batch.closed = True
+            if self._open.get(queue_url) is batch:
+                del self._open[queue_url]
+            with anyio.CancelScope(shield=True):  # the others wait on this batch
+                await self._deliver(queue_url, batch.entries)
+                batch.done.set()
+
+    async def _deliver(self, queue_url: str, entries: list[_Entry]) -> None:
+        pending = entries
+        for attempt in range(MAX_ATTEMPTS):
+            requests = [{"Id": str(i), **entry.request} for i, entry in enumerate(pending)]
+            try:
+                result = await self._client.send_message_batch(queue_url, requests)
+            except TransientSQSError as exc:
+                if attempt + 1 == MAX_ATTEMPTS:
+                    for entry in pending:
+                        entry.error = exc
+                    return
+                await anyio.sleep(min(2.0, 0.1 * math.pow(2, attempt)))
+                continue
+            except SQSError as exc:
+                for entry in pending:
+                    entry.error = exc
+                return
+            retry: list[_Entry] = []
+            failures = {failure.id: failure for failure in result.failed}
+            for i, entry in enumerate(pending):
+                sent = result.sent.get(str(i))
+                failure = failures.get(str(i))
+                if sent is not None:
+                    message_id, md5 = sent
+                    body = entry.request["MessageBody"]
+                    if (
+                        md5 is not None
+                        and md5 != hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
+                    ):
+                        entry.error = SQSError(
+                            f"message {message_id}: the MD5 SQS computed of the body does not "
+                            "match what was sent",
+                            operation="SendMessageBatch",
+                        )
+                    else:
+                        entry.message_id = message_id
+                elif failure is not None and failure.retryable and attempt + 1 < MAX_ATTEMPTS:
+                    retry.append(entry)
+                else:
+                    code = failure.code if failure else "NoResult"
+                    detail = failure.message if failure else "no entry in SQS's answer"
+                    entry.error = SQSError(
+                        f"SendMessageBatch refused a message ({code}: {detail})",
+                        code=code,
+                        operation="SendMessageBatch",
+                    )
+            if not retry:
+                return
+            pending = retry
+            await anyio.sleep(min(2.0, 0.1 * math.pow(2, attempt)))
+
+
+class Producer:
+    """Sends messages without running consumers.
+
+    ```python
+    async with Producer(region="eu-west-1") as producer:
+        await producer.send("orders", {"id": 42}, attributes={"source": "web"})
+    ```
+
+    Concurrent sends share SendMessageBatch calls. Queues are given by name or URL.
+    """
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        client: Literal["fast", "botocore"] = "fast",
+        linger: float = 0.01,
+    ) -> None:
+        self._config = AppConfig(
+            region=region, endpoint_url=endpoint_url, profile=profile, client=client
+        )
+        self._linger = linger
+        self._stack: AsyncExitStack | None = None
+        self._sender: BatchingSender | None = None
+        self._client: SQSClient | None = None
+        self._urls: dict[str, str] = {}
+
+    async def __aenter__(self) -> Producer:
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self._client = await open_sqs_client(
+                stack, self._config, max_connections=20, longest_wait=0
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._sender = BatchingSender(self._client, linger=self._linger)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def send(
+        self,
+        queue: str,
+        body: object,
+        *,
+        attributes: Mapping[str, object] | None = None,
+        delay: int = 0,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+    ) -> str:
+        """Send one message to `queue` (name or URL); returns its MessageId."""
+        if self._sender is None or self._client is None:
+            raise RuntimeError("use the Producer inside `async with Producer(...) as producer:`")
+        url = self._urls.get(queue)
+        if url is None:
+            url = self._urls[queue] = await self._client.resolve_queue_url(queue)
+        return await self._sender.send(
+            url,
+            body,
+            attributes=attributes,
+            delay=delay,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
+        )
