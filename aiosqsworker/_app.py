@@ -124,6 +124,10 @@ class App:
         """Each consumer's queue depth as SQS approximates it (empty when not running)."""
         return await self._worker.backlog() if self._worker is not None else {}
 
+    async def queue_totals(self) -> dict[str, int]:
+        """Each consumer's visible + in-flight + delayed messages (empty when not running)."""
+        return await self._worker.queue_totals() if self._worker is not None else {}
+
     def health(self) -> tuple[bool, str]:
         """Liveness: (False, why) when a consumer's polling has silently stalled."""
         if self._worker is None or self._worker.state is not WorkerState.RUNNING:

@@ -79,16 +79,29 @@ class Worker:
 
     async def backlog(self) -> dict[str, int]:
         """Each consumer's queue depth (ApproximateNumberOfMessages); unreachable ones left out."""
-        depths: dict[str, int] = {}
+        return await self._queue_counts(("ApproximateNumberOfMessages",))
+
+    async def queue_totals(self) -> dict[str, int]:
+        """Each consumer's visible + in-flight + delayed messages, as SQS counts them."""
+        return await self._queue_counts(
+            (
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            )
+        )
+
+    async def _queue_counts(self, names: tuple[str, ...]) -> dict[str, int]:
+        counts: dict[str, int] = {}
         if self._client is None:
-            return depths
+            return counts
         for pipeline in self._pipelines:
             try:
                 attributes = await self._client.get_queue_attributes(pipeline.queue.url)
             except SQSError:
                 continue
-            depths[pipeline.name] = int(attributes.get("ApproximateNumberOfMessages", 0))
-        return depths
+            counts[pipeline.name] = sum(int(attributes.get(name, 0)) for name in names)
+        return counts
 
     def stalled_consumers(self) -> list[str]:
         """Consumers whose polling has silently stopped (for a liveness probe)."""
