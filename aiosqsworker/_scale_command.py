@@ -10,7 +10,7 @@ import anyio
 from ._client import open_sqs_client
 from ._config import AppConfig
 from ._errors import ConfigurationError
-from ._scaling import Recommendation, observe, recommend
+from ._scaling import RateMemory, Recommendation, observe, recommend
 
 __all__ = ["format_recommendation", "run_scale"]
 
@@ -38,6 +38,7 @@ async def _scale(args: argparse.Namespace) -> None:
         client = await open_sqs_client(stack, config, max_connections=4, longest_wait=0)
         url = await client.resolve_queue_url(args.queue)
         first = await observe(client, url, args.worker_metrics)
+        rates = RateMemory(args.per_worker_rate)
         while True:
             await anyio.sleep(args.interval)
             last = await observe(client, url, args.worker_metrics)
@@ -47,7 +48,7 @@ async def _scale(args: argparse.Namespace) -> None:
                 target_latency=args.target_latency,
                 minimum=args.minimum,
                 maximum=args.maximum,
-                per_worker_rate=args.per_worker_rate,
+                per_worker_rate=args.per_worker_rate or rates.update(first, last),
             )
             print(format_recommendation(args.queue, recommendation), flush=True)
             if not args.watch:

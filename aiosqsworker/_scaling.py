@@ -8,8 +8,9 @@ drains the visible backlog within the target latency:
 
     desired = ceil((arrival_rate + visible_backlog / target_latency) / per_worker_rate)
 
-clamped to [minimum, maximum]. `recommend` is that formula as a pure function; `observe`
-samples SQS (and optionally the workers) twice to feed it.
+clamped to [minimum, maximum]. A worker's rate is measured only while a backlog kept it
+busy (`measured_rate`; `RateMemory` keeps the best seen). `recommend` is that formula as a
+pure function; `observe` samples SQS (and optionally the workers) to feed it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ import anyio
 
 from ._client import SQSClient
 
-__all__ = ["QueueSample", "Recommendation", "observe", "recommend", "simple_policy"]
+__all__ = [
+    "QueueSample",
+    "RateMemory",
+    "Recommendation",
+    "measured_rate",
+    "observe",
+    "recommend",
+    "simple_policy",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +68,35 @@ def simple_policy(backlog: int, *, messages_per_worker: int, minimum: int, maxim
     return max(minimum, min(maximum, math.ceil(backlog / messages_per_worker)))
 
 
+def measured_rate(first: QueueSample, last: QueueSample) -> float | None:
+    """Messages/s one worker completed between two samples, if that measures its capacity.
+
+    Only while a backlog waited throughout were the workers busy: otherwise they completed
+    what arrived, which says nothing of what they could do.
+    """
+    if first.completed is None or last.completed is None or not last.workers:
+        return None
+    if first.visible == 0 or last.visible == 0:
+        return None
+    elapsed = last.at - first.at
+    if elapsed <= 0:
+        return None
+    return max(0.0, last.completed - first.completed) / elapsed / last.workers
+
+
+class RateMemory:
+    """The best per-worker rate measured so far (capacity is what busy workers achieve)."""
+
+    def __init__(self, initial: float | None = None) -> None:
+        self.rate = initial
+
+    def update(self, first: QueueSample, last: QueueSample) -> float | None:
+        measured = measured_rate(first, last)
+        if measured is not None and measured > 0:
+            self.rate = max(self.rate or 0.0, measured)
+        return self.rate
+
+
 def recommend(
     first: QueueSample,
     last: QueueSample,
@@ -68,30 +106,33 @@ def recommend(
     maximum: int,
     per_worker_rate: float | None = None,
 ) -> Recommendation:
-    """Workers needed to keep up with arrivals and drain the backlog within `target_latency`."""
+    """Workers needed to keep up with arrivals and drain the backlog within `target_latency`.
+
+    `per_worker_rate` is what one busy worker completes per second (from `RateMemory`, or
+    given); without it, a waiting backlog doubles the current count.
+    """
     elapsed = max(last.at - first.at, 1e-9)
     completion_rate: float | None = None
     if first.completed is not None and last.completed is not None:
         completion_rate = max(0.0, (last.completed - first.completed) / elapsed)
     growth = (last.total - first.total) / elapsed
     arrival_rate = max(0.0, growth + completion_rate) if completion_rate is not None else None
-    rate = per_worker_rate
-    if rate is None and completion_rate and last.workers:
-        rate = completion_rate / last.workers
-    if not rate:
-        desired = maximum if last.visible else max(minimum, min(maximum, last.workers or minimum))
+    current = last.workers or minimum
+    if not per_worker_rate:
+        desired = current * 2 if last.visible else current
         return Recommendation(
-            desired=desired,
+            desired=max(minimum, min(maximum, desired)),
             visible=last.visible,
             in_flight=last.in_flight,
             arrival_rate=arrival_rate,
             completion_rate=completion_rate,
             per_worker_rate=None,
-            reason="no per-worker rate known (give --per-worker-rate, or --worker-metrics of "
-            "busy workers)" + ("; backlog waiting: scale to the maximum" if last.visible else ""),
+            reason="no per-worker rate known yet (give --per-worker-rate, or --worker-metrics "
+            "while a backlog keeps the workers busy)"
+            + ("; backlog waiting: doubling" if last.visible else "; holding"),
         )
     inflow = arrival_rate if arrival_rate is not None else max(0.0, growth)
-    needed = (inflow + last.visible / target_latency) / rate
+    needed = (inflow + last.visible / target_latency) / per_worker_rate
     desired = max(minimum, min(maximum, math.ceil(needed - 1e-9)))
     return Recommendation(
         desired=desired,
@@ -99,10 +140,10 @@ def recommend(
         in_flight=last.in_flight,
         arrival_rate=arrival_rate,
         completion_rate=completion_rate,
-        per_worker_rate=rate,
+        per_worker_rate=per_worker_rate,
         reason=(
             f"({inflow:.1f} msg/s arriving + {last.visible} queued / {target_latency:g} s) / "
-            f"{rate:.1f} msg/s per worker = {needed:.2f}"
+            f"{per_worker_rate:.1f} msg/s per worker = {needed:.2f}"
         ),
     )
 
