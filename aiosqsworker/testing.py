@@ -50,12 +50,14 @@ from ._app import App
 from ._config import ConsumerConfig
 from ._dispatcher import chain_middleware
 from ._errors import Reject, Retry
+from ._faultproxy import FaultProxy
 from ._message import Message
 from ._outcomes import Outcome, decide, retry_delay, within_visibility_cap
 from ._producer import encode_body
 from ._registry import ConsumerSpec, default_registry
 
 __all__ = [
+    "FaultProxy",
     "HandlerOutcome",
     "LocalSQSServer",
     "call_consumer",
