@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -132,3 +132,12 @@ async def eventually(
         while not condition():  # noqa: ASYNC110 - observing from outside, no event to wait on
             await anyio.sleep(0.05)
     assert condition(), what
+
+
+async def eventually_async(
+    check: Callable[[], Awaitable[bool]], *, within: float = 30.0, every: float = 0.25
+) -> None:
+    """Wait until the async `check()` holds (asked every `every` s), or fail after `within` s."""
+    with anyio.fail_after(within):
+        while not await check():  # noqa: ASYNC110 - observing from outside, no event to wait on
+            await anyio.sleep(every)

@@ -1,0 +1,1 @@
+"""User modules the CLI scenarios run, configured through environment variables."""

@@ -1,0 +1,197 @@
+"""What operators rely on: probes, metrics, logs, the scale command, the worker supervisor."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import aiohttp
+import anyio
+import pytest
+
+from aiosqsworker import App, Message
+from aiosqsworker._cli import main as cli_main
+from aiosqsworker._logging import JsonFormatter, message_context
+from aiosqsworker._metrics import serve_metrics
+from aiosqsworker.testing import FaultProxy, LocalSQSServer
+
+from .kit import REGION, SQSKit, eventually, eventually_async
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def _get(port: int, path: str) -> tuple[int, str]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}{path}") as response,
+    ):
+        return response.status, await response.text()
+
+
+async def _answers(port: int, path: str, status: int) -> bool:
+    return (await _get(port, path))[0] == status
+
+
+async def test_healthz_fails_while_polling_stalls_and_recovers_after(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    queue = await sqs.create_queue()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, wait_time=1)
+        async def handle(message: Message) -> None:
+            pass
+
+        async with app, anyio.create_task_group() as tg:
+            port = await tg.start(partial(serve_metrics, app, port=0))
+            assert (await _get(port, "/healthz"))[0] == 200
+            assert (await _get(port, "/readyz"))[0] == 200
+
+            proxy.always("ReceiveMessage", "reset")  # the server is gone, as far as polls go
+            await eventually_async(partial(_answers, port, "/healthz", 503), within=20)
+            assert "handle" in (await _get(port, "/healthz"))[1]
+            assert app.statistics()["handle"].poll_errors > 0
+
+            proxy.clear()
+            await eventually_async(partial(_answers, port, "/healthz", 200), within=30)
+            app.stop()
+            await eventually(lambda: app.state.value == "stopped")
+            assert (await _get(port, "/readyz"))[0] == 503
+            tg.cancel_scope.cancel()
+
+
+async def test_metrics_count_what_the_consumers_did(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    queue = await sqs.create_queue()
+    await sqs.send(queue, (str(n) for n in range(12)))
+    app = make_app()
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        await anyio.sleep(0.01)
+
+    async with app, anyio.create_task_group() as tg:
+        port = await tg.start(partial(serve_metrics, app, port=0))
+        await eventually(lambda: app.statistics()["handle"].deleted == 12)
+        status, text = await _get(port, "/metrics")
+        tg.cancel_scope.cancel()
+    assert status == 200
+    labels = f'consumer="handle",queue="{queue.name}"'
+    assert f"aiosqsworker_messages_succeeded_total{{{labels}}} 12.0" in text
+    assert f"aiosqsworker_messages_received_total{{{labels}}} 12.0" in text
+    assert "aiosqsworker_handler_duration_seconds{" in text
+    stats = app.statistics()["handle"]
+    assert stats.latency_p50 is not None
+    assert 0.005 < stats.latency_p50 < 0.1
+    assert stats.last_poll_at is not None
+
+
+def test_json_log_lines_carry_the_message_context() -> None:
+    record = logging.LogRecord(
+        "aiosqsworker.dispatcher",
+        logging.ERROR,
+        __file__,
+        1,
+        "handler failed on %s",
+        ("m-1",),
+        None,
+    )
+    for name, value in message_context("orders", "m-1", 3).items():
+        setattr(record, name, value)
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "handler failed on m-1"
+    assert line["level"] == "ERROR"
+    assert (line["consumer"], line["message_id"], line["attempt"]) == ("orders", "m-1", 3)
+
+
+async def test_scale_recommends_workers_for_a_known_backlog_and_rate(
+    sqs: SQSKit, sqs_server: LocalSQSServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    queue = await sqs.create_queue()
+    await sqs.send(queue, (str(n) for n in range(300)))
+    argv = [
+        "scale",
+        queue.name,
+        "--target-latency", "30",
+        "--per-worker-rate", "4",
+        "--interval", "0.5",
+        "--max", "50",
+        "--endpoint-url", sqs_server.endpoint_url,
+        "--region", REGION,
+    ]  # fmt: skip
+    # 300 queued, nothing arriving: (0 + 300 / 30) / 4 = 2.5, so 3 workers.
+    code = await anyio.to_thread.run_sync(cli_main, argv)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "desired workers 3 " in out, out
+    assert "backlog 300 visible" in out
+
+
+def _ledger(path: Path) -> list[tuple[int, str]]:
+    if not path.exists():
+        return []
+    return [
+        (int(pid), message_id)
+        for pid, message_id in (line.split() for line in path.read_text().splitlines() if line)
+    ]
+
+
+@pytest.mark.slow
+async def test_two_worker_processes_survive_a_kill_and_drain_on_sigterm(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    queue = await sqs.create_queue()
+    ids = set(await sqs.send(queue, (str(n) for n in range(120))))
+    ledger = tmp_path / "ledger"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
+        "AWS_REGION": REGION,
+        "OPS_QUEUE": queue.name,
+        "OPS_JOB_SECONDS": "0.3",
+        "OPS_LEDGER": str(ledger),
+    }
+    stderr = tmp_path / "stderr"
+    with stderr.open("wb") as log_file:
+        supervisor = await anyio.open_process(
+            [sys.executable, "-m", "aiosqsworker", "tests.apps.ops_service", "--workers", "2",
+             "--log-format", "json", "--shutdown-timeout", "10"],
+            cwd=REPO, env=env, stderr=log_file, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        await eventually(lambda: len({pid for pid, _ in _ledger(ledger)}) == 2, within=30)
+        victim = _ledger(ledger)[-1][0]
+        os.kill(victim, signal.SIGKILL)  # mid-batch: it holds up to 20 messages
+        await eventually(lambda: {m for _, m in _ledger(ledger)} >= ids, within=60)
+        survivors = {pid for pid, _ in _ledger(ledger)} - {victim}
+        assert len(survivors) >= 2, "the killed worker was replaced by a new process"
+        started = time.monotonic()
+        supervisor.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            code = await supervisor.wait()
+        assert code == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if supervisor.returncode is None:
+            supervisor.kill()
+            await supervisor.wait()
+        await supervisor.aclose()
+    lines = stderr.read_text().splitlines()
+    log = [json.loads(line) for line in lines if line.startswith("{")]
+    assert any("died unexpectedly" in entry["message"] for entry in log)
+    handled = Counter(message_id for _, message_id in _ledger(ledger))
+    assert set(handled) == ids  # nothing lost
+    # Only what the killed worker held can run twice: its leases simply ran out.
+    assert sum(count - 1 for count in handled.values()) <= 20
+    assert await sqs.counts(queue) == (0, 0)
