@@ -188,8 +188,8 @@ async def test_two_worker_processes_survive_a_kill_and_drain_on_sigterm(
     lines = stderr.read_text().splitlines()
     log = [json.loads(line) for line in lines if line.startswith("{")]
     assert any("died unexpectedly" in entry["message"] for entry in log)
-    started = [entry["message"] for entry in log if " started (pid " in entry["message"]]
-    assert len(started) == 3, started  # two workers, and the one that replaced the killed one
+    launches = [entry["message"] for entry in log if " started (pid " in entry["message"]]
+    assert len(launches) == 3, launches  # two workers, and the one that replaced the killed one
     handled = Counter(message_id for _, message_id in _ledger(ledger))
     assert set(handled) == ids  # nothing lost
     # Only what the killed worker held can run twice: its leases simply ran out.
