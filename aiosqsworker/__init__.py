@@ -30,7 +30,7 @@ from ._errors import (
     TransientSQSError,
 )
 from ._message import Message
-from ._producer import Producer
+from ._producer import Producer, SendOptions
 from ._registry import ConsumerSpec, consumer
 from ._stats import ConsumerStatistics
 from ._worker import WorkerState
@@ -59,6 +59,7 @@ __all__ = [
     "Reject",
     "Retry",
     "SQSError",
+    "SendOptions",
     "TransientSQSError",
     "WorkerState",
     "__version__",

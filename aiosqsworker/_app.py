@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
@@ -11,6 +11,7 @@ from anyio.abc import TaskGroup
 
 from ._config import AppConfig, ConsumerSettings, Middleware
 from ._errors import AioSQSWorkerError, single_error
+from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry
 from ._runner import capture_signals
 from ._stats import ConsumerStatistics
@@ -90,35 +91,19 @@ class App:
         """A snapshot of every consumer's counters, by consumer name (empty before a run)."""
         return self._worker.statistics() if self._worker is not None else {}
 
-    async def send(
-        self,
-        queue: str,
-        body: object,
-        *,
-        attributes: Mapping[str, object] | None = None,
-        delay: int = 0,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
+    async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send a message through the running app's client; returns its MessageId.
 
-        `body` may be text, JSON-serializable data, a dataclass or a pydantic model;
-        `attributes` plain values (str, int, float, bytes) or SQS's own dicts. Concurrent
-        sends share SendMessageBatch calls.
+        `body` may be text, JSON-serializable data, a dataclass or a pydantic model; the
+        options are those of `SendOptions` (attributes, delay, group_id, deduplication_id).
+        Concurrent sends share SendMessageBatch calls.
         """
         if self._worker is None:
             raise AioSQSWorkerError(
                 "app.send() needs a running app: call it inside `async with app:` or while "
                 "`await app.run()` runs, or use aiosqsworker.Producer on its own"
             )
-        return await self._worker.send(
-            queue,
-            body,
-            attributes=attributes,
-            delay=delay,
-            group_id=group_id,
-            deduplication_id=deduplication_id,
-        )
+        return await self._worker.send(queue, body, **options)
 
     async def backlog(self) -> dict[str, int]:
         """Each consumer's queue depth as SQS approximates it (empty when not running)."""

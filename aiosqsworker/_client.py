@@ -8,6 +8,7 @@ at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_co
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -273,19 +274,11 @@ class SQSClient(Protocol):
 
     async def queue_url_from_arn(self, arn: str) -> str: ...
 
+    async def list_dead_letter_source_queues(self, queue_url: str) -> list[str]: ...
+
     async def send_message_batch(
         self, queue_url: str, entries: Sequence[Mapping[str, Any]]
     ) -> SendBatchResult: ...
-
-    async def send_message(
-        self,
-        queue_url: str,
-        body: str,
-        *,
-        attributes: Mapping[str, Mapping[str, Any]] | None = None,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str: ...
 
 
 def _resolve_region(session: AioSession, config: AppConfig) -> str:
@@ -298,12 +291,33 @@ def _resolve_region(session: AioSession, config: AppConfig) -> str:
     return str(region)
 
 
+def _reject_cut_short_receive(response_dict: Mapping[str, Any], **_: Any) -> None:
+    """botocore hook: a ReceiveMessage answer whose body does not parse is an error.
+
+    botocore's JSON parser turns a body it cannot read into an empty result, so a response
+    cut short (the server handed messages out, we never saw them) would pass for an empty
+    queue. The fast path raises the same error.
+    """
+    body = response_dict.get("body")
+    if response_dict.get("status_code") != 200 or not body:
+        return
+    try:
+        json.loads(body)
+    except ValueError:
+        raise TransientSQSError(
+            f"ReceiveMessage: SQS answered 200 with a body that is not JSON ({len(body)} "
+            "bytes, cut short?)",
+            operation="ReceiveMessage",
+        ) from None
+
+
 class AioBotocoreSQSClient:
     """`SQSClient` over aiobotocore: the usual credential chain, region and endpoint rules."""
 
     def __init__(self, client: Any, endpoint: Endpoint) -> None:
         self._client = client
         self._endpoint = endpoint
+        client.meta.events.register("before-parse.sqs.ReceiveMessage", _reject_cut_short_receive)
 
     @property
     def endpoint(self) -> Endpoint:
@@ -374,6 +388,19 @@ class AioBotocoreSQSClient:
             )
         return str(response["QueueUrl"])
 
+    async def list_dead_letter_source_queues(self, queue_url: str) -> list[str]:
+        """URLs of the queues whose RedrivePolicy names `queue_url` as dead-letter queue."""
+        urls: list[str] = []
+        request: dict[str, Any] = {"QueueUrl": queue_url, "MaxResults": 1000}
+        while True:
+            with self._errors("ListDeadLetterSourceQueues", queue_url):
+                response = await self._client.list_dead_letter_source_queues(**request)
+            urls.extend(str(url) for url in response.get("queueUrls", ()))
+            token = response.get("NextToken")
+            if not token:
+                return urls
+            request["NextToken"] = token
+
     async def send_message_batch(
         self, queue_url: str, entries: Sequence[Mapping[str, Any]]
     ) -> SendBatchResult:
@@ -382,26 +409,6 @@ class AioBotocoreSQSClient:
                 QueueUrl=queue_url, Entries=[dict(entry) for entry in entries]
             )
         return SendBatchResult.from_response(response)
-
-    async def send_message(
-        self,
-        queue_url: str,
-        body: str,
-        *,
-        attributes: Mapping[str, Mapping[str, Any]] | None = None,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
-        request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
-        if attributes:
-            request["MessageAttributes"] = dict(attributes)
-        if group_id is not None:
-            request["MessageGroupId"] = group_id
-        if deduplication_id is not None:
-            request["MessageDeduplicationId"] = deduplication_id
-        with self._errors("SendMessage", queue_url):
-            response = await self._client.send_message(**request)
-        return str(response["MessageId"])
 
 
 async def open_sqs_client(

@@ -134,15 +134,24 @@ class DeadLetterQueue:
     ) -> bool:
         """Send a copy with its failure record; True once SQS has it."""
         record = failure_record(message, error, consumer=consumer, reason=reason)
-        fifo = self.url.endswith(".fifo")
+        entry: dict[str, Any] = {
+            "Id": "0",
+            "MessageBody": message.body,
+            "MessageAttributes": dead_letter_attributes(message, record),
+        }
+        if self.url.endswith(".fifo"):
+            entry["MessageGroupId"] = message.group_id or "dead-letters"
+            entry["MessageDeduplicationId"] = message.message_id
         try:
-            await client.send_message(
-                self.url,
-                message.body,
-                attributes=dead_letter_attributes(message, record),
-                group_id=(message.group_id or "dead-letters") if fifo else None,
-                deduplication_id=message.message_id if fifo else None,
-            )
+            result = await client.send_message_batch(self.url, [entry])
+            if "0" not in result.sent:
+                failure = result.failed[0] if result.failed else None
+                raise SQSError(
+                    f"SendMessageBatch refused it ({failure.code}: {failure.message})"
+                    if failure
+                    else "SendMessageBatch did not confirm it",
+                    operation="SendMessageBatch",
+                )
         except SQSError as exc:
             logger.error(
                 "[%s] could not move message %s to the dead-letter queue (%s): it will be "

@@ -152,6 +152,9 @@ class FastSQSClient:
     async def queue_url_from_arn(self, arn: str) -> str:
         return await self._fallback.queue_url_from_arn(arn)
 
+    async def list_dead_letter_source_queues(self, queue_url: str) -> list[str]:
+        return await self._fallback.list_dead_letter_source_queues(queue_url)
+
     # Hot path: aiohttp.
     async def receive_messages(
         self, queue_url: str, *, max_messages: int, wait_time: int, visibility_timeout: int
@@ -208,31 +211,6 @@ class FastSQSClient:
             queue_url,
         )
         return SendBatchResult.from_response(response)
-
-    async def send_message(
-        self,
-        queue_url: str,
-        body: str,
-        *,
-        attributes: Mapping[str, Mapping[str, Any]] | None = None,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
-        request: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": body}
-        if attributes:
-            request["MessageAttributes"] = dict(attributes)
-        request = _encode_binary(request)
-        if group_id is not None:
-            request["MessageGroupId"] = group_id
-        if deduplication_id is not None:
-            request["MessageDeduplicationId"] = deduplication_id
-        response = await self._call("SendMessage", request, queue_url)
-        if response.get("MD5OfMessageBody") not in (None, _md5(body)):
-            raise TransientSQSError(
-                "SendMessage: SQS's MD5 of the body does not match what was sent",
-                operation="SendMessage",
-            )
-        return str(response["MessageId"])
 
     async def _credentials(self) -> FrozenCredentials:
         credentials = self._botocore._request_signer._credentials

@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import anyio
 
@@ -27,7 +27,10 @@ from ._client import SQSClient, open_sqs_client
 from ._config import MAX_BATCH, AppConfig
 from ._errors import ConfigurationError, SQSError, TransientSQSError
 
-__all__ = ["BatchingSender", "Producer", "encode_attributes", "encode_body"]
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["BatchingSender", "Producer", "SendOptions", "encode_attributes", "encode_body"]
 
 #: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
 MAX_MESSAGE_BYTES = 1_048_576
@@ -111,6 +114,23 @@ class _Batch:
         return len(self.entries) < MAX_BATCH and self.size + entry.size <= MAX_MESSAGE_BYTES
 
 
+class SendOptions(TypedDict, total=False):
+    """What a send may say besides the body.
+
+    Attributes:
+        attributes: message attributes: plain values (str, int, float, bytes) or SQS's dicts.
+        delay: seconds before the message becomes visible (0 to 900).
+        group_id: the MessageGroupId, for a FIFO queue.
+        deduplication_id: the MessageDeduplicationId, for a FIFO queue without content-based
+            deduplication.
+    """
+
+    attributes: Mapping[str, object] | None
+    delay: int
+    group_id: str | None
+    deduplication_id: str | None
+
+
 class BatchingSender:
     """Coalesces concurrent sends to a queue into SendMessageBatch calls."""
 
@@ -119,19 +139,13 @@ class BatchingSender:
         self._linger = linger
         self._open: dict[str, _Batch] = {}
 
-    async def send(
-        self,
-        queue_url: str,
-        body: object,
-        *,
-        attributes: Mapping[str, object] | None = None,
-        delay: int = 0,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
+    async def send(self, queue_url: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send one message; returns its MessageId once SQS has it."""
+        delay = options.get("delay", 0)
+        group_id = options.get("group_id")
+        deduplication_id = options.get("deduplication_id")
         text = encode_body(body)
-        encoded = encode_attributes(attributes)
+        encoded = encode_attributes(options.get("attributes"))
         size = message_size(text, encoded)
         if size > MAX_MESSAGE_BYTES:
             raise ConfigurationError(
@@ -283,27 +297,14 @@ class Producer:
         if stack is not None:
             await stack.aclose()
 
-    async def send(
-        self,
-        queue: str,
-        body: object,
-        *,
-        attributes: Mapping[str, object] | None = None,
-        delay: int = 0,
-        group_id: str | None = None,
-        deduplication_id: str | None = None,
-    ) -> str:
-        """Send one message to `queue` (name or URL); returns its MessageId."""
+    async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
+        """Send one message to `queue` (name or URL); returns its MessageId.
+
+        The options are those of `SendOptions`: attributes, delay, group_id, deduplication_id.
+        """
         if self._sender is None or self._client is None:
             raise RuntimeError("use the Producer inside `async with Producer(...) as producer:`")
         url = self._urls.get(queue)
         if url is None:
             url = self._urls[queue] = await self._client.resolve_queue_url(queue)
-        return await self._sender.send(
-            url,
-            body,
-            attributes=attributes,
-            delay=delay,
-            group_id=group_id,
-            deduplication_id=deduplication_id,
-        )
+        return await self._sender.send(url, body, **options)

@@ -10,7 +10,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskStatus
@@ -19,10 +19,13 @@ from ._client import SQSClient, open_sqs_client
 from ._config import AppConfig
 from ._errors import AioSQSWorkerError, SQSError
 from ._pipeline import Pipeline, QueueInfo
-from ._producer import BatchingSender
+from ._producer import BatchingSender, SendOptions
 from ._receiver import poller_count
 from ._registry import ConsumerSpec
 from ._stats import ConsumerStatistics
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Worker", "WorkerState"]
 
@@ -65,7 +68,7 @@ class Worker:
     def statistics(self) -> dict[str, ConsumerStatistics]:
         return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
 
-    async def send(self, queue: str, body: object, **options: Any) -> str:
+    async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send through the worker's client (see `BatchingSender.send`)."""
         if self._client is None or self._sender is None:
             raise AioSQSWorkerError(
