@@ -18,7 +18,7 @@ from ._runner import run, uvloop_available
 __all__ = ["load_app", "main"]
 
 ENV_PREFIX = "AIOSQSWORKER_"
-COMMANDS = ("run", "demo", "scale")
+COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq")
 
 RUN_EPILOG = """\
 environment:
@@ -112,10 +112,14 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aiosqsworker",
-        description="Run SQS consumers. Commands: run (the default), demo, scale.",
+        description="Run SQS consumers. Commands: run (the default), demo, scale, send, "
+        "stats, dlq.",
         usage="python -m aiosqsworker [run] MODULE[:APP] [options]\n"
         "       python -m aiosqsworker demo [options]\n"
-        "       python -m aiosqsworker scale QUEUE [options]",
+        "       python -m aiosqsworker scale QUEUE [options]\n"
+        "       python -m aiosqsworker send QUEUE [BODY ...] [options]\n"
+        "       python -m aiosqsworker stats QUEUE... [options]\n"
+        "       python -m aiosqsworker dlq {inspect,redrive} QUEUE [options]",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -211,6 +215,14 @@ def _build_parser() -> argparse.ArgumentParser:
     scale_parser.add_argument("--watch", action="store_true", help="keep printing")
     _add_connection_options(scale_parser)
     _add_logging_options(scale_parser)
+
+    from ._admin import add_admin_parsers
+
+    add_admin_parsers(
+        sub,
+        connection_options=_add_connection_options,
+        logging_options=_add_logging_options,
+    )
     return parser
 
 
@@ -267,7 +279,9 @@ def _with_overrides(app: App, args: argparse.Namespace) -> App:
     if not changes:
         return app
     config = dataclasses.replace(app.config, **changes)  # type: ignore[arg-type]
-    return App(**dataclasses.asdict(config), consumers=app.consumers)
+    # Field by field, not asdict(): that would deep-copy middleware objects.
+    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    return App(**settings, consumers=app.consumers)
 
 
 def _worker_argv(argv: list[str]) -> list[str]:
@@ -319,10 +333,19 @@ def _command_scale(args: argparse.Namespace, argv: list[str], use_uvloop: bool) 
     return run_scale(args)
 
 
+def _command_admin(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
+    from ._admin import run_command
+
+    return run_command(args)
+
+
 _COMMANDS: dict[str, Callable[[argparse.Namespace, list[str], bool], int]] = {
     "run": _command_run,
     "demo": _command_demo,
     "scale": _command_scale,
+    "send": _command_admin,
+    "stats": _command_admin,
+    "dlq": _command_admin,
 }
 
 
