@@ -216,7 +216,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_connection_options(scale_parser)
     _add_logging_options(scale_parser)
 
-    from ._admin import add_admin_parsers
+    from ._tools import add_admin_parsers
 
     add_admin_parsers(
         sub,
@@ -334,7 +334,7 @@ def _command_scale(args: argparse.Namespace, argv: list[str], use_uvloop: bool) 
 
 
 def _command_admin(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
-    from ._admin import run_command
+    from ._tools import run_command
 
     return run_command(args)
 

@@ -16,11 +16,12 @@ import anyio
 import pytest
 
 from aiosqsworker import App, Message, Reject
-from aiosqsworker import _admin as admin
+from aiosqsworker import _tools as admin
 from aiosqsworker._cli import main as cli_main
 from aiosqsworker._deadletter import FAILURE_ATTRIBUTE, dead_letter_attributes, failure_record
 from aiosqsworker._errors import ConfigurationError
 from aiosqsworker._producer import MAX_MESSAGE_BYTES
+from aiosqsworker._tools import _common as tools_common
 from aiosqsworker.testing import LocalSQSServer, make_message, run_until_empty
 
 from .kit import REGION, Queue, SQSKit
@@ -337,7 +338,7 @@ async def test_send_a_file_with_progress_then_bad_inputs(
     queue = await sqs.create_queue(attributes={"MaximumMessageSize": "1024"})
     good = tmp_path / "good.jsonl"
     good.write_text("".join(f'{{"n": {n}}}\n' for n in range(25)))
-    monkeypatch.setattr(admin, "PROGRESS_EVERY", 10)
+    monkeypatch.setattr(tools_common, "PROGRESS_EVERY", 10)
     assert await _cli(sqs_server, "send", queue.name, "--file", str(good)) == 0
     captured = capsys.readouterr()
     assert captured.out == f"sent 25 messages to {queue.name}\n"

@@ -1,0 +1,70 @@
+"""The operator's queue tools: `send`, `stats`, `dlq inspect` and `dlq redrive`.
+
+- ``send QUEUE [BODY ...]`` sends messages from arguments, a file or stdin (one per line) in
+  SendMessageBatch calls, through `BatchingSender`, many in flight at once (`.send`, reading
+  lines with `.lines`);
+- ``stats QUEUE...`` prints what SQS counts for queues and their dead-letter queues (`.stats`);
+- ``dlq inspect QUEUE`` peeks at dead-lettered messages and the failure record the framework
+  attached (``aiosqsworker.failure``) without consuming them (`.dlq`);
+- ``dlq redrive QUEUE`` moves dead letters back to their source queue (`.redrive`).
+
+`.parsers` holds their command line; `._common` what they share. Parsing, checking and
+formatting are pure functions, exported here, that tests call directly; the commands do the
+I/O around them.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import Progress, batch_waves, format_rate, queue_name_of
+from .dlq import DeadLetterRoute, failure_of, format_peeked, run_dlq_inspect
+from .lines import LineReader, LineSplitter, decode_line
+from .parsers import add_admin_parsers
+from .redrive import MoveEntry, redrive_decision, redrive_entry, run_dlq_redrive
+from .send import (
+    SendTarget,
+    body_problem,
+    collect_attributes,
+    parse_attribute,
+    run_send,
+    send_options_problem,
+)
+from .stats import QueueStats, format_stats_table, queue_stats, run_stats
+
+__all__ = [
+    "DeadLetterRoute",
+    "LineReader",
+    "LineSplitter",
+    "MoveEntry",
+    "Progress",
+    "QueueStats",
+    "SendTarget",
+    "add_admin_parsers",
+    "batch_waves",
+    "body_problem",
+    "collect_attributes",
+    "decode_line",
+    "failure_of",
+    "format_peeked",
+    "format_rate",
+    "format_stats_table",
+    "parse_attribute",
+    "queue_name_of",
+    "queue_stats",
+    "redrive_decision",
+    "redrive_entry",
+    "run_command",
+    "send_options_problem",
+]
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the tool `args` names (the CLI's entry point into this package)."""
+    if args.command == "send":
+        return run_send(args)
+    if args.command == "stats":
+        return run_stats(args)
+    if args.dlq_command == "inspect":
+        return run_dlq_inspect(args)
+    return run_dlq_redrive(args)
