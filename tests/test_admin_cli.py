@@ -630,3 +630,12 @@ def test_every_command_has_help_with_examples(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         cli_main(["stats", "--help"])
     assert "ApproximateAgeOfOldestMessage" in capsys.readouterr().out
+
+
+def test_lines_before_an_oversized_line_in_the_same_read_are_still_handed_out() -> None:
+    from aiosqsworker._tools.lines import LineSplitter
+
+    splitter = LineSplitter(limit=1024)
+    assert splitter.feed(b"one\ntwo\n" + b"x" * 70_000) == [(1, b"one"), (2, b"two")]
+    with pytest.raises(ConfigurationError, match="line 3: over 1024 bytes"):
+        splitter.feed(b"more")

@@ -25,8 +25,11 @@ class LineSplitter:
         self._pending = bytearray()
         self._number = 0
         self._limit = limit
+        self._overflow: ConfigurationError | None = None
 
     def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        if self._overflow is not None:
+            raise self._overflow
         self._pending += data
         lines: list[tuple[int, bytes]] = []
         start = 0
@@ -35,15 +38,20 @@ class LineSplitter:
             start = end + 1
         del self._pending[:start]
         if len(self._pending) > self._limit + 1:  # + 1: a line may end with CR LF
-            raise ConfigurationError(
+            self._overflow = ConfigurationError(
                 f"line {self._number + 1}: over {self._limit} bytes, "
                 "the queue's limit (MaximumMessageSize): store large payloads elsewhere (S3), "
                 "send a reference"
             )
+            if not lines:
+                raise self._overflow
+            # The complete lines before the oversized one are good: hand them out first.
         return lines
 
     def finish(self) -> list[tuple[int, bytes]]:
         """The last line, if the stream does not end with a line break."""
+        if self._overflow is not None:
+            raise self._overflow
         if not self._pending:
             return []
         line = self._line(bytes(self._pending))
