@@ -9,6 +9,7 @@ handler slots, one waiter woken per message, and on close gives back what never 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 import anyio
@@ -45,12 +46,17 @@ class Capacity:
     def used(self) -> int:
         return self.total - self._free
 
-    async def reserve(self, at_least: int, at_most: int) -> int:
+    async def reserve(
+        self, at_least: int, at_most: int, *, or_when: Callable[[], bool] | None = None
+    ) -> int:
         """Wait until `at_least` slots are free, then take up to `at_most`.
 
-        Returns 0 once `close` has been called.
+        With `or_when`, any free slot will do as soon as `or_when()` holds (checked whenever
+        room is given back). Returns 0 once `close` has been called.
         """
-        while self._free < at_least and not self._closed:
+        while not self._closed and self._free < at_least:
+            if self._free and or_when is not None and or_when():
+                break
             self._changed = anyio.Event() if self._changed.is_set() else self._changed
             await self._changed.wait()
         if self._closed:
@@ -63,6 +69,10 @@ class Capacity:
         if count:
             self._free += count
             self._changed.set()
+
+    def wake(self) -> None:
+        """Have waiting `reserve` calls look again (their `or_when` may hold now)."""
+        self._changed.set()
 
     def close(self) -> None:
         """Wake every waiting `reserve`: no more reservations will be made."""

@@ -64,6 +64,14 @@ def _iso(milliseconds: str | None) -> str | None:
         return None
 
 
+def _error_text(error: BaseException) -> str:
+    """``str(error)``, or a stand-in when the exception's own ``__str__`` fails."""
+    try:
+        return str(error)[:MAX_ERROR_TEXT]
+    except Exception:  # noqa: BLE001 - a handler's broken exception must not stop the worker
+        return "<exception str() failed>"
+
+
 def failure_record(
     message: Message,
     error: BaseException,
@@ -80,7 +88,7 @@ def failure_record(
     return {
         "reason": reason,
         "exception": f"{kind.__module__}.{kind.__qualname__}",
-        "error": str(error)[:MAX_ERROR_TEXT],
+        "error": _error_text(error),
         "traceback_digest": hashlib.sha256(f"{kind.__qualname__}|{shape}".encode()).hexdigest()[
             :16
         ],

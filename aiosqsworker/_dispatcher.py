@@ -100,6 +100,8 @@ class Dispatcher:
         """The next buffered message still ours, or None once the buffer is closed."""
         while (lease := await self._buffer.get()) is not None:
             self._counters.buffered -= 1
+            if not len(self._buffer):
+                self._capacity.wake()  # the receiver may refill now rather than wait for room
             if not lease.lost:
                 return lease
             self._capacity.release(1)

@@ -47,7 +47,8 @@ def poller_count(config: ConsumerConfig) -> int:
 
 def poll_pause(consecutive_errors: int) -> float:
     """Back-off after a failed poll: 0.5 s doubling to 20 s, with jitter (never zero)."""
-    return min(20.0, 0.5 * 2.0 ** (consecutive_errors - 1)) * random.uniform(0.5, 1.0)
+    # The exponent is bounded: 2.0 ** 1024 overflows after some six hours of failed polls.
+    return min(20.0, 0.5 * 2.0 ** min(consecutive_errors - 1, 16)) * random.uniform(0.5, 1.0)
 
 
 class Receiver:
@@ -87,6 +88,9 @@ class Receiver:
     def open_polls(self) -> int:
         return self._open_polls
 
+    def _running_dry(self) -> bool:
+        return not len(self._buffer) and not self._open_polls
+
     def stalled(self, now: float) -> bool:
         """True when no poll completed for twice the wait (plus slack) though there was room.
 
@@ -120,7 +124,10 @@ class Receiver:
         while not self._stopping:
             self._waiting_for_room += 1
             try:
-                room = await self._capacity.reserve(at_least, batch)
+                # A full batch of room per call keeps requests per message low; but once the
+                # buffer has run dry with no poll under way to refill it, free handlers would
+                # sit idle: then any room will do.
+                room = await self._capacity.reserve(at_least, batch, or_when=self._running_dry)
             finally:
                 self._waiting_for_room -= 1
             if room == 0 or self._stopping:
