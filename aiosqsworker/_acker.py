@@ -46,15 +46,23 @@ class VisibilityChange:
 def split_batch_result(
     entries: Sequence[T], result: BatchResult
 ) -> tuple[list[T], list[tuple[T, BatchEntryFailure]], list[tuple[T, BatchEntryFailure]]]:
-    """Sort a batch's entries (ids are their indexes) into done, to retry, and given up."""
+    """Sort a batch's entries (ids are their indexes) into done, to retry, and given up.
+
+    An entry the response names neither successful nor failed (a response cut short that
+    still parsed) is not taken as done: it is retried, which is safe for deletes and
+    visibility changes alike.
+    """
     failures = {failure.id: failure for failure in result.failed}
+    succeeded = set(result.successful)
     done: list[T] = []
     retry: list[tuple[T, BatchEntryFailure]] = []
     give_up: list[tuple[T, BatchEntryFailure]] = []
     for i, entry in enumerate(entries):
         failure = failures.get(str(i))
-        if failure is None:
+        if failure is None and str(i) in succeeded:
             done.append(entry)
+        elif failure is None:
+            retry.append((entry, _unanswered(str(i))))
         elif failure.retryable and not failure.receipt_invalid:
             retry.append((entry, failure))
         else:
@@ -62,9 +70,15 @@ def split_batch_result(
     return done, retry, give_up
 
 
+def _unanswered(entry_id: str) -> BatchEntryFailure:
+    return BatchEntryFailure(
+        id=entry_id, code="NoAnswer", message="not in the response", sender_fault=False
+    )
+
+
 def retry_pause(attempt: int) -> float:
     """Back-off before attempt `attempt + 1` of a batch: 0.1 s doubling, jittered, 3 s cap."""
-    return min(3.0, 0.1 * 2.0**attempt) * random.uniform(0.5, 1.0)
+    return min(3.0, 0.1 * 2.0 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
 
 
 class _Outbox(Generic[T]):
@@ -88,15 +102,18 @@ class _Outbox(Generic[T]):
         self._arrived = anyio.Event()
         self._full = anyio.Event()
         self._closed = False
+        self._urgent = False  # an urgent entry is pending: no linger until it is sent
         self._calls = anyio.Semaphore(MAX_CALLS_IN_FLIGHT)
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, entry: T) -> None:
+    def put(self, entry: T, *, urgent: bool = False) -> None:
+        """Queue `entry`; an `urgent` one is sent without waiting for the linger."""
         self._pending.append(entry)
         self._arrived.set()
-        if len(self._pending) >= MAX_BATCH:
+        self._urgent = self._urgent or urgent
+        if len(self._pending) >= MAX_BATCH or urgent:
             self._full.set()
 
     def close(self) -> None:
@@ -113,11 +130,12 @@ class _Outbox(Generic[T]):
                     self._arrived = anyio.Event()
                     await self._arrived.wait()
                     continue
-                if len(self._pending) < MAX_BATCH and not self._closed:
+                if len(self._pending) < MAX_BATCH and not self._closed and not self._urgent:
                     self._full = anyio.Event()
                     with anyio.move_on_after(self._linger):
                         await self._full.wait()
                 batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+                self._urgent = self._urgent and bool(self._pending)
                 await self._calls.acquire()
                 tg.start_soon(self._deliver, batch)
 
@@ -191,8 +209,11 @@ class Acker:
         self._deletes.put(lease)
 
     def change_visibility(self, lease: Lease, timeout: int, reason: str) -> None:
-        """Queue a visibility change: a retry after `timeout` s, or a release (0)."""
-        self._changes.put(VisibilityChange(lease, timeout, reason))
+        """Queue a visibility change: a retry after `timeout` s, or a release (0).
+
+        A release is sent without the linger: it is for another worker to take at once.
+        """
+        self._changes.put(VisibilityChange(lease, timeout, reason), urgent=reason == "release")
 
     def close(self) -> None:
         """Nothing more will be queued: `run` returns once everything queued is sent."""

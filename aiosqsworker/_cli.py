@@ -120,8 +120,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "       python -m aiosqsworker send QUEUE [BODY ...] [options]\n"
         "       python -m aiosqsworker stats QUEUE... [options]\n"
         "       python -m aiosqsworker dlq {inspect,redrive} QUEUE [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Without prog, a command's usage line would repeat the whole multi-line usage above.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="python -m aiosqsworker")
 
     run_parser = sub.add_parser(
         "run",
@@ -172,6 +174,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
     _add_logging_options(run_parser)
+    # `python -m aiosqsworker MODULE` is `run MODULE`: the top-level help shows its options.
+    parser.epilog = "the run command (the default):\n\n" + run_parser.format_help()
 
     demo_parser = sub.add_parser(
         "demo",

@@ -21,6 +21,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -205,8 +206,14 @@ class BatchEntryFailure:
         """Whether the entry failed because the receipt handle is no longer ours."""
         if classify_error_code(self.code) is ReceiptHandleInvalidError:
             return True
-        # Real SQS answers an expired handle with InvalidParameterValue and says so in words.
-        return self.code == "InvalidParameterValue" and "receipt handle" in self.message.lower()
+        # Real SQS answers a stale handle with InvalidParameterValue and says so in words:
+        # "Value ... for parameter ReceiptHandle is invalid. Reason: The receipt handle has
+        # expired." or "... Reason: Message does not exist or is not available for visibility
+        # timeout change." (no "receipt handle" with a space in the second one).
+        words = self.message.lower()
+        return self.code == "InvalidParameterValue" and (
+            "receipt handle" in words or "parameter receipthandle is invalid" in words
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +434,13 @@ async def open_sqs_client(
         credentials = await session.get_credentials()
     except ProfileNotFound as exc:
         raise ConfigurationError(f"{exc}: check AWS_PROFILE or profile=") from exc
+    except (PartialCredentialsError, CredentialRetrievalError) as exc:
+        # botocore's own text says what is missing; its traceback would only hide it.
+        raise CredentialsError(
+            f"the AWS credentials in use are incomplete or could not be loaded ({exc}). Set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with AWS_PROFILE, "
+            "or run with an IAM role"
+        ) from None
     client_config = AioConfig(
         # The read timeout must outlast the long poll, or every idle poll would fail.
         read_timeout=longest_wait + 15,

@@ -8,7 +8,7 @@ botocore error inside a running worker.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
@@ -32,6 +32,27 @@ def _check_int(name: str, value: object, low: int, high: int) -> None:
         raise ConfigurationError(
             f"{name}={value!r} is invalid: it must be a whole number from {low} to {high}"
         )
+
+
+def _check_text(name: str, value: object, what: str, *, empty_ok: bool = False) -> None:
+    """A setting that is ``None`` or a string (a non-empty one, unless `empty_ok`)."""
+    if value is not None and (not isinstance(value, str) or not (empty_ok or value.strip())):
+        raise ConfigurationError(f"{name}={value!r} is invalid: give {what}, or None")
+
+
+def _check_middleware(value: object) -> tuple[Middleware, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"middleware={value!r} is invalid: give a list of async functions (message, call_next)"
+        )
+    layers = tuple(value)
+    for layer in layers:
+        if not callable(layer):
+            raise ConfigurationError(
+                f"middleware {layer!r} is not callable: each must be an async function "
+                "(message, call_next)"
+            )
+    return layers
 
 
 def _check_seconds(name: str, value: object, low: float, high: float) -> None:
@@ -124,17 +145,9 @@ class ConsumerConfig:
                 f"envelope={self.envelope!r} is invalid: it must be 'sns', 'eventbridge', 's3' "
                 "or None"
             )
-        if self.dead_letter_queue is not None and not self.dead_letter_queue.strip():
-            raise ConfigurationError(
-                "dead_letter_queue='' is invalid: give the queue's name or URL, or None"
-            )
-        object.__setattr__(self, "middleware", tuple(self.middleware))
-        for layer in self.middleware:
-            if not callable(layer):
-                raise ConfigurationError(
-                    f"middleware {layer!r} is not callable: each must be an async function "
-                    "(message, call_next)"
-                )
+        _check_text("dead_letter_queue", self.dead_letter_queue, "the queue's name or URL")
+        _check_text("name", self.name, "a label for logs and statistics", empty_ok=True)
+        object.__setattr__(self, "middleware", _check_middleware(self.middleware))
 
     @property
     def messages_per_call(self) -> int:
@@ -194,13 +207,17 @@ class AppConfig:
 
     def __post_init__(self) -> None:
         _check_seconds("shutdown_timeout", self.shutdown_timeout, 0, 24 * 3600)
-        object.__setattr__(self, "middleware", tuple(self.middleware))
+        # Empty strings stay allowed: they mean "not given" (`--region "$REGION"` unset).
+        _check_text("region", self.region, "an AWS region such as 'eu-west-1'", empty_ok=True)
+        _check_text("profile", self.profile, "a profile of the AWS config files", empty_ok=True)
+        object.__setattr__(self, "middleware", _check_middleware(self.middleware))
         if self.client not in ("fast", "botocore"):
             raise ConfigurationError(
                 f"client={self.client!r} is invalid: it must be 'fast' or 'botocore'"
             )
-        if self.endpoint_url is not None and not self.endpoint_url.startswith(
-            ("http://", "https://")
+        if self.endpoint_url is not None and (
+            not isinstance(self.endpoint_url, str)
+            or not self.endpoint_url.startswith(("http://", "https://"))
         ):
             raise ConfigurationError(
                 f"endpoint_url={self.endpoint_url!r} is invalid: it must start with "

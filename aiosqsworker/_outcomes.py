@@ -88,7 +88,8 @@ def retry_delay(
 
 def within_visibility_cap(delay: float, held_for: float) -> int:
     """`delay` in SQS's whole seconds, cut so the message is not held past 12 hours."""
-    return max(0, min(math.ceil(delay), MAX_VISIBILITY - math.ceil(held_for)))
+    # min() first: math.ceil(math.inf) raises, and Retry(delay=math.inf) is valid.
+    return max(0, min(math.ceil(min(delay, MAX_VISIBILITY)), MAX_VISIBILITY - math.ceil(held_for)))
 
 
 def batch_failures(

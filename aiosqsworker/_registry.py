@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import typing
@@ -85,7 +86,8 @@ def check_handler(handler: object, *, batch: bool = False) -> None:
 
 
 def _short_name(handler: object) -> str:
-    return str(getattr(handler, "__name__", None) or "handler")
+    name = str(getattr(handler, "__name__", None) or "handle")
+    return name if name.isidentifier() else "handle"  # a lambda's is "<lambda>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +150,18 @@ class Registry:
         try:
             config = ConsumerConfig(queue=queue, **settings)
         except TypeError as exc:
-            allowed = ", ".join(sorted(ConsumerConfig.__dataclass_fields__))
-            raise ConfigurationError(f"{exc}; the settings of a consumer are: {allowed}") from None
+            known = sorted(set(ConsumerConfig.__dataclass_fields__) - {"queue"})
+            unknown = [name for name in settings if name not in known]
+            if not unknown:
+                raise ConfigurationError(
+                    f"{exc}; the settings of a consumer are: {', '.join(known)}"
+                ) from None
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigurationError(
+                f"unknown consumer setting {unknown[0]!r}{hint}; the settings of a consumer "
+                f"are: {', '.join(known)}"
+            ) from None
 
         def register(handler: H) -> H:
             self.add(ConsumerSpec.build(handler, config))

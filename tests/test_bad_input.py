@@ -1,0 +1,587 @@
+"""Bad input gets a clear error and loses nothing.
+
+A handler the framework cannot call, a setting out of range, a queue that does not exist,
+missing credentials or region: each fails early with the framework's own error, naming what
+is wrong and how to fix it. A body that does not decode is an ordinary failure of that one
+message: retried, then dead-lettered, never deleted silently, while other messages flow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from aiosqsworker import (
+    AioSQSWorkerError,
+    App,
+    ConfigurationError,
+    ConsumerConfig,
+    CredentialsError,
+    HandlerSignatureError,
+    Message,
+    MessageDecodeError,
+    QueueNotFoundError,
+    Retry,
+    WorkerState,
+    consumer,
+)
+from aiosqsworker._registry import ConsumerSpec, default_registry
+from aiosqsworker.testing import LocalSQSServer
+
+from .kit import REGION, SQSKit, eventually
+
+#: Nothing listens here: a request sent to it fails at once.
+DEAD_ENDPOINT = "http://127.0.0.1:9"
+
+
+def error_text(error: BaseException) -> str:
+    """What a user sees: the error and everything Python prints with it."""
+    return "".join(traceback.format_exception(error))
+
+
+# Handlers the framework cannot call.
+
+
+def test_a_sync_handler_is_refused_at_decoration() -> None:
+    registered = len(default_registry)
+
+    def handle_order(message: Message) -> None:
+        pass
+
+    with pytest.raises(HandlerSignatureError) as info:
+        consumer("orders")(handle_order)
+    text = str(info.value)
+    assert "handle_order" in text
+    assert "not async" in text
+    assert "async def handle_order(message: Message) -> None" in text
+    assert isinstance(info.value, TypeError)
+    assert len(default_registry) == registered, "a refused handler was registered"
+
+
+def test_a_lambda_is_refused_at_decoration() -> None:
+    registered = len(default_registry)
+    with pytest.raises(HandlerSignatureError) as info:
+        consumer("orders")(lambda message: None)
+    text = str(info.value)
+    assert "<lambda> is not async" in text
+    assert "async def handle(message: Message) -> None" in text, "a suggestion that parses"
+    assert len(default_registry) == registered
+
+
+def test_a_handler_with_two_required_parameters_is_refused() -> None:
+    async def handle_pair(message: Message, other: int) -> None:
+        pass
+
+    with pytest.raises(HandlerSignatureError) as info:
+        consumer("orders")(handle_pair)
+    text = str(info.value)
+    assert "handle_pair" in text
+    assert "other" in text
+    assert "one positional parameter" in text
+
+
+def test_a_handler_with_a_required_keyword_only_parameter_is_refused() -> None:
+    async def handle_flagged(message: Message, *, flag: bool) -> None:
+        pass
+
+    with pytest.raises(HandlerSignatureError) as info:
+        consumer("orders")(handle_flagged)
+    text = str(info.value)
+    assert "handle_flagged" in text
+    assert "flag" in text
+    assert "give every other parameter a default" in text
+
+
+def test_a_handler_without_parameters_is_refused() -> None:
+    async def handle_nothing() -> None:
+        pass
+
+    with pytest.raises(HandlerSignatureError, match="handle_nothing"):
+        consumer("orders")(handle_nothing)
+
+
+def test_a_batch_handler_is_checked_for_a_list_parameter() -> None:
+    def handle_many(messages: list[Message]) -> None:
+        pass
+
+    with pytest.raises(HandlerSignatureError, match=r"handle_many.*messages: list\[Message\]"):
+        consumer("orders", batch=True)(handle_many)
+
+
+def test_async_callable_objects_and_defaulted_extras_are_accepted() -> None:
+    class Handler:
+        async def __call__(self, message: Message) -> None:
+            pass
+
+    async def handle_with_extras(message: Message, retries: int = 3, *, log: bool = False) -> None:
+        pass
+
+    async def handle_typed(order: dict[str, Any], message: Message) -> None:
+        pass
+
+    app = App(region=REGION)
+    instance = Handler()
+    assert app.consumer("a", name="object")(instance) is instance
+    assert app.consumer("b")(handle_with_extras) is handle_with_extras
+    assert app.consumer("c")(handle_typed) is handle_typed
+    assert [spec.name for spec in app.consumers] == ["object", "handle_with_extras", "handle_typed"]
+
+
+# Settings out of range.
+
+
+@pytest.mark.parametrize(
+    ("settings", "named", "allowed"),
+    [
+        ({"concurrency": 0}, "concurrency=0", "from 1 to 10000"),
+        ({"concurrency": 10_001}, "concurrency=10001", "from 1 to 10000"),
+        ({"prefetch": -1}, "prefetch=-1", "from 0 to 10000"),
+        ({"visibility_timeout": 43_201}, "visibility_timeout=43201", "from 1 to 43200"),
+        ({"visibility_timeout": 0}, "visibility_timeout=0", "from 1 to 43200"),
+        ({"wait_time": 21}, "wait_time=21", "from 1 to 20"),
+        ({"wait_time": 0}, "wait_time=0", "from 1 to 20"),
+        ({"max_messages": 11}, "max_messages=11", "from 1 to 10"),
+        ({"retry_base_delay": -1}, "retry_base_delay=-1", "from 0 to 43200"),
+        ({"retry_max_delay": -0.5}, "retry_max_delay=-0.5", "from 0 to 43200"),
+        ({"retry_max_delay": math.nan}, "retry_max_delay=nan", "from 0 to 43200"),
+        (
+            {"retry_base_delay": 10, "retry_max_delay": 5},
+            "retry_max_delay=5",
+            "at least retry_base_delay (10)",
+        ),
+        ({"ack_linger": 11}, "ack_linger=11", "from 0 to 10"),
+        ({"timeout": 0}, "timeout=0", "from 0.001 to 43200"),
+        ({"batch_size": 0}, "batch_size=0", "from 1 to 1000"),
+        ({"batch_window": 21}, "batch_window=21", "from 0 to 20"),
+        ({"concurrency": True}, "concurrency=True", "whole number from 1 to 10000"),
+        ({"max_messages": False}, "max_messages=False", "whole number from 1 to 10"),
+        ({"ack_linger": True}, "ack_linger=True", "number of seconds from 0 to 10"),
+        ({"concurrency": 2.0}, "concurrency=2.0", "whole number from 1 to 10000"),
+        ({"wait_time": "20"}, "wait_time='20'", "whole number from 1 to 20"),
+        ({"batch": "yes"}, "batch='yes'", "True or False"),
+        ({"envelope": "sqs"}, "envelope='sqs'", "'sns', 'eventbridge', 's3' or None"),
+        ({"dead_letter_queue": ""}, "dead_letter_queue=''", "the queue's name or URL"),
+        ({"dead_letter_queue": 5}, "dead_letter_queue=5", "the queue's name or URL"),
+        ({"name": 5}, "name=5", "a label"),
+        ({"middleware": 5}, "middleware=5", "a list of async functions"),
+        ({"middleware": [5]}, "middleware 5 is not callable", "async function"),
+    ],
+)
+def test_an_invalid_setting_names_itself_and_its_range(
+    settings: dict[str, Any], named: str, allowed: str
+) -> None:
+    registered = len(default_registry)
+    with pytest.raises(ConfigurationError) as info:
+        consumer("orders", **settings)
+    text = str(info.value)
+    assert named in text
+    assert allowed in text
+    assert isinstance(info.value, ValueError)
+    assert len(default_registry) == registered
+
+
+def test_an_unknown_setting_is_named_with_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        consumer("orders", concurency=5)  # type: ignore[call-arg]
+    text = str(info.value)
+    assert "unknown consumer setting 'concurency' (did you mean 'concurrency'?)" in text
+    assert "visibility_timeout" in text, "the known settings are listed"
+    with pytest.raises(ConfigurationError, match="unknown consumer setting 'colour';"):
+        consumer("orders", colour="blue")  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize("queue", ["", "   "])
+def test_an_empty_queue_name_is_refused(queue: str) -> None:
+    with pytest.raises(ConfigurationError, match=r"queue=.* is invalid: give the queue's name"):
+        consumer(queue)
+    with pytest.raises(ConfigurationError, match=r"queue=.* is invalid"):
+        ConsumerConfig(queue=queue)
+
+
+@pytest.mark.parametrize(
+    ("settings", "named", "allowed"),
+    [
+        ({"shutdown_timeout": -1}, "shutdown_timeout=-1", "from 0 to 86400"),
+        ({"shutdown_timeout": True}, "shutdown_timeout=True", "from 0 to 86400"),
+        ({"endpoint_url": "localhost:4566"}, "endpoint_url='localhost:4566'", "http://"),
+        ({"endpoint_url": "127.0.0.1"}, "endpoint_url='127.0.0.1'", "https://"),
+        ({"client": "boto3"}, "client='boto3'", "'fast' or 'botocore'"),
+        ({"endpoint_url": 4566}, "endpoint_url=4566", "http://"),
+        ({"region": 5}, "region=5", "an AWS region"),
+        ({"profile": ["dev"]}, "profile=['dev']", "a profile"),
+        ({"middleware": print}, "middleware=<built-in function print>", "a list"),
+        ({"middleware": ["log"]}, "middleware 'log' is not callable", "async function"),
+    ],
+)
+def test_an_invalid_app_setting_names_itself_and_its_range(
+    settings: dict[str, Any], named: str, allowed: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        App(**settings)
+    assert named in str(info.value)
+    assert allowed in str(info.value)
+
+
+def test_valid_settings_are_kept() -> None:
+    async def layer(message: Any, call_next: Callable[[Any], Any]) -> object:
+        return await call_next(message)
+
+    config = ConsumerConfig(queue="orders", name="", middleware=[layer])
+    assert config.middleware == (layer,)
+    # An empty region or profile means "not given" (`--region "$REGION"` with it unset).
+    app = App(region="", profile="", middleware=[layer, layer])
+    assert app.config.middleware == (layer, layer)
+
+
+def test_two_consumers_with_the_same_name_are_refused() -> None:
+    app = App(region=REGION)
+
+    @app.consumer("orders")
+    async def handle(message: Message) -> None:
+        pass
+
+    async def other(message: Message) -> None:
+        pass
+
+    other.__name__ = "handle"
+    with pytest.raises(ConfigurationError, match=r"two consumers are named 'handle'.*name="):
+        app.consumer("invoices")(other)
+    app.consumer("a", name="billing")(other)
+    with pytest.raises(ConfigurationError, match="two consumers are named 'billing'"):
+        app.consumer("b", name="billing")(handle)
+    assert [spec.name for spec in app.consumers] == ["handle", "billing"]
+
+    spec = ConsumerSpec.build(handle, ConsumerConfig(queue="orders"))
+    with pytest.raises(ConfigurationError, match="two consumers are named 'handle'"):
+        App(region=REGION, consumers=[spec, spec])
+
+
+async def test_an_app_without_consumers_says_how_to_add_one() -> None:
+    with pytest.raises(AioSQSWorkerError, match=r"no consumers to run.*@consumer"):
+        await App(region=REGION).run()
+
+
+# The environment: queue, region, endpoint, credentials.
+
+
+async def test_an_unknown_queue_names_the_queue_region_and_endpoint(
+    make_app: Callable[..., App], sqs_server: LocalSQSServer, sqs: SQSKit
+) -> None:
+    missing = sqs.unique_name("missing")
+    app = make_app()
+
+    @app.consumer(missing, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(QueueNotFoundError) as info:
+        async with app:
+            pass
+    text = str(info.value)
+    assert repr(missing) in text
+    assert f"region {REGION}" in text
+    assert sqs_server.endpoint_url.rstrip("/") in text
+    assert app.state is WorkerState.STOPPED
+
+    with anyio.fail_after(30), pytest.raises(QueueNotFoundError, match=re.escape(missing)):
+        await app.run()
+
+
+async def test_an_unknown_queue_url_is_named_too(
+    make_app: Callable[..., App], sqs_server: LocalSQSServer, sqs: SQSKit
+) -> None:
+    queue = await sqs.create_queue()
+    missing_url = queue.url + "-missing"
+    app = make_app()
+
+    @app.consumer(missing_url, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(QueueNotFoundError) as info:
+        await app.run()
+    text = str(info.value)
+    assert missing_url in text
+    assert f"region {REGION}" in text
+
+
+async def test_missing_credentials_say_so(
+    make_app: Callable[..., App], sqs: SQSKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await sqs.create_queue()
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    app = make_app()
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(CredentialsError) as info:
+        async with app:
+            pass
+    text = str(info.value)
+    assert "no AWS credentials found" in text
+    assert "AWS_ACCESS_KEY_ID" in text
+    assert f"region {REGION}" in text
+    assert "botocore" not in error_text(info.value)
+
+
+async def test_partial_credentials_say_which_one_is_missing(
+    make_app: Callable[..., App], sqs: SQSKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await sqs.create_queue()
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    app = make_app()
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(CredentialsError) as info:
+        await app.run()
+    assert "AWS_SECRET_ACCESS_KEY" in str(info.value)
+    assert "botocore" not in error_text(info.value)
+
+
+async def test_a_failing_credential_process_says_so(
+    make_app: Callable[..., App],
+    sqs: SQSKit,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    queue = await sqs.create_queue()
+    config = tmp_path / "config"
+    config.write_text(
+        "[default]\n"
+        f"credential_process = {sys.executable} -c \"raise SystemExit('no token today')\"\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    app = make_app()
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(CredentialsError) as info:
+        await app.run()
+    assert "no token today" in str(info.value)
+    assert "botocore" not in error_text(info.value)
+
+
+async def test_no_region_at_all_says_how_to_set_one(
+    sqs_server: LocalSQSServer, sqs: SQSKit
+) -> None:
+    queue = await sqs.create_queue()
+    app = App(endpoint_url=sqs_server.endpoint_url)
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(ConfigurationError) as info:
+        async with app:
+            pass
+    text = str(info.value)
+    assert "no AWS region configured" in text
+    assert "AWS_REGION" in text
+    assert "region=" in text
+
+
+async def consume_three(app: App, queue: str, sqs: SQSKit) -> list[Message]:
+    """Run `app` with one consumer of `queue` until three messages sent to it are deleted."""
+    received: list[Message] = []
+
+    @app.consumer(queue, wait_time=1)
+    async def handle(message: Message) -> None:
+        received.append(message)
+
+    if queue.startswith("http"):
+        url = queue
+    else:
+        url = (await sqs.client.get_queue_url(QueueName=queue))["QueueUrl"]
+    await sqs.client.send_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": str(n), "MessageBody": json.dumps({"n": n})} for n in range(3)],
+    )
+    with anyio.fail_after(30):
+        async with app:
+            await eventually(lambda: app.statistics()["handle"].deleted == 3, within=20)
+    assert sorted(message.json()["n"] for message in received) == [0, 1, 2]
+    return received
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        {"AWS_REGION": REGION, "AWS_ENDPOINT_URL_SQS": "{server}"},
+        {"AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": "{server}"},
+        # The more specific wins: AWS_REGION over AWS_DEFAULT_REGION, and the SQS endpoint
+        # over the general one. (The test server keeps the queues of each region apart.)
+        {
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": "eu-west-3",
+            "AWS_ENDPOINT_URL_SQS": "{server}",
+            "AWS_ENDPOINT_URL": DEAD_ENDPOINT,
+        },
+    ],
+    ids=["sqs-endpoint", "general-endpoint", "precedence"],
+)
+async def test_region_and_endpoint_come_from_the_environment(
+    sqs_server: LocalSQSServer,
+    sqs: SQSKit,
+    monkeypatch: pytest.MonkeyPatch,
+    environment: dict[str, str],
+) -> None:
+    queue = await sqs.create_queue()
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value.format(server=sqs_server.endpoint_url))
+    await consume_three(App(shutdown_timeout=10), queue.name, sqs)
+
+
+async def test_explicit_region_and_endpoint_win_over_the_environment(
+    make_app: Callable[..., App], sqs: SQSKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue = await sqs.create_queue()
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", DEAD_ENDPOINT)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", DEAD_ENDPOINT)
+    await consume_three(make_app(), queue.name, sqs)
+
+
+async def test_the_environment_endpoint_is_named_when_the_queue_is_missing(
+    sqs_server: LocalSQSServer, sqs: SQSKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", sqs_server.endpoint_url)
+    missing = sqs.unique_name("missing")
+    app = App(shutdown_timeout=10)
+
+    @app.consumer(missing, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(QueueNotFoundError) as info:
+        await app.run()
+    text = str(info.value)
+    assert "region eu-west-3" in text
+    assert sqs_server.endpoint_url.rstrip("/") in text
+
+
+async def test_a_queue_given_by_url_works(make_app: Callable[..., App], sqs: SQSKit) -> None:
+    queue = await sqs.create_queue()
+    received = await consume_three(make_app(), queue.url, sqs)
+    assert {message.queue for message in received} == {queue.url}
+    assert await sqs.counts(queue) == (0, 0)
+
+
+# Bodies that do not decode.
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "password=hunter2",
+        "{'token': 'hunter2'}",
+        '{"token": "hunter2"',
+        "",
+        "   ",
+    ],
+    ids=["text", "single-quotes", "truncated", "empty", "blank"],
+)
+def test_a_body_that_is_not_json_raises_a_clear_error(body: str) -> None:
+    message = Message(
+        message_id="3f1c8a7e-0b5d-4c1e-9a7b-2d6e5f4a3b2c",
+        body=body,
+        receipt_handle="AQEB-handle",
+        queue="https://sqs.us-east-1.amazonaws.com/123456789012/orders",
+    )
+    with pytest.raises(MessageDecodeError) as info:
+        message.json()
+    text = str(info.value)
+    assert "not valid JSON" in text
+    assert message.message_id in text
+    assert f"{len(body)} characters" in text
+    assert "hunter2" not in text
+    assert isinstance(info.value, ValueError)
+
+
+async def test_a_body_that_is_not_json_is_retried_then_dead_lettered(
+    make_app: Callable[..., App], sqs: SQSKit
+) -> None:
+    queue = await sqs.create_queue(max_receive_count=2)
+    dlq = await sqs.dlq_of(queue)
+    [bad_id] = await sqs.send(queue, ["password=hunter2"])
+    good_ids = await sqs.send(queue, (json.dumps({"n": n}) for n in range(10)))
+    attempts: list[int] = []
+    decoded: list[int] = []
+    app = make_app()
+
+    @app.consumer(queue.name, concurrency=1, wait_time=1, retry_base_delay=0, retry_max_delay=0)
+    async def handle(message: Message) -> None:
+        if message.message_id == bad_id:
+            attempts.append(message.receive_count)
+        decoded.append(message.json()["n"])
+
+    with anyio.fail_after(40):
+        async with app:
+            await eventually(
+                lambda: (
+                    app.statistics()["handle"].succeeded == 10
+                    and app.statistics()["handle"].dead_lettered == 1
+                ),
+                within=30,
+                what="ten good messages handled and the bad one dead-lettered",
+            )
+    stats = app.statistics()["handle"]
+    assert sorted(decoded) == list(range(10))
+    assert len(attempts) >= 2, "the bad message was not retried"
+    assert stats.failed == len(attempts)
+    assert stats.deleted == 11  # ten successes, and the original of the dead letter
+    assert len(good_ids) == 10
+
+    dead = await sqs.drain_with_attributes(dlq)
+    assert [message["Body"] for message in dead] == ["password=hunter2"]
+    record = json.loads(dead[0]["MessageAttributes"]["aiosqsworker.failure"]["StringValue"])
+    assert record["exception"] == "aiosqsworker._errors.MessageDecodeError"
+    assert bad_id in record["error"]
+    assert "hunter2" not in record["error"]
+    assert await sqs.counts(queue) == (0, 0)
+
+
+async def test_a_retry_without_end_is_capped_not_a_crash(
+    make_app: Callable[..., App], sqs: SQSKit
+) -> None:
+    queue = await sqs.create_queue()
+    [later] = await sqs.send(queue, ["later"])
+    await sqs.send(queue, (str(n) for n in range(5)))
+    app = make_app()
+
+    @app.consumer(queue.name, concurrency=1, wait_time=1)
+    async def handle(message: Message) -> None:
+        if message.message_id == later:
+            raise Retry(delay=math.inf)
+
+    with anyio.fail_after(30):
+        async with app:
+            await eventually(
+                lambda: (
+                    app.statistics()["handle"].deleted == 5
+                    and app.statistics()["handle"].retried == 1
+                ),
+                within=20,
+            )
+            assert app.state is WorkerState.RUNNING
+    # Hidden for as long as SQS allows, not lost and not handled again.
+    assert await sqs.counts(queue) == (0, 1)
