@@ -1,7 +1,10 @@
 """The acker: batched deletes and visibility changes.
 
 Finished messages are queued without waiting (only what may block is async) and sent in
-batch calls of up to ten entries, when a batch is full or after a short linger. Every
+batch calls of up to ten entries, when a batch is full or after a short linger. A queued
+message keeps its lease (extended as needed) until its call is sent, and its room in the
+consumer's capacity until the call is settled: if deletes fall behind, polling slows down
+instead of the queue of deletes growing without bound. Every
 response's ``Failed`` list is read: what can be retried is retried with a back-off, the rest
 is counted and logged. On close, everything queued is flushed before `run` returns.
 """
@@ -17,10 +20,11 @@ from typing import Generic, TypeVar
 
 import anyio
 
+from ._buffer import Capacity
 from ._client import BatchEntryFailure, BatchResult, SQSClient
 from ._config import MAX_BATCH
 from ._errors import SQSError, TransientSQSError
-from ._leases import Lease
+from ._leases import Lease, LeaseKeeper
 from ._stats import Counters
 
 __all__ = ["Acker", "split_batch_result"]
@@ -32,8 +36,9 @@ T = TypeVar("T")
 #: Attempts of one batch before its remaining entries are given up (the message then
 #: simply becomes visible again: redelivered, never lost).
 MAX_ATTEMPTS = 6
-#: Batch calls of one kind in flight at once.
-MAX_CALLS_IN_FLIGHT = 4
+#: Batch calls of one kind in flight at once: as many as the most polls one consumer keeps
+#: open, so that deletes keep pace with receives.
+MAX_CALLS_IN_FLIGHT = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,7 @@ class _Outbox(Generic[T]):
         send: Callable[[list[T]], Awaitable[BatchResult]],
         on_done: Callable[[list[T]], None],
         on_given_up: Callable[[T, str], None],
+        on_settled: Callable[[int], None],
         *,
         linger: float,
     ) -> None:
@@ -97,6 +103,7 @@ class _Outbox(Generic[T]):
         self._send = send
         self._on_done = on_done
         self._on_given_up = on_given_up
+        self._on_settled = on_settled
         self._linger = linger
         self._pending: deque[T] = deque()
         self._arrived = anyio.Event()
@@ -140,6 +147,7 @@ class _Outbox(Generic[T]):
                 tg.start_soon(self._deliver, batch)
 
     async def _deliver(self, batch: list[T]) -> None:
+        settled = len(batch)
         try:
             for attempt in range(MAX_ATTEMPTS):
                 try:
@@ -167,6 +175,7 @@ class _Outbox(Generic[T]):
                 self._on_given_up(entry, f"still failing after {MAX_ATTEMPTS} attempts")
         finally:
             self._calls.release()
+            self._on_settled(settled)
 
 
 class Acker:
@@ -180,8 +189,12 @@ class Acker:
         *,
         linger: float,
         consumer: str,
+        leases: LeaseKeeper,
+        capacity: Capacity,
     ) -> None:
         self._client = client
+        self._leases = leases
+        self._capacity = capacity
         self._queue_url = queue_url
         self._counters = counters
         self._consumer = consumer
@@ -190,6 +203,7 @@ class Acker:
             self._send_deletes,
             self._deleted,
             self._delete_given_up,
+            capacity.release,
             linger=linger,
         )
         self._changes: _Outbox[VisibilityChange] = _Outbox(
@@ -197,6 +211,7 @@ class Acker:
             self._send_changes,
             self._changed,
             self._change_given_up,
+            capacity.release,
             linger=linger,
         )
 
@@ -227,12 +242,14 @@ class Acker:
 
     async def _send_deletes(self, leases: list[Lease]) -> BatchResult:
         for lease in leases:
+            self._leases.finish(lease)  # extended until now: no more from here on
             await lease.settled()  # a delete never races an extension of the same handle
         entries = [(str(i), lease.receipt_handle) for i, lease in enumerate(leases)]
         return await self._client.delete_message_batch(self._queue_url, entries)
 
     async def _send_changes(self, changes: list[VisibilityChange]) -> BatchResult:
         for change in changes:
+            self._leases.finish(change.lease)
             await change.lease.settled()
         entries = [
             (str(i), change.lease.receipt_handle, change.timeout)

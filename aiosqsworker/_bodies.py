@@ -66,7 +66,10 @@ def unwrap_envelope(message: Message, envelope: Envelope | None) -> Any:
     if envelope is None:
         return message.body
     if envelope == "sns":
-        outer = _parse_json(message, message.body) if message.body.startswith("{") else None
+        try:
+            outer = _loads(message.body) if message.body.startswith("{") else None
+        except json.JSONDecodeError:  # raw delivery of text that only starts like JSON
+            outer = None
         if isinstance(outer, dict) and outer.get("Type") == "Notification" and "Message" in outer:
             return outer["Message"]
         return message.body  # raw message delivery: the body is the payload already

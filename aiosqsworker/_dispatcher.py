@@ -13,6 +13,7 @@ A batch consumer's slot collects up to `batch_size` messages (waiting at most
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -96,6 +97,11 @@ class Dispatcher:
         finally:
             self.finished.set()
 
+    def _time_limit(self) -> contextlib.AbstractContextManager[object]:
+        """`timeout=` as a cancel scope; none at all without one (a scope per message costs)."""
+        timeout = self._config.timeout
+        return contextlib.nullcontext() if timeout is None else anyio.fail_after(timeout)
+
     async def _next(self) -> Lease | None:
         """The next buffered message still ours, or None once the buffer is closed."""
         while (lease := await self._buffer.get()) is not None:
@@ -167,7 +173,7 @@ class Dispatcher:
         try:
             started = anyio.current_time()
             try:
-                with anyio.fail_after(self._config.timeout):
+                with self._time_limit():
                     returned = await self._call(messages)
             except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
                 error = exc
@@ -205,8 +211,7 @@ class Dispatcher:
         self._conclude(lease, outcome, error)
 
     def _conclude(self, lease: Lease, outcome: Outcome, error: BaseException | None) -> None:
-        self._leases.finish(lease)
-        self._capacity.release(1)
+        """Hand the message to the acker, which ends its lease and gives its room back."""
         counters = self._counters
         message = lease.message
         if outcome is Outcome.ACK:
@@ -226,14 +231,15 @@ class Dispatcher:
             delay = self._retry_delay(lease, error)
             self._log_failure(message, error, delay)
             self._acker.change_visibility(lease, delay, "retry")
+        elif outcome is Outcome.LOST:  # nothing to send: the message is not ours any more
+            self._leases.finish(lease)
+            self._capacity.release(1)
         succeeded = outcome is Outcome.ACK
         self._release_successors(self._buffer.task_done(lease, succeeded=succeeded))
 
     def _release_successors(self, successors: list[Lease]) -> None:
         """FIFO: a group's later messages wait for the failed one to be retried first."""
         for lease in successors:
-            self._leases.finish(lease)
-            self._capacity.release(1)
             self._acker.change_visibility(lease, 0, "release")
         if successors:
             logger.info(

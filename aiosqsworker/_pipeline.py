@@ -115,7 +115,13 @@ class Pipeline:
             client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
         )
         self._acker = Acker(
-            client, queue.url, self.counters, linger=config.ack_linger, consumer=self.name
+            client,
+            queue.url,
+            self.counters,
+            linger=config.ack_linger,
+            consumer=self.name,
+            leases=self._leases,
+            capacity=self._capacity,
         )
         self._receiver = Receiver(
             client,
@@ -208,8 +214,6 @@ class Pipeline:
         leftover = self._buffer.close()
         for lease in leftover:
             self.counters.buffered -= 1
-            self._leases.finish(lease)
-            self._capacity.release(1)
             self._acker.change_visibility(lease, 0, "release")
         running = self.counters.running
         logger.info(

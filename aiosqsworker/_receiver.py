@@ -37,7 +37,7 @@ logger = logging.getLogger("aiosqsworker.receiver")
 #: Errors no back-off will cure: the consumer stops and says why.
 FATAL_ERRORS = (QueueNotFoundError, CredentialsError, AccessDeniedError)
 #: Most long polls one consumer keeps open at once.
-MAX_POLLERS = 8
+MAX_POLLERS = 16
 
 
 def poller_count(config: ConsumerConfig) -> int:
@@ -175,9 +175,7 @@ class Receiver:
             lease = self._leases.lease(Message.from_sqs(raw, self._queue_url), sent_at)
             if self._stopping:
                 # A poll that was open when the stop came: hand its messages straight back.
-                self._leases.finish(lease)
                 self._acker.change_visibility(lease, 0, "release")
-                self._capacity.release(1)
                 logger.info(
                     "[%s] released message %s received after the stop",
                     self._consumer,

@@ -42,7 +42,7 @@ class WorkerState(enum.Enum):
 
 def _connections_needed(specs: Sequence[ConsumerSpec]) -> int:
     # Every open long poll holds a connection; deletes, extensions and releases need some too.
-    return sum(poller_count(spec.config) + 8 for spec in specs)
+    return sum(poller_count(spec.config) + 24 for spec in specs)
 
 
 class Worker:
