@@ -4,12 +4,20 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The second SQS server of the test suite: ministack pins its own botocore, so it gets a
+# virtual environment of its own.
+MINISTACK_VENV ?= .venv-ministack
+MINISTACK_VERSION ?= 1.5.33
+MINISTACK_STAMP := $(MINISTACK_VENV)/.installed-stamp
+MINISTACK_ENV := AIOSQSWORKER_MINISTACK_VENV=$(abspath $(MINISTACK_VENV))
 
-.PHONY: help install test lint typecheck pytest demo bench clean
+.PHONY: help install test lint typecheck pytest demo bench clean test-ministack soak
 
 help:
 	@echo "make demo   - run demo consumers against a local SQS server it starts itself"
 	@echo "make test   - lint, type-check and run the test suite (starts its own SQS server)"
+	@echo "make test-ministack - run the test suite against ministack instead of moto"
+	@echo "make soak   - 10,000 messages through faults and a kill -9 (ministack), with a ledger"
 	@echo "make bench  - run the benchmarks"
 
 $(STAMP): pyproject.toml
@@ -19,6 +27,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(MINISTACK_STAMP):
+	$(PYTHON) -m venv $(MINISTACK_VENV)
+	$(MINISTACK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MINISTACK_VENV)/bin/python -m pip install --quiet 'ministack==$(MINISTACK_VERSION)'
+	touch $(MINISTACK_STAMP)
+
+$(MINISTACK_VENV): $(MINISTACK_STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check aiosqsworker tests benchmarks
@@ -32,11 +48,18 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+test-ministack: $(STAMP) $(MINISTACK_STAMP)
+	AIOSQSWORKER_TEST_SERVER=ministack $(MINISTACK_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+soak: $(STAMP) $(MINISTACK_STAMP)
+	$(MINISTACK_ENV) $(PY) -m pytest -m soak -s tests/test_soak.py $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(PY) -m aiosqsworker demo $(DEMO_ARGS)
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(MINISTACK_VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

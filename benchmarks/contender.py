@@ -1,0 +1,329 @@
+"""One contender consuming one run's messages, in its own process (run by the harness).
+
+``python -m benchmarks.contender --contender NAME --endpoint URL --messages N ...`` sets up
+its consumer, opens the measuring window (which releases the responder's budget), handles
+`N` messages with the chosen handler, closes the window at the N-th finished handler, shuts
+down cleanly (deletes flushed) and prints one result line (see `_probe`).
+
+Contenders:
+
+- ``aiosqsworker``: the framework with its default settings (the fast path);
+- ``aiosqsworker-botocore``: the same with ``App(client="botocore")``;
+- ``aiobotocore-loop``: a bare loop on aiobotocore: pollers calling ReceiveMessage(10) into a
+  small bounded queue, N handler tasks, deletes batched by ten with a 50 ms linger. No
+  leases, no retries, no shutdown care: the most anything built on aiobotocore can do;
+- ``aiohttp-loop``: the same loop over aiohttp with hand-built JSON, no signing and no
+  checks: the floor of a Python asyncio consumer.
+
+The bare loops open as many polls as aiosqsworker does for the same concurrency, so the
+comparison is of client and framework cost, not of polling strategy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import math
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from ._probe import Options, Tally, Window, emit, parse_options
+from .handlers import ASYNC_HANDLERS
+
+__all__ = ["CONTENDERS", "main", "poller_count"]
+
+REGION = "us-east-1"
+WAIT_TIME = 20  # seconds: the long poll every contender uses (aiosqsworker's default)
+PREFETCH = 10  # messages received ahead of a free handler (aiosqsworker's default)
+LINGER = 0.05  # seconds a delete may wait for others to share its batch (aiosqsworker's)
+MAX_POLLERS = 8
+UNSIGNED_AUTHORIZATION = (
+    "AWS4-HMAC-SHA256 Credential=bench/20250101/us-east-1/sqs/aws4_request, "
+    "SignedHeaders=host, Signature=0"
+)
+SETTLE = 0.3  # seconds between the consumer's start and the window's opening
+
+
+def poller_count(concurrency: int) -> int:
+    """Concurrent long polls for `concurrency` handlers: aiosqsworker's rule."""
+    return max(1, min(MAX_POLLERS, math.ceil((concurrency + PREFETCH) / 10)))
+
+
+Consume = Callable[[Options, Window, Tally, asyncio.Event], Awaitable[dict[str, Any]]]
+
+
+async def _until_done(options: Options, window: Window, finished: asyncio.Event) -> None:
+    """Wait for the last message, or the deadline (then the window closes where it stands)."""
+    try:
+        async with asyncio.timeout(options.deadline):
+            await finished.wait()
+    except TimeoutError:
+        window.stop()
+
+
+# --- aiosqsworker -------------------------------------------------------------------------
+async def _aiosqsworker(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event, client: str
+) -> dict[str, Any]:
+    from aiosqsworker import App, Message
+
+    handler = ASYNC_HANDLERS[options.handler]
+    app = App(
+        region=REGION,
+        endpoint_url=options.endpoint,
+        client="botocore" if client == "botocore" else "fast",
+        shutdown_timeout=10,
+    )
+
+    @app.consumer(options.queue, concurrency=options.concurrency)
+    async def handle(message: Message) -> None:
+        tally.begin()
+        await handler(message.body)
+        tally.done()
+
+    async with app:
+        await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
+        window.start(options.start_url, options.messages)
+        await _until_done(options, window, finished)
+    stats = app.statistics()["handle"]
+    return {"deleted": stats.deleted, "polls": stats.polls, "poll_errors": stats.poll_errors}
+
+
+async def aiosqsworker_fast(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    return await _aiosqsworker(options, window, tally, finished, "fast")
+
+
+async def aiosqsworker_botocore(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    return await _aiosqsworker(options, window, tally, finished, "botocore")
+
+
+# --- the bare loops -----------------------------------------------------------------------
+Receive = Callable[[], Awaitable[list[tuple[str, str]]]]  # -> [(body, receipt handle)]
+Delete = Callable[[list[str]], Coroutine[Any, Any, int]]  # receipt handles -> entries that failed
+
+
+async def bare_loop(
+    options: Options,
+    window: Window,
+    tally: Tally,
+    finished: asyncio.Event,
+    receive: Receive,
+    delete: Delete,
+) -> dict[str, Any]:
+    """Pollers into a bounded queue, N handler tasks, deletes batched by ten with a linger."""
+    handler = ASYNC_HANDLERS[options.handler]
+    loop = asyncio.get_running_loop()
+    work: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=PREFETCH)
+    acks: asyncio.Queue[str | None] = asyncio.Queue()
+    pending: set[asyncio.Task[int]] = set()
+    failed = 0
+
+    async def poll() -> None:
+        while True:
+            for message in await receive():
+                await work.put(message)
+
+    async def handle() -> None:
+        while True:
+            body, handle = await work.get()
+            tally.begin()
+            await handler(body)
+            tally.done()
+            acks.put_nowait(handle)
+
+    def send(batch: list[str]) -> None:
+        task = loop.create_task(delete(batch))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    async def ack() -> None:
+        while True:
+            first = await acks.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = loop.time() + LINGER
+            while len(batch) < 10:
+                if acks.empty():
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(acks.get(), left)
+                    except TimeoutError:
+                        break
+                else:
+                    item = acks.get_nowait()
+                if item is None:
+                    send(batch)
+                    return
+                batch.append(item)
+            send(batch)
+
+    workers = [loop.create_task(poll()) for _ in range(poller_count(options.concurrency))]
+    workers += [loop.create_task(handle()) for _ in range(options.concurrency)]
+    acker = loop.create_task(ack())
+    await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
+    window.start(options.start_url, options.messages)
+    await _until_done(options, window, finished)
+    for task in workers:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    acks.put_nowait(None)
+    await acker
+    for result in await asyncio.gather(*pending):
+        failed += result
+    return {"delete_failures": failed}
+
+
+async def aiobotocore_loop(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.session import get_session
+
+    config = AioConfig(
+        read_timeout=WAIT_TIME + 15,
+        connect_timeout=10,
+        max_pool_connections=poller_count(options.concurrency) + 8,
+        retries={"mode": "standard", "total_max_attempts": 3},
+    )
+    session = get_session()
+    async with session.create_client(
+        "sqs", region_name=REGION, endpoint_url=options.endpoint, config=config
+    ) as sqs:
+        url = (await sqs.get_queue_url(QueueName=options.queue))["QueueUrl"]
+
+        async def receive() -> list[tuple[str, str]]:
+            response = await sqs.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=WAIT_TIME,
+                VisibilityTimeout=30,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            return [(m["Body"], m["ReceiptHandle"]) for m in response.get("Messages", ())]
+
+        async def delete(handles: list[str]) -> int:
+            response = await sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)],
+            )
+            return len(response.get("Failed", ()))
+
+        return await bare_loop(options, window, tally, finished, receive, delete)
+
+
+async def aiohttp_loop(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    import json
+
+    import aiohttp
+
+    dumps: Callable[[Any], bytes]
+    loads: Callable[[bytes], Any]
+    try:
+        import orjson
+    except ImportError:  # pragma: no cover - depends on the environment
+        dumps = lambda value: json.dumps(value, separators=(",", ":")).encode()  # noqa: E731
+        loads = json.loads
+    else:
+        dumps, loads = orjson.dumps, orjson.loads
+
+    endpoint = options.endpoint.rstrip("/") + "/"
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=poller_count(options.concurrency) + 8),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=WAIT_TIME + 15),
+    ) as session:
+
+        async def call(action: str, payload: dict[str, Any]) -> Any:
+            headers = {
+                "X-Amz-Target": f"AmazonSQS.{action}",
+                "Content-Type": "application/x-amz-json-1.0",
+                # Not a signature: a constant that moto needs to route the request to SQS.
+                "Authorization": UNSIGNED_AUTHORIZATION,
+            }
+            async with session.post(endpoint, data=dumps(payload), headers=headers) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{action}: HTTP {response.status}: {raw[:200]!r}")
+            return loads(raw)
+
+        url = (await call("GetQueueUrl", {"QueueName": options.queue}))["QueueUrl"]
+
+        async def receive() -> list[tuple[str, str]]:
+            response = await call(
+                "ReceiveMessage",
+                {
+                    "QueueUrl": url,
+                    "MaxNumberOfMessages": 10,
+                    "WaitTimeSeconds": WAIT_TIME,
+                    "VisibilityTimeout": 30,
+                    "MessageSystemAttributeNames": ["All"],
+                    "MessageAttributeNames": ["All"],
+                },
+            )
+            return [(m["Body"], m["ReceiptHandle"]) for m in response.get("Messages", ())]
+
+        async def delete(handles: list[str]) -> int:
+            response = await call(
+                "DeleteMessageBatch",
+                {
+                    "QueueUrl": url,
+                    "Entries": [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)],
+                },
+            )
+            return len(response.get("Failed", ()))
+
+        return await bare_loop(options, window, tally, finished, receive, delete)
+
+
+CONTENDERS: dict[str, Consume] = {
+    "aiosqsworker": aiosqsworker_fast,
+    "aiosqsworker-botocore": aiosqsworker_botocore,
+    "aiobotocore-loop": aiobotocore_loop,
+    "aiohttp-loop": aiohttp_loop,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = parse_options(argv, list(CONTENDERS), "python -m benchmarks.contender")
+    window = Window()
+    if options.profile:
+        profiler = cProfile.Profile()
+        window.on_start.append(profiler.enable)
+        window.on_stop.append(profiler.disable)
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    if options.loop == "uvloop":
+        try:
+            import uvloop
+        except ImportError:
+            options.loop = "asyncio"
+        else:
+            loop_factory = uvloop.new_event_loop
+    consume = CONTENDERS[options.contender]
+    result: dict[str, Any] = {}
+
+    async def run() -> None:
+        finished = asyncio.Event()
+        tally = Tally(options.messages, window, finished.set)
+        result.update(await consume(options, window, tally, finished))
+        emit(options.contender, tally, window, loop=options.loop, **result)
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(run())
+    if options.profile:
+        profiler.dump_stats(options.profile)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""docs/benchmarks.md and its chart, from one invocation's results."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .harness import Outcome, Summary, summarize
+from .suite import REFERENCE, Plan, Results
+
+__all__ = ["command_line", "machine_note", "render_markdown", "write_chart"]
+
+HANDLER_TITLES = {
+    "noop": "No-op handler",
+    "io": "I/O-bound handler (`await asyncio.sleep(0.05)`)",
+    "cpu": "CPU-bound handler (100 chained SHA-256 of 1 KiB, about 200 µs)",
+}
+
+
+def machine_note(loop: str) -> str:
+    cores = os.cpu_count() or 0
+    return (
+        f"{cores} CPU cores ({platform.machine()}), {platform.system()}, "
+        f"Python {platform.python_version()}, event loop: {loop}"
+    )
+
+
+def _fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(value: float, reference: Summary | None, attribute: str) -> str:
+    if reference is None or not reference.ok:
+        return "-"
+    base: float = getattr(reference, attribute)
+    return f"{value / base:.2f}x" if base else "-"
+
+
+def _summaries(by_contender: dict[str, list[Outcome]]) -> dict[str, Summary]:
+    return {name: summarize(name, outcomes) for name, outcomes in by_contender.items()}
+
+
+def _contender_table(
+    by_contender: dict[str, list[Outcome]], labels: dict[str, str], *, requests: bool = True
+) -> list[str]:
+    summaries = _summaries(by_contender)
+    reference = summaries.get(REFERENCE)
+    header = "| contender | messages/s (min-max) | x ref |"
+    rule = "|---|---:|---:|"
+    if requests:
+        header += " deleted/s |"
+        rule += "---:|"
+    header += " CPU µs/message | x ref |"
+    rule += "---:|---:|"
+    if requests:
+        header += " requests/message |"
+        rule += "---:|"
+    header += " peak RSS MiB | runs |"
+    rule += "---:|---:|"
+    if requests:
+        header += " responder CPU |"
+        rule += "---:|"
+    lines = [header, rule]
+    for name, summary in summaries.items():
+        label = labels.get(name, name)
+        if not summary.ok:
+            lines.append(
+                f"| {label} | did not run: {(summary.error or '')[:160]} |"
+                + " |" * (rule.count("|") - 3)
+            )
+            continue
+        note = ""
+        if summary.timed_out:
+            note = f" (time-boxed: {summary.handled:,} of {summary.messages:,})"
+        row = (
+            f"| {label} | {_fmt(summary.rate)} ({_fmt(summary.rate_low)}-{_fmt(summary.rate_high)})"
+            f"{note} | {_ratio(summary.rate, reference, 'rate')} |"
+        )
+        if requests:
+            row += f" {_fmt(summary.completed_rate)} |"
+        row += f" {_fmt(summary.cpu_us)} | {_ratio(summary.cpu_us, reference, 'cpu_us')} |"
+        if requests:
+            row += f" {_fmt(summary.requests_per_message, 3)} |"
+        row += f" {_fmt(summary.peak_rss_mib, 1)} | {summary.runs} |"
+        if requests:
+            row += f" {summary.responder_load:.0%} |"
+        lines.append(row)
+    return lines
+
+
+def _scaling_tables(results: Results) -> list[str]:
+    levels = sorted(results.scaling)
+    names = list(next(iter(results.scaling.values()))) if results.scaling else []
+    summaries = {level: _summaries(results.scaling[level]) for level in levels}
+    lines = ["| concurrency | messages | " + " | ".join(results.labels.get(n, n) for n in names)]
+    lines[0] += " |"
+    lines.append("|---:|---:|" + "---:|" * len(names))
+    for level in levels:
+        first = summaries[level][names[0]] if names else None
+        cells = []
+        for name in names:
+            summary = summaries[level][name]
+            cells.append(
+                f"{_fmt(summary.rate)} ({_fmt(summary.completed_rate)})" if summary.ok else "failed"
+            )
+        count = first.messages if first is not None else 0
+        lines.append(f"| {level:,} | {count:,} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Peak RSS (MiB) against the messages in flight (at most concurrency + prefetch; the "
+        "column says how many handlers actually ran at once). RSS growth is the resident "
+        "set at the window's end less that at its start:",
+        "",
+        "| concurrency | "
+        + " | ".join(f"{results.labels.get(n, n)}: peak (growth)" for n in names)
+        + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for level in levels:
+        cells = []
+        for name in names:
+            summary = summaries[level][name]
+            running = max((o.peak_running for o in results.scaling[level][name]), default=0)
+            cells.append(
+                f"{summary.peak_rss_mib:.1f} (+{summary.rss_growth_mib:.1f}), {running:,} running"
+                if summary.ok
+                else "failed"
+            )
+        lines.append(f"| {level:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_markdown(
+    results: Results, plan: Plan, *, command: str, chart: str | None, quick: bool
+) -> str:
+    loop = plan.loop
+    out: list[str] = [
+        "# Benchmarks",
+        "",
+        "Generated by the benchmark suite in `benchmarks/` "
+        f"({'smoke run, figures not representative' if quick else 'full run'}). "
+        "Reproduce with:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- Machine: {machine_note(loop)}.",
+        f"- Date: {datetime.now(UTC):%Y-%m-%d}; the suite took {results.seconds / 60:.1f} min.",
+        "- Machines are noisy: read the ratios to the bare aiobotocore loop (x ref), measured "
+        "in the same invocation, rather than the absolute figures.",
+        "",
+        "## What is measured",
+        "",
+        "Each contender runs in its own process against the same server, with the same "
+        "handler and concurrency, and consumes a preset number of messages. It first sets up "
+        "(imports, client, queue URL, long polls open), then opens a measuring window that "
+        "releases the messages, and closes it when its handlers have finished the last one. "
+        "Over that window:",
+        "",
+        "- **messages/s**: messages handled ÷ window (median of the runs; min-max beside);",
+        "- **deleted/s**: messages deleted ÷ the time from the window's opening to the last "
+        "delete the server saw (shutdown flush included): lower than messages/s when deletes "
+        "lag behind the handlers;",
+        "- **CPU µs/message**: user + system CPU of the consumer process (`getrusage`) ÷ "
+        "messages, handler included (the CPU-bound handler itself costs about 200 µs);",
+        "- **requests/message**: ReceiveMessage, DeleteMessage(Batch) and "
+        "ChangeMessageVisibility(Batch) calls the server saw for the whole run (shutdown "
+        "included) ÷ messages: 0.2 is one receive of ten plus one batch delete of ten;",
+        "- **peak RSS**: the process's peak resident set (Linux's VmHWM: `ru_maxrss` would "
+        "include the harness's own size, inherited across fork and exec), imports included;",
+        "- **responder CPU**: the responder's CPU over the run as a share of one core: near "
+        "100 % the responder, not the contender, is the limit.",
+        "",
+        "Contenders:",
+        "",
+        "- **aiosqsworker (default: fast path)**: `App()` with default settings; receive, "
+        "delete and visibility calls go over aiohttp with its own SigV4 signing;",
+        '- **aiosqsworker (client="botocore")**: every call through aiobotocore;',
+        "- **bare aiobotocore loop**: pollers calling ReceiveMessage(10) into a small bounded "
+        "queue, N handler tasks, DeleteMessageBatch of ten with a 50 ms linger; no leases, "
+        "retries or shutdown care: the ceiling of anything built on aiobotocore, and the "
+        "reference (x ref) of every ratio;",
+        "- **bare aiohttp loop**: the same loop with hand-built unsigned JSON over aiohttp, "
+        "no checks: the floor of a Python asyncio consumer;",
+        "- peers from PyPI, each in its own virtual environment (see below).",
+        "",
+        "The bare loops open as many long polls as aiosqsworker does at the same "
+        "concurrency (up to 8), so the comparison is of client and framework cost, not of "
+        "polling strategy. The server is a local SQS responder (`benchmarks/responder.py`): "
+        "an aiohttp server in its own process speaking SQS's JSON protocol, answering at "
+        "once, never redelivering; its budget of messages is released when the window "
+        "opens. Against it, everything left is the client's own cost.",
+        "",
+        "## Client cost against the local responder",
+        "",
+    ]
+    for handler, by_contender in results.client_cost.items():
+        first = next((o for runs in by_contender.values() for o in runs), None)
+        messages = first.messages if first is not None else 0
+        repetitions = plan.repetitions.get(handler, 1)
+        out += [
+            f"### {HANDLER_TITLES.get(handler, handler)}",
+            "",
+            f"Concurrency {plan.concurrency}, {messages:,} messages per run, median of "
+            f"{repetitions} run{'s' if repetitions > 1 else ''} "
+            f"(peers: {plan.peer_repetitions}, time-boxed to {plan.peer_deadline:.0f} s).",
+            "",
+            *_contender_table(by_contender, results.labels),
+            "",
+        ]
+    if results.scaling:
+        out += [
+            "## Scaling: I/O-bound handler against concurrency",
+            "",
+            "Messages/s with the 50 ms handler (the ideal is concurrency x 20/s), and in "
+            "brackets deleted/s (to the last delete), "
+            f"{plan.scaling_repetitions} run per point:",
+            "",
+            *_scaling_tables(results),
+            "",
+        ]
+    if results.moto:
+        out += [
+            "## End to end against moto's server",
+            "",
+            f"moto (`aiosqsworker.testing.LocalSQSServer`), no-op handler, concurrency "
+            f"{plan.concurrency}, {plan.moto_messages:,} messages per run with the backlog "
+            f"refilled to about {plan.moto_backlog} (moto scans the whole queue on every "
+            "call), median of "
+            f"{plan.moto_repetitions} run{'s' if plan.moto_repetitions > 1 else ''}. moto, "
+            "the contender and the refill share the machine: this shows that everything works "
+            "against real SQS semantics, and how much CPU each contender spends per message "
+            "when the server is slow; the throughput is mostly moto's.",
+            "",
+            *_contender_table(results.moto, results.labels, requests=False),
+            "",
+        ]
+    out += ["## Peers", ""]
+    if results.peers:
+        out += [
+            "Each peer is installed from PyPI into its own virtual environment outside the "
+            "project and driven by a small script in `benchmarks/peers/` that uses the "
+            "peer's documented API with the same handlers and concurrency. A peer that could "
+            "not be installed or run is listed with the reason.",
+            "",
+            "| peer | status |",
+            "|---|---|",
+        ]
+        for name, status in results.peers.items():
+            out.append(f"| {results.labels.get(name, name)} | {status} |")
+        out += [
+            "",
+            "Not attempted: pyqs (a celery-like task queue whose workers fork processes and "
+            "read its own task envelope), to keep `make bench` within about ten minutes.",
+        ]
+    else:
+        out.append("Not run in this invocation (`--no-peers`).")
+    out.append("")
+    if chart:
+        out += ["## Chart", "", f"![benchmark chart]({chart})", ""]
+    return "\n".join(out)
+
+
+def write_chart(results: Results, path: Path, *, loop: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=(14, 13))
+    grid = figure.add_gridspec(3, 2)
+    axes = [
+        [figure.add_subplot(grid[0, :]), figure.add_subplot(grid[1, :])],
+        [figure.add_subplot(grid[2, 0]), figure.add_subplot(grid[2, 1])],
+    ]
+    handlers = list(results.client_cost)
+    names = list(dict.fromkeys(n for runs in results.client_cost.values() for n in runs))
+    width = 0.8 / max(1, len(names))
+    for axis, attribute, title in (
+        (axes[0][0], "rate", "messages/s (concurrency 100), log scale"),
+        (axes[0][1], "cpu_us", "consumer CPU µs per message (lower is better), log scale"),
+    ):
+        for index, name in enumerate(names):
+            values = []
+            for handler in handlers:
+                outcomes = results.client_cost[handler].get(name, [])
+                summary = summarize(name, outcomes)
+                values.append(float(getattr(summary, attribute)) if summary.ok else 0.0)
+            positions = [h + (index - (len(names) - 1) / 2) * width for h in range(len(handlers))]
+            axis.bar(positions, values, width, label=results.labels.get(name, name))
+        axis.set_xticks(range(len(handlers)), [HANDLER_TITLES[h].split(" (")[0] for h in handlers])
+        axis.set_title(title)
+        axis.set_yscale("log")
+        axis.grid(axis="y", alpha=0.3, which="both")
+    axes[0][0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    scaling_axis, memory_axis = axes[1]
+    levels = sorted(results.scaling)
+    scaling_names = list(results.scaling[levels[0]]) if levels else []
+    for name in scaling_names:
+        rates = [summarize(name, results.scaling[level][name]).rate for level in levels]
+        peaks = [summarize(name, results.scaling[level][name]).peak_rss_mib for level in levels]
+        label = results.labels.get(name, name)
+        scaling_axis.plot(levels, rates, marker="o", label=label)
+        memory_axis.plot(levels, peaks, marker="o", label=label)
+    if levels:
+        scaling_axis.plot(levels, [20 * level for level in levels], "k:", label="ideal (20/s each)")
+    for axis in (scaling_axis, memory_axis):
+        axis.set_xscale("log")
+        axis.set_xlabel("concurrency (≈ messages in flight), I/O-bound handler")
+        axis.grid(alpha=0.3)
+    scaling_axis.set_yscale("log")
+    scaling_axis.set_title("throughput against concurrency (messages/s)")
+    scaling_axis.legend(fontsize="small")
+    memory_axis.set_title("peak RSS (MiB) against messages in flight")
+    figure.suptitle(f"aiosqsworker benchmarks: {machine_note(loop)}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as anyone would type it (no paths of this machine)."""
+    if not argv:
+        return "make bench    # = python -m benchmarks, after installing the bench extra"
+    arguments = " ".join(shlex.quote(arg) for arg in argv)
+    return f"python -m benchmarks {arguments}    # or: make bench BENCH_ARGS='{arguments}'"

@@ -1,0 +1,185 @@
+"""The benchmark suite: which scenarios run, with which contenders, how many times.
+
+Scenarios:
+
+- client cost: every contender against the local responder, per handler (no-op, I/O-bound,
+  CPU-bound), concurrency 100, repeated; runs interleave contenders so that drift in the
+  machine's speed spreads over all of them;
+- scaling: the I/O-bound handler at concurrency 1, 10, 100 and 1000 (throughput, and peak
+  RSS against the messages in flight);
+- end to end: against moto's server with a small refilled backlog.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .harness import Contender, Outcome, run_contender
+from .responder import ResponderProcess
+
+__all__ = [
+    "OWN_CONTENDERS",
+    "REFERENCE",
+    "Plan",
+    "Results",
+    "run_client_cost",
+    "run_scaling",
+]
+
+OWN_CONTENDERS = (
+    Contender.own("aiosqsworker", "aiosqsworker (default: fast path)"),
+    Contender.own("aiosqsworker-botocore", 'aiosqsworker (client="botocore")'),
+    Contender.own("aiobotocore-loop", "bare aiobotocore loop (ceiling on aiobotocore)"),
+    Contender.own("aiohttp-loop", "bare aiohttp loop, unsigned JSON (floor)"),
+)
+#: Ratios are to this contender, measured in the same invocation.
+REFERENCE = "aiobotocore-loop"
+
+Progress = Callable[[str, Contender, int, Outcome], None]
+
+
+@dataclass
+class Plan:
+    """How much to run; `quick()` is the smoke run."""
+
+    handlers: tuple[str, ...] = ("noop", "io", "cpu")
+    messages: dict[str, int] = field(
+        default_factory=lambda: {"noop": 5000, "io": 5000, "cpu": 3000}
+    )
+    repetitions: dict[str, int] = field(default_factory=lambda: {"noop": 5, "io": 3, "cpu": 3})
+    concurrency: int = 100
+    scaling_levels: tuple[int, ...] = (1, 10, 100, 1000)
+    #: Messages per scaling run: about 2-5 s of work at each level for the I/O-bound handler.
+    scaling_messages: dict[int, int] = field(
+        default_factory=lambda: {1: 60, 10: 400, 100: 4000, 1000: 20000}
+    )
+    scaling_repetitions: int = 1
+    moto_messages: int = 1000
+    moto_backlog: int = 300
+    moto_repetitions: int = 1
+    peer_repetitions: int = 1
+    peer_deadline: float = 20.0
+    deadline: float = 60.0
+    loop: str = "uvloop"
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(
+            messages={"noop": 1000, "io": 500, "cpu": 500},
+            repetitions={"noop": 1, "io": 1, "cpu": 1},
+            scaling_levels=(1, 10, 100),
+            scaling_messages={1: 20, 10: 100, 100: 500},
+            moto_messages=200,
+            moto_backlog=100,
+            peer_deadline=15.0,
+            deadline=30.0,
+        )
+
+
+@dataclass
+class Results:
+    """Everything one invocation measured, by scenario, contender and run."""
+
+    client_cost: dict[str, dict[str, list[Outcome]]] = field(default_factory=dict)
+    scaling: dict[int, dict[str, list[Outcome]]] = field(default_factory=dict)
+    moto: dict[str, list[Outcome]] = field(default_factory=dict)
+    peers: dict[str, str] = field(default_factory=dict)  # peer -> "ran" or why not
+    labels: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def describe(outcome: Outcome) -> str:
+    if outcome.error:
+        return f"FAILED: {outcome.error}"
+    rpm = outcome.requests_per_message
+    return (
+        f"{outcome.handled}/{outcome.messages} msgs in {outcome.seconds:.2f} s = "
+        f"{outcome.rate:,.0f}/s, {outcome.cpu_us_per_message:,.0f} µs CPU/msg, "
+        + (f"{rpm:.3f} req/msg, " if rpm is not None else "")
+        + f"peak RSS {outcome.peak_rss_kib / 1024:.0f} MiB"
+        + (" (time-boxed)" if outcome.timed_out else "")
+    )
+
+
+def print_progress(scenario: str, contender: Contender, rep: int, outcome: Outcome) -> None:
+    log(f"  [{scenario}] run {rep + 1} {contender.name:<24} {describe(outcome)}")
+
+
+def run_client_cost(
+    plan: Plan,
+    contenders: Sequence[Contender],
+    responder: ResponderProcess,
+    *,
+    progress: Progress = print_progress,
+    profile: str | None = None,
+) -> dict[str, dict[str, list[Outcome]]]:
+    """Per handler: every contender, `repetitions` times, interleaved."""
+    results: dict[str, dict[str, list[Outcome]]] = {}
+    for handler in plan.handlers:
+        by_contender: dict[str, list[Outcome]] = {c.name: [] for c in contenders}
+        runnable = [c for c in contenders if handler in c.handlers]
+        for rep in range(plan.repetitions[handler]):
+            for contender in runnable:
+                repetitions = plan.peer_repetitions if contender.peer else plan.repetitions[handler]
+                if rep >= repetitions:
+                    continue
+                outcome = run_contender(
+                    contender,
+                    endpoint=responder.endpoint_url,
+                    handler=handler,
+                    concurrency=plan.concurrency,
+                    messages=plan.messages[handler],
+                    deadline=plan.peer_deadline if contender.peer else plan.deadline,
+                    loop=plan.loop,
+                    responder=responder,
+                    profile=profile if rep == 0 and contender.name == "aiosqsworker" else None,
+                )
+                by_contender[contender.name].append(outcome)
+                progress(handler, contender, rep, outcome)
+        results[handler] = by_contender
+    return results
+
+
+def run_scaling(
+    plan: Plan,
+    contenders: Sequence[Contender],
+    responder: ResponderProcess,
+    *,
+    progress: Progress = print_progress,
+) -> dict[int, dict[str, list[Outcome]]]:
+    """The I/O-bound handler at each concurrency level."""
+    results: dict[int, dict[str, list[Outcome]]] = {}
+    for level in plan.scaling_levels:
+        by_contender: dict[str, list[Outcome]] = {c.name: [] for c in contenders}
+        for rep in range(plan.scaling_repetitions):
+            for contender in contenders:
+                outcome = run_contender(
+                    contender,
+                    endpoint=responder.endpoint_url,
+                    handler="io",
+                    concurrency=level,
+                    messages=plan.scaling_messages[level],
+                    deadline=plan.deadline,
+                    loop=plan.loop,
+                    responder=responder,
+                )
+                by_contender[contender.name].append(outcome)
+                progress(f"io c={level}", contender, rep, outcome)
+        results[level] = by_contender
+    return results
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
