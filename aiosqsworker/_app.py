@@ -69,6 +69,7 @@ class App:
             self._registry.add(spec)
         self._worker: Worker | None = None
         self._task_group: TaskGroup | None = None
+        self._early_stop: str | None = None  # a stop() that came before the run
 
     @property
     def consumers(self) -> list[ConsumerSpec]:
@@ -128,9 +129,15 @@ class App:
         return state is WorkerState.RUNNING, f"state {state.value}"
 
     def stop(self, *, force: bool = False) -> None:
-        """Ask a running app to shut down gracefully (or, with `force`, at once)."""
-        if self._worker is not None:
+        """Ask a running app to shut down gracefully (or, with `force`, at once).
+
+        Called before a run has begun (say right after ``tg.start_soon(app.run)``), it stops
+        that run as soon as it starts.
+        """
+        if self._worker is not None and self._worker.state is not WorkerState.STOPPED:
             self._worker.request_stop(force=force)
+        else:
+            self._early_stop = "force" if force else "graceful"
 
     def _new_worker(self) -> Worker:
         if self._worker is not None and self._worker.state not in (
@@ -139,6 +146,9 @@ class App:
         ):
             raise AioSQSWorkerError("this App is already running")
         self._worker = Worker(self.config, self.consumers)
+        if self._early_stop is not None:
+            self._worker.request_stop(force=self._early_stop == "force")
+            self._early_stop = None
         return self._worker
 
     async def run(self, *, handle_signals: bool = False) -> None:

@@ -18,6 +18,8 @@ from ._runner import run, uvloop_available
 __all__ = ["load_app", "main"]
 
 ENV_PREFIX = "AIOSQSWORKER_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq")
 
 RUN_EPILOG = """\
@@ -92,14 +94,14 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default=(_env("LOG_LEVEL") or "INFO").upper(),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LOG_LEVELS,
         type=str.upper,
         help="(default: %(default)s)",
     )
     parser.add_argument(
         "--log-format",
         default=_env("LOG_FORMAT") or "text",
-        choices=["text", "json"],
+        choices=LOG_FORMATS,
         help="text for people, json (one object per line) for machines (default: %(default)s)",
     )
     parser.add_argument(
@@ -283,9 +285,8 @@ def _with_overrides(app: App, args: argparse.Namespace) -> App:
     if not changes:
         return app
     config = dataclasses.replace(app.config, **changes)  # type: ignore[arg-type]
-    # Field by field, not asdict(): that would deep-copy middleware objects.
-    settings = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-    return App(**settings, consumers=app.consumers)
+    app.config = config  # the module's own App runs: its handlers may use it (app.send)
+    return app
 
 
 def _worker_argv(argv: list[str]) -> list[str]:
@@ -322,6 +323,7 @@ def _command_run(args: argparse.Namespace, argv: list[str], use_uvloop: bool) ->
         use_uvloop=use_uvloop,
         metrics_address=(host, port) if port is not None else None,
         progress_interval=5.0 if show_progress else None,
+        supervised=_env("WORKER_INDEX") is not None,
     )
 
 
@@ -359,6 +361,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "run")  # `python -m aiosqsworker MODULE` means `run MODULE`
     parser = _build_parser()
     args = parser.parse_args(args_list)
+    # argparse checks choices on the command line only, not on defaults from the environment.
+    for option, choices in (("log_level", LOG_LEVELS), ("log_format", LOG_FORMATS)):
+        value = getattr(args, option, None)
+        if value is not None and value not in choices:
+            parser.error(
+                f"{ENV_PREFIX}{option.upper()}={value!r} is invalid: choose one of "
+                f"{', '.join(choices)}"
+            )
     if args.command is None:
         parser.print_help()
         return 2

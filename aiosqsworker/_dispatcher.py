@@ -130,7 +130,7 @@ class Dispatcher:
                 lease.on_lost = lease_scope.cancel
                 started = anyio.current_time()
                 try:
-                    with anyio.fail_after(self._config.timeout):
+                    with self._time_limit():
                         await self._call(lease.message)
                 except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
                     error = exc

@@ -185,6 +185,11 @@ class Pipeline:
             try:
                 await self._consume(task_status)
             finally:
+                # Cancelled from outside (the host's task), the drain never ran: hand back
+                # what was buffered here, so that it is not stranded for its visibility timeout.
+                for lease in self._buffer.close():
+                    self.counters.buffered -= 1
+                    self._acker.change_visibility(lease, 0, "release")
                 pending = self._acker.pending
                 if pending:
                     logger.info("[%s] flushing %d pending acknowledgements", self.name, pending)

@@ -39,7 +39,9 @@ class SignalLog:
 
 
 @contextlib.contextmanager
-def capture_signals(request_stop: Callable[..., None]) -> Iterator[SignalLog]:
+def capture_signals(
+    request_stop: Callable[..., None], signals: tuple[signal.Signals, ...] = STOP_SIGNALS
+) -> Iterator[SignalLog]:
     """Turn SIGTERM/SIGINT into `request_stop()`, and a second one into a forced stop."""
     loop = asyncio.get_running_loop()
     log = SignalLog()
@@ -59,7 +61,7 @@ def capture_signals(request_stop: Callable[..., None]) -> Iterator[SignalLog]:
 
     previous: dict[signal.Signals, Any] = {}
     try:
-        for signum in STOP_SIGNALS:
+        for signum in signals:
             previous[signum] = signal.getsignal(signum)
             loop.add_signal_handler(signum, on_signal, signum)
         yield log
@@ -79,15 +81,23 @@ def run(
     use_uvloop: bool | None = None,
     metrics_address: tuple[str, int] | None = None,
     progress_interval: float | None = None,
+    supervised: bool = False,
 ) -> int:
     """Run `app` in a new event loop until a stop signal; return the process exit code.
 
     0 after a graceful stop; 128 + the signal's number when a second signal forced it.
     With `metrics_address`, /metrics, /healthz and /readyz are served there; with
-    `progress_interval`, a progress line is printed that often.
+    `progress_interval`, a progress line is printed that often. A `supervised` worker
+    (``--workers N``) leaves SIGINT to its supervisor.
     """
     if use_uvloop is None:
         use_uvloop = uvloop_available()
+    stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS
+    if supervised:
+        # A Ctrl-C reaches the whole process group; the supervisor forwards one SIGTERM.
+        # Counting the SIGINT too would turn every Ctrl-C into a forced stop.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_signals = (signal.SIGTERM,)
 
     async def main() -> int:
         from ._metrics import serve_metrics
@@ -100,7 +110,7 @@ def run(
                 await tg.start(functools.partial(serve_metrics, app, host=host, port=port))
             if progress_interval:
                 tg.start_soon(functools.partial(report_progress, app, interval=progress_interval))
-            with capture_signals(app.stop) as signals:
+            with capture_signals(app.stop, stop_signals) as signals:
                 try:
                     await app.run()
                 except Exception as exc:  # noqa: BLE001 - re-raised below, outside the group

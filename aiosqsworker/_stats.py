@@ -73,7 +73,7 @@ class ConsumerStatistics:
         queue: the queue as configured (name or URL).
         received: messages received from SQS.
         succeeded: handlers that returned.
-        failed: handlers that raised (each is retried or, at last, dead-lettered by SQS).
+        failed: handlers that raised (each is retried or, at last, dead-lettered).
         retried: messages whose visibility was set for a retry after a failure.
         dead_lettered: messages the framework moved to the dead-letter queue itself (a
             `Reject`, or a failure on the last receive the redrive policy allows).
