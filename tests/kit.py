@@ -80,6 +80,74 @@ class SQSKit:
                 batch = []
         return ids
 
+    async def create_fifo_queue(
+        self,
+        label: str = "q",
+        *,
+        visibility_timeout: int = 30,
+        attributes: dict[str, str] | None = None,
+    ) -> Queue:
+        """A fresh FIFO queue (its name ends in ``.fifo``), without content-based dedup."""
+        name = f"{self.unique_name(label)}.fifo"
+        attrs = {
+            "FifoQueue": "true",
+            "VisibilityTimeout": str(visibility_timeout),
+            **(attributes or {}),
+        }
+        response = await self.client.create_queue(QueueName=name, Attributes=attrs)
+        return Queue(name=name, url=response["QueueUrl"])
+
+    async def send_grouped(self, queue: Queue, messages: Iterable[tuple[str, str]]) -> list[str]:
+        """Send (group id, body) pairs to a FIFO queue, in order, ten a call; returns the ids.
+
+        Each message gets a deduplication id of its own, so equal bodies are not merged.
+        """
+        ids: list[str] = []
+        pending = list(messages)
+        for start in range(0, len(pending), 10):
+            batch = pending[start : start + 10]
+            response = await self.client.send_message_batch(
+                QueueUrl=queue.url,
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "MessageBody": body,
+                        "MessageGroupId": group,
+                        "MessageDeduplicationId": f"{start + i}-{next(_names)}",
+                    }
+                    for i, (group, body) in enumerate(batch)
+                ],
+            )
+            assert not response.get("Failed"), response
+            order = {int(entry["Id"]): entry["MessageId"] for entry in response["Successful"]}
+            ids.extend(order[i] for i in range(len(batch)))
+        return ids
+
+    async def drain_with_attributes(
+        self, queue: Queue, *, wait_time: int = 1
+    ) -> list[dict[str, Any]]:
+        """Like `drain`, with the message attributes too (a dead letter's failure record)."""
+        received: list[dict[str, Any]] = []
+        while True:
+            response = await self.client.receive_message(
+                QueueUrl=queue.url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=wait_time,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                return received
+            received.extend(messages)
+            await self.client.delete_message_batch(
+                QueueUrl=queue.url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
+
     async def counts(self, queue: Queue) -> tuple[int, int]:
         """(visible, in flight) as the server reports them."""
         response = await self.client.get_queue_attributes(
