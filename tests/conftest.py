@@ -1,4 +1,8 @@
-"""Fixtures: one real SQS-protocol server (moto's, over HTTP) per session, fresh queues per test."""
+"""Fixtures: one real SQS-protocol server per session, fresh queues per test.
+
+The server is moto's unless ``AIOSQSWORKER_TEST_SERVER=ministack`` chooses ministack
+(see `tests/servers.py`); either way the tests talk to it over HTTP.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ from aiosqsworker import App
 from aiosqsworker.testing import LOCAL_CREDENTIALS, LocalSQSServer
 
 from .kit import REGION, SQSKit, open_kit
+from .servers import new_server
 
 
 @pytest.fixture(scope="session")
 def sqs_server() -> Iterator[LocalSQSServer]:
-    with LocalSQSServer() as server:
+    with new_server() as server:
         yield server
 
 

@@ -168,6 +168,7 @@ async def test_two_worker_processes_survive_a_kill_and_drain_on_sigterm(
             [sys.executable, "-m", "aiosqsworker", "tests.apps.ops_service", "--workers", "2",
              "--log-format", "json", "--shutdown-timeout", "10"],
             cwd=REPO, env=env, stderr=log_file, stdout=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: a failing test can stop it and its workers
         )  # fmt: skip
     try:
         await eventually(lambda: len({pid for pid, _ in _ledger(ledger)}) == 2, within=30)
@@ -182,7 +183,7 @@ async def test_two_worker_processes_survive_a_kill_and_drain_on_sigterm(
         assert time.monotonic() - started < 15
     finally:
         if supervisor.returncode is None:
-            supervisor.kill()
+            os.killpg(supervisor.pid, signal.SIGKILL)  # the supervisor and every worker
             await supervisor.wait()
         await supervisor.aclose()
     lines = stderr.read_text().splitlines()

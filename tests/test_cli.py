@@ -1,0 +1,354 @@
+"""The command line in a real process: `python -m aiosqsworker`, stopped by real signals.
+
+The user module (`tests.apps.orders_service`) keeps a ledger of handler events, one line per
+event (``<pid> <event> <message id> <n>``), from which exactly-once is counted.
+
+Where exactly-once is counted, the consumer holds at most one batch (concurrency + prefetch
+<= 10), so it has a single poller: moto's ReceiveMessage is not atomic, and two polls
+scanning a queue at the same moment now and then both get the same message, a duplicate that
+no consumer could prevent (real SQS does not do this within a visibility timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.abc import Process
+
+from aiosqsworker._cli import _build_parser
+from aiosqsworker.testing import LocalSQSServer
+
+from .kit import REGION, Queue, SQSKit, eventually, eventually_async
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICE = "tests.apps.orders_service"
+
+
+@dataclass(frozen=True)
+class Event:
+    pid: int
+    kind: str
+    message_id: str
+    label: str
+
+
+def read_ledger(path: Path) -> list[Event]:
+    if not path.exists():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        pid, kind, message_id, label = line.split(" ", 3)
+        events.append(Event(int(pid), kind, message_id, label))
+    return events
+
+
+def ids_of(events: list[Event], kind: str) -> Counter[str]:
+    return Counter(event.message_id for event in events if event.kind == kind)
+
+
+def started_twice(events: list[Event]) -> list[Event]:
+    """The events of every message started more than once (none, when all is well)."""
+    twice = {message_id for message_id, count in ids_of(events, "start").items() if count > 1}
+    return [event for event in events if event.message_id in twice]
+
+
+def worker_env(server: LocalSQSServer, queue: str, ledger: Path, **settings: str) -> dict[str, str]:
+    """The worker's environment: the local server, and the user module's settings."""
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": server.endpoint_url,
+        "AWS_REGION": REGION,
+        "ORDERS_QUEUE": queue,
+        "ORDERS_LEDGER": str(ledger),
+    }
+    env.update({f"ORDERS_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+@asynccontextmanager
+async def cli(args: list[str], env: Mapping[str, str], log: Path) -> AsyncIterator[Process]:
+    """`python -m aiosqsworker ARGS` from the repository's root, killed if still running."""
+    with log.open("ab") as log_file:
+        process = await anyio.open_process(
+            [sys.executable, "-m", "aiosqsworker", *args],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        await process.aclose()
+
+
+def tail(log: Path) -> str:
+    """The end of a worker's log, for an assertion's message."""
+    return log.read_text()[-3000:]
+
+
+async def exit_code(process: Process, log: Path, *, within: float) -> tuple[int, float]:
+    """Wait for the process to exit: (its code, seconds it took)."""
+    started = time.monotonic()
+    try:
+        with anyio.fail_after(within):
+            code = await process.wait()
+    except TimeoutError:
+        raise AssertionError(f"still running {within} s later; its log:\n{tail(log)}") from None
+    return code, time.monotonic() - started
+
+
+async def logged(log: Path, text: str, *, within: float = 20) -> None:
+    await eventually(lambda: text in log.read_text(), within=within, what=f"{text!r} logged")
+
+
+async def counts_become(sqs: SQSKit, queue: Queue, expected: tuple[int, int]) -> None:
+    async def check() -> bool:
+        return await sqs.counts(queue) == expected
+
+    await eventually_async(check, within=20, every=0.2)
+
+
+@pytest.mark.slow
+async def test_a_mixed_load_is_handled_exactly_once_and_sigterm_exits_cleanly(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    queue = await sqs.create_queue(visibility_timeout=2, max_receive_count=2)
+    dlq = await sqs.dlq_of(queue)
+    good = [json.dumps({"n": n, "sleep": 0.02}) for n in range(146)]
+    long_jobs = [json.dumps({"n": n, "sleep": 5}) for n in range(146, 150)]  # > visibility 2 s
+    poison = [f"not json {n}" for n in range(6)]
+    bodies = good[:60] + poison[:3] + long_jobs + good[60:] + poison[3:]
+    ids = await sqs.send(queue, bodies)
+    by_body = dict(zip(bodies, ids, strict=True))
+    good_ids = {by_body[body] for body in good + long_jobs}
+    long_ids = {by_body[body] for body in long_jobs}
+    poison_ids = {by_body[body] for body in poison}
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = worker_env(
+        sqs_server,
+        queue.name,
+        ledger,
+        concurrency="8",
+        prefetch="2",  # buffered leases are extended too
+        visibility="2",
+        retry_base_delay="0.2",
+    )
+
+    async with cli([SERVICE, "--shutdown-timeout", "20"], env, log) as worker:
+        await eventually(
+            lambda: set(ids_of(read_ledger(ledger), "done")) >= good_ids,
+            within=60,
+            what="every good message handled",
+        )
+        await counts_become(sqs, dlq, (len(poison), 0))
+        await counts_become(sqs, queue, (0, 0))
+        worker.send_signal(signal.SIGTERM)
+        code, took = await exit_code(worker, log, within=15)
+
+    assert code == 0, tail(log)
+    assert took < 5, f"an idle worker took {took:.1f} s to stop"
+    events = read_ledger(ledger)
+    started, done = ids_of(events, "start"), ids_of(events, "done")
+    assert set(done) == good_ids
+    assert not started_twice(events)
+    assert started == done, "a good message was not handled exactly once"
+    assert all(started[message_id] == 1 for message_id in long_ids)
+    assert not ids_of(events, "cancel")
+    bad = ids_of(events, "bad")
+    assert set(bad) == poison_ids
+    assert all(1 <= count <= 2 for count in bad.values()), bad
+    assert await sqs.counts(queue) == (0, 0)
+    assert sorted(m["Body"] for m in await sqs.drain(dlq)) == sorted(poison)
+    assert "received SIGTERM" in log.read_text()
+
+
+@pytest.mark.slow
+async def test_sigterm_under_load_lets_started_jobs_finish_and_a_restart_does_the_rest(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    queue = await sqs.create_queue(visibility_timeout=30)
+    ids = set(await sqs.send(queue, (json.dumps({"n": n}) for n in range(60))))
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = worker_env(
+        sqs_server, queue.name, ledger, concurrency="10", prefetch="0", job_seconds="1"
+    )
+
+    def busy_after_a_first_wave() -> bool:
+        events = read_ledger(ledger)
+        started, done = len(ids_of(events, "start")), len(ids_of(events, "done"))
+        return done >= 10 and started - done >= 5
+
+    async with cli([SERVICE, "--shutdown-timeout", "20"], env, log) as worker:
+        await eventually(
+            busy_after_a_first_wave, within=30, what="a first wave done and handlers running"
+        )
+        worker.send_signal(signal.SIGTERM)
+        code, took = await exit_code(worker, log, within=15)
+        first_pid = worker.pid
+        # Right after the exit: nothing held, and everything not done is there for anyone.
+        visible, in_flight = await sqs.counts(queue)
+
+    assert code == 0, tail(log)
+    events = read_ledger(ledger)
+    started, done = ids_of(events, "start"), ids_of(events, "done")
+    assert started == done, "a handler started before SIGTERM did not finish"
+    assert not ids_of(events, "cancel")
+    assert took < 8, f"stopping took {took:.1f} s with 1 s jobs"
+    assert in_flight == 0
+    assert visible == 60 - len(done)
+    assert visible > 0
+
+    async with cli([SERVICE, "--shutdown-timeout", "20"], env, log) as worker:
+        await eventually(
+            lambda: set(ids_of(read_ledger(ledger), "done")) >= ids,
+            within=40,
+            what="the restarted worker finishing the rest",
+        )
+        worker.send_signal(signal.SIGTERM)
+        code, _ = await exit_code(worker, log, within=15)
+        second_pid = worker.pid
+    assert code == 0, tail(log)
+
+    events = read_ledger(ledger)
+    started, done = ids_of(events, "start"), ids_of(events, "done")
+    assert set(done) == ids
+    assert not started_twice(events)
+    assert started == done
+    assert {event.pid for event in events} == {first_pid, second_pid}
+    assert await sqs.counts(queue) == (0, 0)
+
+
+async def test_a_second_sigterm_forces_exit_143_and_releases_running_messages(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    queue = await sqs.create_queue(visibility_timeout=60)
+    ids = set(await sqs.send(queue, (json.dumps({"n": n, "sleep": 120}) for n in range(4))))
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = worker_env(sqs_server, queue.name, ledger, concurrency="10")
+
+    async with cli([SERVICE, "--shutdown-timeout", "60"], env, log) as worker:
+        await eventually(
+            lambda: set(ids_of(read_ledger(ledger), "start")) == ids,
+            within=20,
+            what="4 long jobs running",
+        )
+        worker.send_signal(signal.SIGTERM)
+        await logged(log, "received SIGTERM: shutting down gracefully")
+        await logged(log, "waiting up to 60 s for 4 running handlers")
+        assert worker.returncode is None
+        assert not ids_of(read_ledger(ledger), "cancel")
+        worker.send_signal(signal.SIGTERM)
+        code, took = await exit_code(worker, log, within=15)
+        visible, in_flight = await sqs.counts(queue)
+
+    assert code == 128 + signal.SIGTERM == 143
+    assert took < 5, f"a forced stop took {took:.1f} s"
+    assert set(ids_of(read_ledger(ledger), "cancel")) == ids
+    assert not ids_of(read_ledger(ledger), "done")
+    assert (visible, in_flight) == (4, 0)  # visible at once, not 60 s later
+    assert "forcing shutdown" in log.read_text()
+
+
+async def test_help_documents_every_option_and_the_environment() -> None:
+    (commands,) = (a for a in _build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    run_parser = commands.choices["run"]
+    options = {
+        option
+        for action in run_parser._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    }
+    assert {"--shutdown-timeout", "--endpoint-url", "--workers", "--no-progress"} <= options
+    environment = [
+        "AWS_REGION",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_PROFILE",
+        "AIOSQSWORKER_SHUTDOWN_TIMEOUT",
+        "AIOSQSWORKER_WORKERS",
+        "AIOSQSWORKER_CLIENT",
+        "AIOSQSWORKER_METRICS_PORT",
+        "AIOSQSWORKER_METRICS_HOST",
+        "AIOSQSWORKER_LOG_LEVEL",
+        "AIOSQSWORKER_LOG_FORMAT",
+    ]
+    results: dict[str, subprocess.CompletedProcess[bytes]] = {}
+
+    async def run(*args: str) -> None:
+        results[" ".join(args)] = await anyio.run_process(
+            [sys.executable, "-m", "aiosqsworker", *args], cwd=REPO, check=False
+        )
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, "--help")
+        tg.start_soon(run, "run", "--help")
+
+    for args, result in results.items():
+        text = result.stdout.decode()
+        assert result.returncode == 0, (args, result.stderr)
+        missing = sorted(name for name in [*options, *environment] if name not in text)
+        assert not missing, f"`{args}` does not mention {missing}"
+        assert "SIGTERM" in text
+        assert "MODULE[:APP]" in text
+    run_help = results["run --help"].stdout.decode()
+    assert run_help.startswith("usage: python -m aiosqsworker run "), run_help[:300]
+
+
+async def test_module_colon_app_runs_that_app(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    queue = await sqs.create_queue()
+    ids = set(await sqs.send(queue, (f"order {n}" for n in range(5))))
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = worker_env(sqs_server, queue.name, ledger)
+    async with cli(["tests.apps.orders_app:app"], env, log) as worker:
+        await eventually(
+            lambda: set(ids_of(read_ledger(ledger), "done")) == ids,
+            within=20,
+            what="the app's consumer handling the queue",
+        )
+        worker.send_signal(signal.SIGINT)
+        code, _ = await exit_code(worker, log, within=15)
+    assert code == 0, tail(log)
+    text = log.read_text()
+    assert "[orders-app] consuming" in text  # the explicit App's own consumer...
+    assert "waiting up to 5 s" in text  # ... and its own shutdown timeout
+    assert "received SIGINT" in text
+    assert await sqs.counts(queue) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("target", "error"),
+    [
+        ("tests.apps.orders_app", "module 'tests.apps.orders_app' registered no consumers"),
+        ("tests.apps.no_such_module", "cannot import module 'tests.apps.no_such_module'"),
+        ("tests.apps.orders_app:missing", "tests.apps.orders_app:missing is missing"),
+    ],
+)
+async def test_a_bad_target_is_one_clear_line_and_a_failure(target: str, error: str) -> None:
+    result = await anyio.run_process(
+        [sys.executable, "-m", "aiosqsworker", target], cwd=REPO, check=False
+    )
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("aiosqsworker: error: "), lines
+    assert error in lines[0], lines
+    assert not result.stdout
