@@ -30,7 +30,14 @@ from ._errors import ConfigurationError, SQSError, TransientSQSError
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["BatchingSender", "Producer", "SendOptions", "encode_attributes", "encode_body"]
+__all__ = [
+    "BatchingSender",
+    "Producer",
+    "QueueUrls",
+    "SendOptions",
+    "encode_attributes",
+    "encode_body",
+]
 
 #: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
 MAX_MESSAGE_BYTES = 1_048_576
@@ -129,6 +136,24 @@ class SendOptions(TypedDict, total=False):
     delay: int
     group_id: str | None
     deduplication_id: str | None
+
+
+class QueueUrls:
+    """Queue names resolved to URLs once, however many sends ask at the same moment."""
+
+    def __init__(self, client: SQSClient) -> None:
+        self._client = client
+        self._urls: dict[str, str] = {}
+        self._lock = anyio.Lock()
+
+    async def get(self, queue: str) -> str:
+        url = self._urls.get(queue)
+        if url is None:
+            async with self._lock:  # concurrent first sends wait here, then batch together
+                url = self._urls.get(queue)
+                if url is None:
+                    url = self._urls[queue] = await self._client.resolve_queue_url(queue)
+        return url
 
 
 class BatchingSender:
@@ -275,21 +300,19 @@ class Producer:
         self._linger = linger
         self._stack: AsyncExitStack | None = None
         self._sender: BatchingSender | None = None
-        self._client: SQSClient | None = None
-        self._urls: dict[str, str] = {}
+        self._urls: QueueUrls | None = None
 
     async def __aenter__(self) -> Producer:
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
-            self._client = await open_sqs_client(
-                stack, self._config, max_connections=20, longest_wait=0
-            )
+            client = await open_sqs_client(stack, self._config, max_connections=20, longest_wait=0)
         except BaseException:
             await stack.aclose()
             raise
         self._stack = stack
-        self._sender = BatchingSender(self._client, linger=self._linger)
+        self._sender = BatchingSender(client, linger=self._linger)
+        self._urls = QueueUrls(client)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -302,9 +325,6 @@ class Producer:
 
         The options are those of `SendOptions`: attributes, delay, group_id, deduplication_id.
         """
-        if self._sender is None or self._client is None:
+        if self._sender is None or self._urls is None:
             raise RuntimeError("use the Producer inside `async with Producer(...) as producer:`")
-        url = self._urls.get(queue)
-        if url is None:
-            url = self._urls[queue] = await self._client.resolve_queue_url(queue)
-        return await self._sender.send(url, body, **options)
+        return await self._sender.send(await self._urls.get(queue), body, **options)

@@ -19,7 +19,7 @@ from ._client import SQSClient, open_sqs_client
 from ._config import AppConfig
 from ._errors import AioSQSWorkerError, SQSError
 from ._pipeline import Pipeline, QueueInfo
-from ._producer import BatchingSender, SendOptions
+from ._producer import BatchingSender, QueueUrls, SendOptions
 from ._receiver import poller_count
 from ._registry import ConsumerSpec
 from ._stats import ConsumerStatistics
@@ -61,7 +61,7 @@ class Worker:
         self._pipelines: list[Pipeline] = []
         self._client: SQSClient | None = None
         self._sender: BatchingSender | None = None
-        self._urls: dict[str, str] = {}
+        self._urls: QueueUrls | None = None
         self._stop_requested = False
         self._fatal: AioSQSWorkerError | None = None
 
@@ -70,15 +70,12 @@ class Worker:
 
     async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send through the worker's client (see `BatchingSender.send`)."""
-        if self._client is None or self._sender is None:
+        if self._urls is None or self._sender is None:
             raise AioSQSWorkerError(
                 "app.send() needs a running app: call it inside `async with app:` or while "
                 "`await app.run()` runs, or use aiosqsworker.Producer on its own"
             )
-        url = self._urls.get(queue)
-        if url is None:
-            url = self._urls[queue] = await self._client.resolve_queue_url(queue)
-        return await self._sender.send(url, body, **options)
+        return await self._sender.send(await self._urls.get(queue), body, **options)
 
     async def backlog(self) -> dict[str, int]:
         """Each consumer's queue depth (ApproximateNumberOfMessages); unreachable ones left out."""
@@ -137,6 +134,7 @@ class Worker:
                 )
                 self._client = client
                 self._sender = BatchingSender(client)
+                self._urls = QueueUrls(client)
                 await self._build_pipelines(client)
                 async with anyio.create_task_group() as tg:
                     for pipeline in self._pipelines:

@@ -1,0 +1,91 @@
+"""Sending: concurrent sends share batch calls, every entry is checked, limits come first."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Literal
+
+import anyio
+import pytest
+
+from aiosqsworker import App, ConfigurationError, Message, Producer
+from aiosqsworker.testing import FaultProxy, LocalSQSServer
+
+from .kit import REGION, SQSKit, eventually
+
+
+@dataclasses.dataclass
+class Order:
+    id: int
+    item: str
+
+
+@pytest.mark.parametrize("client", ["fast", "botocore"])
+async def test_concurrent_sends_share_batch_calls_and_arrive_typed(
+    sqs: SQSKit, sqs_server: LocalSQSServer, client: Literal["fast", "botocore"]
+) -> None:
+    queue = await sqs.create_queue()
+    async with (
+        FaultProxy(sqs_server.endpoint_url) as proxy,
+        Producer(region=REGION, endpoint_url=proxy.url, client=client) as producer,
+    ):
+        ids: list[str] = []
+
+        async def send(n: int) -> None:
+            ids.append(
+                await producer.send(
+                    queue.name, Order(n, "book"), attributes={"n": n, "blob": b"\x00\xff"}
+                )
+            )
+
+        async with anyio.create_task_group() as tg:
+            for n in range(25):
+                tg.start_soon(send, n)
+    assert len(set(ids)) == 25
+    assert proxy.requests["SendMessageBatch"] == 3  # 10 + 10 + 5, not 25 calls
+    received = await sqs.drain(queue)
+    assert sorted(json.loads(m["Body"])["id"] for m in received) == list(range(25))
+
+
+async def test_a_message_over_the_size_limit_fails_before_anything_is_sent(
+    sqs: SQSKit, sqs_server: LocalSQSServer
+) -> None:
+    queue = await sqs.create_queue()
+    async with Producer(region=REGION, endpoint_url=sqs_server.endpoint_url) as producer:
+        with pytest.raises(ConfigurationError, match="over SQS's limit"):
+            await producer.send(queue.name, "x" * 1_100_000)
+        with pytest.raises(ConfigurationError, match="delay"):
+            await producer.send(queue.name, "x", delay=901)
+    assert await sqs.counts(queue) == (0, 0)
+
+
+async def test_a_throttled_batch_is_retried_and_every_sender_gets_its_id(
+    sqs: SQSKit, sqs_server: LocalSQSServer
+) -> None:
+    queue = await sqs.create_queue()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.inject("SendMessageBatch", "throttle", times=1)
+        async with Producer(region=REGION, endpoint_url=proxy.url) as producer:
+            ids = [await producer.send(queue.name, {"n": n}) for n in range(3)]
+    assert len(set(ids)) == 3
+    assert await sqs.counts(queue) == (3, 0)
+
+
+async def test_app_send_works_inside_a_running_app(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    source = await sqs.create_queue("source")
+    target = await sqs.create_queue("target")
+    await sqs.send(source, ["forward me"])
+    app = make_app()
+
+    @app.consumer(source.name, wait_time=1)
+    async def forward(message: Message) -> None:
+        await app.send(target.name, {"forwarded": message.body}, delay=0)
+
+    async with app:
+        await eventually(lambda: app.statistics()["forward"].deleted == 1)
+    received = await sqs.drain(target)
+    assert [json.loads(m["Body"]) for m in received] == [{"forwarded": "forward me"}]
