@@ -1,0 +1,838 @@
+"""Reliability under faults: what must hold when the network or SQS misbehaves.
+
+Every scenario puts a `FaultProxy` between the worker and a real SQS-protocol server (or
+kills a worker process outright) and asserts the invariants: nothing lost, no duplicate
+that is not explained by the fault, a bounded request rate while failing, recovery once the
+fault is gone. Each docstring names the naive change to the framework that the test exists
+to catch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import anyio
+import pytest
+from anyio.abc import Process
+
+from aiosqsworker import App, ConsumerStatistics, Message, QueueNotFoundError, WorkerState
+from aiosqsworker._receiver import poll_pause
+from aiosqsworker.testing import FaultProxy, LocalSQSServer
+
+from .kit import REGION, SQSKit, eventually, open_kit
+from .servers import new_server, server_kind
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def stats_of(app: App, name: str = "handle") -> ConsumerStatistics:
+    return app.statistics()[name]
+
+
+def handled_at_least(seen: Counter[str], count: int) -> bool:
+    return sum(seen.values()) >= count
+
+
+def deleted_at_least(app: App, count: int) -> bool:
+    return stats_of(app).deleted >= count
+
+
+def bodies(count: int, start: int = 0) -> list[str]:
+    return [json.dumps({"n": n}) for n in range(start, start + count)]
+
+
+class FramedShortProxy(FaultProxy):
+    """`truncate` as a broken intermediary sends it: the body cut short, yet framed as whole.
+
+    `FaultProxy` declares the full Content-Length and closes early, which every HTTP client
+    notices. Here the Content-Length matches the short body, so only the body's own syntax
+    shows that it was cut.
+    """
+
+    @staticmethod
+    async def _write(
+        writer: Any,
+        status: int,
+        reason: str,
+        headers: list[tuple[str, str]],
+        payload: bytes,
+        send: int,
+    ) -> None:
+        await FaultProxy._write(writer, status, reason, headers, payload[:send], send)
+
+
+class PartialFailureProxy(FaultProxy):
+    """Makes the server fail the first entry of the next DeleteMessageBatch calls.
+
+    The entry is taken out of the request before it is forwarded (so the server really does
+    not delete it) and reported under ``Failed`` with the code queued in `fail_next`.
+    `deleted_handles` lists every receipt handle the worker asked to delete, in order.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.fail_next: list[tuple[str, bool]] = []  # (code, sender fault)
+        self.deleted_handles: list[str] = []
+
+    async def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+        if not headers.get("x-amz-target", "").endswith(".DeleteMessageBatch"):
+            return await super()._forward(method, path, headers, body)
+        request = json.loads(body)
+        entries = request["Entries"]
+        self.deleted_handles.extend(entry["ReceiptHandle"] for entry in entries)
+        failed: list[dict[str, Any]] = []
+        if self.fail_next:
+            code, sender_fault = self.fail_next.pop(0)
+            victim = entries.pop(0)
+            failed.append(
+                {
+                    "Id": victim["Id"],
+                    "Code": code,
+                    "Message": "injected",
+                    "SenderFault": sender_fault,
+                }
+            )
+        if not entries:
+            return 200, "OK", [], json.dumps({"Successful": [], "Failed": failed}).encode()
+        status, reason, response_headers, payload = await super()._forward(
+            method, path, headers, json.dumps(request).encode()
+        )
+        response = json.loads(payload)
+        response["Failed"] = [*response.get("Failed", []), *failed]
+        return status, reason, response_headers, json.dumps(response).encode()
+
+
+# (1) Throttling and 5xx on every action.
+
+FAULT_WINDOW = 4.0
+
+
+async def test_throttling_and_5xx_on_every_action_back_off_and_recover(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """Throttling (JSON and query style) and 503 on every action, 4 s each, messages flowing.
+
+    Polls back off (a bounded request rate), deletes are retried, not given up, and once the
+    fault is gone everything is handled exactly once.
+
+    Naive changes it catches: a receiver that polls again at once after an error (no
+    back-off: hundreds of requests a second); throttling in the query protocol's style
+    (``AWS.SimpleQueueService.RequestThrottled``) not classified as transient (deletes given
+    up, messages handled twice).
+    """
+    # The pause after a failed poll is jittered: never the same twice in a row for long.
+    assert len({round(poll_pause(3), 6) for _ in range(20)}) > 1
+    queue = await sqs.create_queue()
+    ids: list[str] = []
+    seen: Counter[str] = Counter()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        # Capacity 20, two pollers: with each phase's 10 messages held (a failing delete keeps
+        # its message's room until settled), one poller still has room to poll.
+        @app.consumer(queue.name, concurrency=5, prefetch=15, wait_time=1)
+        async def handle(message: Message) -> None:
+            seen[message.message_id] += 1
+            await anyio.sleep(0.3)
+
+        faults: list[dict[str, Any]] = [
+            {"kind": "throttle", "style": "json"},
+            {"kind": "throttle", "style": "query"},
+            {"kind": "status", "status": 503},
+        ]
+        async with app:
+            for number, fault in enumerate(faults):
+                ids += await sqs.send(queue, bodies(10, start=10 * number))
+                await eventually(partial(handled_at_least, seen, 10 * number + 3), within=30)
+                polls_before = proxy.requests["ReceiveMessage"]
+                errors_before = stats_of(app).poll_errors
+                proxy.always("*", **fault)
+                await anyio.sleep(FAULT_WINDOW)
+                polls = proxy.requests["ReceiveMessage"] - polls_before
+                proxy.clear()
+                # Worst case with back-off: 3 tries a poll, pauses of at least 0.25, 0.5, 1,
+                # 2 s: 15 requests in 4 s per poller. Without back-off it is thousands.
+                assert polls <= 2 * (3 + 3 * FAULT_WINDOW), (fault, polls)
+                assert stats_of(app).poll_errors > errors_before, fault
+                deleted = 10 * (number + 1)
+                await eventually(partial(deleted_at_least, app, deleted), within=40)
+            stats = stats_of(app)
+    for action in ("ReceiveMessage", "DeleteMessageBatch"):
+        for kind in ("throttle", "status"):
+            assert proxy.faults_applied[f"{action}:{kind}"] > 0, proxy.faults_applied
+    assert set(seen) == set(ids)
+    assert max(seen.values()) == 1, "a message was handled twice"
+    assert stats.delete_failures == 0
+    assert await sqs.counts(queue) == (0, 0)
+
+
+# (2) Connections reset mid long poll, a server that stops answering, slow long polls.
+
+
+async def test_connections_dropped_mid_long_poll_are_reopened(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """Polls whose connection is reset at once, or dropped 1 s into the long poll.
+
+    The worker opens new connections by itself, and messages sent meanwhile are handled.
+
+    Naive change it catches: a poller that ends when its poll fails (``return`` instead of
+    backing off and polling again): nothing is received after the faults.
+    """
+    queue = await sqs.create_queue()
+    seen: Counter[str] = Counter()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.inject("ReceiveMessage", "reset", times=2)
+        proxy.inject("ReceiveMessage", "stall", seconds=1.0, times=4)
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, concurrency=5, prefetch=5, wait_time=2)
+        async def handle(message: Message) -> None:
+            seen[message.message_id] += 1
+
+        async with app:
+            await eventually(
+                lambda: sum(proxy.faults_applied.values()) == 6, within=30, what="faults applied"
+            )
+            ids = await sqs.send(queue, bodies(10))
+            await eventually(lambda: stats_of(app).deleted == 10, within=20)
+            stats = stats_of(app)
+    assert stats.poll_errors >= 1
+    assert set(seen) == set(ids)
+    assert max(seen.values()) == 1
+
+
+async def test_a_server_that_stops_answering_for_10_s_is_survived(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """Every request held 10 s without an answer, then dropped; then the server is back.
+
+    Messages sent during the outage are handled once it is over, each once.
+
+    Naive change it catches: connection errors of the fast path not mapped into the
+    framework's tree (aiohttp's exception escapes the receiver): the worker crashes instead
+    of reconnecting.
+    """
+    queue = await sqs.create_queue()
+    seen: Counter[str] = Counter()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, concurrency=5, prefetch=5, wait_time=1)
+        async def handle(message: Message) -> None:
+            seen[message.message_id] += 1
+
+        async with app:
+            await eventually(lambda: stats_of(app).polls >= 1)
+            proxy.always("*", "stall", seconds=10)
+            outage = time.monotonic()
+            await anyio.sleep(1.5)  # the open polls end; the next ones hang for 10 s
+            ids = await sqs.send(queue, bodies(10))  # straight to the server
+            await anyio.sleep(1.0)
+            proxy.clear()
+            await eventually(lambda: stats_of(app).deleted == 10, within=30)
+            recovered_after = time.monotonic() - outage
+            assert app.state is WorkerState.RUNNING
+            stats = stats_of(app)
+    assert proxy.faults_applied["ReceiveMessage:stall"] >= 1
+    assert 9 < recovered_after < 25  # the outage was real, and short-lived for the worker
+    assert stats.received == 10
+    assert set(seen) == set(ids)
+    assert max(seen.values()) == 1
+
+
+async def test_a_slow_long_poll_is_not_cut_off_by_the_read_timeout(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """Long polls of 3 s that take 2 s more to arrive complete without any error.
+
+    Naive change it catches: a read timeout equal to the poll's wait time (or any that
+    leaves no margin beyond it): every idle poll on a slow network would fail.
+    """
+    queue = await sqs.create_queue()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.always("ReceiveMessage", "latency", seconds=2.0)
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, concurrency=5, prefetch=5, wait_time=3)
+        async def handle(message: Message) -> None:
+            pass
+
+        async with app:
+            await eventually(lambda: stats_of(app).polls >= 1, within=20)
+            stats = stats_of(app)
+    assert stats.poll_errors == 0
+
+
+# (3) A ReceiveMessage response cut short.
+
+
+@pytest.mark.parametrize(
+    ("client", "proxy_class"),
+    [
+        pytest.param("fast", FaultProxy, id="fast-cut-connection"),
+        pytest.param("botocore", FaultProxy, id="botocore-cut-connection"),
+        pytest.param("fast", FramedShortProxy, id="fast-framed-short"),
+        pytest.param("botocore", FramedShortProxy, id="botocore-framed-short"),
+    ],
+)
+async def test_a_cut_short_receive_is_a_poll_error_not_an_empty_queue(
+    sqs: SQSKit,
+    sqs_server: LocalSQSServer,
+    make_app: Callable[..., App],
+    client: Literal["fast", "botocore"],
+    proxy_class: type[FaultProxy],
+) -> None:
+    """ReceiveMessage responses cut in half: the server handed messages out, we never saw them.
+
+    Each must count as a poll error, not as an empty queue; the messages come back after
+    their visibility timeout (received a second time) and are handled then, once each.
+
+    Naive change it catches: taking a 200 response whose body does not parse as "no
+    messages" (what botocore's JSON parser does with a body it cannot read): poll_errors
+    stays 0.
+    """
+    queue = await sqs.create_queue(visibility_timeout=2)
+    ids = await sqs.send(queue, bodies(8))
+    seen: list[tuple[str, int]] = []
+    async with proxy_class(sqs_server.endpoint_url) as proxy:
+        proxy.inject("ReceiveMessage", "truncate", times=3)
+        app = make_app(endpoint_url=proxy.url, client=client)
+
+        @app.consumer(queue.name, concurrency=5, prefetch=5, wait_time=1)
+        async def handle(message: Message) -> None:
+            seen.append((message.message_id, message.receive_count))
+
+        async with app:
+            await eventually(lambda: stats_of(app).deleted == 8, within=30)
+            stats = stats_of(app)
+    assert proxy.faults_applied["ReceiveMessage:truncate"] == 3
+    assert stats.poll_errors >= 1
+    assert sorted(message_id for message_id, _ in seen) == sorted(ids)
+    # What the first (cut) poll took came back after its visibility timeout.
+    assert any(count >= 2 for _, count in seen), seen
+
+
+# (4) Lease extensions failing.
+
+
+async def test_failed_lease_extensions_are_retried(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """The first extension calls fail (500, all three tries of a call): they are retried.
+
+    A 6 s job on a 6 s visibility timeout keeps its lease; the message is handled once.
+
+    Naive change it catches: a lease keeper that stops watching a lease whose extension
+    failed: the message reappears mid-job and a second handler takes it.
+    """
+    queue = await sqs.create_queue()
+    seen: Counter[str] = Counter()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.inject("ChangeMessageVisibilityBatch", "status", status=500, times=3)
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, concurrency=2, prefetch=0, wait_time=1, visibility_timeout=6)
+        async def handle(message: Message) -> None:
+            seen[message.message_id] += 1
+            await anyio.sleep(6)
+
+        async with app:
+            [message_id] = await sqs.send(queue, bodies(1))
+            await eventually(lambda: stats_of(app).deleted == 1, within=30)
+            stats = stats_of(app)
+    assert proxy.faults_applied["ChangeMessageVisibilityBatch:status"] == 3
+    assert stats.lease_extension_errors >= 1
+    assert stats.leases_extended >= 1
+    assert seen == Counter({message_id: 1})
+    assert stats.leases_lost == 0
+
+
+async def test_a_lost_lease_cancels_its_handler(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """Extensions fail until the message times out, and another worker takes and deletes it.
+
+    When the server then refuses the receipt handle, the handler is cancelled, the loss is
+    counted, and the worker sends nothing more for the message. (The other worker deletes
+    the message, because moto accepts any handle a message ever had for as long as the
+    message exists; ministack refuses a superseded handle at once.)
+
+    Naive change it catches: a lost lease that is only logged (the handler is not told and
+    runs on, its message now someone else's).
+    """
+    queue = await sqs.create_queue()
+    cancelled = anyio.Event()
+    started = anyio.Event()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.always("ChangeMessageVisibilityBatch", "status", status=500)
+        app = make_app(endpoint_url=proxy.url)
+
+        # Capacity 1: while the handler runs, the worker does not poll (and cannot take the
+        # message back itself).
+        @app.consumer(queue.name, concurrency=1, prefetch=0, wait_time=1, visibility_timeout=2)
+        async def handle(message: Message) -> None:
+            started.set()
+            try:
+                await anyio.sleep(60)
+            except anyio.get_cancelled_exc_class():
+                cancelled.set()
+                raise
+
+        async with app:
+            await sqs.send(queue, bodies(1))
+            with anyio.fail_after(20):
+                await started.wait()
+            stolen: list[dict[str, Any]] = []
+            with anyio.fail_after(20):
+                while not stolen:
+                    response = await sqs.client.receive_message(
+                        QueueUrl=queue.url, WaitTimeSeconds=1, VisibilityTimeout=60
+                    )
+                    stolen = response.get("Messages", [])
+            await sqs.client.delete_message(
+                QueueUrl=queue.url, ReceiptHandle=stolen[0]["ReceiptHandle"]
+            )
+            proxy.clear()
+            with anyio.fail_after(20):
+                await cancelled.wait()
+            await eventually(lambda: stats_of(app).leases_lost == 1)
+            await anyio.sleep(0.5)
+            stats = stats_of(app)
+    assert stats.succeeded == 0
+    assert stats.failed == 0
+    assert stats.deleted + stats.delete_failures + stats.released == 0  # nothing sent
+
+
+# (5) Deletes failing.
+
+
+async def test_failed_deletes_are_retried(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """DeleteMessageBatch fails with 500 and throttling several times in a row: retried.
+
+    Naive change it catches: an acker that gives up a batch on the first error (messages
+    come back and run twice).
+    """
+    queue = await sqs.create_queue()
+    seen: Counter[str] = Counter()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.inject("DeleteMessageBatch", "status", status=500, times=2)
+        proxy.inject("DeleteMessageBatch", "throttle", times=2)
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, wait_time=1, ack_linger=0.2)
+        async def handle(message: Message) -> None:
+            seen[message.message_id] += 1
+
+        async with app:
+            ids = await sqs.send(queue, bodies(10))
+            await eventually(lambda: stats_of(app).deleted == 10, within=30)
+            stats = stats_of(app)
+    assert proxy.faults_applied["DeleteMessageBatch:status"] == 2
+    assert proxy.faults_applied["DeleteMessageBatch:throttle"] == 2
+    assert stats.delete_failures == 0
+    assert set(seen) == set(ids)
+    assert max(seen.values()) == 1
+    assert await sqs.counts(queue) == (0, 0)
+
+
+async def test_partly_failed_delete_batches(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """A batch whose ``Failed`` list names one entry: retried if transient, else given up.
+
+    A transient failure (InternalError, not the sender's fault) is sent again and the
+    message deleted: handled once. A refused receipt handle is not sent again (it will not
+    get better); the refusal is counted, and the message, still on the server, comes back
+    after its visibility timeout and is handled and deleted a second time: the one
+    duplicate, explained by the refused delete.
+
+    Naive changes it catches: an acker that ignores ``Failed`` in a 200 response (the
+    transiently failed message is handled twice); one that retries every failed entry (the
+    refused handle is sent up to six times).
+    """
+    queue = await sqs.create_queue(visibility_timeout=2)
+    seen: list[tuple[str, int]] = []
+    proxy = PartialFailureProxy(sqs_server.endpoint_url)
+    async with proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, wait_time=1, ack_linger=0.3)
+        async def handle(message: Message) -> None:
+            seen.append((message.message_id, message.receive_count))
+
+        async with app:
+            proxy.fail_next.append(("InternalError", False))
+            first = await sqs.send(queue, bodies(5))
+            await eventually(lambda: stats_of(app).deleted == 5, within=20)
+            await anyio.sleep(2.5)  # a message whose delete was dropped would be back now
+            assert sorted(m for m, _ in seen) == sorted(first), "transient failure not retried"
+            assert stats_of(app).delete_failures == 0
+
+            proxy.fail_next.append(("ReceiptHandleIsInvalid", True))
+            handles_before = len(proxy.deleted_handles)
+            second = await sqs.send(queue, bodies(5, start=5))
+            await eventually(lambda: stats_of(app).delete_failures == 1, within=20)
+            refused = proxy.deleted_handles[handles_before]
+            await eventually(lambda: stats_of(app).deleted == 10, within=20)
+            stats = stats_of(app)
+    assert proxy.deleted_handles.count(refused) == 1, "a refused handle was sent again"
+    handled = Counter(m for m, _ in seen)
+    assert set(handled) == set(first) | set(second)
+    twice = [m for m, count in handled.items() if count == 2]
+    assert len(twice) == 1, handled
+    assert max(handled.values()) == 2, handled
+    assert (twice[0], 2) in seen  # the second time, it was a second receive
+    assert stats.delete_failures == 1
+    assert await sqs.counts(queue) == (0, 0)
+
+
+async def test_a_delete_with_a_stale_receipt_handle(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """A handler finishes after its message was received by someone else: a stale delete.
+
+    Servers differ here (so does SQS's own documentation): ministack refuses the handle
+    (``ReceiptHandleIsInvalid`` under ``Failed``), moto deletes the message anyway. Either
+    way: no crash, no retry loop, the answer counted, and the worker goes on with the next
+    message.
+
+    Naive change it catches (on a server that refuses stale handles): an acker that retries
+    refused receipt handles.
+    """
+    queue = await sqs.create_queue()
+    release = anyio.Event()
+    seen: list[str] = []
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.always("ChangeMessageVisibilityBatch", "status", status=500)
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, concurrency=1, prefetch=0, wait_time=1, visibility_timeout=2)
+        async def handle(message: Message) -> None:
+            seen.append(message.message_id)
+            if len(seen) == 1:
+                await release.wait()
+
+        async with app:
+            [stale, *_] = await sqs.send(queue, bodies(1))
+            await eventually(lambda: len(seen) == 1, within=20)
+            stolen: list[dict[str, Any]] = []
+            with anyio.fail_after(20):
+                while not stolen:
+                    response = await sqs.client.receive_message(
+                        QueueUrl=queue.url, WaitTimeSeconds=1, VisibilityTimeout=60
+                    )
+                    stolen = response.get("Messages", [])
+            deletes_before = proxy.requests["DeleteMessageBatch"]
+            release.set()  # the handler ends before the lease keeper notices the loss
+            await eventually(
+                lambda: stats_of(app).deleted + stats_of(app).delete_failures == 1, within=20
+            )
+            await anyio.sleep(1.0)  # room for a retry loop to show itself
+            deletes = proxy.requests["DeleteMessageBatch"] - deletes_before
+            proxy.clear()
+            [fresh] = await sqs.send(queue, bodies(1, start=1))
+            await eventually(lambda: fresh in seen, within=20)
+            assert app.state is WorkerState.RUNNING
+            stats = stats_of(app)
+    assert stolen[0]["MessageId"] == stale
+    assert deletes == 1, "the stale delete was sent again"
+    if server_kind() == "ministack":
+        # ministack refuses a receipt handle that is no longer the latest.
+        assert stats.delete_failures == 1
+        assert await sqs.counts(queue) == (0, 1)
+    else:
+        # moto accepts any handle it ever issued, and deletes the message.
+        assert stats.delete_failures == 0
+        assert await sqs.counts(queue) == (0, 0)
+
+
+# (6) The queue gone mid-run.
+
+
+async def test_a_queue_deleted_mid_run_stops_the_worker_with_a_clear_error(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """The queue is deleted while the worker polls it: `app.run` raises QueueNotFoundError.
+
+    Naive change it catches: treating a missing queue like any other poll error (back off
+    and poll again forever): the worker spins on and `run` never returns.
+    """
+    queue = await sqs.create_queue()
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, wait_time=1)
+        async def handle(message: Message) -> None:
+            pass
+
+        requests_at_delete = 0
+
+        async def delete_queue_soon() -> None:
+            nonlocal requests_at_delete
+            await eventually(lambda: app.state is WorkerState.RUNNING)
+            await eventually(lambda: stats_of(app).polls >= 1)
+            await sqs.client.delete_queue(QueueUrl=queue.url)
+            requests_at_delete = proxy.requests["ReceiveMessage"]
+
+        error: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(delete_queue_soon)
+            with anyio.fail_after(30):
+                try:
+                    await app.run()
+                except QueueNotFoundError as exc:
+                    error = exc
+        assert app.state is WorkerState.STOPPED
+    assert isinstance(error, QueueNotFoundError), error
+    assert queue.name in str(error)
+    # Two pollers, each with a poll open at the deletion and one that fails: no spinning.
+    assert proxy.requests["ReceiveMessage"] - requests_at_delete <= 4
+
+
+async def test_a_restarted_server_without_the_queue_stops_the_worker(
+    make_app: Callable[..., App],
+) -> None:
+    """The server is stopped and comes back empty: the error surfaces from ``async with``.
+
+    While the server is down, polls fail and back off; once it answers without the queue,
+    the worker stops with QueueNotFoundError instead of spinning.
+
+    Naive change it catches: the same as for a deleted queue (a missing queue retried
+    forever).
+    """
+    server = new_server()
+    server.start()
+    try:
+        async with open_kit(server.endpoint_url, "restart") as kit:
+            queue = await kit.create_queue()
+        async with FaultProxy(server.endpoint_url) as proxy:
+            app = make_app(endpoint_url=proxy.url)
+
+            @app.consumer(queue.name, wait_time=1)
+            async def handle(message: Message) -> None:
+                pass
+
+            with pytest.raises(QueueNotFoundError):  # noqa: PT012 - the block is the subject
+                async with app:
+                    await eventually(lambda: stats_of(app).polls >= 1)
+                    await anyio.to_thread.run_sync(server.stop)
+                    await eventually(lambda: stats_of(app).poll_errors >= 1, within=20)
+                    await anyio.to_thread.run_sync(server.start)
+                    requests_at_restart = proxy.requests["ReceiveMessage"]
+                    with anyio.fail_after(20):
+                        while app.state is not WorkerState.STOPPED:  # noqa: ASYNC110
+                            await anyio.sleep(0.05)
+            after_restart = proxy.requests["ReceiveMessage"] - requests_at_restart
+    finally:
+        server.stop()
+    assert after_restart <= 6, after_restart
+
+
+# (7) A worker process killed with -9 mid-batch, then a new one.
+
+
+def read_ledger(path: Path) -> list[tuple[int, str, str, int, int, float]]:
+    """(pid, event, message id, n, receive count, time) per line of a ledger worker's file."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        pid, event, message_id, n, count, at = line.split()
+        rows.append((int(pid), event, message_id, int(n), int(count), float(at)))
+    return rows
+
+
+async def start_ledger_worker(
+    endpoint_url: str, queue: str, ledger: Path, log: Path, **settings: str
+) -> Process:
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": endpoint_url,
+        "AWS_REGION": REGION,
+        "LEDGER_QUEUE": queue,
+        "LEDGER_FILE": str(ledger),
+        **settings,
+    }
+    with log.open("ab") as stderr:
+        return await anyio.open_process(
+            [sys.executable, "-m", "aiosqsworker", "tests.apps.ledger_worker",
+             "--log-format", "json", "--shutdown-timeout", "5"],
+            cwd=REPO, env=env, stderr=stderr, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+async def stop_process(process: Process) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+        with anyio.move_on_after(15):
+            await process.wait()
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+    await process.aclose()
+
+
+@pytest.mark.slow
+async def test_a_worker_killed_mid_batch_loses_nothing(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """kill -9 while handlers run; a new worker handles the batch after its timeout.
+
+    What the killed worker held (running, buffered, or done but not yet deleted) comes back
+    once its visibility timeout runs out, received a second time, and the new worker
+    handles it. Only those can run twice.
+
+    Naive change it catches: acknowledging on receipt (delete first, handle after, "at most
+    once"): what the killed worker held is gone for good.
+    """
+    visibility = 3
+    queue = await sqs.create_queue()
+    ids = set(await sqs.send(queue, bodies(30)))
+    ledger = tmp_path / "ledger"
+    log = tmp_path / "stderr"
+    settings = {"LEDGER_JOB_SECONDS": "1.0", "LEDGER_VISIBILITY": str(visibility)}
+    first = await start_ledger_worker(sqs_server.endpoint_url, queue.name, ledger, log, **settings)
+    try:
+        await eventually(
+            lambda: sum(row[1] == "done" for row in read_ledger(ledger)) >= 5, within=30
+        )
+        first.kill()  # SIGKILL: no shutdown, no release, no flush
+        await first.wait()
+    finally:
+        await stop_process(first)
+    rows = read_ledger(ledger)
+    done_before = {row[2] for row in rows if row[1] == "done"}
+    held = {row[2] for row in rows if row[1] == "start"} - done_before
+    assert held, "the worker was killed between batches"
+    second = await start_ledger_worker(sqs_server.endpoint_url, queue.name, ledger, log, **settings)
+    try:
+        await eventually(
+            lambda: {row[2] for row in read_ledger(ledger) if row[1] == "done"} >= ids,
+            within=60,
+            what="every message done",
+        )
+    finally:
+        await stop_process(second)
+    rows = read_ledger(ledger)
+    assert {row[0] for row in rows} == {first.pid, second.pid}
+    done = Counter(row[2] for row in rows if row[1] == "done")
+    assert set(done) == ids  # nothing lost
+    for message_id in held:
+        again = [row for row in rows if row[2] == message_id and row[0] == second.pid]
+        assert again, f"{message_id} was held by the killed worker and never handled again"
+        assert all(row[4] >= 2 for row in again), again  # a second receive
+    twice = {message_id for message_id, count in done.items() if count > 1}
+    # Only what the killed worker finished but had not deleted yet can be done twice.
+    assert twice <= done_before, twice - done_before
+    assert await sqs.counts(queue) == (0, 0)
+
+
+# Bad input among good messages, and what the logs may show.
+
+
+async def test_bad_input_takes_the_failure_path_and_logs_stay_clean(
+    sqs: SQSKit,
+    sqs_server: LocalSQSServer,
+    make_app: Callable[..., App],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Malformed JSON, a blank body, a body of the queue's largest size, an attribute that
+    is not UTF-8, among good messages.
+
+    The bad ones fail with a clear log line naming the message and are dead-lettered after
+    the redrive policy's receives; the big and the good ones are handled; polling stays at
+    its idle pace. Nothing at INFO or above shows a body, a receipt handle or a credential.
+
+    Naive changes it catches: logging the message itself at INFO ("received %r"; Message's
+    repr hides the handle, so the body is what leaks); a failure path that stops the
+    consumer on bad input.
+    """
+    access_key, secret_key = "AKIDLOGCHECK7Q2Z", "secret/LOGCHECK+k3y"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+    caplog.set_level(logging.INFO)
+    queue = await sqs.create_queue(max_receive_count=2)
+    attributes = await sqs.client.get_queue_attributes(
+        QueueUrl=queue.url, AttributeNames=["MaximumMessageSize"]
+    )
+    largest = min(1024 * 1024, int(attributes["Attributes"]["MaximumMessageSize"]))
+    filler = "BODY-SECRET-" * (largest // 12)
+    big = json.dumps({"pad": filler})[: largest - 2] + '"}'
+    assert len(big.encode()) <= largest
+    good = [json.dumps({"n": n, "note": f"BODY-SECRET-{n}"}) for n in range(10)]
+    [malformed, blank] = await sqs.send(queue, ['{"BODY-SECRET": ', " "])
+    [not_utf8] = (
+        (
+            await sqs.client.send_message(
+                QueueUrl=queue.url,
+                MessageBody='{"n": 99}',
+                MessageAttributes={
+                    "blob": {"DataType": "Binary", "BinaryValue": b"\xff\xfeBODY-SECRET\xc3("}
+                },
+            )
+        )["MessageId"],
+    )
+    with warnings.catch_warnings():
+        # aiohttp warns of a request body over 1 MiB (this one, by its JSON framing).
+        warnings.simplefilter("ignore", ResourceWarning)
+        [big_id] = await sqs.send(queue, [big])
+    good_ids = await sqs.send(queue, good)
+    handles: list[str] = []
+    handled: list[str] = []
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0)
+        async def handle(message: Message) -> None:
+            handles.append(message.receipt_handle)
+            message.json()
+            blob = message.message_attributes.get("blob")
+            if blob is not None:
+                bytes(blob["BinaryValue"]).decode()  # a handler reading it as text
+            handled.append(message.message_id)
+
+        started = time.monotonic()
+        async with app:
+            await eventually(
+                lambda: stats_of(app).succeeded == 11 and stats_of(app).dead_lettered == 3,
+                within=40,
+            )
+            elapsed = time.monotonic() - started
+            polls = proxy.requests["ReceiveMessage"]
+    assert sorted(handled) == sorted([big_id, *good_ids])
+    # Two pollers (capacity 20), each about one poll per second when idle: no tight loop.
+    assert polls <= 2 * (elapsed + 1) * 3 + 10, (polls, elapsed)
+    text = [
+        record.getMessage() + (record.exc_text or "")
+        for record in caplog.records
+        if record.levelno >= logging.INFO
+    ]
+    for bad in (malformed, blank, not_utf8):
+        assert any(
+            f"handler failed on message {bad}" in line or f"moved message {bad}" in line
+            for line in text
+        ), bad
+    for line in text:
+        assert "BODY-SECRET" not in line, line
+        assert access_key not in line, line
+        assert secret_key not in line, line
+        for receipt in handles:
+            assert receipt not in line, line
