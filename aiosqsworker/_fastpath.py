@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import logging
 import random
@@ -62,6 +63,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 MAX_ATTEMPTS = 3
+LARGE_BODY = 1 << 20
 CONTENT_TYPE = "application/x-amz-json-1.0"
 
 
@@ -250,7 +252,10 @@ class FastSQSClient:
         headers["User-Agent"] = self._user_agent
         where = f"region {self._region}, endpoint {self.endpoint.url}"
         try:
-            async with self._session.post(self._url, data=body, headers=headers) as response:
+            # aiohttp warns about (and blocks the loop on) raw bytes over 1 MiB: a message near
+            # SQS's size limit goes as a stream.
+            data: bytes | io.BytesIO = body if len(body) < LARGE_BODY else io.BytesIO(body)
+            async with self._session.post(self._url, data=data, headers=headers) as response:
                 raw = await response.read()
                 status = response.status
                 response_headers = response.headers
