@@ -14,7 +14,7 @@ MINISTACK_ENV := AIOSQSWORKER_MINISTACK_VENV=$(abspath $(MINISTACK_VENV))
 # `make test-ministack`): the happy path and the fault scenarios where servers differ most.
 MINISTACK_SUBSET ?= tests/test_happy_path.py tests/test_faults.py -k "happy_path or stale_receipt or lost_lease or partly_failed or queue_deleted or cut_short"
 
-.PHONY: help install test lint typecheck pytest demo bench clean test-ministack soak \
+.PHONY: help install test lint typecheck pytest demo bench docs clean test-ministack soak \
 	pytest-ministack-subset
 
 help:
@@ -23,6 +23,7 @@ help:
 	@echo "make test-ministack - run the test suite against ministack instead of moto"
 	@echo "make soak   - 10,000 messages through faults and a kill -9 (ministack), with a ledger"
 	@echo "make bench  - run the benchmarks"
+	@echo "make docs   - build the documentation site into build/site"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +64,10 @@ soak: $(STAMP) $(MINISTACK_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m aiosqsworker demo $(DEMO_ARGS)
+
+docs: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
