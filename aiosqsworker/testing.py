@@ -96,45 +96,57 @@ class LocalSQSServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 30.0) -> str:
-        """Start the server and wait until it answers; returns its endpoint URL."""
+    #: What the server is called in errors, where it answers when up, how it is reset.
+    name = "the local SQS server"
+    health_path = "/moto-api/"
+    reset_path = "/moto-api/reset"
+
+    def command(self) -> list[str]:
+        """The command line that starts the server."""
         try:
             import moto.server  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise RuntimeError(
                 "the local SQS server needs moto: pip install 'aiosqsworker[server]'"
             ) from exc
-        env = {**os.environ, "MOTO_PORT": str(self.port)}
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def environment(self) -> dict[str, str]:
+        """The environment the server starts with."""
+        return {**os.environ, "MOTO_PORT": str(self.port)}
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start the server and wait until it answers; returns its endpoint URL."""
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            self.command(),
             stdout=self._log or subprocess.DEVNULL,
             stderr=self._log or subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
-            env=env,
+            env=self.environment(),
         )
         deadline = time.monotonic() + timeout
         while not self._answers():
             if self._process.poll() is not None:
                 raise RuntimeError(
-                    f"the local SQS server exited with code {self._process.returncode} "
+                    f"{self.name} exited with code {self._process.returncode} "
                     f"(port {self.port} taken?)"
                 )
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the local SQS server did not answer within {timeout} s")
+                raise RuntimeError(f"{self.name} did not answer within {timeout} s")
             time.sleep(0.05)  # startup only: a bounded wait for a subprocess to listen
         return self.endpoint_url
 
     def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1):
+            with urllib.request.urlopen(f"{self.endpoint_url}{self.health_path}", timeout=1):
                 return True
         except (urllib.error.URLError, OSError):
             return False
 
     def reset(self) -> None:
         """Delete every queue and message on the server."""
-        request = urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")
+        request = urllib.request.Request(f"{self.endpoint_url}{self.reset_path}", method="POST")
         with urllib.request.urlopen(request, timeout=10):
             pass
 

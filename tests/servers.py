@@ -13,10 +13,6 @@ on one server's behaviour.
 from __future__ import annotations
 
 import os
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import IO, Literal
 
@@ -63,13 +59,20 @@ class MinistackServer(LocalSQSServer):
         super().__init__(host=host, port=port, log=log)
         self.venv = venv or ministack_venv()
 
-    def start(self, timeout: float = 30.0) -> str:
+    name = "ministack"
+    health_path = "/_ministack/health"
+    reset_path = "/_ministack/reset"
+
+    def command(self) -> list[str]:
         executable = self.venv / "bin" / "ministack"
         if not executable.exists():
             raise RuntimeError(
                 f"ministack is not installed at {executable}: run `make .venv-ministack` (or "
                 "set AIOSQSWORKER_MINISTACK_VENV to a virtual environment that has it)"
             )
+        return [str(executable)]
+
+    def environment(self) -> dict[str, str]:
         env = {
             **os.environ,
             # Never its default 0.0.0.0: loopback only.
@@ -80,37 +83,7 @@ class MinistackServer(LocalSQSServer):
         }
         for name in ("EDGE_PORT", "USE_SSL", "LOCALSTACK_PERSISTENCE", "S3_PERSIST"):
             env.pop(name, None)
-        self._process = subprocess.Popen(
-            [str(executable)],
-            stdout=self._log or subprocess.DEVNULL,
-            stderr=self._log or subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + timeout
-        while not self._answers():
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"ministack exited with code {self._process.returncode} "
-                    f"(port {self.port} taken?)"
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"ministack did not answer within {timeout} s")
-            time.sleep(0.05)  # startup only: a bounded wait for a subprocess to listen
-        return self.endpoint_url
-
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.endpoint_url}/_ministack/health", timeout=1):
-                return True
-        except (urllib.error.URLError, OSError):
-            return False
-
-    def reset(self) -> None:
-        request = urllib.request.Request(f"{self.endpoint_url}/_ministack/reset", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        return env
 
 
 def new_server(
