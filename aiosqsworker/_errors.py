@@ -145,9 +145,11 @@ class PartialBatchFailure(Exception):
 
 
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception a task group's `ExceptionGroup` carries, if it carries only one.
+    """The exception a task group's `ExceptionGroup` stands for, if it stands for one.
 
     Task groups wrap even a lone error; users should see `QueueNotFoundError`, not a group.
+    That is the one leaf, or one of them when every leaf is one of the framework's errors (two
+    pollers that learn at once that their queue is gone).
     """
     leaves: list[BaseException] = []
     pending: list[BaseException] = [group]
@@ -157,4 +159,6 @@ def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | No
             pending.extend(current.exceptions)
         else:
             leaves.append(current)
-    return leaves[0] if len(leaves) == 1 else None
+    if len(leaves) == 1 or (leaves and all(isinstance(e, AioSQSWorkerError) for e in leaves)):
+        return leaves[-1]
+    return None

@@ -654,3 +654,14 @@ def test_an_entry_the_response_does_not_mention_is_retried_not_taken_as_done() -
     assert done == ["a"]
     assert [entry for entry, _ in retry] == ["b"]
     assert give_up == []
+
+
+def test_two_pollers_failing_alike_surface_as_one_framework_error() -> None:
+    from aiosqsworker._errors import QueueNotFoundError, single_error
+
+    group = ExceptionGroup(
+        "pollers",
+        [QueueNotFoundError("gone"), ExceptionGroup("inner", [QueueNotFoundError("gone")])],
+    )
+    assert isinstance(single_error(group), QueueNotFoundError)
+    assert single_error(ExceptionGroup("mixed", [QueueNotFoundError("gone"), ValueError()])) is None
