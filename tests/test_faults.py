@@ -800,7 +800,8 @@ async def test_bad_input_takes_the_failure_path_and_logs_stay_clean(
     async with FaultProxy(sqs_server.endpoint_url) as proxy:
         app = make_app(endpoint_url=proxy.url)
 
-        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0)
+        # One poller (capacity 10): moto can hand one message to two simultaneous polls.
+        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0, prefetch=0)
         async def handle(message: Message) -> None:
             handles.append(message.receipt_handle)
             message.json()
@@ -813,12 +814,12 @@ async def test_bad_input_takes_the_failure_path_and_logs_stay_clean(
         async with app:
             await eventually(
                 lambda: stats_of(app).succeeded == 11 and stats_of(app).dead_lettered == 3,
-                within=40,
+                within=100,
             )
             elapsed = time.monotonic() - started
             polls = proxy.requests["ReceiveMessage"]
     assert sorted(handled) == sorted([big_id, *good_ids])
-    # Two pollers (capacity 20), each about one poll per second when idle: no tight loop.
+    # About one poll per second per poller when idle (allowing for a second one): no tight loop.
     assert polls <= 2 * (elapsed + 1) * 3 + 10, (polls, elapsed)
     text = [
         record.getMessage() + (record.exc_text or "")
