@@ -28,7 +28,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,7 +37,7 @@ import anyio
 
 from ._client import AioBotocoreSQSClient, BatchResult, Endpoint, SendBatchResult, sqs_error
 from ._errors import CredentialsError, TransientSQSError
-from ._sigv4 import FrozenCredentials, sign_request
+from ._sigv4 import FrozenCredentials, RequestSigner
 
 __all__ = ["FastSQSClient", "verified_messages"]
 
@@ -65,6 +65,11 @@ except ImportError:  # pragma: no cover - depends on the environment
 MAX_ATTEMPTS = 3
 LARGE_BODY = 1 << 20
 CONTENT_TYPE = "application/x-amz-json-1.0"
+
+
+@cache
+def _action_headers(action: str) -> Mapping[str, str]:
+    return {"Content-Type": CONTENT_TYPE, "X-Amz-Target": f"AmazonSQS.{action}"}
 
 
 def _md5(text: str) -> str:
@@ -135,9 +140,10 @@ class FastSQSClient:
         self._session = session
         parts = urlsplit(fallback.endpoint.url)
         self._url = fallback.endpoint.url.rstrip("/") + "/"
-        self._host = parts.netloc
-        self._path = (parts.path.rstrip("/") or "") + "/"
         self._region = fallback.endpoint.region
+        self._signer = RequestSigner(
+            host=parts.netloc, path=parts.path.rstrip("/") + "/", region=self._region, service="sqs"
+        )
         self._user_agent = f"aiosqsworker aiohttp/{aiohttp.__version__}"
 
     @property
@@ -239,18 +245,8 @@ class FastSQSClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, action: str, body: bytes, queue: str) -> dict[str, Any]:
-        headers = sign_request(
-            host=self._host,
-            path=self._path,
-            headers={"Content-Type": CONTENT_TYPE, "X-Amz-Target": f"AmazonSQS.{action}"},
-            body=body,
-            credentials=await self._credentials(),
-            region=self._region,
-            service="sqs",
-            now=datetime.now(UTC),
-        )
+        headers = self._signer.sign(_action_headers(action), body, await self._credentials())
         headers["User-Agent"] = self._user_agent
-        where = f"region {self._region}, endpoint {self.endpoint.url}"
         try:
             # aiohttp warns about (and blocks the loop on) raw bytes over 1 MiB: a message near
             # SQS's size limit goes as a stream.
@@ -260,6 +256,7 @@ class FastSQSClient:
                 status = response.status
                 response_headers = response.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            where = f"region {self._region}, endpoint {self.endpoint.url}"
             raise TransientSQSError(
                 f"{action} could not reach SQS at {where}: {exc!r}", operation=action
             ) from exc
