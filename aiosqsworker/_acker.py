@@ -11,6 +11,7 @@ is counted and logged. On close, everything queued is flushed before `run` retur
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections import deque
@@ -20,11 +21,12 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from ._buffer import Capacity
+from ._buffer import Capacity, MessageBuffer
 from ._client import BatchEntryFailure, BatchResult, SQSClient
 from ._config import MAX_BATCH
 from ._errors import SQSError, TransientSQSError
 from ._leases import Lease, LeaseKeeper
+from ._loop import Event
 from ._stats import Counters
 
 __all__ = ["Acker", "split_batch_result"]
@@ -106,11 +108,14 @@ class _Outbox(Generic[T]):
         self._on_settled = on_settled
         self._linger = linger
         self._pending: deque[T] = deque()
-        self._arrived = anyio.Event()
-        self._full = anyio.Event()
+        self._arrived = Event()
+        self._full = Event()
         self._closed = False
         self._urgent = False  # an urgent entry is pending: no linger until it is sent
-        self._calls = anyio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        # Batches go to couriers that live as long as the outbox: cheaper than a task per call.
+        self._batches: MessageBuffer[list[T] | None] = MessageBuffer()
+        self._in_flight = 0
+        self._courier_free = Event()
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -130,21 +135,46 @@ class _Outbox(Generic[T]):
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
-            while True:
-                if not self._pending:
-                    if self._closed:
-                        return
-                    self._arrived = anyio.Event()
-                    await self._arrived.wait()
-                    continue
-                if len(self._pending) < MAX_BATCH and not self._closed and not self._urgent:
-                    self._full = anyio.Event()
-                    with anyio.move_on_after(self._linger):
-                        await self._full.wait()
-                batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
-                self._urgent = self._urgent and bool(self._pending)
-                await self._calls.acquire()
-                tg.start_soon(self._deliver, batch)
+            for _ in range(MAX_CALLS_IN_FLIGHT):
+                tg.start_soon(self._courier)
+            try:
+                await self._form_batches()
+            finally:
+                for _ in range(MAX_CALLS_IN_FLIGHT):
+                    self._batches.put(None)  # a courier stops after the batches before it
+
+    async def _form_batches(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closed:
+                    return
+                self._arrived.clear()
+                await self._arrived.wait()
+                continue
+            if len(self._pending) < MAX_BATCH and not self._closed and not self._urgent:
+                self._full.clear()
+                linger = loop.call_later(self._linger, self._full.set)
+                try:
+                    await self._full.wait()
+                finally:
+                    linger.cancel()
+            # Every courier busy: wait here, so that what arrives meanwhile fills the batch.
+            while self._in_flight >= MAX_CALLS_IN_FLIGHT:
+                self._courier_free.clear()
+                await self._courier_free.wait()
+            batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
+            self._urgent = self._urgent and bool(self._pending)
+            self._in_flight += 1
+            self._batches.put(batch)
+
+    async def _courier(self) -> None:
+        while (batch := await self._batches.get()) is not None:
+            try:
+                await self._deliver(batch)
+            finally:
+                self._in_flight -= 1
+                self._courier_free.set()
 
     async def _deliver(self, batch: list[T]) -> None:
         settled = len(batch)
@@ -174,7 +204,6 @@ class _Outbox(Generic[T]):
             for entry in batch:
                 self._on_given_up(entry, f"still failing after {MAX_ATTEMPTS} attempts")
         finally:
-            self._calls.release()
             self._on_settled(settled)
 
 

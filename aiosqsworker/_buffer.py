@@ -8,11 +8,11 @@ handler slots, one waiter woken per message, and on close gives back what never 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
-
-import anyio
+from typing import Generic, NamedTuple, Protocol, TypeVar
 
 __all__ = ["Buffer", "Capacity", "MessageBuffer"]
 
@@ -33,18 +33,33 @@ class Buffer(Protocol[T]):
     def close(self) -> list[T]: ...
 
 
+class _RoomWaiter(NamedTuple):
+    wakeup: asyncio.Future[None]
+    at_least: int
+    or_when: Callable[[], bool] | None
+
+
 class Capacity:
-    """Room for messages; `reserve` waits for room, `release` gives it back."""
+    """Room for messages; `reserve` waits for room, `release` gives it back.
+
+    A waiting `reserve` is woken only once it can take room: with a dozen pollers waiting
+    and room coming back a message at a time, waking them all on every change would cost a
+    task switch per poller per message.
+    """
 
     def __init__(self, total: int) -> None:
         self.total = total
         self._free = total
-        self._changed = anyio.Event()
+        self._waiters: deque[_RoomWaiter] = deque()
         self._closed = False
 
     @property
     def used(self) -> int:
         return self.total - self._free
+
+    def _fits(self, at_least: int, or_when: Callable[[], bool] | None) -> bool:
+        free = self._free
+        return free >= at_least or (free > 0 and or_when is not None and or_when())
 
     async def reserve(
         self, at_least: int, at_most: int, *, or_when: Callable[[], bool] | None = None
@@ -52,40 +67,65 @@ class Capacity:
         """Wait until `at_least` slots are free, then take up to `at_most`.
 
         With `or_when`, any free slot will do as soon as `or_when()` holds (checked whenever
-        room is given back). Returns 0 once `close` has been called.
+        room is given back, and on `wake`). Returns 0 once `close` has been called.
         """
-        while not self._closed and self._free < at_least:
-            if self._free and or_when is not None and or_when():
-                break
-            self._changed = anyio.Event() if self._changed.is_set() else self._changed
-            await self._changed.wait()
+        while not self._closed and not self._fits(at_least, or_when):
+            waiter = _RoomWaiter(asyncio.get_running_loop().create_future(), at_least, or_when)
+            self._waiters.append(waiter)
+            try:
+                await waiter.wakeup
+            except BaseException:
+                if waiter.wakeup.cancelled():
+                    with contextlib.suppress(ValueError):  # unless `close` took it already
+                        self._waiters.remove(waiter)
+                else:  # woken, then cancelled before taking the room: let another take it
+                    self.wake()
+                raise
         if self._closed:
             return 0
         taken = min(at_most, self._free)
         self._free -= taken
+        if self._free and self._waiters:
+            self.wake()  # room left over: the next waiter may fit
         return taken
 
     def release(self, count: int) -> None:
         if count:
             self._free += count
-            self._changed.set()
+            self.wake()
 
     def wake(self) -> None:
-        """Have waiting `reserve` calls look again (their `or_when` may hold now)."""
-        self._changed.set()
+        """Wake the first waiting `reserve` that can take room now (its `or_when` may hold)."""
+        if not self._free:
+            return
+        for waiter in self._waiters:
+            if waiter.wakeup.done():
+                continue  # cancelled: it removes itself when it runs
+            if self._fits(waiter.at_least, waiter.or_when):
+                self._waiters.remove(waiter)
+                waiter.wakeup.set_result(None)
+                return
 
     def close(self) -> None:
         """Wake every waiting `reserve`: no more reservations will be made."""
         self._closed = True
-        self._changed.set()
+        while self._waiters:
+            wakeup = self._waiters.popleft().wakeup
+            if not wakeup.done():
+                wakeup.set_result(None)
 
 
 class MessageBuffer(Generic[T]):
-    """A FIFO of received items for handler slots; unbounded itself, bounded by `Capacity`."""
+    """A FIFO handing items to waiting tasks: received messages to handler slots (bounded
+    by `Capacity`, not here), and the acker's batches to its couriers.
+
+    Each idle task waits on a future of its own (the cheapest wake-up asyncio has), and each
+    item put wakes exactly one of them.
+    """
 
     def __init__(self) -> None:
         self._items: deque[T] = deque()
-        self._waiters: deque[anyio.Event] = deque()
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
 
     def __len__(self) -> int:
@@ -95,25 +135,29 @@ class MessageBuffer(Generic[T]):
         if self._closed:
             raise RuntimeError("put() on a closed MessageBuffer")
         self._items.append(item)
-        if self._waiters:
-            self._waiters.popleft().set()
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter has left already
+                waiter.set_result(None)
+                return
 
     async def get(self) -> T | None:
         """The next item, or ``None`` once the buffer is closed."""
         while not self._items:
             if self._closed:
                 return None
-            woken = anyio.Event()
-            self._waiters.append(woken)
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
             try:
-                await woken.wait()
+                await waiter
             except BaseException:
-                # Cancelled: pass a wake-up we may have received on to the next waiter.
-                if woken.is_set():
-                    if self._items and self._waiters:
-                        self._waiters.popleft().set()
-                else:
-                    self._waiters.remove(woken)
+                # Cancelled after being woken: pass the wake-up on, or an item would wait
+                # while a slot is idle.
+                if waiter.done() and not waiter.cancelled() and self._items:
+                    self._wake_one()
                 raise
         return self._items.popleft()
 
@@ -127,5 +171,5 @@ class MessageBuffer(Generic[T]):
         leftover = list(self._items)
         self._items.clear()
         while self._waiters:
-            self._waiters.popleft().set()
+            self._wake_one()
         return leftover

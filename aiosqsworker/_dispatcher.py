@@ -28,6 +28,7 @@ from ._deadletter import DeadLetterQueue
 from ._errors import Reject, Retry
 from ._leases import Lease, LeaseKeeper
 from ._logging import message_context
+from ._loop import now
 from ._message import Message
 from ._outcomes import Outcome, batch_failures, decide, retry_delay, within_visibility_cap
 from ._stats import Counters
@@ -102,45 +103,70 @@ class Dispatcher:
         timeout = self._config.timeout
         return contextlib.nullcontext() if timeout is None else anyio.fail_after(timeout)
 
+    def _taken(self, lease: Lease) -> bool:
+        """Account for a lease taken from the buffer; False if it was lost while it waited."""
+        self._counters.buffered -= 1
+        if not len(self._buffer):
+            self._capacity.wake()  # the receiver may refill now rather than wait for room
+        if not lease.lost:
+            return True
+        self._capacity.release(1)
+        self._release_successors(self._buffer.task_done(lease, succeeded=False))
+        return False
+
     async def _next(self) -> Lease | None:
         """The next buffered message still ours, or None once the buffer is closed."""
         while (lease := await self._buffer.get()) is not None:
-            self._counters.buffered -= 1
-            if not len(self._buffer):
-                self._capacity.wake()  # the receiver may refill now rather than wait for room
-            if not lease.lost:
+            if self._taken(lease):
                 return lease
-            self._capacity.release(1)
-            self._release_successors(self._buffer.task_done(lease, succeeded=False))
         return None
 
     # One message per call.
 
     async def _slot(self) -> None:
-        while (lease := await self._next()) is not None:
-            await self._handle(lease)
+        # A lost lease cancels its handler through the slot's cancel scope. A scope per
+        # message would cost more than the rest of the slot's work, so a slot keeps one
+        # until a lost lease has used it up, then opens a fresh one.
+        get = self._buffer.get  # not through `_next`: one frame less on every wake-up
+        while True:
+            with anyio.CancelScope() as scope:
+                while (lease := await get()) is not None:
+                    if not self._taken(lease):
+                        continue
+                    await self._handle(lease, scope)
+                    if scope.cancel_called:
+                        break
+                else:
+                    return
 
-    async def _handle(self, lease: Lease) -> None:
+    async def _handle(self, lease: Lease, scope: anyio.CancelScope) -> None:
         counters = self._counters
         counters.running += 1
         error: BaseException | None = None
-        cancelled = True  # until the handler is seen to end by itself
+        ended = False  # the handler returned or raised by itself
         try:
-            with anyio.CancelScope() as lease_scope:
-                lease.on_lost = lease_scope.cancel
-                started = anyio.current_time()
-                try:
-                    with self._time_limit():
+            lease.on_lost = scope.cancel
+            started = now()
+            try:
+                if self._config.timeout is None:
+                    await self._call(lease.message)
+                else:
+                    with anyio.fail_after(self._config.timeout):
                         await self._call(lease.message)
-                except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
-                    error = exc
-                counters.latency.record(anyio.current_time() - started)
-            cancelled = False
+            except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
+                error = exc
+            counters.latency.record(now() - started)
+            ended = True
         finally:
             lease.on_lost = None
             counters.running -= 1
-            if cancelled:
-                self._conclude(lease, Outcome.RELEASE, None)
+            if not ended:
+                # Cancelled: by its lost lease (the slot's scope then takes the cancellation
+                # and the slot goes on), or by a forced shutdown (then it is released).
+                self._conclude(lease, Outcome.LOST if lease.lost else Outcome.RELEASE, None)
+        if error is None and not lease.lost:
+            self._conclude(lease, Outcome.ACK, None)  # what `decide` says, without the call
+            return
         if isinstance(error, TimeoutError) and self._config.timeout is not None:
             logger.error(
                 "[%s] handler ran past its timeout of %g s on message %s: cancelled",
@@ -171,13 +197,13 @@ class Dispatcher:
         returned: object = None
         cancelled = True
         try:
-            started = anyio.current_time()
+            started = now()
             try:
                 with self._time_limit():
                     returned = await self._call(messages)
             except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
                 error = exc
-            counters.latency.record(anyio.current_time() - started)
+            counters.latency.record(now() - started)
             cancelled = False
         finally:
             counters.running -= len(batch)
@@ -234,8 +260,9 @@ class Dispatcher:
         elif outcome is Outcome.LOST:  # nothing to send: the message is not ours any more
             self._leases.finish(lease)
             self._capacity.release(1)
-        succeeded = outcome is Outcome.ACK
-        self._release_successors(self._buffer.task_done(lease, succeeded=succeeded))
+        successors = self._buffer.task_done(lease, succeeded=outcome is Outcome.ACK)
+        if successors:
+            self._release_successors(successors)
 
     def _release_successors(self, successors: list[Lease]) -> None:
         """FIFO: a group's later messages wait for the failed one to be retried first."""
@@ -282,7 +309,7 @@ class Dispatcher:
             )
 
     def _retry_delay(self, lease: Lease, error: BaseException | None) -> int:
-        held_for = anyio.current_time() - lease.received_at
+        held_for = now() - lease.received_at
         if isinstance(error, Retry):
             return within_visibility_cap(error.delay, held_for)
         if isinstance(error, Reject):

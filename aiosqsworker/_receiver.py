@@ -27,6 +27,7 @@ from ._client import SQSClient
 from ._config import ConsumerConfig
 from ._errors import AccessDeniedError, CredentialsError, QueueNotFoundError, SQSError
 from ._leases import Lease, LeaseKeeper
+from ._loop import now
 from ._message import Message
 from ._stats import Counters
 
@@ -82,7 +83,7 @@ class Receiver:
         self._open_polls = 0
         self._waiting_for_room = 0
         self._scope = anyio.CancelScope()
-        self.last_completed_poll = anyio.current_time()
+        self.last_completed_poll = now()
 
     @property
     def open_polls(self) -> int:
@@ -111,7 +112,7 @@ class Receiver:
         self._scope.cancel()
 
     async def run(self) -> None:
-        self.last_completed_poll = anyio.current_time()
+        self.last_completed_poll = now()
         with self._scope:
             async with anyio.create_task_group() as tg:
                 for _ in range(poller_count(self._config)):
@@ -133,7 +134,7 @@ class Receiver:
             if room == 0 or self._stopping:
                 self._capacity.release(room)
                 return
-            sent_at = anyio.current_time()
+            sent_at = now()
             self._open_polls += 1
             try:
                 raw_messages = await self._client.receive_messages(
@@ -164,7 +165,7 @@ class Receiver:
             errors = 0
             self._counters.polls += 1
             self._counters.last_poll_at = time.time()
-            self.last_completed_poll = anyio.current_time()
+            self.last_completed_poll = now()
             self._capacity.release(room - len(raw_messages))
             self._accept(raw_messages, sent_at)
 

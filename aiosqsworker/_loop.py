@@ -1,0 +1,23 @@
+"""The event loop's clock and wake-ups on the per-message path, straight from asyncio.
+
+aiosqsworker runs on asyncio (uvloop when installed) and takes its structure from anyio:
+task groups, cancel scopes, timeouts. But every anyio call first looks up the running
+backend, which costs more than the operation itself: on the per-message path (a clock read,
+an event, waiting for the next message) that lookup was about a fifth of the framework's CPU
+per message. There these asyncio primitives are used directly. anyio's cancellation reaches
+them as it reaches any asyncio await, and `now()` is the clock anyio's deadlines use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["Event", "now"]
+
+#: A one-shot flag tasks can wait for; cheap to create, bound to the loop on first wait.
+Event = asyncio.Event
+
+
+def now() -> float:
+    """The running loop's monotonic clock in seconds: what `anyio.current_time()` returns."""
+    return asyncio.get_running_loop().time()
