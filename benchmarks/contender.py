@@ -37,7 +37,7 @@ REGION = "us-east-1"
 WAIT_TIME = 20  # seconds: the long poll every contender uses (aiosqsworker's default)
 PREFETCH = 10  # messages received ahead of a free handler (aiosqsworker's default)
 LINGER = 0.05  # seconds a delete may wait for others to share its batch (aiosqsworker's)
-MAX_POLLERS = 8
+MAX_POLLERS = 16  # aiosqsworker's own bound
 UNSIGNED_AUTHORIZATION = (
     "AWS4-HMAC-SHA256 Credential=bench/20250101/us-east-1/sqs/aws4_request, "
     "SignedHeaders=host, Signature=0"

@@ -192,7 +192,7 @@ def render_markdown(
         "- peers from PyPI, each in its own virtual environment (see below).",
         "",
         "The bare loops open as many long polls as aiosqsworker does at the same "
-        "concurrency (up to 8), so the comparison is of client and framework cost, not of "
+        "concurrency (up to 16), so the comparison is of client and framework cost, not of "
         "polling strategy. The server is a local SQS responder (`benchmarks/responder.py`): "
         "an aiohttp server in its own process speaking SQS's JSON protocol, answering at "
         "once, never redelivering; its budget of messages is released when the window "
