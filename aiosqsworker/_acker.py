@@ -26,7 +26,6 @@ from ._client import BatchEntryFailure, BatchResult, SQSClient
 from ._config import MAX_BATCH
 from ._errors import SQSError, TransientSQSError
 from ._leases import Lease, LeaseKeeper
-from ._loop import Event
 from ._stats import Counters
 
 __all__ = ["Acker", "split_batch_result"]
@@ -108,14 +107,14 @@ class _Outbox(Generic[T]):
         self._on_settled = on_settled
         self._linger = linger
         self._pending: deque[T] = deque()
-        self._arrived = Event()
-        self._full = Event()
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
         self._closed = False
         self._urgent = False  # an urgent entry is pending: no linger until it is sent
         # Batches go to couriers that live as long as the outbox: cheaper than a task per call.
         self._batches: MessageBuffer[list[T] | None] = MessageBuffer()
         self._in_flight = 0
-        self._courier_free = Event()
+        self._courier_free = asyncio.Event()
 
     def __len__(self) -> int:
         return len(self._pending)

@@ -39,6 +39,9 @@ logger = logging.getLogger("aiosqsworker.dispatcher")
 
 Call = Callable[[Any], Awaitable[object]]
 
+#: Reused for every message of a consumer without `timeout=`: a nullcontext is reentrant.
+_NO_TIME_LIMIT = contextlib.nullcontext()
+
 
 def chain_middleware(middleware: Sequence[Middleware], call: Call) -> Call:
     """`call` wrapped in `middleware`, the first one outermost."""
@@ -101,24 +104,18 @@ class Dispatcher:
     def _time_limit(self) -> contextlib.AbstractContextManager[object]:
         """`timeout=` as a cancel scope; none at all without one (a scope per message costs)."""
         timeout = self._config.timeout
-        return contextlib.nullcontext() if timeout is None else anyio.fail_after(timeout)
-
-    def _taken(self, lease: Lease) -> bool:
-        """Account for a lease taken from the buffer; False if it was lost while it waited."""
-        self._counters.buffered -= 1
-        if not len(self._buffer):
-            self._capacity.wake()  # the receiver may refill now rather than wait for room
-        if not lease.lost:
-            return True
-        self._capacity.release(1)
-        self._release_successors(self._buffer.task_done(lease, succeeded=False))
-        return False
+        return _NO_TIME_LIMIT if timeout is None else anyio.fail_after(timeout)
 
     async def _next(self) -> Lease | None:
         """The next buffered message still ours, or None once the buffer is closed."""
         while (lease := await self._buffer.get()) is not None:
-            if self._taken(lease):
+            self._counters.buffered -= 1
+            if not len(self._buffer):
+                self._capacity.wake()  # the receiver may refill now rather than wait for room
+            if not lease.lost:
                 return lease
+            self._capacity.release(1)
+            self._release_successors(self._buffer.task_done(lease, succeeded=False))
         return None
 
     # One message per call.
@@ -127,12 +124,9 @@ class Dispatcher:
         # A lost lease cancels its handler through the slot's cancel scope. A scope per
         # message would cost more than the rest of the slot's work, so a slot keeps one
         # until a lost lease has used it up, then opens a fresh one.
-        get = self._buffer.get  # not through `_next`: one frame less on every wake-up
         while True:
             with anyio.CancelScope() as scope:
-                while (lease := await get()) is not None:
-                    if not self._taken(lease):
-                        continue
+                while (lease := await self._next()) is not None:
                     await self._handle(lease, scope)
                     if scope.cancel_called:
                         break
@@ -148,11 +142,8 @@ class Dispatcher:
             lease.on_lost = scope.cancel
             started = now()
             try:
-                if self._config.timeout is None:
+                with self._time_limit():
                     await self._call(lease.message)
-                else:
-                    with anyio.fail_after(self._config.timeout):
-                        await self._call(lease.message)
             except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
                 error = exc
             counters.latency.record(now() - started)

@@ -1,4 +1,4 @@
-"""The event loop's clock and wake-ups on the per-message path, straight from asyncio.
+"""The event loop's clock on the per-message path, straight from asyncio.
 
 aiosqsworker runs on asyncio (uvloop when installed) and takes its structure from anyio:
 task groups, cancel scopes, timeouts. But every anyio call first looks up the running
@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["Event", "now"]
-
-#: A one-shot flag tasks can wait for; cheap to create, bound to the loop on first wait.
-Event = asyncio.Event
+__all__ = ["now"]
 
 
 def now() -> float:
