@@ -6,8 +6,8 @@ keeper extends it before it expires, in ChangeMessageVisibilityBatch calls of up
 entries, never past SQS's 12-hour cap. The acker waits for an extension in flight before it
 deletes (`Lease.settled`), so a delete never races an extension.
 
-Which leases to extend, and by how much, are pure functions (`leases_due`,
-`extension_timeout`) that tests call directly; `LeaseKeeper` does the I/O around them.
+Which leases to extend, when, and by how much, are pure functions (`leases_due`,
+`next_wake`, `extension_timeout`) that tests call directly; `LeaseKeeper` does the I/O around them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ._errors import SQSError
 from ._message import Message
 from ._stats import Counters
 
-__all__ = ["Lease", "LeaseKeeper", "extension_timeout", "leases_due"]
+__all__ = ["Lease", "LeaseKeeper", "extension_lead", "extension_timeout", "leases_due", "next_wake"]
 
 logger = logging.getLogger("aiosqsworker.leases")
 
@@ -65,20 +65,36 @@ def extension_timeout(lease: Lease, now: float, visibility_timeout: int) -> int:
     return max(0, min(visibility_timeout, math.floor(room)))
 
 
-def leases_due(leases: Iterable[Lease], now: float, visibility_timeout: int) -> list[Lease]:
-    """Leases to extend now: those past half of their window, plus those soon to be.
+# The room a failed extension call needs to be retried in time: botocore's standard mode
+# backs off up to 3 s over its three attempts, then the keeper backs off and calls again.
+RETRY_ROOM = 5.0
 
-    Extending at half the window leaves the other half for a slow or retried call; taking
-    the ones due within the next quarter as well fills batches and halves the calls.
+
+def extension_lead(visibility_timeout: int) -> float:
+    """How long before expiry an extension starts: half the window, or more on short ones.
+
+    Half the window is the margin for a slow or failed call; a window under 10 s would leave
+    less than RETRY_ROOM, so the keeper starts earlier there (never sooner than 1 s into it).
     """
-    horizon = now + visibility_timeout * 0.75
+    return max(visibility_timeout * 0.5, min(visibility_timeout - 1.0, RETRY_ROOM))
+
+
+def leases_due(leases: Iterable[Lease], now: float, visibility_timeout: int) -> list[Lease]:
+    """Leases to extend now: those past their lead time, plus those soon to be.
+
+    Taking the leases that come due within the next quarter of a window as well (or half
+    of what the lead leaves, on short windows) fills batches and halves the calls.
+    """
+    lead = extension_lead(visibility_timeout)
+    slack = min(visibility_timeout * 0.25, (visibility_timeout - lead) * 0.5)
+    horizon = now + lead + slack
     return [lease for lease in leases if lease.expires_at <= horizon]
 
 
 def next_wake(leases: Iterable[Lease], visibility_timeout: int) -> float:
     """When the earliest lease becomes due, or infinity with nothing to watch."""
     earliest = min((lease.expires_at for lease in leases), default=math.inf)
-    return earliest - visibility_timeout * 0.5
+    return earliest - extension_lead(visibility_timeout)
 
 
 class LeaseKeeper:
@@ -111,7 +127,7 @@ class LeaseKeeper:
             expires_at=received_at + self._visibility_timeout,
         )
         self._leases[id(lease)] = lease
-        if lease.expires_at - self._visibility_timeout * 0.5 < self._wake_at:
+        if lease.expires_at - extension_lead(self._visibility_timeout) < self._wake_at:
             self._wake.set()
         return lease
 
@@ -167,7 +183,7 @@ class LeaseKeeper:
             self._failures = 0
             return
         # Something was refused or unreachable: try again after a short back-off, which stays
-        # well inside the half window that is left.
+        # well inside the lead time that is left.
         self._failures += 1
         await anyio.sleep(min(0.2 * 2 ** min(self._failures, 4), self._visibility_timeout / 8))
 

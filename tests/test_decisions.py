@@ -31,7 +31,13 @@ from aiosqsworker._acker import retry_pause, split_batch_result
 from aiosqsworker._buffer import Capacity, MessageBuffer
 from aiosqsworker._client import BatchEntryFailure, BatchResult, classify_error_code
 from aiosqsworker._config import MAX_VISIBILITY
-from aiosqsworker._leases import Lease, extension_timeout, leases_due, next_wake
+from aiosqsworker._leases import (
+    Lease,
+    extension_lead,
+    extension_timeout,
+    leases_due,
+    next_wake,
+)
 from aiosqsworker._outcomes import Outcome, decide, retry_delay, within_visibility_cap
 from aiosqsworker._receiver import MAX_POLLERS, poll_pause, poller_count
 
@@ -198,6 +204,23 @@ def test_leases_due_near_the_cap_get_a_shorter_extension() -> None:
 def test_next_wake_is_half_a_window_before_the_earliest_expiry() -> None:
     assert next_wake([], 30) == math.inf
     assert next_wake([lease(0, 50), lease(0, 40), lease(0, 70)], 30) == 25
+
+
+def test_short_windows_start_extending_early_enough_for_a_retried_call() -> None:
+    """A failed call backs off up to 3 s over three tries: half of 6 s would not cover it."""
+    assert extension_lead(30) == 15
+    assert extension_lead(10) == 5
+    assert extension_lead(6) == 5
+    assert extension_lead(2) == 1
+    assert next_wake([lease(0, 6)], 6) == 1
+
+
+def test_short_windows_batch_without_taking_fresh_leases() -> None:
+    now = 10.0
+    fresh = lease(now, now + 6)
+    due_soon = lease(0, now + 5.5)
+    due = lease(0, now + 5)
+    assert leases_due([fresh, due_soon, due], now, 6) == [due_soon, due]
 
 
 # Batch responses.
