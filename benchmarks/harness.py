@@ -55,6 +55,15 @@ class Contender:
     peer: bool = False
     #: Handlers it can run ("noop", "io", "cpu").
     handlers: tuple[str, ...] = ("noop", "io", "cpu")
+    #: A contender that is not Python (the Node.js peer): its command, run instead of
+    #: ``python -m module``.
+    program: tuple[str, ...] = ()
+    #: Variables added to its environment.
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def command(self) -> list[str]:
+        return [*(self.program or (self.python, "-m", self.module)), *self.args]
 
     @classmethod
     def own(cls, name: str, label: str) -> Contender:
@@ -157,7 +166,7 @@ def run_contender(
     With a responder, the contender releases the budget (`messages`) when its window opens.
     """
     before = responder.reset(0) if responder is not None else None
-    command = [contender.python, "-m", contender.module, *contender.args]
+    command = contender.command
     command += ["--endpoint", endpoint, "--queue", queue, "--messages", str(messages)]
     command += ["--handler", handler, "--concurrency", str(concurrency)]
     command += ["--deadline", str(deadline), "--loop", loop]
@@ -170,7 +179,7 @@ def run_contender(
         completed = subprocess.run(
             command,
             cwd=PROJECT_ROOT,
-            env=child_environment(),
+            env={**child_environment(), **dict(contender.env)},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=deadline + 90,

@@ -1,19 +1,25 @@
-"""Peers: each installed from PyPI into its own virtual environment, outside the project.
+"""Peers: each installed into its own environment, outside the project.
 
 A peer's environment lives under ``--peers-dir`` (a temporary directory by default), one per
 peer so that their pins never meet; it is made once and reused while its requirements stay
-the same. Its driver (`benchmarks/peers/`) runs with that environment's Python from the
-project's root, so it imports `benchmarks._probe` and `benchmarks.handlers` (standard
-library only) and the peer, nothing else of the project.
+the same. A Python peer gets a virtual environment from PyPI, and its driver
+(`benchmarks/peers/`) runs with that environment's Python from the project's root, so it
+imports `benchmarks._probe` and `benchmarks.handlers` (standard library only) and the peer,
+nothing else of the project. A Node.js peer gets a directory of packages from the npm
+registry, and its driver (a ``.cjs`` script beside the Python ones) finds them through
+``NODE_PATH``.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from .harness import Contender
 
@@ -32,6 +38,8 @@ class PeerSpec:
     handlers: tuple[str, ...] = ("noop", "io", "cpu")
     #: Said in the report beside the peer's status.
     note: str = ""
+    #: "node": `requirements` are npm packages and `module` is the driver's script.
+    runtime: Literal["python", "node"] = "python"
 
 
 PEERS: dict[str, PeerSpec] = {
@@ -80,6 +88,14 @@ PEERS: dict[str, PeerSpec] = {
             "celery",
             "benchmarks.peers.celery_sqs",
         ),
+        PeerSpec(
+            "sqs-consumer-node",
+            "sqs-consumer (Node.js, batches of 10, one consumer per 10 in flight)",
+            ("sqs-consumer", "@aws-sdk/client-sqs"),
+            "sqs-consumer",
+            "benchmarks/peers/sqs_consumer.cjs",
+            runtime="node",
+        ),
     )
 }
 
@@ -94,51 +110,85 @@ def _last_line(text: str) -> str:
     return (errors or lines or ["no output"])[-1][:300]
 
 
-def install(spec: PeerSpec, directory: Path, log: Callable[[str], None]) -> tuple[Path, str]:
-    """The peer's Python, and "" or why it could not be installed."""
-    venv = directory / spec.name
-    python = _python(venv)
-    stamp = venv / ".bench-requirements"
-    wanted = "\n".join(spec.requirements)
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python, ""
-    log(f"  installing {spec.name} ({' '.join(spec.requirements)}) ...")
+def _run_installer(command: list[str]) -> str:
+    """Run one install command: "" or why it failed."""
     try:
-        subprocess.run(
-            [sys.executable, "-m", "venv", "--clear", str(venv)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-        subprocess.run(
-            [*pip, *spec.requirements],
-            check=True,
-            capture_output=True,
-            timeout=INSTALL_TIMEOUT,
-        )
+        subprocess.run(command, check=True, capture_output=True, timeout=INSTALL_TIMEOUT)
     except subprocess.CalledProcessError as exc:
-        return python, "could not be installed: " + _last_line(
+        return "could not be installed: " + _last_line(
             (exc.stderr or b"").decode(errors="replace") or (exc.stdout or b"").decode()
         )
     except subprocess.TimeoutExpired as exc:
-        return python, f"could not be installed: no end within {exc.timeout:.0f} s"
-    stamp.write_text(wanted)
-    return python, ""
+        return f"could not be installed: no end within {exc.timeout:.0f} s"
+    return ""
 
 
-def version(python: Path, distribution: str) -> str:
+def install(spec: PeerSpec, directory: Path, log: Callable[[str], None]) -> tuple[Path, str]:
+    """Where the peer lives (its Python, or its packages' directory), and "" or why not."""
+    home = directory / spec.name
+    stamp = home / ".bench-requirements"
+    wanted = "\n".join(spec.requirements)
+    if spec.runtime == "node":
+        installed = home / "node_modules"
+        if shutil.which("node") is None or shutil.which("npm") is None:
+            return installed, "not run: Node.js and npm are not on this machine"
+    else:
+        installed = _python(home)
+    if installed.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return installed, ""
+    log(f"  installing {spec.name} ({' '.join(spec.requirements)}) ...")
+    if spec.runtime == "node":
+        home.mkdir(parents=True, exist_ok=True)
+        npm = ["npm", "install", "--prefix", str(home), "--no-audit", "--no-fund", "--silent"]
+        problem = _run_installer([*npm, *spec.requirements])
+    else:
+        problem = _run_installer([sys.executable, "-m", "venv", "--clear", str(home)])
+        pip = [str(installed), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        problem = problem or _run_installer([*pip, *spec.requirements])
+    if not problem:
+        stamp.write_text(wanted)
+    return installed, problem
+
+
+def version(spec: PeerSpec, installed: Path) -> str:
+    if spec.runtime == "node":
+        try:
+            manifest = json.loads((installed / spec.distribution / "package.json").read_text())
+        except (OSError, ValueError):
+            return "?"
+        return str(manifest.get("version", "?"))
     completed = subprocess.run(
         [
-            str(python),
+            str(installed),
             "-c",
-            f"from importlib import metadata; print(metadata.version({distribution!r}))",
+            f"from importlib import metadata; print(metadata.version({spec.distribution!r}))",
         ],
         capture_output=True,
         timeout=60,
         check=False,
     )
     return completed.stdout.decode().strip() or "?"
+
+
+def contender(spec: PeerSpec, installed: Path) -> Contender:
+    label = f"{spec.label} {version(spec, installed)}"
+    if spec.runtime == "node":
+        return Contender(
+            name=spec.name,
+            label=label,
+            program=("node", spec.module),
+            env=(("NODE_PATH", str(installed)),),
+            peer=True,
+            handlers=spec.handlers,
+        )
+    return Contender(
+        name=spec.name,
+        label=label,
+        module=spec.module,
+        python=str(installed),
+        peer=True,
+        handlers=spec.handlers,
+    )
 
 
 def prepare_peers(
@@ -150,21 +200,11 @@ def prepare_peers(
     status: dict[str, str] = {}
     for name in names:
         spec = PEERS[name]
-        python, problem = install(spec, directory, log)
+        installed, problem = install(spec, directory, log)
         if problem:
             status[name] = problem
             log(f"  {name}: {problem}")
             continue
-        label = f"{spec.label} {version(python, spec.distribution)}"
-        contenders.append(
-            Contender(
-                name=name,
-                label=label,
-                module=spec.module,
-                python=str(python),
-                peer=True,
-                handlers=spec.handlers,
-            )
-        )
+        contenders.append(contender(spec, installed))
         status[name] = "installed"
     return contenders, status

@@ -189,7 +189,7 @@ def render_markdown(
         "reference (x ref) of every ratio;",
         "- **bare aiohttp loop**: the same loop with hand-built unsigned JSON over aiohttp, "
         "no checks: the floor of a Python asyncio consumer;",
-        "- peers from PyPI, each in its own virtual environment (see below).",
+        "- peers from PyPI and npm, each in its own environment (see below).",
         "",
         "The bare loops open as many long polls as aiosqsworker does at the same "
         "concurrency (up to 16), so the comparison is of client and framework cost, not of "
@@ -245,10 +245,11 @@ def render_markdown(
     out += ["## Peers", ""]
     if results.peers:
         out += [
-            "Each peer is installed from PyPI into its own virtual environment outside the "
-            "project and driven by a small script in `benchmarks/peers/` that uses the "
-            "peer's documented API with the same handlers and concurrency. A peer that could "
-            "not be installed or run is listed with the reason.",
+            "Each peer is installed into its own environment outside the project (a virtual "
+            "environment from PyPI, or a directory of npm packages for the Node.js peer) and "
+            "driven by a small script in `benchmarks/peers/` that uses the peer's documented "
+            "API with the same handlers and concurrency. A peer that could not be installed "
+            "or run is listed with the reason.",
             "",
             "| peer | status |",
             "|---|---|",
