@@ -78,7 +78,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class LocalSQSServer:
-    """moto's SQS server in a subprocess, listening on 127.0.0.1 only."""
+    """moto's SQS server in a subprocess, listening on 127.0.0.1 only.
+
+    Its ReceiveMessage is made atomic (`aiosqsworker._motoserver`): moto alone can hand one
+    message to two polls that arrive together.
+    """
 
     def __init__(
         self, *, host: str = "127.0.0.1", port: int | None = None, log: IO[bytes] | None = None
@@ -109,7 +113,8 @@ class LocalSQSServer:
             raise RuntimeError(
                 "the local SQS server needs moto: pip install 'aiosqsworker[server]'"
             ) from exc
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        server = "aiosqsworker._motoserver"
+        return [sys.executable, "-m", server, "-H", self.host, "-p", str(self.port)]
 
     def environment(self) -> dict[str, str]:
         """The environment the server starts with."""

@@ -13,8 +13,6 @@ from typing import Any
 import anyio
 from aiobotocore.session import get_session
 
-from aiosqsworker.testing import FaultProxy
-
 REGION = "us-east-1"
 _names = itertools.count()
 
@@ -211,45 +209,3 @@ async def eventually_async(
     with anyio.fail_after(within):
         while not await check():  # noqa: ASYNC110 - observing from outside, no event to wait on
             await anyio.sleep(every)
-
-
-class SerialShortPolls(FaultProxy):
-    """A `FaultProxy` that hands moto one request at a time, as SQS would behave.
-
-    moto computes which message groups are in flight once per receive, and a long poll
-    keeps that picture while it waits. Once a group's in-flight messages are deleted
-    during the wait, and a retried message of another group turns up in a later pass, moto
-    refreshes the picture in the middle of its scan and hands out the freed group's later
-    messages while the earlier ones it skipped are still waiting. (Send Z0 Z1 Y0 Z2,
-    receive Z0, receive Y0 with a 1 s visibility, open a 5 s long poll, delete Z0: the long
-    poll returns Y0 and Z2.) It also locks nothing while it scans, so two receives at once
-    can split one group between them, or hand one message to both. SQS does neither.
-
-    Here each long poll becomes a series of short polls (a fresh picture each time), and
-    requests reach moto one at a time. The worker still long-polls the proxy: what it sees
-    is SQS's behaviour, only served by short polls.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__(upstream)
-        self._turn = anyio.Lock()
-
-    async def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        if not headers.get("x-amz-target", "").endswith(".ReceiveMessage"):
-            async with self._turn:
-                return await super()._forward(method, path, headers, body)
-        request = json.loads(body)
-        deadline = anyio.current_time() + float(request.get("WaitTimeSeconds", 0))
-        request["WaitTimeSeconds"] = 0
-        short_poll = json.dumps(request).encode()
-        while True:
-            async with self._turn:
-                answer = await super()._forward(method, path, headers, short_poll)
-            status, _, _, payload = answer
-            if status != 200 or json.loads(payload).get("Messages"):
-                return answer
-            if anyio.current_time() >= deadline:
-                return answer
-            await anyio.sleep(0.05)

@@ -31,7 +31,7 @@ from aiosqsworker import App, ConsumerStatistics, Message, QueueNotFoundError, W
 from aiosqsworker._receiver import poll_pause
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
-from .kit import REGION, SerialShortPolls, SQSKit, eventually, open_kit
+from .kit import REGION, SQSKit, eventually, open_kit
 from .servers import new_server, server_kind
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,9 +139,7 @@ async def test_throttling_and_5xx_on_every_action_back_off_and_recover(
     queue = await sqs.create_queue()
     ids: list[str] = []
     seen: Counter[str] = Counter()
-    # Two pollers: on moto, whose receives can hand one message to both, they take turns.
-    proxy_class = SerialShortPolls if server_kind() == "moto" else FaultProxy
-    async with proxy_class(sqs_server.endpoint_url) as proxy:
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
         app = make_app(endpoint_url=proxy.url)
 
         # Capacity 20, two pollers: with each phase's 10 messages held (a failing delete keeps
@@ -802,8 +800,7 @@ async def test_bad_input_takes_the_failure_path_and_logs_stay_clean(
     async with FaultProxy(sqs_server.endpoint_url) as proxy:
         app = make_app(endpoint_url=proxy.url)
 
-        # One poller (capacity 10): moto can hand one message to two simultaneous polls.
-        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0, prefetch=0)
+        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0)
         async def handle(message: Message) -> None:
             handles.append(message.receipt_handle)
             message.json()

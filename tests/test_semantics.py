@@ -13,7 +13,7 @@ import json
 import logging
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,10 +32,8 @@ from aiosqsworker import (
 )
 from aiosqsworker._deadletter import FAILURE_ATTRIBUTE
 from aiosqsworker._receiver import poller_count
-from aiosqsworker.testing import LocalSQSServer
 
-from .kit import SerialShortPolls, SQSKit, eventually
-from .servers import server_kind
+from .kit import SQSKit, eventually
 
 #: Failures come back after one second (SQS counts visibility in whole seconds).
 FAST_RETRIES: dict[str, Any] = {"retry_base_delay": 0.5, "retry_max_delay": 1}
@@ -78,23 +76,13 @@ class PoisonError(Exception):
 # (1) FIFO: groups in order, in parallel, through failures and jobs longer than the lease.
 
 
-@pytest.fixture
-async def fifo_endpoint(sqs_server: LocalSQSServer) -> AsyncIterator[str]:
-    """Where a FIFO consumer should connect: moto behind `SerialShortPolls`, or the server."""
-    if server_kind() != "moto":
-        yield sqs_server.endpoint_url
-        return
-    async with SerialShortPolls(sqs_server.endpoint_url) as proxy:
-        yield proxy.url
-
-
 GROUPS = [f"group-{g}" for g in range(5)]
 PER_GROUP = 40
 
 
 @pytest.mark.slow
 async def test_fifo_groups_finish_in_order_in_parallel_through_failures_and_long_jobs(
-    sqs: SQSKit, make_app: Callable[..., App], fifo_endpoint: str
+    sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
     """200 messages in 5 groups, ~5 % failing once, a few jobs longer than the visibility.
 
@@ -118,7 +106,7 @@ async def test_fifo_groups_finish_in_order_in_parallel_through_failures_and_long
     intervals: list[tuple[str, float, float]] = []
     running: Counter[str] = Counter()
     same_group_overlaps: list[str] = []
-    app = make_app(endpoint_url=fifo_endpoint)
+    app = make_app()
 
     @app.consumer(queue.name, concurrency=10, wait_time=1, visibility_timeout=2, **FAST_RETRIES)
     async def handle(message: Message) -> None:
