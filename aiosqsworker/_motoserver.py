@@ -1,17 +1,22 @@
-"""moto's server with one change: a ReceiveMessage takes messages atomically.
+"""moto's server with its message bookkeeping made thread-safe where SQS's guarantees need it.
 
 `LocalSQSServer` runs this module (``python -m aiosqsworker._motoserver``, moto's own command
-line options). moto serves each request on a thread of its own, and its ReceiveMessage checks
-that a message is visible, then marks it received, with no lock between the two: two polls
-at the same moment can both take one message (in a check of 120 receives by 8 pollers, a
-few messages came out twice), which SQS never does. Its FIFO long poll also reads once, at
-the start, which message groups are busy, so a poll that waits can later hand out a group's
-next message while the one before it is still in flight.
+line options). moto serves each request on a thread of its own and locks little:
 
-Here each pass over the queue is moto's own code called as a short poll, under one lock for
-the whole server that deletes and visibility changes take too (they edit the same in-flight
-set); a long poll waits between passes outside the lock, so other calls (and other long
-polls) go on meanwhile, as they do against SQS.
+- a ReceiveMessage checks that a message is visible, then marks it received, with nothing
+  between the two: two polls at the same moment can both take one message (in a check of
+  1,446 receives by 8 pollers, 6 came out twice), which SQS never does;
+- its FIFO long poll reads once, at the start, which message groups are busy, so a poll that
+  waits can later hand out a group's next message while the one before it is in flight;
+- a delete rebuilds the queue's list of messages, and a send appending to the old list at
+  that moment is lost;
+- a visibility change edits the in-flight set that a receive is reading.
+
+Here each pass over the queue is moto's own code called as a short poll, under one lock
+that visibility changes take too; a long poll waits between passes outside it, so other
+calls and other long polls go on meanwhile. A delete takes the queue's own lock, the one
+sends take. Deletes stay out of the receive lock: queued behind sixteen long polls' passes,
+they held finished messages back and halved a consumer's throughput.
 """
 
 from __future__ import annotations
@@ -23,15 +28,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from moto import server
-from moto.sqs.models import SQSBackend
+from moto.sqs.models import Queue, SQSBackend
 
 __all__ = ["main"]
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 # Re-entrant: moto's batch calls go through its single-message methods.
-_message_state = threading.RLock()
+_receive_lock = threading.RLock()
 _one_pass = SQSBackend.receive_message
+_queue_delete = Queue.delete_message
 #: How long a long poll sleeps when messages are visible but none could be taken (FIFO
 #: groups busy): moto's own wait returns at once then.
 _BLOCKED_PAUSE = 0.05
@@ -47,7 +53,7 @@ def _receive_message(
 ) -> Any:
     deadline = time.monotonic() + (wait_seconds_timeout or 0)
     while True:
-        with _message_state:
+        with _receive_lock:
             result = _one_pass(
                 self, queue_name, count, 0, visibility_timeout, message_attribute_names
             )
@@ -62,21 +68,26 @@ def _receive_message(
             time.sleep(min(_BLOCKED_PAUSE, remaining))
 
 
-def _one_at_a_time(method: _Method) -> _Method:
+def _under_receive_lock(method: _Method) -> _Method:
     @functools.wraps(method)
     def locked(*args: Any, **kwargs: Any) -> Any:
-        with _message_state:
+        with _receive_lock:
             return method(*args, **kwargs)
 
     return locked  # type: ignore[return-value]
 
 
+def _delete_message(queue: Queue, receipt_handle: str) -> None:
+    with queue._messages_lock:
+        _queue_delete(queue, receipt_handle)
+
+
 def main() -> None:
     SQSBackend.receive_message = _receive_message  # type: ignore[method-assign]
-    SQSBackend.delete_message = _one_at_a_time(SQSBackend.delete_message)  # type: ignore[method-assign]
-    SQSBackend.change_message_visibility = _one_at_a_time(  # type: ignore[method-assign]
+    SQSBackend.change_message_visibility = _under_receive_lock(  # type: ignore[method-assign]
         SQSBackend.change_message_visibility
     )
+    Queue.delete_message = _delete_message  # type: ignore[method-assign,assignment]
     server.main()
 
 
