@@ -118,6 +118,7 @@ class LeaseKeeper:
         self._wake = anyio.Event()
         self._wake_at = math.inf
         self._failures = 0
+        self._lead = extension_lead(visibility_timeout)
 
     def lease(self, message: Message, received_at: float) -> Lease:
         """Start watching a message received at `received_at` (before its request was sent)."""
@@ -127,7 +128,7 @@ class LeaseKeeper:
             expires_at=received_at + self._visibility_timeout,
         )
         self._leases[id(lease)] = lease
-        if lease.expires_at - extension_lead(self._visibility_timeout) < self._wake_at:
+        if lease.expires_at - self._lead < self._wake_at:
             self._wake.set()
         return lease
 

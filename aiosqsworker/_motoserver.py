@@ -21,22 +21,18 @@ they held finished messages back and halved a consumer's throughput.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from moto import server
 from moto.sqs.models import Queue, SQSBackend
 
 __all__ = ["main"]
 
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-# Re-entrant: moto's batch calls go through its single-message methods.
-_receive_lock = threading.RLock()
+_receive_lock = threading.Lock()
 _one_pass = SQSBackend.receive_message
+_change_visibility = SQSBackend.change_message_visibility
 _queue_delete = Queue.delete_message
 #: How long a long poll sleeps when messages are visible but none could be taken (FIFO
 #: groups busy): moto's own wait returns at once then.
@@ -68,13 +64,9 @@ def _receive_message(
             time.sleep(min(_BLOCKED_PAUSE, remaining))
 
 
-def _under_receive_lock(method: _Method) -> _Method:
-    @functools.wraps(method)
-    def locked(*args: Any, **kwargs: Any) -> Any:
-        with _receive_lock:
-            return method(*args, **kwargs)
-
-    return locked  # type: ignore[return-value]
+def _change_message_visibility(self: SQSBackend, *args: Any, **kwargs: Any) -> None:
+    with _receive_lock:
+        _change_visibility(self, *args, **kwargs)
 
 
 def _delete_message(queue: Queue, receipt_handle: str) -> None:
@@ -84,9 +76,7 @@ def _delete_message(queue: Queue, receipt_handle: str) -> None:
 
 def main() -> None:
     SQSBackend.receive_message = _receive_message  # type: ignore[method-assign]
-    SQSBackend.change_message_visibility = _under_receive_lock(  # type: ignore[method-assign]
-        SQSBackend.change_message_visibility
-    )
+    SQSBackend.change_message_visibility = _change_message_visibility  # type: ignore[method-assign]
     Queue.delete_message = _delete_message  # type: ignore[method-assign,assignment]
     server.main()
 
