@@ -106,7 +106,7 @@ class _Entry:
     request: dict[str, Any]
     size: int
     message_id: str | None = None
-    error: BaseException | None = None
+    error: Exception | None = None
 
 
 @dataclass(eq=False)
@@ -138,22 +138,50 @@ class SendOptions(TypedDict, total=False):
     deduplication_id: str | None
 
 
+@dataclass(eq=False)
+class _Lookup:
+    """One queue URL being resolved, and what came of it."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    url: str | None = None
+    error: Exception | None = None
+
+
 class QueueUrls:
-    """Queue names resolved to URLs once, however many sends ask at the same moment."""
+    """Queue names resolved to URLs once, however many sends ask at the same moment.
+
+    The first asker resolves; the others wait on its lookup and wake together (a lock would
+    let them through one loop turn at a time, and the earliest could close its batch before
+    the last arrived).
+    """
 
     def __init__(self, client: SQSClient) -> None:
         self._client = client
         self._urls: dict[str, str] = {}
-        self._lock = anyio.Lock()
+        self._lookups: dict[str, _Lookup] = {}
 
     async def get(self, queue: str) -> str:
         url = self._urls.get(queue)
-        if url is None:
-            async with self._lock:  # concurrent first sends wait here, then batch together
-                url = self._urls.get(queue)
-                if url is None:
-                    url = self._urls[queue] = await self._client.resolve_queue_url(queue)
-        return url
+        if url is not None:
+            return url
+        lookup = self._lookups.get(queue)
+        if lookup is None:
+            lookup = self._lookups[queue] = _Lookup()
+            try:
+                lookup.url = self._urls[queue] = await self._client.resolve_queue_url(queue)
+            except Exception as exc:
+                lookup.error = exc
+                raise
+            finally:
+                del self._lookups[queue]
+                lookup.done.set()
+            return lookup.url
+        await lookup.done.wait()
+        if lookup.error is not None:
+            raise lookup.error
+        if lookup.url is None:  # the first asker was cancelled: ask again
+            return await self.get(queue)
+        return lookup.url
 
 
 class BatchingSender:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, cast
 
 import anyio
+import anyio.lowlevel
 import pytest
 
-from aiosqsworker import App, ConfigurationError, Message, Producer
+from aiosqsworker import App, ConfigurationError, Message, Producer, QueueNotFoundError
+from aiosqsworker._client import SQSClient
+from aiosqsworker._producer import QueueUrls
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
 from .kit import REGION, SQSKit, eventually
@@ -47,6 +50,62 @@ async def test_concurrent_sends_share_batch_calls_and_arrive_typed(
     assert proxy.requests["SendMessageBatch"] == 3  # 10 + 10 + 5, not 25 calls
     received = await sqs.drain(queue)
     assert sorted(json.loads(m["Body"])["id"] for m in received) == list(range(25))
+
+
+class SlowLookups:
+    """Resolves queue names after 50 ms; "missing" does not exist."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def resolve_queue_url(self, queue: str) -> str:
+        self.calls += 1
+        await anyio.sleep(0.05)
+        if queue == "missing":
+            raise QueueNotFoundError(f"queue {queue!r} does not exist")
+        return f"https://sqs.test/123456789012/{queue}"
+
+
+async def test_first_sends_resolve_their_queue_once_and_go_on_together() -> None:
+    """25 sends ask for one queue's URL at once: one lookup, and all go on in the same loop turn.
+
+    Naive change it catches: waiters let through a lock one loop turn at a time; on a busy
+    machine the first batch's 10 ms linger ran out before the last of them arrived.
+    """
+    lookups = SlowLookups()
+    urls = QueueUrls(cast(SQSClient, lookups))
+    turn = 0
+    went_on_at: dict[str, list[int]] = {"orders": [], "missing": []}
+    errors: list[BaseException] = []
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            await anyio.lowlevel.checkpoint()
+            turn += 1
+
+    async def ask(queue: str) -> None:
+        try:
+            await urls.get(queue)
+        except QueueNotFoundError as exc:
+            errors.append(exc)
+        went_on_at[queue].append(turn)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(count_turns)
+        async with anyio.create_task_group() as askers:
+            for _ in range(25):
+                askers.start_soon(ask, "orders")
+            for _ in range(5):
+                askers.start_soon(ask, "missing")
+        tg.cancel_scope.cancel()
+    assert lookups.calls == 2
+    for queue, turns in went_on_at.items():
+        assert len(turns) == (25 if queue == "orders" else 5)
+        assert max(turns) - min(turns) <= 1, (queue, sorted(turns))
+    assert len(errors) == 5  # every asker of the missing queue is told, none is left waiting
+    assert await urls.get("orders") == "https://sqs.test/123456789012/orders"
+    assert lookups.calls == 2
 
 
 async def test_a_message_over_the_size_limit_fails_before_anything_is_sent(
