@@ -14,6 +14,7 @@ service with ``async with app:``.
 
 from ._app import App
 from ._config import AppConfig, ConsumerConfig, ConsumerSettings, Middleware
+from ._consumer.stats import ConsumerStatistics
 from ._errors import (
     AccessDeniedError,
     AioSQSWorkerError,
@@ -32,7 +33,6 @@ from ._errors import (
 from ._message import Message
 from ._producer import Producer, SendOptions
 from ._registry import ConsumerSpec, consumer
-from ._stats import ConsumerStatistics
 from ._worker import WorkerState
 
 __version__ = "0.1.0"

@@ -10,11 +10,11 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._config import AppConfig, ConsumerSettings, Middleware
+from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, single_error
 from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry
-from ._runner import capture_signals
-from ._stats import ConsumerStatistics
+from ._run.signals import capture_signals
 from ._worker import Worker, WorkerState
 
 if TYPE_CHECKING:

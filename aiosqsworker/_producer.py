@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import anyio
 
-from ._client import SQSClient, open_sqs_client
 from ._config import MAX_BATCH, AppConfig
 from ._errors import ConfigurationError, SQSError, TransientSQSError
+from ._sqs.base import SQSClient
+from ._sqs.open import open_sqs_client
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

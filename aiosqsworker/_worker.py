@@ -15,14 +15,16 @@ from typing import TYPE_CHECKING
 import anyio
 from anyio.abc import TaskStatus
 
-from ._client import SQSClient, open_sqs_client
 from ._config import AppConfig
+from ._consumer.pipeline import Pipeline
+from ._consumer.queue import QueueInfo
+from ._consumer.receiver import poller_count
+from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, SQSError
-from ._pipeline import Pipeline, QueueInfo
 from ._producer import BatchingSender, QueueUrls, SendOptions
-from ._receiver import poller_count
 from ._registry import ConsumerSpec
-from ._stats import ConsumerStatistics
+from ._sqs.base import SQSClient
+from ._sqs.open import open_sqs_client
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from .testing import LOCAL_CREDENTIALS, LocalSQSServer
+from .testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["TestQueue", "local_sqs_server", "sqs_endpoint", "sqs_queue"]
 

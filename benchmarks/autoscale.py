@@ -9,7 +9,7 @@ compares:
 
 - "1 per 10 queued": ``ceil(visible / 10)`` workers, the rule of thumb behind a KEDA
   ``aws-sqs-queue`` scaler with ``queueLength: 10``;
-- "aiosqsworker": `aiosqsworker._scaling.recommend` with a 60 s target latency.
+- "aiosqsworker": `aiosqsworker._run.scaling.recommend` with a 60 s target latency.
 
 Run: ``python -m benchmarks.autoscale [--plot docs/autoscaling.png]``. It prints the
 per-policy summary (worst backlog, 95th percentile wait, worker-hours) as a markdown table.
@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiosqsworker._scaling import QueueSample, RateMemory, recommend, simple_policy
+from aiosqsworker._run.scaling import QueueSample, RateMemory, recommend, simple_policy
 
 PER_WORKER_RATE = 25.0  # messages/s one worker completes
 STARTUP = 60  # seconds before a new worker serves

@@ -16,12 +16,16 @@ import anyio
 import pytest
 
 from aiosqsworker import App, Message, Reject
-from aiosqsworker import _tools as admin
-from aiosqsworker._cli import main as cli_main
-from aiosqsworker._deadletter import FAILURE_ATTRIBUTE, dead_letter_attributes, failure_record
+from aiosqsworker._cli import tools as admin
+from aiosqsworker._cli.main import main as cli_main
+from aiosqsworker._cli.tools import _common as tools_common
+from aiosqsworker._consumer.deadletter import (
+    FAILURE_ATTRIBUTE,
+    dead_letter_attributes,
+    failure_record,
+)
 from aiosqsworker._errors import ConfigurationError
 from aiosqsworker._producer import MAX_MESSAGE_BYTES
-from aiosqsworker._tools import _common as tools_common
 from aiosqsworker.testing import LocalSQSServer, make_message, run_until_empty
 
 from .kit import REGION, Queue, SQSKit
@@ -633,7 +637,7 @@ def test_every_command_has_help_with_examples(capsys: pytest.CaptureFixture[str]
 
 
 def test_lines_before_an_oversized_line_in_the_same_read_are_still_handed_out() -> None:
-    from aiosqsworker._tools.lines import LineSplitter
+    from aiosqsworker._cli.tools.lines import LineSplitter
 
     splitter = LineSplitter(limit=1024)
     assert splitter.feed(b"one\ntwo\n" + b"x" * 70_000) == [(1, b"one"), (2, b"two")]

@@ -28,7 +28,7 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from aiosqsworker._cli import _build_parser
+from aiosqsworker._cli.main import _build_parser
 from aiosqsworker.testing import LocalSQSServer
 
 from .kit import REGION, Queue, SQSKit, eventually, eventually_async

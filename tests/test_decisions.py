@@ -27,19 +27,20 @@ from aiosqsworker import (
     SQSError,
     TransientSQSError,
 )
-from aiosqsworker._acker import retry_pause, split_batch_result
-from aiosqsworker._buffer import Capacity, MessageBuffer
-from aiosqsworker._client import BatchEntryFailure, BatchResult, classify_error_code
 from aiosqsworker._config import MAX_VISIBILITY
-from aiosqsworker._leases import (
+from aiosqsworker._consumer.acker import retry_pause, split_batch_result
+from aiosqsworker._consumer.buffer import Capacity, MessageBuffer
+from aiosqsworker._consumer.leases import (
     Lease,
     extension_lead,
     extension_timeout,
     leases_due,
     next_wake,
 )
-from aiosqsworker._outcomes import Outcome, decide, retry_delay, within_visibility_cap
-from aiosqsworker._receiver import MAX_POLLERS, poll_pause, poller_count
+from aiosqsworker._consumer.outcomes import Outcome, decide, retry_delay, within_visibility_cap
+from aiosqsworker._consumer.receiver import MAX_POLLERS, poll_pause, poller_count
+from aiosqsworker._sqs.base import BatchEntryFailure, BatchResult
+from aiosqsworker._sqs.errors import classify_error_code
 
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 

@@ -18,8 +18,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from aiosqsworker._fastpath import _action_headers, _error_code, verified_messages
-from aiosqsworker._sigv4 import FrozenCredentials, RequestSigner
+from aiosqsworker._sqs.fast import _action_headers, _error_code, verified_messages
+from aiosqsworker._sqs.sigv4 import FrozenCredentials, RequestSigner
 
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 

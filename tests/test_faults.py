@@ -28,7 +28,7 @@ import pytest
 from anyio.abc import Process
 
 from aiosqsworker import App, ConsumerStatistics, Message, QueueNotFoundError, WorkerState
-from aiosqsworker._receiver import poll_pause
+from aiosqsworker._consumer.receiver import poll_pause
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
 from .kit import REGION, SQSKit, eventually, open_kit

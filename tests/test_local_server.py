@@ -1,6 +1,6 @@
 """The test server keeps SQS's delivery guarantees, so tests that count deliveries can trust it.
 
-moto alone breaks two of them when requests arrive together (see `aiosqsworker._motoserver`);
+moto alone breaks two of them when requests arrive together (see `aiosqsworker.testing.motoserver`);
 these scenarios fail against plain ``python -m moto.server``.
 """
 

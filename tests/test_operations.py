@@ -19,9 +19,9 @@ import anyio
 import pytest
 
 from aiosqsworker import App, Message
-from aiosqsworker._cli import main as cli_main
+from aiosqsworker._cli.main import main as cli_main
 from aiosqsworker._logging import JsonFormatter, message_context
-from aiosqsworker._metrics import serve_metrics
+from aiosqsworker._run.metrics import serve_metrics
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
 from .kit import REGION, SQSKit, eventually, eventually_async

@@ -12,8 +12,8 @@ import anyio.lowlevel
 import pytest
 
 from aiosqsworker import App, ConfigurationError, Message, Producer, QueueNotFoundError
-from aiosqsworker._client import SQSClient
 from aiosqsworker._producer import QueueUrls
+from aiosqsworker._sqs.base import SQSClient
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
 from .kit import REGION, SQSKit, eventually

@@ -30,8 +30,8 @@ from aiosqsworker import (
     PartialBatchFailure,
     Reject,
 )
-from aiosqsworker._deadletter import FAILURE_ATTRIBUTE
-from aiosqsworker._receiver import poller_count
+from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
+from aiosqsworker._consumer.receiver import poller_count
 
 from .kit import SQSKit, eventually
 

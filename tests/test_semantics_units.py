@@ -27,17 +27,17 @@ from aiosqsworker import (
     Retry,
 )
 from aiosqsworker._bodies import build_invoker, decoder_for, unwrap_envelope
-from aiosqsworker._deadletter import (
+from aiosqsworker._consumer.deadletter import (
     FAILURE_ATTRIBUTE,
     DeadLetterQueue,
     dead_letter_attributes,
     failure_record,
     parse_redrive_policy,
 )
-from aiosqsworker._dispatcher import chain_middleware
-from aiosqsworker._fifo import GroupedBuffer, next_group
-from aiosqsworker._leases import Lease
-from aiosqsworker._outcomes import Outcome, batch_failures, decide
+from aiosqsworker._consumer.fifo import GroupedBuffer, next_group
+from aiosqsworker._consumer.leases import Lease
+from aiosqsworker._consumer.outcomes import Outcome, batch_failures, decide
+from aiosqsworker._consumer.slots import chain_middleware
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"
 

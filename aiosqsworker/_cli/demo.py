@@ -1,0 +1,158 @@
+"""`python -m aiosqsworker demo`: the framework at work against a local SQS server.
+
+It starts moto's SQS server on 127.0.0.1, creates two queues (one with a dead-letter queue),
+sends messages (a few slow jobs that outlive their visibility timeout, a few poison
+messages that are not JSON) and consumes them with a progress line per second. It stops by
+itself once every good message is done and every poison one is in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from typing import Any
+
+import anyio
+from aiobotocore.session import get_session
+
+from .._app import App
+from .._message import Message
+from .._run.signals import capture_signals
+from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
+
+__all__ = ["run_demo"]
+
+REGION = "us-east-1"
+VISIBILITY = 4  # short, so that the slow jobs show the lease keeper at work
+SLOW_JOB = 10.0
+MAX_RECEIVES = 3
+
+
+def _plan(messages: int) -> tuple[list[str], list[str], int]:
+    """Bodies for the orders and emails queues, and how many orders are poison."""
+    rng = random.Random(7)
+    orders: list[str] = []
+    poison = 0
+    for n in range(messages):
+        if n % 40 == 17:
+            orders.append(f"not json #{n}")
+            poison += 1
+        else:
+            work = SLOW_JOB if n % 50 == 3 else rng.uniform(0.05, 0.4)
+            orders.append(json.dumps({"order": n, "work": work}))
+    emails = [json.dumps({"to": f"user{n}@example.com"}) for n in range(messages // 2)]
+    return orders, emails, poison
+
+
+async def _create_queues(client: Any) -> dict[str, str]:
+    dlq = await client.create_queue(QueueName="demo-orders-dlq")
+    dlq_arn = (
+        await client.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"])
+    )["Attributes"]["QueueArn"]
+    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})
+    orders = await client.create_queue(
+        QueueName="demo-orders",
+        Attributes={"VisibilityTimeout": str(VISIBILITY), "RedrivePolicy": policy},
+    )
+    emails = await client.create_queue(QueueName="demo-emails")
+    return {"orders": orders["QueueUrl"], "emails": emails["QueueUrl"], "dlq": dlq["QueueUrl"]}
+
+
+async def _send(client: Any, url: str, bodies: list[str]) -> None:
+    for start in range(0, len(bodies), 10):
+        chunk = bodies[start : start + 10]
+        await client.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(chunk)]
+        )
+
+
+async def _depth(client: Any, url: str) -> int:
+    attributes = await client.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def _build_app(endpoint_url: str) -> App:
+    app = App(region=REGION, endpoint_url=endpoint_url, shutdown_timeout=15)
+
+    @app.consumer("demo-orders", concurrency=20, retry_base_delay=1, retry_max_delay=4)
+    async def handle_order(message: Message) -> None:
+        order = message.json()  # a poison message fails here, and is retried, then dead-lettered
+        await anyio.sleep(order["work"])
+
+    @app.consumer("demo-emails", concurrency=10)
+    async def send_email(message: Message) -> None:
+        await anyio.sleep(0.02)
+
+    return app
+
+
+async def _demo(endpoint_url: str, messages: int, keep_running: bool) -> int:
+    orders, emails, poison = _plan(messages)
+    session = get_session()
+    async with session.create_client(
+        "sqs", region_name=REGION, endpoint_url=endpoint_url
+    ) as client:
+        urls = await _create_queues(client)
+        await _send(client, urls["orders"], orders)
+        await _send(client, urls["emails"], emails)
+        print(
+            f"demo: sent {len(orders)} orders ({poison} poison, a few slow jobs of "
+            f"{SLOW_JOB:g} s with a {VISIBILITY} s visibility timeout) and {len(emails)} emails",
+            flush=True,
+        )
+        app = _build_app(endpoint_url)
+        good_orders = len(orders) - poison
+        started = time.monotonic()
+        with capture_signals(app.stop):
+            async with app:
+                while True:
+                    await anyio.sleep(1)
+                    stats = app.statistics()
+                    dead = await _depth(client, urls["dlq"])
+                    o, e = stats["handle_order"], stats["send_email"]
+                    print(
+                        f"[{time.monotonic() - started:5.1f}s] orders {o.succeeded}/{good_orders} "
+                        f"done, {o.running} running, {o.failed} failures, {dead}/{poison} "
+                        f"dead-lettered, {o.leases_extended} leases extended | emails "
+                        f"{e.succeeded}/{len(emails)}",
+                        flush=True,
+                    )
+                    finished = (
+                        o.succeeded >= good_orders and dead >= poison and e.succeeded >= len(emails)
+                    )
+                    if app.state.value != "running" or (finished and not keep_running):
+                        break
+        left = await _depth(client, urls["orders"]) + await _depth(client, urls["emails"])
+    print(
+        f"demo: done in {time.monotonic() - started:.1f} s: {o.succeeded} orders and "
+        f"{e.succeeded} emails handled, {dead} poison orders in demo-orders-dlq, "
+        f"{left} messages left in the queues",
+        flush=True,
+    )
+    return 0 if left == 0 or keep_running else 1
+
+
+def run_demo(*, messages: int = 200, keep_running: bool = False, use_uvloop: bool = False) -> int:
+    """Run the demo; returns the process exit code."""
+    for name, value in LOCAL_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    print("demo: starting a local SQS server (moto) on 127.0.0.1 ...", flush=True)
+    with LocalSQSServer() as server:
+        print(f"demo: SQS server listening at {server.endpoint_url}", flush=True)
+        try:
+            return anyio.run(
+                _demo,
+                server.endpoint_url,
+                messages,
+                keep_running,
+                backend="asyncio",
+                backend_options={"use_uvloop": use_uvloop},
+            )
+        except KeyboardInterrupt:  # pragma: no cover - interactive
+            print("demo: interrupted", file=sys.stderr)
+            return 130

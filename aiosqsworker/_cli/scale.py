@@ -1,0 +1,72 @@
+"""`python -m aiosqsworker scale QUEUE`: print the worker count a queue needs."""
+
+from __future__ import annotations
+
+import argparse
+from contextlib import AsyncExitStack
+
+import anyio
+
+from .._config import AppConfig
+from .._errors import ConfigurationError
+from .._run.scaling import RateMemory, Recommendation, observe, recommend
+from .._sqs.open import open_sqs_client
+
+__all__ = ["format_recommendation", "run_scale"]
+
+
+def format_recommendation(queue: str, recommendation: Recommendation) -> str:
+    r = recommendation
+    rates = []
+    if r.arrival_rate is not None:
+        rates.append(f"arriving {r.arrival_rate:.1f} msg/s")
+    if r.completion_rate is not None:
+        rates.append(f"completing {r.completion_rate:.1f} msg/s")
+    if r.per_worker_rate is not None:
+        rates.append(f"{r.per_worker_rate:.1f} msg/s per worker")
+    return (
+        f"{queue}: desired workers {r.desired} (backlog {r.visible} visible, {r.in_flight} in "
+        f"flight{', ' + ', '.join(rates) if rates else ''}): {r.reason}"
+    )
+
+
+async def _scale(args: argparse.Namespace) -> None:
+    config = AppConfig(
+        region=args.region, endpoint_url=args.endpoint_url, profile=args.profile, client="botocore"
+    )
+    async with AsyncExitStack() as stack:
+        client = await open_sqs_client(stack, config, max_connections=4, longest_wait=0)
+        url = await client.resolve_queue_url(args.queue)
+        first = await observe(client, url, args.worker_metrics)
+        rates = RateMemory(args.per_worker_rate)
+        while True:
+            await anyio.sleep(args.interval)
+            last = await observe(client, url, args.worker_metrics)
+            recommendation = recommend(
+                first,
+                last,
+                target_latency=args.target_latency,
+                minimum=args.minimum,
+                maximum=args.maximum,
+                per_worker_rate=args.per_worker_rate or rates.update(first, last),
+            )
+            print(format_recommendation(args.queue, recommendation), flush=True)
+            if not args.watch:
+                return
+            first = last
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    if args.target_latency <= 0:
+        raise ConfigurationError("--target-latency must be a positive number of seconds")
+    if not 0 <= args.minimum <= args.maximum:
+        raise ConfigurationError("--min and --max must satisfy 0 <= min <= max")
+    if args.interval <= 0:
+        raise ConfigurationError("--interval must be a positive number of seconds")
+    if args.per_worker_rate is not None and args.per_worker_rate <= 0:
+        raise ConfigurationError("--per-worker-rate must be a positive number of messages/s")
+    try:
+        anyio.run(_scale, args)
+    except KeyboardInterrupt:  # pragma: no cover - interactive --watch
+        return 130
+    return 0

@@ -1,0 +1,262 @@
+"""Dead-letter queues: finding one, reading its failure records, and `dlq inspect`.
+
+``dlq inspect QUEUE`` peeks at dead-lettered messages and the failure record the framework
+attached (``aiosqsworker.failure``) without consuming them: what it receives it makes visible
+again at once. `failure_of`, `peeked_record` and `format_peeked` are pure: tests call them
+directly. `dlq redrive` (in `.redrive`) finds its queues and releases what it holds with the
+helpers here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+
+from ..._config import MAX_BATCH
+from ..._consumer.deadletter import FAILURE_ATTRIBUTE, parse_redrive_policy
+from ..._errors import QueueNotFoundError, SQSError
+from ..._sqs.base import SQSClient
+from ._common import RECEIVE_WAIT, count_of, messages_text, open_client, queue_name_of, run
+
+__all__ = [
+    "DeadLetterRoute",
+    "failure_of",
+    "find_dead_letter_queue",
+    "format_peeked",
+    "peeked_record",
+    "preview",
+    "release_at_exit",
+    "run_dlq_inspect",
+]
+
+#: Seconds a peeked message stays hidden if the peek dies before making it visible again.
+PEEK_VISIBILITY = 30
+#: Characters of a body (and of a failure record's error) shown without --full.
+BODY_PREVIEW = 300
+#: Seconds given to making held messages visible again when a command ends.
+RELEASE_TIMEOUT = 15.0
+
+
+def failure_of(message_attributes: Mapping[str, Mapping[str, Any]] | None) -> dict[str, Any] | None:
+    """The framework's failure record a dead letter carries, or None."""
+    value = (message_attributes or {}).get(FAILURE_ATTRIBUTE)
+    if value is None:
+        return None
+    raw = value.get("StringValue", "")
+    try:
+        record = json.loads(raw)
+    except ValueError:
+        return {"unparsed": raw}
+    return record if isinstance(record, dict) else {"unparsed": raw}
+
+
+def _sent_at(raw: Mapping[str, Any]) -> str | None:
+    milliseconds = str((raw.get("Attributes") or {}).get("SentTimestamp", ""))
+    try:
+        return datetime.fromtimestamp(int(milliseconds) / 1000, tz=UTC).isoformat()
+    except ValueError:
+        return None
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
+def preview(text: str, limit: int) -> str:
+    """`text` on one line, cut at `limit` characters with a note saying so."""
+    if len(text) <= limit:
+        return _one_line(text)
+    return f"{_one_line(text[:limit])}... ({len(text)} characters, --full shows all)"
+
+
+_FAILURE_ORDER = (
+    "reason",
+    "exception",
+    "error",
+    "where",
+    "attempts",
+    "consumer",
+    "source_queue",
+    "failed_at",
+    "first_received_at",
+    "sent_at",
+    "traceback_digest",
+    "message_id",
+)
+
+
+def _attribute_text(value: Mapping[str, Any]) -> str:
+    if "StringValue" in value:
+        return str(value["StringValue"])
+    binary = value.get("BinaryValue", b"")
+    if isinstance(binary, bytes):
+        return f"<{len(binary)} bytes>"
+    return str(binary)
+
+
+def peeked_record(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """What `dlq inspect --json` prints of one message."""
+    attributes = raw.get("MessageAttributes") or {}
+    system = raw.get("Attributes") or {}
+    return {
+        "message_id": raw.get("MessageId"),
+        "receive_count": count_of(system, "ApproximateReceiveCount"),
+        "sent_at": _sent_at(raw),
+        "group_id": system.get("MessageGroupId"),
+        "attributes": {
+            name: _attribute_text(value)
+            for name, value in attributes.items()
+            if name != FAILURE_ATTRIBUTE
+        },
+        "failure": failure_of(attributes),
+        "body": raw.get("Body", ""),
+    }
+
+
+def format_peeked(raw: Mapping[str, Any], *, full: bool = False) -> str:
+    """One dead letter for people: id, receive count, sent time, attributes, failure, body."""
+    record = peeked_record(raw)
+    rows: list[tuple[str, str]] = [
+        ("receive count", f"{record['receive_count']} (this peek included)"),
+        ("sent at", record["sent_at"] or "?"),
+    ]
+    if record["group_id"]:
+        rows.append(("group", record["group_id"]))
+    for name, text in record["attributes"].items():
+        rows.append((f"attribute {name}", text if full else preview(text, BODY_PREVIEW)))
+    failure: dict[str, Any] | None = record["failure"]
+    if failure is None:
+        rows.append(("failure", "no aiosqsworker.failure record (moved by SQS's redrive?)"))
+    else:
+        order = [key for key in _FAILURE_ORDER if key in failure]
+        order += sorted(key for key in failure if key not in _FAILURE_ORDER)
+        for key in order:
+            text = "-" if failure[key] is None else str(failure[key])
+            rows.append((f"failure.{key}", text if full else preview(text, BODY_PREVIEW)))
+    width = max(len(key) for key, _ in rows)
+    lines = [f"message {record['message_id']}"]
+    lines += [f"  {key.ljust(width)}  {value}" for key, value in rows]
+    body: str = record["body"]
+    if full:
+        lines.append(f"  body ({len(body)} characters):")
+        lines.append(body)
+    else:
+        lines.append(f"  {'body'.ljust(width)}  {preview(body, BODY_PREVIEW)}")
+    return "\n".join(lines)
+
+
+async def _release(client: SQSClient, queue_url: str, handles: Sequence[str]) -> int:
+    """Make received messages visible again at once; returns how many could not be."""
+    failed = 0
+    for start in range(0, len(handles), MAX_BATCH):
+        chunk = handles[start : start + MAX_BATCH]
+        try:
+            result = await client.change_visibility_batch(
+                queue_url, [(str(i), handle, 0) for i, handle in enumerate(chunk)]
+            )
+        except SQSError:
+            failed += len(chunk)
+        else:
+            failed += len(result.failed)
+    return failed
+
+
+async def release_at_exit(
+    client: SQSClient, queue_url: str, handles: Sequence[str], hidden_for: int
+) -> None:
+    """Make `handles` visible again, even when cancelled; warn of those still hidden for
+    `hidden_for` seconds."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_TIMEOUT):
+        failed = await _release(client, queue_url, handles)
+        if failed:
+            print(
+                f"warning: {failed} messages could not be made visible again: they come back "
+                f"after their visibility timeout ({hidden_for} s)",
+                file=sys.stderr,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRoute:
+    """A dead-letter queue, and the queue named on the command line as its source, if any."""
+
+    dead_letter_url: str
+    source_url: str | None
+
+
+async def find_dead_letter_queue(client: SQSClient, queue: str) -> DeadLetterRoute:
+    """QUEUE's dead-letter queue by its RedrivePolicy; without one, QUEUE itself."""
+    url = await client.resolve_queue_url(queue)
+    policy = parse_redrive_policy((await client.get_queue_attributes(url)).get("RedrivePolicy"))
+    if policy is None:
+        return DeadLetterRoute(url, None)
+    arn = policy[0]
+    try:
+        dead_letter_url = await client.queue_url_from_arn(arn)
+    except QueueNotFoundError as exc:
+        raise QueueNotFoundError(
+            f"the dead-letter queue of {queue!r} ({arn}, from its RedrivePolicy) does not "
+            "exist: create it, or fix the RedrivePolicy",
+            code=exc.code,
+            operation=exc.operation,
+        ) from None
+    return DeadLetterRoute(dead_letter_url, url)
+
+
+async def _inspect(args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        client = await open_client(stack, args, max_connections=4)
+        route = await find_dead_letter_queue(client, args.queue)
+        dlq = route.dead_letter_url
+        name = queue_name_of(dlq)
+        if route.source_url is None:
+            print(
+                f"note: {queue_name_of(args.queue)} has no RedrivePolicy: inspecting it as a "
+                "dead-letter queue",
+                file=sys.stderr,
+            )
+        about = count_of(await client.get_queue_attributes(dlq), "ApproximateNumberOfMessages")
+        peeked: dict[str, Mapping[str, Any]] = {}
+        handles: dict[str, str] = {}
+        try:
+            while len(peeked) < args.max:
+                batch = await client.receive_messages(
+                    dlq,
+                    max_messages=min(MAX_BATCH, args.max - len(peeked)),
+                    wait_time=RECEIVE_WAIT,
+                    visibility_timeout=PEEK_VISIBILITY,
+                )
+                fresh = [raw for raw in batch if raw["MessageId"] not in peeked]
+                for raw in batch:
+                    handles[raw["MessageId"]] = raw["ReceiptHandle"]
+                if not fresh:
+                    break
+                for raw in fresh:
+                    peeked[raw["MessageId"]] = raw
+            if args.json:
+                for message in peeked.values():
+                    print(json.dumps(peeked_record(message)))
+            else:
+                print(
+                    f"{name}: {messages_text(len(peeked))} shown, of about {about} visible; "
+                    "all stay in the queue"
+                )
+                for message in peeked.values():
+                    print()
+                    print(format_peeked(message, full=args.full))
+            sys.stdout.flush()
+        finally:
+            await release_at_exit(client, dlq, list(handles.values()), PEEK_VISIBILITY)
+    return 0
+
+
+def run_dlq_inspect(args: argparse.Namespace) -> int:
+    return run(_inspect, args)

@@ -1,0 +1,306 @@
+"""The command line of the queue tools: `send`, `stats` and `dlq` (`inspect`, `redrive`).
+
+`add_admin_parsers` adds them to the CLI's subcommands; the epilogs are their ``--help``
+pages' guide (input, what each column or step means, exit codes, examples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from ..._errors import ConfigurationError
+from ..._producer import MAX_DELAY
+from .send import parse_attribute
+
+__all__ = ["add_admin_parsers"]
+
+SEND_EPILOG = """\
+input:
+  Each BODY argument is one message, sent as it is (QUEUE and the BODY arguments go
+  together, options before or after them). With --file PATH (--file - or a
+  lone - reads stdin) each line is one message: its text without the line ending, so
+  JSON lines stay JSON text. Empty lines are skipped; lines must be UTF-8. A line the
+  queue cannot take (over its MaximumMessageSize, a character SQS refuses) is an error
+  that names it: a file is checked whole before anything is sent; from stdin, lines are
+  sent as they come and sending stops at the bad line.
+
+sending:
+  SendMessageBatch calls of ten, up to 100 messages in flight; on a FIFO queue one batch
+  at a time, in input order. Every 1,000 messages a progress line (count, rate) goes to
+  stderr, and one at the end; "sent N messages to QUEUE" goes to stdout.
+
+FIFO queues:
+  --group-id is required. --dedup-id is for a single message; to send several, the queue
+  needs ContentBasedDeduplication. SQS takes no per-message --delay on a FIFO queue.
+
+exit codes:
+  0 all sent; 1 an error (the message says how much was sent); 2 bad usage.
+
+examples:
+  python -m aiosqsworker send orders '{"id": 1}' '{"id": 2}'
+  python -m aiosqsworker send orders --file orders.jsonl --attribute source=backfill
+  jq -c '.items[]' export.json | python -m aiosqsworker send orders -
+  python -m aiosqsworker send orders '{"id": 3}' --attribute priority:Number=5 --delay 60
+  python -m aiosqsworker send orders.fifo '{"id": 3}' --group-id customer-42 --dedup-id order-3
+"""
+
+STATS_EPILOG = """\
+columns:
+  VISIBLE       messages waiting to be received (ApproximateNumberOfMessages)
+  IN FLIGHT     received, not deleted yet (ApproximateNumberOfMessagesNotVisible)
+  DELAYED       sent with a delay that is not over (ApproximateNumberOfMessagesDelayed)
+  DLQ           the dead-letter queue of the RedrivePolicy ("-": none)
+  DLQ DEPTH     all its messages: visible + in flight + delayed ("missing": no such queue)
+  MAX RECEIVES  the RedrivePolicy's maxReceiveCount: receives before SQS dead-letters
+  VISIBILITY    the queue's VisibilityTimeout
+  SQS's counts are approximate. The age of the oldest message is not shown: SQS's API does
+  not report it (CloudWatch's ApproximateAgeOfOldestMessage metric does).
+
+examples:
+  python -m aiosqsworker stats orders payments
+  python -m aiosqsworker stats orders --watch          every 5 s, until Ctrl-C
+  python -m aiosqsworker stats orders --watch 1 --json
+"""
+
+INSPECT_EPILOG = """\
+which queue:
+  A QUEUE with a RedrivePolicy is a source queue: its dead-letter queue is inspected.
+  A QUEUE without one is taken as the dead-letter queue itself.
+
+how it peeks:
+  Messages are received with a 30 s visibility timeout, printed, and made visible again
+  at once: nothing is deleted. A peek is a receive, though: ApproximateReceiveCount grows
+  (and if the dead-letter queue has a RedrivePolicy of its own, peeks count towards it).
+  Messages in flight elsewhere are not seen; on a FIFO queue, a group shows its first ten.
+
+failure record:
+  Messages the framework dead-lettered carry why (message attribute aiosqsworker.failure):
+  reason, exception, error, where, attempts, consumer, source queue, times. Messages SQS's
+  own redrive moved have none.
+
+examples:
+  python -m aiosqsworker dlq inspect orders
+  python -m aiosqsworker dlq inspect orders-dlq --max 50 --full
+  python -m aiosqsworker dlq inspect orders --json | jq -r .failure.exception
+"""
+
+REDRIVE_EPILOG = """\
+which queues:
+  A QUEUE with a RedrivePolicy is the source: messages go back to it from its dead-letter
+  queue. A QUEUE without one is taken as the dead-letter queue: messages go back to the one
+  queue whose RedrivePolicy names it, or to --to QUEUE. A dead letter whose failure record
+  (or SQS's DeadLetterQueueSourceArn) names another source queue is left where it is,
+  unless --to is given.
+
+how it moves:
+  Up to ten messages at a time are received from the dead-letter queue, sent with
+  SendMessageBatch (body and message attributes kept, the aiosqsworker.failure record
+  dropped; FIFO: MessageGroupId kept, a new deduplication id), and deleted from the
+  dead-letter queue only once SQS confirmed their send. Messages not moved (--filter,
+  --max, --dry-run, a failed send) are made visible again at the end. An interrupted
+  redrive loses nothing: at worst a message is in both queues.
+
+exit codes:
+  0 done; 1 an error, or messages that could not be moved (they stay in the DLQ).
+
+examples:
+  python -m aiosqsworker dlq redrive orders --dry-run
+  python -m aiosqsworker dlq redrive orders --filter '"customer": 42' --max 100
+  python -m aiosqsworker dlq redrive orders-dlq --to orders-replay
+"""
+
+
+def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type=` from a parser that raises ConfigurationError."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
+_Number = TypeVar("_Number", int, float)
+
+
+def _checked_number(
+    convert: Callable[[str], _Number], accept: Callable[[_Number], bool], wanted: str
+) -> Callable[[str], _Number]:
+    """A parser of the numbers `convert` reads and `accept` takes; any other text is refused."""
+
+    def parse(text: str) -> _Number:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise ConfigurationError(f"{text!r}: give {wanted}") from None
+        if not accept(value):
+            raise ConfigurationError(f"{text!r}: give {wanted}")
+        return value
+
+    return parse
+
+
+_delay = _checked_number(
+    int, lambda value: 0 <= value <= MAX_DELAY, f"whole seconds from 0 to {MAX_DELAY}"
+)
+_positive_int = _checked_number(int, lambda value: value >= 1, "a whole number of 1 or more")
+_seconds = _checked_number(
+    float, lambda value: value > 0 and not math.isinf(value), "a positive number of seconds"
+)
+
+
+def _dlq_action(
+    actions: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    description: str,
+    epilog: str,
+) -> argparse.ArgumentParser:
+    """A `dlq` action and its QUEUE argument: a source queue, or the dead-letter queue itself."""
+    parser = actions.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "queue", metavar="QUEUE", help="source queue (its DLQ is read) or the DLQ itself"
+    )
+    return parser
+
+
+def add_admin_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    *,
+    connection_options: Callable[[argparse.ArgumentParser], None],
+    logging_options: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """Add `send`, `stats` and `dlq` (`inspect`, `redrive`) to the CLI's subcommands."""
+    raw = argparse.RawDescriptionHelpFormatter
+
+    prog = "python -m aiosqsworker"
+    send = sub.add_parser(
+        "send",
+        prog=f"{prog} send",
+        help="send messages from arguments, a file or stdin",
+        description="Send messages to QUEUE (a name or URL): each BODY, or each line of "
+        "--file PATH or stdin, is one message.",
+        epilog=SEND_EPILOG,
+        formatter_class=raw,
+    )
+    send.add_argument("queue", metavar="QUEUE", help="queue name or URL")
+    send.add_argument(
+        "bodies", metavar="BODY", nargs="*", help="message bodies; a lone - reads stdin"
+    )
+    send.add_argument(
+        "--file", metavar="PATH", help="send each line of PATH as a message (- for stdin)"
+    )
+    send.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        type=_argument(parse_attribute),
+        metavar="NAME[:TYPE]=VALUE",
+        help="a message attribute for every message (repeatable, up to 10); TYPE is String "
+        "(the default), Number or Binary (VALUE in base64)",
+    )
+    send.add_argument(
+        "--delay",
+        type=_argument(_delay),
+        default=0,
+        metavar="SECONDS",
+        help="hide the messages for this long after sending, 0 to 900 (standard queues)",
+    )
+    send.add_argument("--group-id", help="MessageGroupId (required by FIFO queues)")
+    send.add_argument(
+        "--dedup-id",
+        help="MessageDeduplicationId of a single message (FIFO queues without "
+        "ContentBasedDeduplication)",
+    )
+
+    stats = sub.add_parser(
+        "stats",
+        prog=f"{prog} stats",
+        help="show queue depths, in flight, delayed, and dead-letter queues",
+        description="Print what SQS counts for each QUEUE (name or URL) and its dead-letter "
+        "queue. The age of the oldest message is left out: SQS's API does not report it.",
+        epilog=STATS_EPILOG,
+        formatter_class=raw,
+    )
+    stats.add_argument("queues", metavar="QUEUE", nargs="+", help="queue names or URLs")
+    stats.add_argument(
+        "--watch",
+        nargs="?",
+        const=5.0,
+        type=_argument(_seconds),
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 5) until Ctrl-C",
+    )
+    stats.add_argument("--json", action="store_true", help="one JSON object per queue")
+
+    dlq = sub.add_parser(
+        "dlq",
+        prog=f"{prog} dlq",
+        help="inspect or redrive dead-lettered messages",
+        description="Look at dead-lettered messages (inspect) or move them back (redrive).",
+        epilog="examples:\n  python -m aiosqsworker dlq inspect orders\n"
+        "  python -m aiosqsworker dlq redrive orders --dry-run\n",
+        formatter_class=raw,
+    )
+    actions = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    inspect = _dlq_action(
+        actions,
+        "inspect",
+        help="peek at dead-lettered messages without consuming them",
+        description="Show up to --max dead-lettered messages: id, receive count, sent time, "
+        "body and the failure record the framework attached. Nothing is deleted.",
+        epilog=INSPECT_EPILOG,
+    )
+    inspect.add_argument(
+        "--max",
+        type=_argument(_positive_int),
+        default=10,
+        metavar="N",
+        help="show at most N messages (default: %(default)s)",
+    )
+    inspect.add_argument(
+        "--full", action="store_true", help="whole bodies and errors, not their first 300 chars"
+    )
+    inspect.add_argument(
+        "--json", action="store_true", help="one JSON object per message, whole bodies"
+    )
+
+    redrive = _dlq_action(
+        actions,
+        "redrive",
+        help="move dead-lettered messages back to their source queue",
+        description="Move messages from the dead-letter queue back to the source queue, "
+        "without their failure record.",
+        epilog=REDRIVE_EPILOG,
+    )
+    redrive.add_argument(
+        "--filter", metavar="TEXT", help="move only messages whose body contains TEXT"
+    )
+    redrive.add_argument(
+        "--max", type=_argument(_positive_int), metavar="N", help="move at most N messages"
+    )
+    redrive.add_argument(
+        "--to", metavar="QUEUE", help="move to this queue instead of the source queue"
+    )
+    redrive.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would move; move nothing, leave everything visible",
+    )
+
+    for parser in (send, stats, inspect, redrive):
+        connection_options(parser)
+        logging_options(parser)

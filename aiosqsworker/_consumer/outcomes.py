@@ -1,0 +1,115 @@
+"""Outcomes: what a handler's ending means for each of its messages. Pure decisions only.
+
+| the handler...                              | outcome                                        |
+|---------------------------------------------|------------------------------------------------|
+| returns                                     | ACK: deleted (batched)                         |
+| raises `Retry(delay=d)`                     | RETRY: visible again after d seconds           |
+| raises any other exception, or times out    | RETRY after a back-off exponential in the      |
+|                                             | receive count; on the last receive the queue's |
+|                                             | redrive policy allows, DEAD_LETTER instead     |
+| raises `Reject(reason)`                     | DEAD_LETTER now (RETRY after the longest       |
+|                                             | back-off if there is no dead-letter queue)     |
+| is cancelled by a forced shutdown           | RELEASE: visible again at once                 |
+| loses its lease (handle no longer valid)    | LOST: cancelled; nothing more is sent          |
+
+A batch handler decides per message: those it returns (or names in `PartialBatchFailure`)
+failed, the others succeeded; any other exception fails the whole batch.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+
+from .._config import MAX_VISIBILITY
+from .._errors import PartialBatchFailure, Reject, Retry
+from .._message import Message
+
+__all__ = [
+    "Outcome",
+    "batch_failures",
+    "decide",
+    "retry_delay",
+    "within_visibility_cap",
+]
+
+
+class Outcome(enum.Enum):
+    ACK = "ack"
+    RETRY = "retry"
+    DEAD_LETTER = "dead-letter"
+    RELEASE = "release"
+    LOST = "lost"
+
+
+def decide(
+    error: BaseException | None,
+    *,
+    lost: bool = False,
+    cancelled: bool = False,
+    last_attempt: bool = False,
+    has_dead_letter_queue: bool = False,
+) -> Outcome:
+    """The outcome of one message, from how its handler ended."""
+    if lost:
+        return Outcome.LOST
+    if cancelled:
+        return Outcome.RELEASE
+    if error is None:
+        return Outcome.ACK
+    if isinstance(error, Retry):
+        return Outcome.RETRY
+    if has_dead_letter_queue and (isinstance(error, Reject) or last_attempt):
+        return Outcome.DEAD_LETTER
+    return Outcome.RETRY
+
+
+def retry_delay(
+    receive_count: int,
+    base: float,
+    cap: float,
+    *,
+    held_for: float = 0.0,
+    jitter: Callable[[], float] = random.random,
+) -> int:
+    """Seconds before a failed message is visible again.
+
+    Doubles with each receive from `base`, capped at `cap`, with "equal jitter" (between half
+    and all of it) so that a burst of failures does not come back as a burst. Rounded up to
+    SQS's whole seconds, and kept within the 12 hours SQS allows a message to stay invisible
+    counting the `held_for` seconds it has been held already.
+    """
+    exponent = min(max(receive_count, 1) - 1, 32)
+    full = min(cap, base * 2**exponent)
+    return within_visibility_cap(full / 2 + full / 2 * jitter(), held_for)
+
+
+def within_visibility_cap(delay: float, held_for: float) -> int:
+    """`delay` in SQS's whole seconds, cut so the message is not held past 12 hours."""
+    # min() first: math.ceil(math.inf) raises, and Retry(delay=math.inf) is valid.
+    return max(0, min(math.ceil(min(delay, MAX_VISIBILITY)), MAX_VISIBILITY - math.ceil(held_for)))
+
+
+def batch_failures(
+    messages: Sequence[Message], returned: object, error: BaseException | None
+) -> dict[str, BaseException | None]:
+    """Per message id of a batch: the error it failed with, or None if it succeeded.
+
+    A batch handler reports failures by returning the failed messages (or their ids), or by
+    raising `PartialBatchFailure`; any other exception fails every message.
+    """
+    if error is not None and not isinstance(error, PartialBatchFailure):
+        return {message.message_id: error for message in messages}
+    named: Iterable[object] = ()
+    cause: BaseException = error if error is not None else PartialBatchFailure(())
+    if isinstance(error, PartialBatchFailure):
+        named = error.failed
+    elif returned is not None and not isinstance(returned, str | bytes):
+        named = returned if isinstance(returned, Iterable) else ()
+    failed_ids = {item.message_id if isinstance(item, Message) else str(item) for item in named}
+    return {
+        message.message_id: (cause if message.message_id in failed_ids else None)
+        for message in messages
+    }

@@ -1,0 +1,215 @@
+"""One consumer's pipeline: receiver → buffer → handler slots → acker, with the lease keeper.
+
+`Pipeline.run` owns every task of the consumer in its task groups and carries out the
+shutdown in order:
+
+1. stop polling (open polls finish; what they bring is released),
+2. release the buffered messages that never started (visibility 0),
+3. let running handlers finish within the shutdown timeout, then cancel them (released),
+4. abandon the polls still open, stop the lease keeper,
+5. flush the acker: every delete and visibility change queued is sent (time-boxed, and
+   shielded from the caller's cancellation so that a cancelled host still flushes).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._config import Middleware
+from .._errors import AioSQSWorkerError, ConfigurationError, single_error
+from .._registry import ConsumerSpec
+from .._sqs.base import SQSClient
+from .acker import Acker
+from .buffer import Buffer, Capacity, MessageBuffer
+from .fifo import GroupedBuffer
+from .leases import Lease, LeaseKeeper
+from .queue import QueueInfo
+from .receiver import Receiver
+from .slots import Dispatcher, chain_middleware
+from .stats import ConsumerStatistics, Counters
+
+__all__ = ["Pipeline"]
+
+logger = logging.getLogger("aiosqsworker")
+
+#: How long the final flush of deletes and releases may take.
+FLUSH_TIMEOUT = 15.0
+
+
+class Pipeline:
+    """Consumes one queue with one handler until stopped."""
+
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        client: SQSClient,
+        queue: QueueInfo,
+        *,
+        shutdown_timeout: float,
+        middleware: Sequence[Middleware] = (),
+    ) -> None:
+        config = spec.config
+        if config.batch and queue.fifo:
+            raise ConfigurationError(
+                f"consumer {spec.name!r}: batch=True is not supported on the FIFO queue "
+                f"{queue.url}: its groups are handled one message at a time, in order"
+            )
+        self.name = spec.name
+        self.spec = spec
+        self.queue = queue
+        self.shutdown_timeout = shutdown_timeout
+        self.visibility_timeout = config.visibility_timeout or queue.visibility_timeout
+        self.counters = Counters()
+        self._stop_requested = anyio.Event()
+        self._capacity = Capacity(config.capacity)
+        self._buffer: Buffer[Lease] = GroupedBuffer() if queue.fifo else MessageBuffer()
+        self._leases = LeaseKeeper(
+            client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
+        )
+        self._acker = Acker(
+            client,
+            queue.url,
+            self.counters,
+            linger=config.ack_linger,
+            consumer=self.name,
+            leases=self._leases,
+            capacity=self._capacity,
+        )
+        self._receiver = Receiver(
+            client,
+            queue.url,
+            config,
+            self.visibility_timeout,
+            self._capacity,
+            self._buffer,
+            self._leases,
+            self._acker,
+            self.counters,
+            consumer=self.name,
+        )
+        self._dispatcher = Dispatcher(
+            chain_middleware([*middleware, *config.middleware], spec.invoke),
+            config,
+            self._buffer,
+            self._capacity,
+            self._leases,
+            self._acker,
+            self.counters,
+            client=client,
+            dead_letters=queue.dead_letters,
+            consumer=self.name,
+        )
+
+    def statistics(self) -> ConsumerStatistics:
+        # Held messages only: room reserved by an open poll is not a message yet.
+        self.counters.in_flight = self.counters.buffered + self.counters.running
+        return ConsumerStatistics.capture(self.name, self.spec.config.queue, self.counters)
+
+    def stalled(self) -> bool:
+        """Whether polling has silently stopped (see `Receiver.stalled`)."""
+        return self._receiver.stalled(anyio.current_time())
+
+    def request_stop(self, *, force: bool = False) -> None:
+        """Begin the shutdown; with `force`, cancel running handlers at once."""
+        self._stop_requested.set()
+        if force:
+            self._dispatcher.cancel()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run(task_status)
+        except BaseExceptionGroup as group:
+            error = single_error(group)
+            if isinstance(error, AioSQSWorkerError):
+                raise error from None
+            raise
+        logger.info("[%s] stopped: %s", self.name, self._summary())
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
+        flush_scope = anyio.CancelScope(shield=True)
+
+        async def run_acker() -> None:
+            with flush_scope:
+                await self._acker.run()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_acker)
+            try:
+                await self._consume(task_status)
+            finally:
+                # Cancelled from outside (the host's task), the drain never ran: hand back
+                # what was buffered here, so that it is not stranded for its visibility timeout.
+                for lease in self._buffer.close():
+                    self.counters.buffered -= 1
+                    self._acker.change_visibility(lease, 0, "release")
+                pending = self._acker.pending
+                if pending:
+                    logger.info("[%s] flushing %d pending acknowledgements", self.name, pending)
+                self._acker.close()
+                flush_scope.deadline = anyio.current_time() + FLUSH_TIMEOUT
+
+    async def _consume(self, task_status: TaskStatus[None]) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._leases.run)
+            tg.start_soon(self._receiver.run)
+            tg.start_soon(self._dispatcher.run)
+            logger.info(
+                "[%s] consuming %s (concurrency %d, prefetch %d, visibility %d s)",
+                self.name,
+                self.queue.url,
+                self.spec.config.concurrency,
+                self.spec.config.prefetch,
+                self.visibility_timeout,
+            )
+            task_status.started()
+            await self._stop_requested.wait()
+            await self._drain()
+            tg.cancel_scope.cancel()  # the lease keeper and any abandoned poll
+
+    async def _drain(self) -> None:
+        self._receiver.stop()
+        leftover = self._buffer.close()
+        for lease in leftover:
+            self.counters.buffered -= 1
+            self._acker.change_visibility(lease, 0, "release")
+        running = self.counters.running
+        logger.info(
+            "[%s] stopping: no new polls, %d buffered messages released, waiting up to %g s "
+            "for %d running handlers",
+            self.name,
+            len(leftover),
+            self.shutdown_timeout,
+            running,
+        )
+        with anyio.move_on_after(self.shutdown_timeout):
+            await self._dispatcher.finished.wait()
+        if not self._dispatcher.finished.is_set():
+            logger.warning(
+                "[%s] %d handlers still running after %g s: cancelling them and releasing "
+                "their messages",
+                self.name,
+                self.counters.running,
+                self.shutdown_timeout,
+            )
+            self._dispatcher.cancel()
+            await self._dispatcher.finished.wait()
+        if self._receiver.open_polls:
+            logger.info(
+                "[%s] abandoning %d open long polls: a message SQS hands them now stays "
+                "invisible for up to %d s",
+                self.name,
+                self._receiver.open_polls,
+                self.visibility_timeout,
+            )
+        self._receiver.abandon()
+
+    def _summary(self) -> str:
+        c = self.counters
+        return (
+            f"{c.received} received, {c.succeeded} succeeded, {c.failed} failed, "
+            f"{c.deleted} deleted, {c.released} released, {c.leases_lost} leases lost"
+        )

@@ -1,0 +1,183 @@
+"""Prometheus metrics and health endpoints.
+
+`serve_metrics` runs a small HTTP server (aiohttp, already a dependency) beside an app:
+
+- ``/metrics``: every consumer's counters in Prometheus' text format, read from
+  `App.statistics()` at scrape time (nothing is added to the message path). Needs the
+  ``prometheus`` extra (prometheus-client); `register_collector` adds the same metrics to a
+  registry of your own instead.
+- ``/healthz``: liveness. 503 when a consumer with room to poll has not completed a
+  ReceiveMessage for over twice its wait time: a silently stalled worker.
+- ``/readyz``: readiness. 200 once every queue was found and the consumers run; 503 while
+  starting and from the moment a shutdown begins.
+
+It binds 127.0.0.1 unless told otherwise: metrics are no business of the network at large.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import fields
+from typing import Any
+
+import anyio
+from aiohttp import web
+from anyio.abc import TaskStatus
+
+from .._consumer.stats import ConsumerStatistics
+from .probe import AppProbe
+
+__all__ = ["metric_families", "register_collector", "serve_metrics"]
+
+logger = logging.getLogger("aiosqsworker.metrics")
+
+_GAUGES = {"in_flight", "buffered", "running", "last_poll_at"}
+_SKIPPED = {"name", "queue", "latency_p50", "latency_p90", "latency_p99"}
+_HELP = {
+    "in_flight": "messages received and not yet finished, buffered ones included",
+    "buffered": "messages waiting for a free handler",
+    "running": "handlers running now",
+    "last_poll_at": "when the last ReceiveMessage call completed (unix time)",
+}
+
+
+def _metric_name(field: str) -> str:
+    if field in _GAUGES:
+        return f"aiosqsworker_{field}"
+    if field in {"polls", "poll_errors"}:
+        return f"aiosqsworker_{field}_total"
+    if field.startswith(("leases_", "lease_")):
+        return f"aiosqsworker_{field}_total"
+    if field.endswith(("_failures", "_errors")):
+        return f"aiosqsworker_{field}_total"
+    return f"aiosqsworker_messages_{field}_total"
+
+
+def metric_families(
+    statistics: dict[str, ConsumerStatistics],
+) -> Iterator[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
+    """(name, type, help, samples) of every metric: the exposition, as plain data."""
+    for stat_field in fields(ConsumerStatistics):
+        if stat_field.name in _SKIPPED:
+            continue
+        samples = [
+            ({"consumer": stats.name, "queue": stats.queue}, float(value))
+            for stats in statistics.values()
+            if (value := getattr(stats, stat_field.name)) is not None
+        ]
+        kind = "gauge" if stat_field.name in _GAUGES else "counter"
+        help_text = _HELP.get(stat_field.name, stat_field.name.replace("_", " "))
+        yield _metric_name(stat_field.name), kind, help_text, samples
+    quantiles = [
+        ({"consumer": stats.name, "queue": stats.queue, "quantile": q}, value)
+        for stats in statistics.values()
+        for q, value in (
+            ("0.5", stats.latency_p50),
+            ("0.9", stats.latency_p90),
+            ("0.99", stats.latency_p99),
+        )
+        if value is not None
+    ]
+    yield (
+        "aiosqsworker_handler_duration_seconds",
+        "gauge",
+        "handler duration quantiles (upper bounds of 25 % wide buckets)",
+        quantiles,
+    )
+
+
+def _collector(app: AppProbe) -> Any:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    class AppCollector:
+        def collect(self) -> Iterator[Any]:
+            for name, kind, help_text, samples in metric_families(app.statistics()):
+                labels = sorted({key for sample_labels, _ in samples for key in sample_labels})
+                if kind == "counter":
+                    family: Any = CounterMetricFamily(
+                        name.removesuffix("_total"), help_text, labels=labels
+                    )
+                else:
+                    family = GaugeMetricFamily(name, help_text, labels=labels)
+                for sample_labels, value in samples:
+                    family.add_metric([sample_labels.get(key, "") for key in labels], value)
+                yield family
+
+    return AppCollector()
+
+
+def register_collector(app: AppProbe, registry: Any = None) -> Any:
+    """Expose `app`'s metrics through prometheus-client's `registry` (default: the global)."""
+    try:
+        from prometheus_client import REGISTRY
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "Prometheus metrics need prometheus-client: pip install 'aiosqsworker[prometheus]'"
+        ) from exc
+    collector = _collector(app)
+    (registry if registry is not None else REGISTRY).register(collector)
+    return collector
+
+
+def _exposition(app: AppProbe) -> Callable[[], bytes] | None:
+    """A function rendering the metrics page, or None without prometheus-client."""
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+    except ImportError:
+        return None
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(_collector(app))
+    return lambda: bytes(generate_latest(registry))
+
+
+def _build_web_app(app: AppProbe) -> web.Application:
+    render = _exposition(app)
+
+    async def metrics(request: web.Request) -> web.Response:
+        if render is None:
+            return web.Response(
+                status=503,
+                text="metrics need prometheus-client: pip install 'aiosqsworker[prometheus]'\n",
+            )
+        return web.Response(body=render(), content_type="text/plain", charset="utf-8")
+
+    async def healthz(request: web.Request) -> web.Response:
+        ok, why = app.health()
+        return web.Response(status=200 if ok else 503, text=f"{'ok' if ok else 'stalled'}: {why}\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        ok, why = app.ready()
+        return web.Response(
+            status=200 if ok else 503, text=f"{'ready' if ok else 'not ready'}: {why}\n"
+        )
+
+    web_app = web.Application()
+    web_app.router.add_get("/metrics", metrics)
+    web_app.router.add_get("/healthz", healthz)
+    web_app.router.add_get("/readyz", readyz)
+    return web_app
+
+
+async def serve_metrics(
+    app: AppProbe,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 9090,
+    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve /metrics, /healthz and /readyz until cancelled; reports the bound port."""
+    runner = web.AppRunner(_build_web_app(app), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        logger.info("metrics and health on http://%s:%d (/metrics /healthz /readyz)", host, bound)
+        task_status.started(bound)
+        await anyio.sleep_forever()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await runner.cleanup()

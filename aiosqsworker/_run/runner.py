@@ -1,0 +1,73 @@
+"""The runner: signals, the event loop (uvloop when installed) and exit codes.
+
+Signals belong here, never to the worker: the first SIGTERM/SIGINT asks for a graceful stop,
+a second one forces it. The handlers that were installed before are put back afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import signal
+
+import anyio
+
+from .metrics import serve_metrics
+from .probe import RunnableApp
+from .progress import report_progress
+from .signals import STOP_SIGNALS, capture_signals
+
+__all__ = ["run", "uvloop_available"]
+
+logger = logging.getLogger("aiosqsworker")
+
+
+def uvloop_available() -> bool:
+    return importlib.util.find_spec("uvloop") is not None
+
+
+def run(
+    app: RunnableApp,
+    *,
+    use_uvloop: bool | None = None,
+    metrics_address: tuple[str, int] | None = None,
+    progress_interval: float | None = None,
+    supervised: bool = False,
+) -> int:
+    """Run `app` in a new event loop until a stop signal; return the process exit code.
+
+    0 after a graceful stop; 128 + the signal's number when a second signal forced it.
+    With `metrics_address`, /metrics, /healthz and /readyz are served there; with
+    `progress_interval`, a progress line is printed that often. A `supervised` worker
+    (``--workers N``) leaves SIGINT to its supervisor.
+    """
+    if use_uvloop is None:
+        use_uvloop = uvloop_available()
+    stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS
+    if supervised:
+        # A Ctrl-C reaches the whole process group; the supervisor forwards one SIGTERM.
+        # Counting the SIGINT too would turn every Ctrl-C into a forced stop.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        stop_signals = (signal.SIGTERM,)
+
+    async def main() -> int:
+        failure: BaseException | None = None
+        async with anyio.create_task_group() as tg:
+            if metrics_address is not None:
+                host, port = metrics_address
+                await tg.start(functools.partial(serve_metrics, app, host=host, port=port))
+            if progress_interval:
+                tg.start_soon(functools.partial(report_progress, app, interval=progress_interval))
+            with capture_signals(app.stop, stop_signals) as signals:
+                try:
+                    await app.run()
+                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the group
+                    failure = exc
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        forced_by = signals.forced_by
+        return 128 + int(forced_by) if forced_by is not None else 0
+
+    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})

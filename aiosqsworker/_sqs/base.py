@@ -1,0 +1,121 @@
+"""The only module that talks to SQS.
+
+The rest of the framework depends on the small `SQSClient` protocol below, never on
+aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
+at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .._errors import (
+    ReceiptHandleInvalidError,
+    TransientSQSError,
+)
+from .errors import Endpoint, classify_error_code
+
+__all__ = ["BatchEntryFailure", "BatchResult", "SQSClient", "SendBatchResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEntryFailure:
+    """One entry a batch call reported under ``Failed``."""
+
+    id: str
+    code: str
+    message: str
+    sender_fault: bool
+
+    @property
+    def retryable(self) -> bool:
+        """Whether sending the entry again may succeed."""
+        return not self.sender_fault or classify_error_code(self.code) is TransientSQSError
+
+    @property
+    def receipt_invalid(self) -> bool:
+        """Whether the entry failed because the receipt handle is no longer ours."""
+        if classify_error_code(self.code) is ReceiptHandleInvalidError:
+            return True
+        # Real SQS answers a stale handle with InvalidParameterValue and says so in words:
+        # "Value ... for parameter ReceiptHandle is invalid. Reason: The receipt handle has
+        # expired." or "... Reason: Message does not exist or is not available for visibility
+        # timeout change." (no "receipt handle" with a space in the second one).
+        words = self.message.lower()
+        return self.code == "InvalidParameterValue" and (
+            "receipt handle" in words or "parameter receipthandle is invalid" in words
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What a batch call did: ids that succeeded and entries that failed."""
+
+    successful: Sequence[str] = ()
+    failed: Sequence[BatchEntryFailure] = field(default_factory=tuple)
+
+    @classmethod
+    def from_response(cls, response: Mapping[str, Any]) -> BatchResult:
+        return cls(
+            successful=tuple(entry["Id"] for entry in response.get("Successful", ())),
+            failed=tuple(
+                BatchEntryFailure(
+                    id=entry["Id"],
+                    code=entry.get("Code", ""),
+                    message=entry.get("Message", ""),
+                    sender_fault=bool(entry.get("SenderFault", False)),
+                )
+                for entry in response.get("Failed", ())
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SendBatchResult:
+    """What a SendMessageBatch did: per entry id, the MessageId and body MD5, or the failure."""
+
+    sent: Mapping[str, tuple[str, str | None]]  # id -> (MessageId, MD5OfMessageBody)
+    failed: Sequence[BatchEntryFailure] = ()
+
+    @classmethod
+    def from_response(cls, response: Mapping[str, Any]) -> SendBatchResult:
+        return cls(
+            sent={
+                entry["Id"]: (entry["MessageId"], entry.get("MD5OfMessageBody"))
+                for entry in response.get("Successful", ())
+            },
+            failed=BatchResult.from_response(response).failed,
+        )
+
+
+class SQSClient(Protocol):
+    """The SQS calls the framework makes; everything else depends on this, not on botocore."""
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+    async def resolve_queue_url(self, queue: str) -> str: ...
+
+    async def get_queue_attributes(self, queue_url: str) -> dict[str, str]: ...
+
+    async def receive_messages(
+        self, queue_url: str, *, max_messages: int, wait_time: int, visibility_timeout: int
+    ) -> list[dict[str, Any]]: ...
+
+    async def delete_message_batch(
+        self, queue_url: str, entries: Sequence[tuple[str, str]]
+    ) -> BatchResult: ...
+
+    async def change_visibility_batch(
+        self, queue_url: str, entries: Sequence[tuple[str, str, int]]
+    ) -> BatchResult: ...
+
+    async def queue_url_from_arn(self, arn: str) -> str: ...
+
+    async def list_dead_letter_source_queues(self, queue_url: str) -> list[str]: ...
+
+    async def send_message_batch(
+        self, queue_url: str, entries: Sequence[Mapping[str, Any]]
+    ) -> SendBatchResult: ...

@@ -1,0 +1,142 @@
+"""The only module that talks to SQS.
+
+The rest of the framework depends on the small `SQSClient` protocol below, never on
+aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
+at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._errors import (
+    SQSError,
+    TransientSQSError,
+)
+from .base import BatchResult, SendBatchResult
+from .errors import Endpoint, map_sqs_errors
+
+__all__ = ["AioBotocoreSQSClient"]
+
+
+def _reject_cut_short_receive(response_dict: Mapping[str, Any], **_: Any) -> None:
+    """botocore hook: a ReceiveMessage answer whose body does not parse is an error.
+
+    botocore's JSON parser turns a body it cannot read into an empty result, so a response
+    cut short (the server handed messages out, we never saw them) would pass for an empty
+    queue. The fast path raises the same error.
+    """
+    body = response_dict.get("body")
+    if response_dict.get("status_code") != 200 or not body:
+        return
+    try:
+        json.loads(body)
+    except ValueError:
+        raise TransientSQSError(
+            f"ReceiveMessage: SQS answered 200 with a body that is not JSON ({len(body)} "
+            "bytes, cut short?)",
+            operation="ReceiveMessage",
+        ) from None
+
+
+class AioBotocoreSQSClient:
+    """`SQSClient` over aiobotocore: the usual credential chain, region and endpoint rules."""
+
+    def __init__(self, client: Any, endpoint: Endpoint) -> None:
+        self._client = client
+        self._endpoint = endpoint
+        client.meta.events.register("before-parse.sqs.ReceiveMessage", _reject_cut_short_receive)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return self._endpoint
+
+    def _errors(self, operation: str, queue: str | None) -> contextlib.AbstractContextManager[None]:
+        return map_sqs_errors(operation, self._endpoint, queue)
+
+    async def resolve_queue_url(self, queue: str) -> str:
+        if queue.startswith(("https://", "http://")):
+            return queue
+        with self._errors("GetQueueUrl", queue):
+            response = await self._client.get_queue_url(QueueName=queue)
+        return str(response["QueueUrl"])
+
+    async def get_queue_attributes(self, queue_url: str) -> dict[str, str]:
+        with self._errors("GetQueueAttributes", queue_url):
+            response = await self._client.get_queue_attributes(
+                QueueUrl=queue_url, AttributeNames=["All"]
+            )
+        return dict(response.get("Attributes", {}))
+
+    async def receive_messages(
+        self, queue_url: str, *, max_messages: int, wait_time: int, visibility_timeout: int
+    ) -> list[dict[str, Any]]:
+        with self._errors("ReceiveMessage", queue_url):
+            response = await self._client.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_time,
+                VisibilityTimeout=visibility_timeout,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            )
+        return list(response.get("Messages", ()))
+
+    async def delete_message_batch(
+        self, queue_url: str, entries: Sequence[tuple[str, str]]
+    ) -> BatchResult:
+        with self._errors("DeleteMessageBatch", queue_url):
+            response = await self._client.delete_message_batch(
+                QueueUrl=queue_url,
+                Entries=[{"Id": id_, "ReceiptHandle": handle} for id_, handle in entries],
+            )
+        return BatchResult.from_response(response)
+
+    async def change_visibility_batch(
+        self, queue_url: str, entries: Sequence[tuple[str, str, int]]
+    ) -> BatchResult:
+        with self._errors("ChangeMessageVisibilityBatch", queue_url):
+            response = await self._client.change_message_visibility_batch(
+                QueueUrl=queue_url,
+                Entries=[
+                    {"Id": id_, "ReceiptHandle": handle, "VisibilityTimeout": timeout}
+                    for id_, handle, timeout in entries
+                ],
+            )
+        return BatchResult.from_response(response)
+
+    async def queue_url_from_arn(self, arn: str) -> str:
+        parts = arn.split(":")
+        if len(parts) != 6 or parts[:3] != ["arn", parts[1], "sqs"]:
+            raise SQSError(f"{arn!r} is not an SQS queue ARN", operation="GetQueueUrl")
+        account, name = parts[4], parts[5]
+        with self._errors("GetQueueUrl", name):
+            response = await self._client.get_queue_url(
+                QueueName=name, QueueOwnerAWSAccountId=account
+            )
+        return str(response["QueueUrl"])
+
+    async def list_dead_letter_source_queues(self, queue_url: str) -> list[str]:
+        """URLs of the queues whose RedrivePolicy names `queue_url` as dead-letter queue."""
+        urls: list[str] = []
+        request: dict[str, Any] = {"QueueUrl": queue_url, "MaxResults": 1000}
+        while True:
+            with self._errors("ListDeadLetterSourceQueues", queue_url):
+                response = await self._client.list_dead_letter_source_queues(**request)
+            urls.extend(str(url) for url in response.get("queueUrls", ()))
+            token = response.get("NextToken")
+            if not token:
+                return urls
+            request["NextToken"] = token
+
+    async def send_message_batch(
+        self, queue_url: str, entries: Sequence[Mapping[str, Any]]
+    ) -> SendBatchResult:
+        with self._errors("SendMessageBatch", queue_url):
+            response = await self._client.send_message_batch(
+                QueueUrl=queue_url, Entries=[dict(entry) for entry in entries]
+            )
+        return SendBatchResult.from_response(response)

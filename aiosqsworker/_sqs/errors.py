@@ -1,0 +1,168 @@
+"""The only module that talks to SQS.
+
+The rest of the framework depends on the small `SQSClient` protocol below, never on
+aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
+at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import aiohttp
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from .._errors import (
+    AccessDeniedError,
+    CredentialsError,
+    QueueNotFoundError,
+    ReceiptHandleInvalidError,
+    SQSError,
+    TransientSQSError,
+)
+
+__all__ = ["Endpoint", "classify_error_code", "map_sqs_errors", "sqs_error"]
+
+_QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+_CREDENTIALS_REFUSED = {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "MissingAuthenticationToken",
+    "IncompleteSignature",
+    "InvalidSecurity",
+    "AuthFailure",
+}
+# Expired temporary credentials are refreshed by botocore's chain: worth another try.
+_CREDENTIALS_EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}
+_ACCESS_DENIED = {"AccessDenied", "AccessDeniedException", "KMS.AccessDeniedException"}
+_RECEIPT_INVALID = {
+    "ReceiptHandleIsInvalid",
+    "InvalidReceiptHandle",
+    "AWS.SimpleQueueService.MessageNotInflight",
+    "MessageNotInflight",
+}
+# Both spellings SQS uses: the JSON protocol's and the query protocol's.
+_TRANSIENT = {
+    "ThrottlingException",
+    "Throttling",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "AWS.SimpleQueueService.RequestThrottled",
+    "KMS.ThrottlingException",
+    "OverLimit",
+    "ServiceUnavailable",
+    "AWS.SimpleQueueService.ServiceUnavailable",
+    "InternalError",
+    "InternalFailure",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "SlowDown",
+    "KmsThrottled",
+    "KMS.KMSInternalException",
+}
+
+
+def classify_error_code(code: str | None, status: int | None = None) -> type[SQSError]:
+    """Which error of the framework's tree an AWS error code (or HTTP status) stands for."""
+    if code in _QUEUE_MISSING:
+        return QueueNotFoundError
+    if code in _CREDENTIALS_REFUSED:
+        return CredentialsError
+    if code in _ACCESS_DENIED:
+        return AccessDeniedError
+    if code in _RECEIPT_INVALID:
+        return ReceiptHandleInvalidError
+    if code in _TRANSIENT or code in _CREDENTIALS_EXPIRED:
+        return TransientSQSError
+    if status is not None and (status >= 500 or status == 429):
+        return TransientSQSError
+    return SQSError
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where requests go, for error messages."""
+
+    region: str
+    url: str
+
+
+def sqs_error(
+    code: str | None,
+    status: int | None,
+    detail: str,
+    *,
+    operation: str,
+    endpoint: Endpoint,
+    queue: str | None,
+) -> SQSError:
+    """The framework's error for an error response of SQS, worded for a person."""
+    where = f"region {endpoint.region}, endpoint {endpoint.url}"
+    kind = classify_error_code(code, status)
+    if kind is QueueNotFoundError:
+        message = (
+            f"queue {queue!r} does not exist in {where}. Check the queue's name and the "
+            "region (AWS_REGION) and endpoint (AWS_ENDPOINT_URL_SQS) in use"
+        )
+    elif kind is CredentialsError:
+        message = (
+            f"SQS refused the AWS credentials in use ({code}: {detail}) at {where}. "
+            "Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+        )
+    elif kind is AccessDeniedError:
+        message = (
+            f"{operation} on queue {queue!r} is not allowed for these credentials "
+            f"({code}: {detail}). Grant the IAM permission sqs:{operation}"
+        )
+    else:
+        message = f"{operation} failed ({code}: {detail}) at {where}"
+    return kind(message, code=code, operation=operation)
+
+
+@contextlib.contextmanager
+def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None) -> Iterator[None]:
+    """Turn botocore's and aiohttp's exceptions into the framework's tree."""
+    where = f"region {endpoint.region}, endpoint {endpoint.url}"
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise sqs_error(
+            error.get("Code"),
+            exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
+            error.get("Message") or str(exc),
+            operation=operation,
+            endpoint=endpoint,
+            queue=queue,
+        ) from exc
+    except (NoCredentialsError, PartialCredentialsError) as exc:
+        raise CredentialsError(
+            f"no usable AWS credentials found for {where} ({exc}). Set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, choose a profile with AWS_PROFILE, or run with an IAM role",
+            operation=operation,
+        ) from exc
+    except (
+        BotoConnectionError,
+        HTTPClientError,
+        aiohttp.ClientError,
+        TimeoutError,
+        ConnectionError,
+    ) as exc:
+        raise TransientSQSError(
+            f"{operation} could not reach SQS at {where}: {exc}", operation=operation
+        ) from exc
+    except BotoCoreError as exc:
+        raise SQSError(f"{operation} failed at {where}: {exc}", operation=operation) from exc

@@ -1,0 +1,98 @@
+"""The only module that talks to SQS.
+
+The rest of the framework depends on the small `SQSClient` protocol below, never on
+aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
+at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AsyncExitStack
+
+import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession, get_session
+from botocore.exceptions import (
+    CredentialRetrievalError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+
+from .._config import AppConfig
+from .._errors import (
+    ConfigurationError,
+    CredentialsError,
+)
+from .base import SQSClient
+from .botocore import AioBotocoreSQSClient
+from .errors import Endpoint
+from .fast import FastSQSClient
+
+__all__ = ["open_sqs_client"]
+
+
+def _resolve_region(session: AioSession, config: AppConfig) -> str:
+    region = config.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
+    if not region:
+        raise ConfigurationError(
+            "no AWS region configured: set AWS_REGION (or AWS_DEFAULT_REGION), add a region to "
+            "your AWS profile, or pass region=... to App / --region to the CLI"
+        )
+    return str(region)
+
+
+async def open_sqs_client(
+    stack: AsyncExitStack,
+    config: AppConfig,
+    *,
+    max_connections: int,
+    longest_wait: int,
+) -> SQSClient:
+    """Create the client (closed by `stack`), failing early on missing region or credentials."""
+    try:
+        session = get_session()
+        if config.profile:
+            session.set_config_variable("profile", config.profile)
+        region = _resolve_region(session, config)
+        credentials = await session.get_credentials()
+    except ProfileNotFound as exc:
+        raise ConfigurationError(f"{exc}: check AWS_PROFILE or profile=") from exc
+    except (PartialCredentialsError, CredentialRetrievalError) as exc:
+        # botocore's own text says what is missing; its traceback would only hide it.
+        raise CredentialsError(
+            f"the AWS credentials in use are incomplete or could not be loaded ({exc}). Set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with AWS_PROFILE, "
+            "or run with an IAM role"
+        ) from None
+    client_config = AioConfig(
+        # The read timeout must outlast the long poll, or every idle poll would fail.
+        read_timeout=longest_wait + 15,
+        connect_timeout=10,
+        max_pool_connections=max_connections,
+        retries={"mode": "standard", "total_max_attempts": 3},
+        user_agent_extra="aiosqsworker",
+    )
+    client = await stack.enter_async_context(
+        session.create_client(
+            "sqs", region_name=region, endpoint_url=config.endpoint_url, config=client_config
+        )
+    )
+    endpoint = Endpoint(region=region, url=client.meta.endpoint_url)
+    if credentials is None:
+        raise CredentialsError(
+            f"no AWS credentials found for SQS at region {region}, endpoint {endpoint.url}. "
+            "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
+            "AWS_PROFILE, or run with an IAM role"
+        )
+    botocore_path = AioBotocoreSQSClient(client, endpoint)
+    if config.client == "botocore":
+        return botocore_path
+    http = await stack.enter_async_context(
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=longest_wait + 15),
+            skip_auto_headers=("User-Agent",),
+        )
+    )
+    return FastSQSClient(botocore_path, client, http)

@@ -1,0 +1,194 @@
+"""Helpers for testing code built on aiosqsworker.
+
+Without any server, `call_consumer` runs a consumer on a fabricated message (`make_message`)
+and says what the framework would do with it: acknowledge it, retry it after which delay,
+dead-letter it or release it:
+
+```python
+outcome = await call_consumer(handle_order, make_message({"id": 1}))
+assert outcome.action == "ack"
+```
+
+Against a real SQS-protocol server, `run_until_empty` runs an app until its queues are empty
+("burst" mode), so a test can send, run and assert deterministically. The pytest plugin
+(``aiosqsworker.pytest_plugin``, loaded automatically) provides the fixtures
+``local_sqs_server`` and ``sqs_queue``.
+
+`LocalSQSServer` runs moto's SQS server (install the ``server`` extra:
+``pip install 'aiosqsworker[server]'``) in a subprocess on a free loopback port:
+
+```python
+with LocalSQSServer() as server:
+    app = App(endpoint_url=server.endpoint_url, region="us-east-1")
+    ...
+```
+
+It speaks the real SQS protocol over HTTP, so what passes against it exercises the same code
+paths as production: long polling, visibility, batch responses with ``Failed`` entries,
+redrive to dead-letter queues.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import anyio
+
+from .._app import App
+from .._config import ConsumerConfig
+from .._consumer.outcomes import Outcome, decide, retry_delay, within_visibility_cap
+from .._consumer.slots import chain_middleware
+from .._errors import Reject, Retry
+from .._message import Message
+from .._producer import encode_attributes, encode_body
+from .._registry import ConsumerSpec, default_registry
+from .faultproxy import FaultProxy
+from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
+
+__all__ = [
+    "LOCAL_CREDENTIALS",
+    "FaultProxy",
+    "HandlerOutcome",
+    "LocalSQSServer",
+    "call_consumer",
+    "free_port",
+    "make_message",
+    "run_until_empty",
+]
+
+
+def make_message(
+    body: object = "",
+    *,
+    message_id: str | None = None,
+    receive_count: int = 1,
+    attributes: Mapping[str, str] | None = None,
+    message_attributes: Mapping[str, object] | None = None,
+    group_id: str | None = None,
+    queue: str = "https://sqs.us-east-1.amazonaws.com/123456789012/test",
+) -> Message:
+    """A Message as a consumer would receive it; `body` is encoded as `Producer.send` does."""
+    system = {
+        "ApproximateReceiveCount": str(receive_count),
+        "SentTimestamp": str(int(time.time() * 1000)),
+        **(attributes or {}),
+    }
+    if group_id is not None:
+        system["MessageGroupId"] = group_id
+    return Message(
+        message_id=message_id or str(uuid.uuid4()),
+        body=encode_body(body),
+        receipt_handle=f"test-receipt-{uuid.uuid4()}",
+        queue=queue,
+        attributes=system,
+        message_attributes=encode_attributes(message_attributes),
+    )
+
+
+@dataclass(frozen=True)
+class HandlerOutcome:
+    """What the framework would do with a message after its handler ran.
+
+    Attributes:
+        action: "ack" (deleted), "retry" (visible again later), "dead-letter" (moved to the
+            dead-letter queue with a failure record, then deleted) or "release" (visible
+            again at once).
+        delay: for a retry, the most seconds before the message is visible again (a failure
+            back-off is jittered between `min_delay` and `delay`; a `Retry` is exact).
+        min_delay: the least such delay.
+        error: the exception the handler raised, if any.
+        returned: what the handler returned.
+    """
+
+    action: Literal["ack", "retry", "dead-letter", "release"]
+    delay: int | None = None
+    min_delay: int | None = None
+    error: BaseException | None = None
+    returned: object = None
+
+
+def _spec_of(target: object, app: App | None) -> ConsumerSpec:
+    """The registered spec of a handler (the app's, else the default registry's)."""
+    if isinstance(target, ConsumerSpec):
+        return target
+    registered: list[ConsumerSpec] = [
+        *(app.consumers if app is not None else ()),
+        *default_registry,
+    ]
+    for spec in registered:
+        if spec.handler is target:
+            return spec
+    if not callable(target):
+        raise TypeError(f"{target!r} is not a handler")
+    return ConsumerSpec.build(target, ConsumerConfig(queue="test"))
+
+
+async def call_consumer(
+    target: object,
+    message: Message,
+    *,
+    app: App | None = None,
+    max_receive_count: int | None = None,
+) -> HandlerOutcome:
+    """Run a consumer's handler on `message` as the framework would, without any server.
+
+    `target` is a handler decorated with `@consumer` (or `@app.consumer`, then pass `app` so
+    that its middleware runs too), a `ConsumerSpec`, or any async handler. Typed bodies are
+    decoded, middleware and `timeout=` apply. `max_receive_count` stands for the queue's
+    RedrivePolicy: on that receive a failure is dead-lettered.
+    """
+    spec = _spec_of(target, app)
+    config = spec.config
+    middleware = [*(app.config.middleware if app is not None else ()), *config.middleware]
+    call = chain_middleware(middleware, spec.invoke)
+    error: BaseException | None = None
+    returned: object = None
+    try:
+        with anyio.fail_after(config.timeout):
+            returned = await call([message] if config.batch else message)
+    except Exception as exc:  # noqa: BLE001 - the outcome is what is reported
+        error = exc
+    has_dlq = max_receive_count is not None or config.dead_letter_queue is not None
+    last = max_receive_count is not None and message.receive_count >= max_receive_count
+    outcome = decide(error, last_attempt=last, has_dead_letter_queue=has_dlq)
+    if outcome is Outcome.ACK:
+        return HandlerOutcome("ack", returned=returned)
+    if outcome is Outcome.DEAD_LETTER:
+        return HandlerOutcome("dead-letter", error=error, returned=returned)
+    if isinstance(error, Retry):
+        delay = within_visibility_cap(error.delay, 0)
+        return HandlerOutcome("retry", delay, delay, error, returned)
+    if isinstance(error, Reject):
+        delay = within_visibility_cap(config.retry_max_delay, 0)
+        return HandlerOutcome("retry", delay, delay, error, returned)
+    count = message.receive_count
+    base, cap = config.retry_base_delay, config.retry_max_delay
+    return HandlerOutcome(
+        "retry",
+        retry_delay(count, base, cap, jitter=lambda: 1.0),
+        retry_delay(count, base, cap, jitter=lambda: 0.0),
+        error,
+        returned,
+    )
+
+
+async def run_until_empty(app: App, *, within: float = 60.0, check_every: float = 0.2) -> None:
+    """Run `app` until every consumer's queue is empty and nothing is in flight ("burst").
+
+    Empty means SQS counts no visible, in-flight or delayed message for any of the app's
+    queues, twice in a row: a message waiting out a retry back-off is in flight, so a test
+    that sends, runs and asserts sees every retry through. Raises TimeoutError after
+    `within` seconds.
+    """
+    with anyio.fail_after(within):
+        async with app:
+            quiet = 0
+            while quiet < 2:
+                await anyio.sleep(check_every)
+                totals = await app.queue_totals()
+                busy = any(stats.in_flight for stats in app.statistics().values())
+                quiet = quiet + 1 if totals and not any(totals.values()) and not busy else 0
