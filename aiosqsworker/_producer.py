@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import anyio
 
+from ._backoff import backoff
 from ._config import MAX_BATCH, AppConfig
 from ._errors import ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import SQSClient
@@ -262,7 +262,7 @@ class BatchingSender:
                     for entry in pending:
                         entry.error = exc
                     return
-                await anyio.sleep(min(2.0, 0.1 * math.pow(2, attempt)))
+                await anyio.sleep(send_pause(attempt))
                 continue
             except SQSError as exc:
                 for entry in pending:
@@ -300,7 +300,12 @@ class BatchingSender:
             if not retry:
                 return
             pending = retry
-            await anyio.sleep(min(2.0, 0.1 * math.pow(2, attempt)))
+            await anyio.sleep(send_pause(attempt))
+
+
+def send_pause(attempt: int) -> float:
+    """Back-off before sending a batch again: 0.1 s doubling to 2 s, with jitter."""
+    return backoff(attempt, base=0.1, cap=2.0)
 
 
 class Producer:

@@ -66,6 +66,7 @@ class Worker:
         self._urls: QueueUrls | None = None
         self._stop_requested = False
         self._fatal: AioSQSWorkerError | None = None
+        self._exit_request: BaseException | None = None
 
     def statistics(self) -> dict[str, ConsumerStatistics]:
         return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
@@ -157,6 +158,8 @@ class Worker:
         if self._fatal is not None:
             raise self._fatal
         logger.info("worker stopped")
+        if self._exit_request is not None:
+            raise self._exit_request
 
     async def _build_pipelines(self, client: SQSClient) -> None:
         for spec in self.specs:
@@ -168,8 +171,19 @@ class Worker:
                     queue,
                     shutdown_timeout=self.config.shutdown_timeout,
                     middleware=self.config.middleware,
+                    on_exit=self._handler_asked_to_exit,
                 )
             )
+
+    def _handler_asked_to_exit(self, request: BaseException) -> None:
+        """A handler raised SystemExit or KeyboardInterrupt: its message has failed; drain
+        gracefully, then raise it from `run` so that the process ends as it asked."""
+        if self._exit_request is None:
+            self._exit_request = request
+            logger.warning(
+                "a handler raised %s: stopping the worker gracefully", type(request).__name__
+            )
+            self.request_stop()
 
     async def _run_pipeline(
         self, pipeline: Pipeline, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

@@ -2,11 +2,6 @@
 
 The user module (`tests.apps.orders_service`) keeps a ledger of handler events, one line per
 event (``<pid> <event> <message id> <n>``), from which exactly-once is counted.
-
-Where exactly-once is counted, the consumer holds at most one batch (concurrency + prefetch
-<= 10), so it has a single poller: moto's ReceiveMessage is not atomic, and two polls
-scanning a queue at the same moment now and then both get the same message, a duplicate that
-no consumer could prevent (real SQS does not do this within a visibility timeout).
 """
 
 from __future__ import annotations
@@ -17,52 +12,28 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections import Counter
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 import pytest
-from anyio.abc import Process
 
 from aiosqsworker._cli.main import _build_parser
 from aiosqsworker.testing import LocalSQSServer
 
-from .kit import REGION, Queue, SQSKit, eventually, eventually_async
+from .clikit import (
+    REPO,
+    cli,
+    counts_become,
+    exit_code,
+    ids_of,
+    logged,
+    read_ledger,
+    started_twice,
+    tail,
+)
+from .kit import REGION, SQSKit, eventually
 
-REPO = Path(__file__).resolve().parent.parent
 SERVICE = "tests.apps.orders_service"
-
-
-@dataclass(frozen=True)
-class Event:
-    pid: int
-    kind: str
-    message_id: str
-    label: str
-
-
-def read_ledger(path: Path) -> list[Event]:
-    if not path.exists():
-        return []
-    events = []
-    for line in path.read_text().splitlines():
-        pid, kind, message_id, label = line.split(" ", 3)
-        events.append(Event(int(pid), kind, message_id, label))
-    return events
-
-
-def ids_of(events: list[Event], kind: str) -> Counter[str]:
-    return Counter(event.message_id for event in events if event.kind == kind)
-
-
-def started_twice(events: list[Event]) -> list[Event]:
-    """The events of every message started more than once (none, when all is well)."""
-    twice = {message_id for message_id, count in ids_of(events, "start").items() if count > 1}
-    return [event for event in events if event.message_id in twice]
 
 
 def worker_env(server: LocalSQSServer, queue: str, ledger: Path, **settings: str) -> dict[str, str]:
@@ -76,54 +47,6 @@ def worker_env(server: LocalSQSServer, queue: str, ledger: Path, **settings: str
     }
     env.update({f"ORDERS_{name.upper()}": value for name, value in settings.items()})
     return env
-
-
-@asynccontextmanager
-async def cli(args: list[str], env: Mapping[str, str], log: Path) -> AsyncIterator[Process]:
-    """`python -m aiosqsworker ARGS` from the repository's root, killed if still running."""
-    with log.open("ab") as log_file:
-        process = await anyio.open_process(
-            [sys.executable, "-m", "aiosqsworker", *args],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_file,
-        )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await process.aclose()
-
-
-def tail(log: Path) -> str:
-    """The end of a worker's log, for an assertion's message."""
-    return log.read_text()[-3000:]
-
-
-async def exit_code(process: Process, log: Path, *, within: float) -> tuple[int, float]:
-    """Wait for the process to exit: (its code, seconds it took)."""
-    started = time.monotonic()
-    try:
-        with anyio.fail_after(within):
-            code = await process.wait()
-    except TimeoutError:
-        raise AssertionError(f"still running {within} s later; its log:\n{tail(log)}") from None
-    return code, time.monotonic() - started
-
-
-async def logged(log: Path, text: str, *, within: float = 20) -> None:
-    await eventually(lambda: text in log.read_text(), within=within, what=f"{text!r} logged")
-
-
-async def counts_become(sqs: SQSKit, queue: Queue, expected: tuple[int, int]) -> None:
-    async def check() -> bool:
-        return await sqs.counts(queue) == expected
-
-    await eventually_async(check, within=20, every=0.2)
 
 
 @pytest.mark.slow
@@ -150,6 +73,7 @@ async def test_a_mixed_load_is_handled_exactly_once_and_sigterm_exits_cleanly(
         prefetch="2",  # buffered leases are extended too
         visibility="2",
         retry_base_delay="0.2",
+        wait_time="2",  # a graceful stop lets the open long poll finish: at most this long
     )
 
     async with cli([SERVICE, "--shutdown-timeout", "20"], env, log) as worker:
@@ -188,7 +112,13 @@ async def test_sigterm_under_load_lets_started_jobs_finish_and_a_restart_does_th
     ids = set(await sqs.send(queue, (json.dumps({"n": n}) for n in range(60))))
     ledger, log = tmp_path / "ledger", tmp_path / "stderr"
     env = worker_env(
-        sqs_server, queue.name, ledger, concurrency="10", prefetch="0", job_seconds="1"
+        sqs_server,
+        queue.name,
+        ledger,
+        concurrency="10",
+        prefetch="0",
+        job_seconds="1",
+        wait_time="2",  # a graceful stop lets the open long poll finish: at most this long
     )
 
     def busy_after_a_first_wave() -> bool:

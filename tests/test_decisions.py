@@ -429,9 +429,9 @@ def test_poller_count(settings: dict[str, Any], pollers: int) -> None:
 def test_poll_pause_doubles_to_twenty_seconds(
     monkeypatch: pytest.MonkeyPatch, errors: int, least: float, most: float
 ) -> None:
-    monkeypatch.setattr(random, "uniform", lambda a, b: a)
+    monkeypatch.setattr(random, "random", lambda: 0.0)
     assert poll_pause(errors) == pytest.approx(least)
-    monkeypatch.setattr(random, "uniform", lambda a, b: b)
+    monkeypatch.setattr(random, "random", lambda: 1.0)
     assert poll_pause(errors) == pytest.approx(most)
 
 

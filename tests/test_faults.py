@@ -459,8 +459,9 @@ async def test_partly_failed_delete_batches(
 
     A transient failure (InternalError, not the sender's fault) is sent again and the
     message deleted: handled once. A refused receipt handle is not sent again (it will not
-    get better); the refusal is counted, and the message, still on the server, comes back
-    after its visibility timeout and is handled and deleted a second time: the one
+    get better); the refusal is counted as a lost lease, and the message, still on the
+    server, comes back after its visibility timeout and is handled and deleted a second
+    time: the one
     duplicate, explained by the refused delete.
 
     Naive changes it catches: an acker that ignores ``Failed`` in a 200 response (the
@@ -488,7 +489,7 @@ async def test_partly_failed_delete_batches(
             proxy.fail_next.append(("ReceiptHandleIsInvalid", True))
             handles_before = len(proxy.deleted_handles)
             second = await sqs.send(queue, bodies(5, start=5))
-            await eventually(lambda: stats_of(app).delete_failures == 1, within=20)
+            await eventually(lambda: stats_of(app).leases_lost == 1, within=20)
             refused = proxy.deleted_handles[handles_before]
             await eventually(lambda: stats_of(app).deleted == 10, within=20)
             stats = stats_of(app)
@@ -499,7 +500,7 @@ async def test_partly_failed_delete_batches(
     assert len(twice) == 1, handled
     assert max(handled.values()) == 2, handled
     assert (twice[0], 2) in seen  # the second time, it was a second receive
-    assert stats.delete_failures == 1
+    assert (stats.leases_lost, stats.delete_failures) == (1, 0)
     assert await sqs.counts(queue) == (0, 0)
 
 
@@ -542,7 +543,7 @@ async def test_a_delete_with_a_stale_receipt_handle(
             deletes_before = proxy.requests["DeleteMessageBatch"]
             release.set()  # the handler ends before the lease keeper notices the loss
             await eventually(
-                lambda: stats_of(app).deleted + stats_of(app).delete_failures == 1, within=20
+                lambda: stats_of(app).deleted + stats_of(app).leases_lost == 1, within=20
             )
             await anyio.sleep(1.0)  # room for a retry loop to show itself
             deletes = proxy.requests["DeleteMessageBatch"] - deletes_before
@@ -554,12 +555,12 @@ async def test_a_delete_with_a_stale_receipt_handle(
     assert stolen[0]["MessageId"] == stale
     assert deletes == 1, "the stale delete was sent again"
     if server_kind() == "ministack":
-        # ministack refuses a receipt handle that is no longer the latest.
-        assert stats.delete_failures == 1
+        # ministack refuses a receipt handle that is no longer the latest: a lost lease.
+        assert (stats.leases_lost, stats.delete_failures) == (1, 0)
         assert await sqs.counts(queue) == (0, 1)
     else:
         # moto accepts any handle it ever issued, and deletes the message.
-        assert stats.delete_failures == 0
+        assert (stats.leases_lost, stats.delete_failures) == (0, 0)
         assert await sqs.counts(queue) == (0, 0)
 
 

@@ -3,10 +3,6 @@
 Every scenario runs against the real local server, on a queue whose visibility timeout (30 s)
 is far longer than the test: a message the server shows as visible right after a stop was
 released with visibility 0, not left to time out.
-
-Consumers hold at most one batch (concurrency + prefetch <= 10) and so have a single poller,
-except where a scenario needs two polls: moto's ReceiveMessage is not atomic, and two polls
-scanning a queue at the same moment now and then both get the same message.
 """
 
 from __future__ import annotations
@@ -362,9 +358,42 @@ async def test_a_poll_open_at_the_stop_finishes_and_what_it_brings_is_released(
     assert left["MessageId"] == late_id
 
 
-async def test_a_stop_does_not_wait_out_an_open_long_poll(
+async def test_a_graceful_stop_lets_an_open_poll_finish_and_releases_what_it_brings(
     sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
 ) -> None:
+    """An idle consumer is stopped with its long poll open; a message arrives meanwhile.
+
+    Naive code it catches: abandoning the open poll at once: the server hands the message
+    to a poll whose client is gone, and it stays invisible for the whole visibility timeout
+    (30 s here). The stop takes no longer than what is left of the poll's wait.
+    """
+    wait_time = 3
+    queue = await sqs.create_queue(visibility_timeout=LONG_VISIBILITY)
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, concurrency=1, prefetch=0, max_messages=1, wait_time=wait_time)
+        async def handle(message: Message) -> None:
+            raise AssertionError("started after the stop")
+
+        async with app:
+            await eventually(lambda: proxy.requests["ReceiveMessage"] == 1, what="a long poll open")
+            app.stop()
+            (late_id,) = await sqs.send(queue, ["late"])
+            stopping_since = time.monotonic()
+        stopped_in = time.monotonic() - stopping_since
+    assert stopped_in < wait_time + 2, f"the stop took {stopped_in:.1f} s"
+    assert _state(app) is WorkerState.STOPPED
+    assert _stats(app).released == 1
+    assert await sqs.counts(queue) == (1, 0)  # visible at once, not 30 s later
+    (left,) = await sqs.drain(queue)
+    assert left["MessageId"] == late_id
+
+
+async def test_a_forced_stop_abandons_an_open_long_poll_at_once(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """A forced stop does not wait out a 20 s poll, and says what that may cost."""
     wait_time = 20
     queue = await sqs.create_queue(visibility_timeout=LONG_VISIBILITY)
     async with FaultProxy(sqs_server.endpoint_url) as proxy:
@@ -377,8 +406,9 @@ async def test_a_stop_does_not_wait_out_an_open_long_poll(
         async with app:
             await eventually(lambda: proxy.requests["ReceiveMessage"] == 1, what="a long poll open")
             assert _stats(app).polls == 0
+            app.stop(force=True)
             stopping_since = time.monotonic()
         stopped_in = time.monotonic() - stopping_since
-    assert stopped_in < 5, f"the stop waited {stopped_in:.1f} s for a {wait_time} s poll"
+    assert stopped_in < 5, f"the forced stop waited {stopped_in:.1f} s for a {wait_time} s poll"
     assert _state(app) is WorkerState.STOPPED
     assert await sqs.counts(queue) == (0, 0)

@@ -379,3 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AioSQSWorkerError as exc:
         print(f"aiosqsworker: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        # Only a handler's own (signals are handled): the worker has drained already.
+        print("aiosqsworker: stopped: a handler raised KeyboardInterrupt", file=sys.stderr)
+        return 130

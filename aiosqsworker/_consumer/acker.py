@@ -1,32 +1,36 @@
 """The acker: batched deletes and visibility changes.
 
-Finished messages are queued without waiting (only what may block is async) and sent in
-batch calls of up to ten entries, when a batch is full or after a short linger. A queued
-message keeps its lease (extended as needed) until its call is sent, and its room in the
-consumer's capacity until the call is settled: if deletes fall behind, polling slows down
-instead of the queue of deletes growing without bound. Every
-response's ``Failed`` list is read: what can be retried is retried with a back-off, the rest
-is counted and logged. On close, everything queued is flushed before `run` returns.
+Settling messages (`InFlight.settle`) are queued without waiting and sent in batch calls of
+up to ten entries, when a batch is full or after a short linger; a release goes at once. A
+queued message keeps its lease (extended as needed) until its call is sent, and its room in
+the consumer's capacity until the call has ended: if deletes fall behind, polling slows
+down instead of the queue of deletes growing without bound.
+
+Each call is time-boxed by what its leases have left (`call_budget`), so that a stalled
+connection costs a retry on a fresh one, not the leases. Every response's ``Failed`` list is
+read: what can be retried is retried with a back-off; what ends for good is reported to
+`InFlight` with what is known (refused, lost with its lease, or of unknown outcome after
+an attempt whose answer never came). On close, everything queued is flushed before `run`
+returns.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import anyio
 
+from .._backoff import backoff
 from .._config import MAX_BATCH
 from .._errors import SQSError, TransientSQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SQSClient
-from .buffer import Capacity, MessageBuffer
-from .leases import Lease, LeaseKeeper
-from .stats import Counters
+from .buffer import MessageBuffer
+from .inflight import InFlight, Settling
+from .leases import within_leases
 
 __all__ = ["Acker", "split_batch_result"]
 
@@ -40,13 +44,6 @@ MAX_ATTEMPTS = 6
 #: Batch calls of one kind in flight at once: as many as the most polls one consumer keeps
 #: open, so that deletes keep pace with receives.
 MAX_CALLS_IN_FLIGHT = 16
-
-
-@dataclass(frozen=True, slots=True)
-class VisibilityChange:
-    lease: Lease
-    timeout: int
-    reason: str  # "retry" or "release", for counters and logs
 
 
 def split_batch_result(
@@ -84,19 +81,24 @@ def _unanswered(entry_id: str) -> BatchEntryFailure:
 
 def retry_pause(attempt: int) -> float:
     """Back-off before attempt `attempt + 1` of a batch: 0.1 s doubling, jittered, 3 s cap."""
-    return min(3.0, 0.1 * 2.0 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
+    return backoff(attempt, base=0.1, cap=3.0)
 
 
 class _Outbox(Generic[T]):
-    """One kind of batch call: a queue of entries, a linger, and retried sends."""
+    """One kind of batch call: a queue of entries, a linger, and retried sends.
+
+    `send` makes the call; `on_done` hears of the entries SQS confirmed, `on_given_up` of
+    each one that ended otherwise (with why, and whether its receipt handle is gone), and
+    `on_unknown` of a batch whose call failed in a way that may have reached SQS.
+    """
 
     def __init__(
         self,
         name: str,
         send: Callable[[list[T]], Awaitable[BatchResult]],
         on_done: Callable[[list[T]], None],
-        on_given_up: Callable[[T, str], None],
-        on_settled: Callable[[int], None],
+        on_given_up: Callable[[T, str, bool], None],
+        on_unknown: Callable[[list[T]], None],
         *,
         linger: float,
     ) -> None:
@@ -104,7 +106,7 @@ class _Outbox(Generic[T]):
         self._send = send
         self._on_done = on_done
         self._on_given_up = on_given_up
-        self._on_settled = on_settled
+        self._on_unknown = on_unknown
         self._linger = linger
         self._pending: deque[T] = deque()
         self._arrived = asyncio.Event()
@@ -176,12 +178,12 @@ class _Outbox(Generic[T]):
                 self._courier_free.set()
 
     async def _deliver(self, batch: list[T]) -> None:
-        settled = len(batch)
         try:
             for attempt in range(MAX_ATTEMPTS):
                 try:
                     result = await self._send(batch)
                 except TransientSQSError as exc:
+                    self._on_unknown(batch)
                     logger.warning(
                         "%s of %d entries failed, will retry: %s", self._name, len(batch), exc
                     )
@@ -189,21 +191,27 @@ class _Outbox(Generic[T]):
                     continue
                 except SQSError as exc:
                     logger.error("%s of %d entries failed: %s", self._name, len(batch), exc)
+                    why = exc.code or type(exc).__name__
                     for entry in batch:
-                        self._on_given_up(entry, exc.code or type(exc).__name__)
+                        self._on_given_up(entry, why, False)
+                    batch = []
                     return
                 done, retry, give_up = split_batch_result(batch, result)
                 self._on_done(done)
                 for entry, failure in give_up:
-                    self._on_given_up(entry, f"{failure.code}: {failure.message}")
-                if not retry:
-                    return
+                    why = f"{failure.code}: {failure.message}"
+                    self._on_given_up(entry, why, failure.receipt_invalid)
                 batch = [entry for entry, _ in retry]
+                if not batch:
+                    return
                 await anyio.sleep(retry_pause(attempt))
             for entry in batch:
-                self._on_given_up(entry, f"still failing after {MAX_ATTEMPTS} attempts")
+                self._on_given_up(entry, f"still failing after {MAX_ATTEMPTS} attempts", False)
+            batch = []
         finally:
-            self._on_settled(settled)
+            # Cancelled (the final flush ran out of time): these end here all the same.
+            for entry in batch:
+                self._on_given_up(entry, "the call was cancelled before SQS answered", False)
 
 
 class Acker:
@@ -213,33 +221,35 @@ class Acker:
         self,
         client: SQSClient,
         queue_url: str,
-        counters: Counters,
+        inflight: InFlight,
         *,
         linger: float,
-        consumer: str,
-        leases: LeaseKeeper,
-        capacity: Capacity,
     ) -> None:
         self._client = client
-        self._leases = leases
-        self._capacity = capacity
         self._queue_url = queue_url
-        self._counters = counters
-        self._consumer = consumer
-        self._deletes: _Outbox[Lease] = _Outbox(
-            "DeleteMessageBatch",
-            self._send_deletes,
-            self._deleted,
-            self._delete_given_up,
-            capacity.release,
-            linger=linger,
+        self._inflight = inflight
+        self._deletes: _Outbox[Settling] = self._outbox(
+            "DeleteMessageBatch", self._send_deletes, linger
         )
-        self._changes: _Outbox[VisibilityChange] = _Outbox(
-            "ChangeMessageVisibilityBatch",
-            self._send_changes,
-            self._changed,
-            self._change_given_up,
-            capacity.release,
+        self._changes: _Outbox[Settling] = self._outbox(
+            "ChangeMessageVisibilityBatch", self._send_changes, linger
+        )
+        inflight.connect(self)
+
+    def _outbox(
+        self,
+        name: str,
+        send: Callable[[list[Settling]], Awaitable[BatchResult]],
+        linger: float,
+    ) -> _Outbox[Settling]:
+        return _Outbox(
+            name,
+            send,
+            self._inflight.delivered,
+            lambda entry, why, receipt_invalid: self._inflight.given_up(
+                entry, why, receipt_invalid=receipt_invalid
+            ),
+            _mark_unconfirmed,
             linger=linger,
         )
 
@@ -247,16 +257,12 @@ class Acker:
     def pending(self) -> int:
         return len(self._deletes) + len(self._changes)
 
-    def delete(self, lease: Lease) -> None:
-        """Queue a delete of a message whose handler succeeded."""
-        self._deletes.put(lease)
-
-    def change_visibility(self, lease: Lease, timeout: int, reason: str) -> None:
-        """Queue a visibility change: a retry after `timeout` s, or a release (0).
-
-        A release is sent without the linger: it is for another worker to take at once.
-        """
-        self._changes.put(VisibilityChange(lease, timeout, reason), urgent=reason == "release")
+    def send(self, settling: Settling) -> None:
+        """Queue the delete or visibility change of a settling message."""
+        if settling.is_delete:
+            self._deletes.put(settling)
+        else:
+            self._changes.put(settling, urgent=settling.urgent)
 
     def close(self) -> None:
         """Nothing more will be queued: `run` returns once everything queued is sent."""
@@ -268,49 +274,30 @@ class Acker:
             tg.start_soon(self._deletes.run)
             tg.start_soon(self._changes.run)
 
-    async def _send_deletes(self, leases: list[Lease]) -> BatchResult:
-        for lease in leases:
-            self._leases.finish(lease)  # extended until now: no more from here on
-            await lease.settled()  # a delete never races an extension of the same handle
-        entries = [(str(i), lease.receipt_handle) for i, lease in enumerate(leases)]
-        return await self._client.delete_message_batch(self._queue_url, entries)
+    async def _send_deletes(self, batch: list[Settling]) -> BatchResult:
+        for settling in batch:
+            await self._inflight.handing_over(settling)
+        entries = [(str(i), settling.lease.receipt_handle) for i, settling in enumerate(batch)]
+        return await within_leases(
+            self._client.delete_message_batch(self._queue_url, entries),
+            (settling.lease for settling in batch),
+            "DeleteMessageBatch",
+        )
 
-    async def _send_changes(self, changes: list[VisibilityChange]) -> BatchResult:
-        for change in changes:
-            self._leases.finish(change.lease)
-            await change.lease.settled()
+    async def _send_changes(self, batch: list[Settling]) -> BatchResult:
+        for settling in batch:
+            await self._inflight.handing_over(settling)
         entries = [
-            (str(i), change.lease.receipt_handle, change.timeout)
-            for i, change in enumerate(changes)
+            (str(i), settling.lease.receipt_handle, settling.timeout)
+            for i, settling in enumerate(batch)
         ]
-        return await self._client.change_visibility_batch(self._queue_url, entries)
-
-    def _deleted(self, leases: list[Lease]) -> None:
-        self._counters.deleted += len(leases)
-
-    def _changed(self, changes: list[VisibilityChange]) -> None:
-        for change in changes:
-            if change.reason == "retry":
-                self._counters.retried += 1
-            else:
-                self._counters.released += 1
-
-    def _delete_given_up(self, lease: Lease, why: str) -> None:
-        self._counters.delete_failures += 1
-        logger.warning(
-            "[%s] could not delete message %s (%s): SQS will deliver it again",
-            self._consumer,
-            lease.message.message_id,
-            why,
+        return await within_leases(
+            self._client.change_visibility_batch(self._queue_url, entries),
+            (settling.lease for settling in batch),
+            "ChangeMessageVisibilityBatch",
         )
 
-    def _change_given_up(self, change: VisibilityChange, why: str) -> None:
-        self._counters.visibility_failures += 1
-        logger.warning(
-            "[%s] could not set the visibility of message %s for a %s (%s): it becomes "
-            "visible when its current timeout runs out",
-            self._consumer,
-            change.lease.message.message_id,
-            change.reason,
-            why,
-        )
+
+def _mark_unconfirmed(batch: list[Settling]) -> None:
+    for settling in batch:
+        settling.unconfirmed = True

@@ -1,40 +1,65 @@
 """Leases: keeping received messages invisible for as long as they are ours.
 
 A lease starts when a message is received (buffered messages included) and ends when the
-message is finished: handed to the acker for a delete, a retry or a release. Until then the
-keeper extends it before it expires, in ChangeMessageVisibilityBatch calls of up to ten
-entries, never past SQS's 12-hour cap. The acker waits for an extension in flight before it
-deletes (`Lease.settled`), so a delete never races an extension.
+message is handed over for its delete, retry or release (`InFlight` decides when). Until then
+the keeper extends it before it expires, in ChangeMessageVisibilityBatch calls of up to ten
+entries, never past SQS's 12-hour cap. A delete waits for an extension in flight
+(`Lease.settled`), so a delete never races an extension.
 
-Which leases to extend, when, and by how much, are pure functions (`leases_due`,
-`next_wake`, `extension_timeout`) that tests call directly; `LeaseKeeper` does the I/O around them.
+Each extension call runs on its own and is time-boxed by what its leases have left
+(`call_budget`): a call that stalls (a half-open connection, a stuck proxy) is abandoned in
+time and retried on a fresh connection, and it holds up no other lease's extension.
+
+Which leases to extend, when, by how much and for how long a call may take are pure
+functions (`leases_due`, `next_wake`, `extension_timeout`, `call_budget`) that tests call
+directly; `LeaseKeeper` does the I/O around them.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import anyio
 
+from .._backoff import backoff
 from .._config import MAX_BATCH, MAX_VISIBILITY
-from .._errors import SQSError
+from .._errors import SQSError, TransientSQSError
 from .._message import Message
 from .._sqs.base import SQSClient
 from .stats import Counters
 
-__all__ = ["Lease", "LeaseKeeper", "extension_lead", "extension_timeout", "leases_due", "next_wake"]
+__all__ = [
+    "Lease",
+    "LeaseKeeper",
+    "call_budget",
+    "extension_lead",
+    "extension_timeout",
+    "leases_due",
+    "next_wake",
+    "within_leases",
+]
 
 logger = logging.getLogger("aiosqsworker.leases")
+
+T = TypeVar("T")
+
+#: The longest any one acknowledgement or extension call may take; a lease's time left
+#: shortens it further (`call_budget`).
+MAX_CALL_TIME = 10.0
+#: The shortest: below this a healthy call to SQS would be cut off too.
+MIN_CALL_TIME = 1.0
 
 
 @dataclass(eq=False, slots=True)
 class Lease:
     """One received message's claim on its visibility.
 
-    `expires_at` and `received_at` are on the event loop's clock (`anyio.current_time`).
+    `expires_at`, `received_at` and `not_before` are on the event loop's clock
+    (`anyio.current_time`).
     """
 
     message: Message
@@ -43,15 +68,27 @@ class Lease:
     finished: bool = False
     lost: bool = False
     on_lost: Callable[[], None] | None = field(default=None, repr=False)
+    not_before: float = 0.0  # after a failed extension: not tried again before this
     _extending: anyio.Event | None = field(default=None, repr=False)
 
     @property
     def receipt_handle(self) -> str:
         return self.message.receipt_handle
 
+    @property
+    def extending(self) -> bool:
+        """Whether an extension of this lease is in flight."""
+        return self._extending is not None
+
     def finish(self) -> None:
         """Stop extending: the message is about to be deleted, retried or released."""
         self.finished = True
+
+    def extension_started(self, done: anyio.Event) -> None:
+        self._extending = done
+
+    def extension_ended(self) -> None:
+        self._extending = None
 
     async def settled(self) -> None:
         """Wait until no extension of this lease is in flight."""
@@ -65,8 +102,8 @@ def extension_timeout(lease: Lease, now: float, visibility_timeout: int) -> int:
     return max(0, min(visibility_timeout, math.floor(room)))
 
 
-# The room a failed extension call needs to be retried in time: botocore's standard mode
-# backs off up to 3 s over its three attempts, then the keeper backs off and calls again.
+# The room a failed extension call needs to be retried in time: a time-boxed call, a short
+# back-off, and a second call.
 RETRY_ROOM = 5.0
 
 
@@ -83,18 +120,56 @@ def leases_due(leases: Iterable[Lease], now: float, visibility_timeout: int) -> 
     """Leases to extend now: those past their lead time, plus those soon to be.
 
     Taking the leases that come due within the next quarter of a window as well (or half
-    of what the lead leaves, on short windows) fills batches and halves the calls.
+    of what the lead leaves, on short windows) fills batches and halves the calls. A lease
+    being extended, finished, or backing off after a failed call is not due.
     """
     lead = extension_lead(visibility_timeout)
     slack = min(visibility_timeout * 0.25, (visibility_timeout - lead) * 0.5)
     horizon = now + lead + slack
-    return [lease for lease in leases if lease.expires_at <= horizon]
+    return [
+        lease
+        for lease in leases
+        if lease.expires_at <= horizon
+        and not lease.finished
+        and not lease.extending
+        and lease.not_before <= now
+    ]
 
 
 def next_wake(leases: Iterable[Lease], visibility_timeout: int) -> float:
-    """When the earliest lease becomes due, or infinity with nothing to watch."""
-    earliest = min((lease.expires_at for lease in leases), default=math.inf)
-    return earliest - extension_lead(visibility_timeout)
+    """When the earliest lease not being extended becomes due, or infinity."""
+    lead = extension_lead(visibility_timeout)
+    return min(
+        (
+            max(lease.expires_at - lead, lease.not_before)
+            for lease in leases
+            if not lease.extending and not lease.finished
+        ),
+        default=math.inf,
+    )
+
+
+def call_budget(leases: Iterable[Lease], now: float) -> float:
+    """How long a call carrying `leases` may take: half the shortest time one has left.
+
+    Half, so that a call abandoned at its deadline leaves the other half for a retry on a
+    fresh connection; at least MIN_CALL_TIME, at most MAX_CALL_TIME.
+    """
+    left = min((lease.expires_at - now for lease in leases), default=math.inf)
+    return max(MIN_CALL_TIME, min(MAX_CALL_TIME, left / 2))
+
+
+async def within_leases(call: Awaitable[T], leases: Iterable[Lease], operation: str) -> T:
+    """Await an SQS call for at most the `call_budget` of the leases it carries; a call
+    that misses it is abandoned (its connection with it) as a `TransientSQSError`."""
+    budget = call_budget(leases, anyio.current_time())
+    try:
+        with anyio.fail_after(budget):
+            return await call
+    except TimeoutError:
+        raise TransientSQSError(
+            f"{operation} did not answer within {budget:.1f} s", operation=operation
+        ) from None
 
 
 class LeaseKeeper:
@@ -140,24 +215,23 @@ class LeaseKeeper:
         return len(self._leases)
 
     async def run(self) -> None:
-        """Extend leases until cancelled."""
-        while True:
-            now = anyio.current_time()
-            due = [
-                lease
-                for lease in leases_due(self._leases.values(), now, self._visibility_timeout)
-                if not lease.finished
-            ]
-            if due:
-                await self._extend(due, now)
-                continue
-            self._wake_at = next_wake(self._leases.values(), self._visibility_timeout)
-            self._wake = anyio.Event()
-            with anyio.move_on_after(max(0.0, self._wake_at - now)):
-                await self._wake.wait()
-            self._wake_at = math.inf
+        """Extend leases until cancelled; each batch call runs on its own."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                now = anyio.current_time()
+                due = leases_due(self._leases.values(), now, self._visibility_timeout)
+                for batch in self._batches(due, now):
+                    done = anyio.Event()
+                    for lease, _ in batch:
+                        lease.extension_started(done)
+                    tg.start_soon(self._extend_batch, batch, now, done)
+                self._wake_at = next_wake(self._leases.values(), self._visibility_timeout)
+                self._wake = anyio.Event()
+                with anyio.move_on_after(max(0.0, self._wake_at - now)):
+                    await self._wake.wait()
+                self._wake_at = math.inf
 
-    async def _extend(self, due: list[Lease], now: float) -> None:
+    def _batches(self, due: list[Lease], now: float) -> list[list[tuple[Lease, int]]]:
         batches: list[list[tuple[Lease, int]]] = []
         for lease in due:
             timeout = extension_timeout(lease, now, self._visibility_timeout)
@@ -176,42 +250,34 @@ class LeaseKeeper:
             if not batches or len(batches[-1]) == MAX_BATCH:
                 batches.append([])
             batches[-1].append((lease, timeout))
-        outcomes: list[bool] = []
-        async with anyio.create_task_group() as tg:
-            for batch in batches:
-                tg.start_soon(self._extend_batch, batch, now, outcomes)
-        if all(outcomes):
-            self._failures = 0
-            return
-        # Something was refused or unreachable: try again after a short back-off, which stays
-        # well inside the lead time that is left.
-        self._failures += 1
-        await anyio.sleep(min(0.2 * 2 ** min(self._failures, 4), self._visibility_timeout / 8))
+        return batches
 
     async def _extend_batch(
-        self, batch: list[tuple[Lease, int]], sent_at: float, outcomes: list[bool]
+        self, batch: list[tuple[Lease, int]], sent_at: float, done: anyio.Event
     ) -> None:
-        done = anyio.Event()
-        for lease, _ in batch:
-            lease._extending = done
         entries = [
             (str(i), lease.receipt_handle, timeout) for i, (lease, timeout) in enumerate(batch)
         ]
         try:
-            result = await self._client.change_visibility_batch(self._queue_url, entries)
+            result = await within_leases(
+                self._client.change_visibility_batch(self._queue_url, entries),
+                (lease for lease, _ in batch),
+                "ChangeMessageVisibilityBatch",
+            )
         except SQSError as exc:
             self._counters.lease_extension_errors += 1
-            outcomes.append(False)
             logger.warning(
                 "[%s] extending %d leases failed, will retry: %s", self._consumer, len(batch), exc
             )
+            self._back_off(lease for lease, _ in batch)
             return
         finally:
             for lease, _ in batch:
-                lease._extending = None
+                lease.extension_ended()
             done.set()
+            self._wake.set()  # the keeper plans its next wake-up without these leases
         failures = {failure.id: failure for failure in result.failed}
-        all_extended = True
+        refused: list[Lease] = []
         for i, (lease, timeout) in enumerate(batch):
             failure = failures.get(str(i))
             if failure is None:
@@ -222,7 +288,7 @@ class LeaseKeeper:
             elif failure.receipt_invalid:
                 self._lose(lease, failure.code)
             else:
-                all_extended = False
+                refused.append(lease)
                 self._counters.lease_extension_errors += 1
                 logger.warning(
                     "[%s] extending the lease of message %s failed (%s: %s), will retry",
@@ -231,7 +297,18 @@ class LeaseKeeper:
                     failure.code,
                     failure.message,
                 )
-        outcomes.append(all_extended)
+        if refused:
+            self._back_off(refused)
+        else:
+            self._failures = 0
+
+    def _back_off(self, leases: Iterable[Lease]) -> None:
+        """Try these leases again after a short pause, well inside the lead time left."""
+        self._failures += 1
+        pause = backoff(self._failures, base=0.2, cap=min(3.2, self._visibility_timeout / 8))
+        not_before = anyio.current_time() + pause
+        for lease in leases:
+            lease.not_before = not_before
 
     def _lose(self, lease: Lease, code: str) -> None:
         self._leases.pop(id(lease), None)

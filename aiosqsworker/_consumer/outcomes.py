@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import enum
 import math
-import random
 from collections.abc import Callable, Iterable, Sequence
 
-from .._config import MAX_VISIBILITY
+from .._backoff import backoff
+from .._config import MAX_VISIBILITY, ConsumerConfig
 from .._errors import PartialBatchFailure, Reject, Retry
 from .._message import Message
 
@@ -32,6 +32,7 @@ __all__ = [
     "batch_failures",
     "decide",
     "retry_delay",
+    "retry_delay_for",
     "within_visibility_cap",
 ]
 
@@ -72,7 +73,7 @@ def retry_delay(
     cap: float,
     *,
     held_for: float = 0.0,
-    jitter: Callable[[], float] = random.random,
+    jitter: Callable[[], float] | None = None,
 ) -> int:
     """Seconds before a failed message is visible again.
 
@@ -81,9 +82,31 @@ def retry_delay(
     SQS's whole seconds, and kept within the 12 hours SQS allows a message to stay invisible
     counting the `held_for` seconds it has been held already.
     """
-    exponent = min(max(receive_count, 1) - 1, 32)
-    full = min(cap, base * 2**exponent)
-    return within_visibility_cap(full / 2 + full / 2 * jitter(), held_for)
+    delay = backoff(max(receive_count, 1) - 1, base=base, cap=cap, jitter=jitter)
+    return within_visibility_cap(delay, held_for)
+
+
+def retry_delay_for(
+    error: BaseException | None,
+    receive_count: int,
+    config: ConsumerConfig,
+    *,
+    held_for: float = 0.0,
+    jitter: Callable[[], float] | None = None,
+) -> int:
+    """The delay of a RETRY outcome: what `Retry(delay=)` asks for; the longest back-off for
+    a `Reject` with nowhere to go; otherwise the back-off of `retry_delay`."""
+    if isinstance(error, Retry):
+        return within_visibility_cap(error.delay, held_for)
+    if isinstance(error, Reject):
+        return within_visibility_cap(config.retry_max_delay, held_for)
+    return retry_delay(
+        receive_count,
+        config.retry_base_delay,
+        config.retry_max_delay,
+        held_for=held_for,
+        jitter=jitter,
+    )
 
 
 def within_visibility_cap(delay: float, held_for: float) -> int:

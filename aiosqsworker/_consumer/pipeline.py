@@ -6,7 +6,9 @@ shutdown in order:
 1. stop polling (open polls finish; what they bring is released),
 2. release the buffered messages that never started (visibility 0),
 3. let running handlers finish within the shutdown timeout, then cancel them (released),
-4. abandon the polls still open, stop the lease keeper,
+4. let the polls still open finish within what is left of that budget (they return within
+   `wait_time`, and what they bring is released), then abandon any still open; a forced
+   stop abandons them at once; stop the lease keeper,
 5. flush the acker: every delete and visibility change queued is sent (time-boxed, and
    shielded from the caller's cancellation so that a cancelled host still flushes).
 """
@@ -14,7 +16,8 @@ shutdown in order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import anyio
 from anyio.abc import TaskStatus
@@ -26,7 +29,9 @@ from .._sqs.base import SQSClient
 from .acker import Acker
 from .buffer import Buffer, Capacity, MessageBuffer
 from .fifo import GroupedBuffer
+from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
+from .outcomes import Outcome
 from .queue import QueueInfo
 from .receiver import Receiver
 from .slots import Dispatcher, chain_middleware
@@ -51,6 +56,7 @@ class Pipeline:
         *,
         shutdown_timeout: float,
         middleware: Sequence[Middleware] = (),
+        on_exit: Callable[[BaseException], None] = lambda error: None,
     ) -> None:
         config = spec.config
         if config.batch and queue.fifo:
@@ -70,15 +76,8 @@ class Pipeline:
         self._leases = LeaseKeeper(
             client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
         )
-        self._acker = Acker(
-            client,
-            queue.url,
-            self.counters,
-            linger=config.ack_linger,
-            consumer=self.name,
-            leases=self._leases,
-            capacity=self._capacity,
-        )
+        self._inflight = InFlight(self._capacity, self._leases, self.counters, consumer=self.name)
+        self._acker = Acker(client, queue.url, self._inflight, linger=config.ack_linger)
         self._receiver = Receiver(
             client,
             queue.url,
@@ -86,8 +85,7 @@ class Pipeline:
             self.visibility_timeout,
             self._capacity,
             self._buffer,
-            self._leases,
-            self._acker,
+            self._inflight,
             self.counters,
             consumer=self.name,
         )
@@ -96,28 +94,32 @@ class Pipeline:
             config,
             self._buffer,
             self._capacity,
-            self._leases,
-            self._acker,
+            self._inflight,
             self.counters,
             client=client,
             dead_letters=queue.dead_letters,
             consumer=self.name,
+            on_exit=on_exit,
         )
+        self._stop_deadline = math.inf
 
     def statistics(self) -> ConsumerStatistics:
-        # Held messages only: room reserved by an open poll is not a message yet.
-        self.counters.in_flight = self.counters.buffered + self.counters.running
-        return ConsumerStatistics.capture(self.name, self.spec.config.queue, self.counters)
+        return ConsumerStatistics.capture(
+            self.name, self.spec.config.queue, self.counters, buffered=len(self._buffer)
+        )
 
     def stalled(self) -> bool:
         """Whether polling has silently stopped (see `Receiver.stalled`)."""
         return self._receiver.stalled(anyio.current_time())
 
     def request_stop(self, *, force: bool = False) -> None:
-        """Begin the shutdown; with `force`, cancel running handlers at once."""
+        """Begin the shutdown; with `force`, cancel running handlers and open polls at once."""
+        if not self._stop_requested.is_set():
+            self._stop_deadline = anyio.current_time() + self.shutdown_timeout
         self._stop_requested.set()
         if force:
             self._dispatcher.cancel()
+            self._receiver.abandon()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -144,8 +146,7 @@ class Pipeline:
                 # Cancelled from outside (the host's task), the drain never ran: hand back
                 # what was buffered here, so that it is not stranded for its visibility timeout.
                 for lease in self._buffer.close():
-                    self.counters.buffered -= 1
-                    self._acker.change_visibility(lease, 0, "release")
+                    self._inflight.settle(lease, Outcome.RELEASE)
                 pending = self._acker.pending
                 if pending:
                     logger.info("[%s] flushing %d pending acknowledgements", self.name, pending)
@@ -174,8 +175,7 @@ class Pipeline:
         self._receiver.stop()
         leftover = self._buffer.close()
         for lease in leftover:
-            self.counters.buffered -= 1
-            self._acker.change_visibility(lease, 0, "release")
+            self._inflight.settle(lease, Outcome.RELEASE)
         running = self.counters.running
         logger.info(
             "[%s] stopping: no new polls, %d buffered messages released, waiting up to %g s "
@@ -185,7 +185,7 @@ class Pipeline:
             self.shutdown_timeout,
             running,
         )
-        with anyio.move_on_after(self.shutdown_timeout):
+        with anyio.move_on_after(self._time_left()):
             await self._dispatcher.finished.wait()
         if not self._dispatcher.finished.is_set():
             logger.warning(
@@ -197,15 +197,22 @@ class Pipeline:
             )
             self._dispatcher.cancel()
             await self._dispatcher.finished.wait()
+        # A poll abandoned now would strand what SQS hands it for a whole visibility
+        # timeout; it returns within `wait_time`, so wait for it while the budget lasts.
+        with anyio.move_on_after(self._time_left()):
+            await self._receiver.polls_finished()
         if self._receiver.open_polls:
-            logger.info(
-                "[%s] abandoning %d open long polls: a message SQS hands them now stays "
-                "invisible for up to %d s",
+            logger.warning(
+                "[%s] abandoning %d open long polls (shutdown budget spent, or a forced stop): "
+                "a message SQS hands them now stays invisible for up to %d s",
                 self.name,
                 self._receiver.open_polls,
                 self.visibility_timeout,
             )
         self._receiver.abandon()
+
+    def _time_left(self) -> float:
+        return max(0.0, self._stop_deadline - anyio.current_time())
 
     def _summary(self) -> str:
         c = self.counters

@@ -4,31 +4,33 @@ Each poller reserves room first (`Capacity`), then asks SQS for at most that man
 with a long poll. A full consumer therefore stops polling; an idle queue costs one request per
 `wait_time` per poller; nothing sleeps on a timer except the back-off after an error.
 
-On stop no new poll starts. A poll already open is let finish, because SQS hands messages to
-a poll whose client has gone away and they would then stay invisible for their whole
-timeout: what such a late poll returns is released at once. Polls still open when the
-consumer has drained are abandoned (`abandon`), which is the only way a message can be
-stranded: at most one poll's worth per poller, invisible for one visibility timeout.
+On stop no new poll starts. A poll already open is let finish (it returns within
+`wait_time`), because SQS hands messages to a poll whose client has gone away and they would
+then stay invisible for their whole timeout: what such a late poll returns is released at
+once. Only a forced stop, or a shutdown budget that runs out first, abandons open polls
+(`abandon`), which is the only way a message can be stranded: at most one poll's worth per
+poller, invisible for one visibility timeout.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from typing import Any
 
 import anyio
 
+from .._backoff import backoff
 from .._config import ConsumerConfig
 from .._errors import AccessDeniedError, CredentialsError, QueueNotFoundError, SQSError
 from .._message import Message
 from .._sqs.base import SQSClient
-from .acker import Acker
 from .buffer import Buffer, Capacity
 from .clock import now
-from .leases import Lease, LeaseKeeper
+from .inflight import InFlight
+from .leases import Lease
+from .outcomes import Outcome
 from .stats import Counters
 
 __all__ = ["Receiver", "poll_pause", "poller_count"]
@@ -48,8 +50,7 @@ def poller_count(config: ConsumerConfig) -> int:
 
 def poll_pause(consecutive_errors: int) -> float:
     """Back-off after a failed poll: 0.5 s doubling to 20 s, with jitter (never zero)."""
-    # The exponent is bounded: 2.0 ** 1024 overflows after some six hours of failed polls.
-    return min(20.0, 0.5 * 2.0 ** min(consecutive_errors - 1, 16)) * random.uniform(0.5, 1.0)
+    return backoff(consecutive_errors - 1, base=0.5, cap=20.0)
 
 
 class Receiver:
@@ -63,8 +64,7 @@ class Receiver:
         visibility_timeout: int,
         capacity: Capacity,
         buffer: Buffer[Lease],
-        leases: LeaseKeeper,
-        acker: Acker,
+        inflight: InFlight,
         counters: Counters,
         *,
         consumer: str,
@@ -75,12 +75,12 @@ class Receiver:
         self._visibility_timeout = visibility_timeout
         self._capacity = capacity
         self._buffer = buffer
-        self._leases = leases
-        self._acker = acker
+        self._inflight = inflight
         self._counters = counters
         self._consumer = consumer
         self._stopping = False
         self._open_polls = 0
+        self._polls_closed = anyio.Event()
         self._waiting_for_room = 0
         self._scope = anyio.CancelScope()
         self.last_completed_poll = now()
@@ -107,8 +107,13 @@ class Receiver:
         self._stopping = True
         self._capacity.close()
 
+    async def polls_finished(self) -> None:
+        """Wait until no poll is open any more (after `stop`)."""
+        if self._open_polls:
+            await self._polls_closed.wait()
+
     def abandon(self) -> None:
-        """Cancel the polls still open (the very end of a shutdown)."""
+        """Cancel the polls still open (a forced stop, or a shutdown out of time)."""
         self._scope.cancel()
 
     async def run(self) -> None:
@@ -161,7 +166,7 @@ class Receiver:
                 await anyio.sleep(pause)
                 continue
             finally:
-                self._open_polls -= 1
+                self._poll_ended()
             errors = 0
             self._counters.polls += 1
             self._counters.last_poll_at = time.time()
@@ -169,19 +174,21 @@ class Receiver:
             self._capacity.release(room - len(raw_messages))
             self._accept(raw_messages, sent_at)
 
+    def _poll_ended(self) -> None:
+        self._open_polls -= 1
+        if not self._open_polls and self._stopping:
+            self._polls_closed.set()
+
     def _accept(self, raw_messages: list[dict[str, Any]], sent_at: float) -> None:
-        counters = self._counters
-        counters.received += len(raw_messages)
         for raw in raw_messages:
-            lease = self._leases.lease(Message.from_sqs(raw, self._queue_url), sent_at)
+            lease = self._inflight.admit(Message.from_sqs(raw, self._queue_url), sent_at)
             if self._stopping:
                 # A poll that was open when the stop came: hand its messages straight back.
-                self._acker.change_visibility(lease, 0, "release")
+                self._inflight.settle(lease, Outcome.RELEASE)
                 logger.info(
                     "[%s] released message %s received after the stop",
                     self._consumer,
                     lease.message.message_id,
                 )
             else:
-                counters.buffered += 1
                 self._buffer.put(lease)

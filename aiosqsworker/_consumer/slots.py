@@ -2,10 +2,19 @@
 
 `concurrency` slots take leases from the buffer and call the handler (through the
 middleware chain and, for a typed handler, the body decoder). What happens to each message
-is decided by the plain functions of `_outcomes.py`; a slot then queues the resulting delete
-or visibility change with the acker without waiting for the network. Only a dead-lettering
-awaits I/O in the slot: the copy must be in the dead-letter queue before the original is
-deleted, and the lease is kept alive meanwhile.
+is decided by `outcomes.decide`, in one place (`_outcome`); the slot then settles it
+through `InFlight`, which queues the delete or visibility change with the acker without
+waiting for the network. Only a dead-lettering awaits I/O in the slot: the copy must be in
+the dead-letter queue before the original is deleted, and the lease is kept alive meanwhile.
+
+A handler is user code, so whatever it raises is that message's failure, never the slot's
+end: an `Exception`, a `BaseException` of its own (`GeneratorExit`, a custom one), and a
+`CancelledError` that did not come from the framework (one of the handler's own making, say
+from awaiting a future something else cancelled). `SystemExit` and `KeyboardInterrupt` ask
+for the process to end: the message fails, and the worker is asked to stop gracefully
+(`on_exit`), so that nothing is stranded and the acknowledgements are flushed first. The
+framework's own cancellations (a lost lease, a forced shutdown, the host cancelling the run)
+are told apart by the task's pending cancellation requests.
 
 A batch consumer's slot collects up to `batch_size` messages (waiting at most
 `batch_window` for the batch to fill) and calls the handler with the list.
@@ -13,6 +22,7 @@ A batch consumer's slot collects up to `batch_size` messages (waiting at most
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,12 +35,12 @@ from .._errors import Reject, Retry
 from .._logging import message_context
 from .._message import Message
 from .._sqs.base import SQSClient
-from .acker import Acker
 from .buffer import Buffer, Capacity
 from .clock import now
 from .deadletter import DeadLetterQueue
-from .leases import Lease, LeaseKeeper
-from .outcomes import Outcome, batch_failures, decide, retry_delay, within_visibility_cap
+from .inflight import InFlight
+from .leases import Lease
+from .outcomes import Outcome, batch_failures, decide, retry_delay_for
 from .stats import Counters
 
 __all__ = ["Dispatcher", "chain_middleware"]
@@ -41,6 +51,8 @@ Call = Callable[[Any], Awaitable[object]]
 
 #: Reused for every message of a consumer without `timeout=`: a nullcontext is reentrant.
 _NO_TIME_LIMIT = contextlib.nullcontext()
+#: Raised by a handler, these ask for the process to end (see the module's docstring).
+EXIT_REQUESTS = (SystemExit, KeyboardInterrupt)
 
 
 def chain_middleware(middleware: Sequence[Middleware], call: Call) -> Call:
@@ -57,6 +69,20 @@ def _wrap(layer: Middleware, call_next: Call) -> Call:
     return wrapped
 
 
+def cancelled_by_framework() -> bool:
+    """Whether the running task has a cancellation pending: a cancel scope's (a lost lease,
+    a forced shutdown, a timeout) or its host's, rather than one the handler raised itself."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def describe(error: BaseException) -> str:
+    """An error's class by its public name, for logs: ``asyncio.CancelledError``."""
+    kind = type(error)
+    module = "asyncio" if kind.__module__.startswith("asyncio") else kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
 class Dispatcher:
     """Runs one consumer's handler in `concurrency` slots fed by the buffer."""
 
@@ -66,24 +92,24 @@ class Dispatcher:
         config: ConsumerConfig,
         buffer: Buffer[Lease],
         capacity: Capacity,
-        leases: LeaseKeeper,
-        acker: Acker,
+        inflight: InFlight,
         counters: Counters,
         *,
         client: SQSClient,
         dead_letters: DeadLetterQueue | None,
         consumer: str,
+        on_exit: Callable[[BaseException], None],
     ) -> None:
         self._call = call
         self._config = config
         self._buffer = buffer
         self._capacity = capacity
-        self._leases = leases
-        self._acker = acker
+        self._inflight = inflight
         self._counters = counters
         self._client = client
         self._dead_letters = dead_letters
         self._consumer = consumer
+        self._on_exit = on_exit
         self._scope = anyio.CancelScope()
         self.finished = anyio.Event()
 
@@ -109,14 +135,49 @@ class Dispatcher:
     async def _next(self) -> Lease | None:
         """The next buffered message still ours, or None once the buffer is closed."""
         while (lease := await self._buffer.get()) is not None:
-            self._counters.buffered -= 1
             if not len(self._buffer):
                 self._capacity.wake()  # the receiver may refill now rather than wait for room
             if not lease.lost:
                 return lease
-            self._capacity.release(1)
-            self._release_successors(self._buffer.task_done(lease, succeeded=False))
+            self._conclude(lease, Outcome.LOST, None)
         return None
+
+    async def _invoke(self, item: object) -> tuple[bool, BaseException | None, object]:
+        """Call the handler: (whether it ended by itself, what it raised, what it returned).
+
+        Cancellations of the framework's propagate; anything else the handler raises is
+        returned as its failure.
+        """
+        started = now()
+        returned: object = None
+        try:
+            with self._time_limit():
+                returned = await self._call(item)
+        except asyncio.CancelledError as exc:
+            if cancelled_by_framework():
+                raise
+            error: BaseException | None = exc
+        except EXIT_REQUESTS as exc:
+            error = exc
+            self._on_exit(exc)
+        except BaseException as exc:  # noqa: BLE001 - a handler's failure is an outcome
+            error = exc
+        else:
+            error = None
+        self._counters.latency.record(now() - started)
+        return True, error, returned
+
+    def _outcome(
+        self, lease: Lease, error: BaseException | None, *, cancelled: bool = False
+    ) -> Outcome:
+        dead_letters = self._dead_letters
+        return decide(
+            error,
+            lost=lease.lost,
+            cancelled=cancelled,
+            last_attempt=dead_letters is not None and dead_letters.is_last_attempt(lease.message),
+            has_dead_letter_queue=dead_letters is not None,
+        )
 
     # One message per call.
 
@@ -136,35 +197,16 @@ class Dispatcher:
     async def _handle(self, lease: Lease, scope: anyio.CancelScope) -> None:
         counters = self._counters
         counters.running += 1
-        error: BaseException | None = None
-        ended = False  # the handler returned or raised by itself
+        ended, error = False, None
         try:
             lease.on_lost = scope.cancel
-            started = now()
-            try:
-                with self._time_limit():
-                    await self._call(lease.message)
-            except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
-                error = exc
-            counters.latency.record(now() - started)
-            ended = True
+            ended, error, _ = await self._invoke(lease.message)
         finally:
             lease.on_lost = None
             counters.running -= 1
-            if not ended:
-                # Cancelled: by its lost lease (the slot's scope then takes the cancellation
-                # and the slot goes on), or by a forced shutdown (then it is released).
-                self._conclude(lease, Outcome.LOST if lease.lost else Outcome.RELEASE, None)
-        if error is None and not lease.lost:
-            self._conclude(lease, Outcome.ACK, None)  # what `decide` says, without the call
-            return
-        if isinstance(error, TimeoutError) and self._config.timeout is not None:
-            logger.error(
-                "[%s] handler ran past its timeout of %g s on message %s: cancelled",
-                self._consumer,
-                self._config.timeout,
-                lease.message.message_id,
-            )
+            if not ended:  # cancelled: by its lost lease, or by a forced shutdown
+                self._conclude(lease, self._outcome(lease, None, cancelled=True), None)
+        self._log_timeout(lease, error)
         await self._settle(lease, error)
 
     # A list of messages per call.
@@ -184,23 +226,14 @@ class Dispatcher:
         counters = self._counters
         counters.running += len(batch)
         messages = [lease.message for lease in batch]
-        error: BaseException | None = None
-        returned: object = None
-        cancelled = True
+        ended, error, returned = False, None, None
         try:
-            started = now()
-            try:
-                with self._time_limit():
-                    returned = await self._call(messages)
-            except Exception as exc:  # noqa: BLE001 - a failure is an outcome, not a crash
-                error = exc
-            counters.latency.record(now() - started)
-            cancelled = False
+            ended, error, returned = await self._invoke(messages)
         finally:
             counters.running -= len(batch)
-            if cancelled:
+            if not ended:
                 for lease in batch:
-                    self._conclude(lease, Outcome.RELEASE, None)
+                    self._conclude(lease, self._outcome(lease, None, cancelled=True), None)
         failures = batch_failures(messages, returned, error)
         for lease in batch:
             await self._settle(lease, failures[lease.message.message_id])
@@ -209,48 +242,37 @@ class Dispatcher:
 
     async def _settle(self, lease: Lease, error: BaseException | None) -> None:
         """Decide the message's outcome and carry it out."""
-        dead_letters = self._dead_letters
-        outcome = decide(
-            error,
-            lost=lease.lost,
-            last_attempt=dead_letters is not None and dead_letters.is_last_attempt(lease.message),
-            has_dead_letter_queue=dead_letters is not None,
-        )
+        outcome = self._outcome(lease, error)
         if outcome is Outcome.DEAD_LETTER:
-            assert dead_letters is not None
-            assert error is not None
-            reason = error.reason if isinstance(error, Reject) else "last attempt failed"
-            moved = await dead_letters.send(
-                self._client, lease.message, error, consumer=self._consumer, reason=reason
-            )
-            if not moved:
-                outcome = Outcome.RETRY
+            outcome = await self._dead_letter(lease, error)
         self._conclude(lease, outcome, error)
 
+    async def _dead_letter(self, lease: Lease, error: BaseException | None) -> Outcome:
+        """Move a copy with its failure record; RETRY instead if that fails."""
+        assert self._dead_letters is not None
+        assert error is not None
+        reason = error.reason if isinstance(error, Reject) else "last attempt failed"
+        moved = await self._dead_letters.send(
+            self._client, lease.message, error, consumer=self._consumer, reason=reason
+        )
+        return Outcome.DEAD_LETTER if moved else Outcome.RETRY
+
     def _conclude(self, lease: Lease, outcome: Outcome, error: BaseException | None) -> None:
-        """Hand the message to the acker, which ends its lease and gives its room back."""
-        counters = self._counters
-        message = lease.message
-        if outcome is Outcome.ACK:
-            counters.succeeded += 1
-            self._acker.delete(lease)
-        elif outcome is Outcome.DEAD_LETTER:
-            counters.failed += 1
-            counters.dead_lettered += 1
-            self._acker.delete(lease)  # the copy is in the dead-letter queue already
+        """Settle the message through `InFlight`, which ends its lease and gives its room back."""
+        delay = 0
+        if outcome is Outcome.RETRY:
+            held_for = now() - lease.received_at
+            delay = retry_delay_for(
+                error, lease.message.receive_count, self._config, held_for=held_for
+            )
+            self._log_failure(lease.message, error, delay)
         elif outcome is Outcome.RELEASE:
             logger.info(
-                "[%s] released message %s (handler cancelled)", self._consumer, message.message_id
+                "[%s] released message %s (handler cancelled)",
+                self._consumer,
+                lease.message.message_id,
             )
-            self._acker.change_visibility(lease, 0, "release")
-        elif outcome is Outcome.RETRY:
-            counters.failed += 1
-            delay = self._retry_delay(lease, error)
-            self._log_failure(message, error, delay)
-            self._acker.change_visibility(lease, delay, "retry")
-        elif outcome is Outcome.LOST:  # nothing to send: the message is not ours any more
-            self._leases.finish(lease)
-            self._capacity.release(1)
+        self._inflight.settle(lease, outcome, delay)
         successors = self._buffer.task_done(lease, succeeded=outcome is Outcome.ACK)
         if successors:
             self._release_successors(successors)
@@ -258,13 +280,21 @@ class Dispatcher:
     def _release_successors(self, successors: list[Lease]) -> None:
         """FIFO: a group's later messages wait for the failed one to be retried first."""
         for lease in successors:
-            self._acker.change_visibility(lease, 0, "release")
-        if successors:
-            logger.info(
-                "[%s] released %d later messages of group %s so that it is retried in order",
+            self._inflight.settle(lease, Outcome.RELEASE)
+        logger.info(
+            "[%s] released %d later messages of group %s so that it is retried in order",
+            self._consumer,
+            len(successors),
+            successors[0].message.group_id,
+        )
+
+    def _log_timeout(self, lease: Lease, error: BaseException | None) -> None:
+        if isinstance(error, TimeoutError) and self._config.timeout is not None:
+            logger.error(
+                "[%s] handler ran past its timeout of %g s on message %s: cancelled",
                 self._consumer,
-                len(successors),
-                successors[0].message.group_id,
+                self._config.timeout,
+                lease.message.message_id,
             )
 
     def _log_failure(self, message: Message, error: BaseException | None, delay: int) -> None:
@@ -288,6 +318,23 @@ class Dispatcher:
                 delay,
                 extra=context,
             )
+        elif error is not None and not isinstance(error, Exception):
+            logger.error(
+                "[%s] handler raised %s on message %s (receive %d): a failure of that "
+                "message%s; visible again in %d s",
+                self._consumer,
+                describe(error),
+                message.message_id,
+                message.receive_count,
+                ", and the worker stops gracefully"
+                if isinstance(error, EXIT_REQUESTS)
+                else " (not a cancellation by the framework: the slot carries on)"
+                if isinstance(error, asyncio.CancelledError)
+                else "",
+                delay,
+                exc_info=error,
+                extra=context,
+            )
         else:
             logger.error(
                 "[%s] handler failed on message %s (receive %d); visible again in %d s",
@@ -298,16 +345,3 @@ class Dispatcher:
                 exc_info=error,
                 extra=context,
             )
-
-    def _retry_delay(self, lease: Lease, error: BaseException | None) -> int:
-        held_for = now() - lease.received_at
-        if isinstance(error, Retry):
-            return within_visibility_cap(error.delay, held_for)
-        if isinstance(error, Reject):
-            return within_visibility_cap(self._config.retry_max_delay, held_for)
-        return retry_delay(
-            lease.message.receive_count,
-            self._config.retry_base_delay,
-            self._config.retry_max_delay,
-            held_for=held_for,
-        )

@@ -57,8 +57,7 @@ class Counters:
     lease_extension_errors: int = 0
     polls: int = 0
     poll_errors: int = 0
-    in_flight: int = 0
-    buffered: int = 0
+    deletes_unconfirmed: int = 0
     running: int = 0
     last_poll_at: float | None = None  # wall clock (time.time()) of the last completed poll
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
@@ -72,7 +71,8 @@ class ConsumerStatistics:
         name: the consumer's name.
         queue: the queue as configured (name or URL).
         received: messages received from SQS.
-        succeeded: handlers that returned.
+        succeeded: messages whose handler returned and whose delete SQS confirmed (a
+            message whose lease was lost before its delete is counted under leases_lost).
         failed: handlers that raised (each is retried or, at last, dead-lettered).
         retried: messages whose visibility was set for a retry after a failure.
         dead_lettered: messages the framework moved to the dead-letter queue itself (a
@@ -80,9 +80,13 @@ class ConsumerStatistics:
         released: messages made visible again at once (shutdown, buffered, late polls).
         deleted: messages SQS confirmed deleted.
         delete_failures: delete entries SQS refused for good (the message may come back).
+        deletes_unconfirmed: deletes whose outcome is unknown: an attempt's answer was lost
+            (a connection reset, a call that timed out), so the message may or may not
+            have been deleted, and may come back.
         visibility_failures: visibility changes SQS refused for good.
         leases_extended: visibility extensions SQS confirmed.
-        leases_lost: extensions refused because the receipt handle was no longer valid.
+        leases_lost: leases that ran out under us: an extension, a delete or a visibility
+            change refused because the receipt handle was no longer valid.
         lease_extension_errors: extension calls that failed as a whole (retried).
         polls: ReceiveMessage calls that completed.
         poll_errors: ReceiveMessage calls that failed (retried after a back-off).
@@ -111,6 +115,7 @@ class ConsumerStatistics:
     lease_extension_errors: int
     polls: int
     poll_errors: int
+    deletes_unconfirmed: int
     in_flight: int
     buffered: int
     running: int
@@ -120,7 +125,10 @@ class ConsumerStatistics:
     latency_p99: float | None
 
     @classmethod
-    def capture(cls, name: str, queue: str, counters: Counters) -> ConsumerStatistics:
+    def capture(
+        cls, name: str, queue: str, counters: Counters, *, buffered: int
+    ) -> ConsumerStatistics:
+        """A snapshot of `counters`, with `buffered` messages waiting for a handler."""
         values = {
             f.name: getattr(counters, f.name) for f in fields(Counters) if f.name != "latency"
         }
@@ -128,6 +136,8 @@ class ConsumerStatistics:
         return cls(
             name=name,
             queue=queue,
+            buffered=buffered,
+            in_flight=buffered + counters.running,  # held messages; reserved room is not one
             latency_p50=latency.quantile(0.5),
             latency_p90=latency.quantile(0.9),
             latency_p99=latency.quantile(0.99),

@@ -49,7 +49,7 @@ def _metric_name(field: str) -> str:
         return f"aiosqsworker_{field}_total"
     if field.startswith(("leases_", "lease_")):
         return f"aiosqsworker_{field}_total"
-    if field.endswith(("_failures", "_errors")):
+    if field.endswith(("_failures", "_errors", "_unconfirmed")):
         return f"aiosqsworker_{field}_total"
     return f"aiosqsworker_messages_{field}_total"
 

@@ -62,7 +62,9 @@ def run(
             with capture_signals(app.stop, stop_signals) as signals:
                 try:
                     await app.run()
-                except Exception as exc:  # noqa: BLE001 - re-raised below, outside the group
+                # Re-raised below, outside the group: an error of the run, or a handler's
+                # SystemExit / KeyboardInterrupt once the worker has drained.
+                except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
                     failure = exc
             tg.cancel_scope.cancel()
         if failure is not None:

@@ -26,7 +26,6 @@ import hashlib
 import io
 import json
 import logging
-import random
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -35,6 +34,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import anyio
 
+from .._backoff import backoff
 from .._errors import CredentialsError, TransientSQSError
 from .base import BatchResult, SendBatchResult
 from .botocore import AioBotocoreSQSClient
@@ -242,8 +242,8 @@ class FastSQSClient:
             except TransientSQSError:
                 if attempt == MAX_ATTEMPTS:
                     raise
-                # botocore's standard mode: random up to 2^attempt-1 s, capped at 20 s.
-                await anyio.sleep(min(20.0, random.random() * 2 ** (attempt - 1)))
+                # botocore's standard mode: "full jitter" up to 2^attempt-1 s, capped at 20 s.
+                await anyio.sleep(backoff(attempt - 1, base=1.0, cap=20.0, spread=1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, action: str, body: bytes, queue: str) -> dict[str, Any]:

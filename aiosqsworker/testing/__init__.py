@@ -40,9 +40,8 @@ import anyio
 
 from .._app import App
 from .._config import ConsumerConfig
-from .._consumer.outcomes import Outcome, decide, retry_delay, within_visibility_cap
+from .._consumer.outcomes import Outcome, decide, retry_delay_for
 from .._consumer.slots import chain_middleware
-from .._errors import Reject, Retry
 from .._message import Message
 from .._producer import encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
@@ -159,18 +158,11 @@ async def call_consumer(
         return HandlerOutcome("ack", returned=returned)
     if outcome is Outcome.DEAD_LETTER:
         return HandlerOutcome("dead-letter", error=error, returned=returned)
-    if isinstance(error, Retry):
-        delay = within_visibility_cap(error.delay, 0)
-        return HandlerOutcome("retry", delay, delay, error, returned)
-    if isinstance(error, Reject):
-        delay = within_visibility_cap(config.retry_max_delay, 0)
-        return HandlerOutcome("retry", delay, delay, error, returned)
     count = message.receive_count
-    base, cap = config.retry_base_delay, config.retry_max_delay
     return HandlerOutcome(
         "retry",
-        retry_delay(count, base, cap, jitter=lambda: 1.0),
-        retry_delay(count, base, cap, jitter=lambda: 0.0),
+        retry_delay_for(error, count, config, jitter=lambda: 1.0),
+        retry_delay_for(error, count, config, jitter=lambda: 0.0),
         error,
         returned,
     )

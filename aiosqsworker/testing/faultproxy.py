@@ -7,6 +7,8 @@ For tests of what a consumer does when the network or SQS misbehaves. It listens
 - ``reset``: drop the connection without answering;
 - ``stall``: hold the request `seconds` without answering, then drop it;
 - ``truncate``: forward, then send only the first half of the response body and close;
+- ``lose_answer``: forward, then drop the connection without answering (the call took
+  effect, but the client never learns it did);
 - ``status``: answer `status` (500, 503, ...) with an SQS-style JSON error;
 - ``throttle``: answer a throttling error, in the JSON protocol's style
   (``ThrottlingException``) or the query protocol's (``AWS.SimpleQueueService.RequestThrottled``
@@ -36,7 +38,9 @@ import aiohttp
 
 __all__ = ["Fault", "FaultProxy"]
 
-FaultKind = Literal["reset", "stall", "truncate", "status", "throttle", "latency"]
+FaultKind = Literal[
+    "reset", "stall", "truncate", "lose_answer", "status", "throttle", "latency"
+]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -174,6 +178,8 @@ class FaultProxy:
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
         status, reason, response_headers, payload = await self._forward(method, path, headers, body)
+        if fault is not None and fault.kind == "lose_answer":
+            return False
         if fault is not None and fault.kind == "truncate":
             await self._write(writer, status, reason, response_headers, payload, len(payload) // 2)
             return False
