@@ -38,9 +38,7 @@ import aiohttp
 
 __all__ = ["Fault", "FaultProxy"]
 
-FaultKind = Literal[
-    "reset", "stall", "truncate", "lose_answer", "status", "throttle", "latency"
-]
+FaultKind = Literal["reset", "stall", "truncate", "lose_answer", "status", "throttle", "latency"]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
