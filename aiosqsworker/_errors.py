@@ -144,6 +144,19 @@ class PartialBatchFailure(Exception):
         self.failed = list(failed)
 
 
+def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """Every exception a (nested) exception group carries, in order."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending[:0] = current.exceptions
+        else:
+            leaves.append(current)
+    return leaves
+
+
 def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
     """The exception a task group's `ExceptionGroup` stands for, if it stands for one.
 
@@ -151,14 +164,7 @@ def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | No
     That is the one leaf, or one of them when every leaf is one of the framework's errors (two
     pollers that learn at once that their queue is gone).
     """
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        else:
-            leaves.append(current)
+    leaves = leaf_errors(group)
     if len(leaves) == 1 or (leaves and all(isinstance(e, AioSQSWorkerError) for e in leaves)):
         return leaves[-1]
     return None

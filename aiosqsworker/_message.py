@@ -10,7 +10,16 @@ from typing import Any
 
 from ._errors import MessageDecodeError
 
-__all__ = ["Message"]
+__all__ = ["Message", "from_epoch_millis"]
+
+
+def from_epoch_millis(value: object) -> datetime | None:
+    """SQS's timestamps (``SentTimestamp`` and the like: milliseconds since the epoch, as
+    text) as a UTC datetime, or ``None`` for a missing or unreadable one."""
+    try:
+        return datetime.fromtimestamp(int(str(value)) / 1000, tz=UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,13 +55,7 @@ class Message:
     @property
     def sent_at(self) -> datetime | None:
         """When the message was sent (UTC), or ``None`` if SQS did not say."""
-        raw = self.attributes.get("SentTimestamp")
-        if raw is None:
-            return None
-        try:
-            return datetime.fromtimestamp(int(raw) / 1000, tz=UTC)
-        except ValueError:
-            return None
+        return from_epoch_millis(self.attributes.get("SentTimestamp"))
 
     @property
     def group_id(self) -> str | None:

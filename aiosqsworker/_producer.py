@@ -36,6 +36,7 @@ __all__ = [
     "Producer",
     "QueueUrls",
     "SendOptions",
+    "batch_is_full",
     "encode_attributes",
     "encode_body",
 ]
@@ -102,6 +103,12 @@ def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
     return size
 
 
+def batch_is_full(count: int, total: int, size: int) -> bool:
+    """Whether a SendMessageBatch of `count` entries and `total` bytes cannot take one of
+    `size` more: ten entries, and 1 MiB in all."""
+    return count == MAX_BATCH or total + size > MAX_MESSAGE_BYTES
+
+
 @dataclass(eq=False)
 class _Entry:
     request: dict[str, Any]
@@ -119,7 +126,7 @@ class _Batch:
     closed: bool = False
 
     def fits(self, entry: _Entry) -> bool:
-        return len(self.entries) < MAX_BATCH and self.size + entry.size <= MAX_MESSAGE_BYTES
+        return not batch_is_full(len(self.entries), self.size, entry.size)
 
 
 class SendOptions(TypedDict, total=False):

@@ -29,7 +29,7 @@ from anyio.abc import Process
 
 from aiosqsworker import App, ConsumerStatistics, Message, QueueNotFoundError, WorkerState
 from aiosqsworker._consumer.receiver import poll_pause
-from aiosqsworker.testing import FaultProxy, LocalSQSServer
+from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest
 
 from .kit import REGION, SQSKit, eventually, open_kit
 from .servers import new_server, server_kind
@@ -53,26 +53,6 @@ def bodies(count: int, start: int = 0) -> list[str]:
     return [json.dumps({"n": n}) for n in range(start, start + count)]
 
 
-class FramedShortProxy(FaultProxy):
-    """`truncate` as a broken intermediary sends it: the body cut short, yet framed as whole.
-
-    `FaultProxy` declares the full Content-Length and closes early, which every HTTP client
-    notices. Here the Content-Length matches the short body, so only the body's own syntax
-    shows that it was cut.
-    """
-
-    @staticmethod
-    async def _write(
-        writer: Any,
-        status: int,
-        reason: str,
-        headers: list[tuple[str, str]],
-        payload: bytes,
-        send: int,
-    ) -> None:
-        await FaultProxy._write(writer, status, reason, headers, payload[:send], send)
-
-
 class PartialFailureProxy(FaultProxy):
     """Makes the server fail the first entry of the next DeleteMessageBatch calls.
 
@@ -86,13 +66,11 @@ class PartialFailureProxy(FaultProxy):
         self.fail_next: list[tuple[str, bool]] = []  # (code, sender fault)
         self.deleted_handles: list[str] = []
 
-    async def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
-        if not headers.get("x-amz-target", "").endswith(".DeleteMessageBatch"):
-            return await super()._forward(method, path, headers, body)
-        request = json.loads(body)
-        entries = request["Entries"]
+    async def forward(self, request: ProxiedRequest) -> Answer:
+        if request.action != "DeleteMessageBatch":
+            return await super().forward(request)
+        body = request.json()
+        entries = body["Entries"]
         self.deleted_handles.extend(entry["ReceiptHandle"] for entry in entries)
         failed: list[dict[str, Any]] = []
         if self.fail_next:
@@ -107,13 +85,13 @@ class PartialFailureProxy(FaultProxy):
                 }
             )
         if not entries:
-            return 200, "OK", [], json.dumps({"Successful": [], "Failed": failed}).encode()
-        status, reason, response_headers, payload = await super()._forward(
-            method, path, headers, json.dumps(request).encode()
-        )
-        response = json.loads(payload)
+            return Answer.of_json({"Successful": [], "Failed": failed})
+        request.body = json.dumps(body).encode()
+        answer = await super().forward(request)
+        response = answer.json()
         response["Failed"] = [*response.get("Failed", []), *failed]
-        return status, reason, response_headers, json.dumps(response).encode()
+        answer.payload = json.dumps(response).encode()
+        return answer
 
 
 # (1) Throttling and 5xx on every action.
@@ -282,12 +260,12 @@ async def test_a_slow_long_poll_is_not_cut_off_by_the_read_timeout(
 
 
 @pytest.mark.parametrize(
-    ("client", "proxy_class"),
+    ("client", "cut"),
     [
-        pytest.param("fast", FaultProxy, id="fast-cut-connection"),
-        pytest.param("botocore", FaultProxy, id="botocore-cut-connection"),
-        pytest.param("fast", FramedShortProxy, id="fast-framed-short"),
-        pytest.param("botocore", FramedShortProxy, id="botocore-framed-short"),
+        pytest.param("fast", "truncate", id="fast-cut-connection"),
+        pytest.param("botocore", "truncate", id="botocore-cut-connection"),
+        pytest.param("fast", "cut_short", id="fast-framed-short"),
+        pytest.param("botocore", "cut_short", id="botocore-framed-short"),
     ],
 )
 async def test_a_cut_short_receive_is_a_poll_error_not_an_empty_queue(
@@ -295,7 +273,7 @@ async def test_a_cut_short_receive_is_a_poll_error_not_an_empty_queue(
     sqs_server: LocalSQSServer,
     make_app: Callable[..., App],
     client: Literal["fast", "botocore"],
-    proxy_class: type[FaultProxy],
+    cut: Literal["truncate", "cut_short"],
 ) -> None:
     """ReceiveMessage responses cut in half: the server handed messages out, we never saw them.
 
@@ -309,8 +287,8 @@ async def test_a_cut_short_receive_is_a_poll_error_not_an_empty_queue(
     queue = await sqs.create_queue(visibility_timeout=2)
     ids = await sqs.send(queue, bodies(8))
     seen: list[tuple[str, int]] = []
-    async with proxy_class(sqs_server.endpoint_url) as proxy:
-        proxy.inject("ReceiveMessage", "truncate", times=3)
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        proxy.inject("ReceiveMessage", cut, times=3)
         app = make_app(endpoint_url=proxy.url, client=client)
 
         @app.consumer(queue.name, concurrency=5, prefetch=5, wait_time=1)
@@ -320,7 +298,7 @@ async def test_a_cut_short_receive_is_a_poll_error_not_an_empty_queue(
         async with app:
             await eventually(lambda: stats_of(app).deleted == 8, within=30)
             stats = stats_of(app)
-    assert proxy.faults_applied["ReceiveMessage:truncate"] == 3
+    assert proxy.faults_applied[f"ReceiveMessage:{cut}"] == 3
     assert stats.poll_errors >= 1
     assert sorted(message_id for message_id, _ in seen) == sorted(ids)
     # What the first (cut) poll took came back after its visibility timeout.

@@ -7,9 +7,13 @@ these scenarios fail against plain ``python -m moto.server``.
 from __future__ import annotations
 
 from collections import Counter
+from importlib.metadata import version
 from typing import Any
 
 import anyio
+import pytest
+
+from aiosqsworker.testing.motoserver import check_moto
 
 from .kit import Queue, SQSKit
 
@@ -75,3 +79,15 @@ async def test_a_waiting_fifo_poll_keeps_each_group_in_order(sqs: SQSKit) -> Non
         await sqs.client.delete_message(QueueUrl=queue.url, ReceiptHandle=z0["ReceiptHandle"])
     group_z = [message["Body"] for message in long_poll if message["Body"].startswith("Z")]
     assert group_z in (["Z1"], ["Z1", "Z2"]), [message["Body"] for message in long_poll]
+
+
+def test_the_moto_patch_runs_only_on_the_moto_releases_it_was_written_for() -> None:
+    """The patch replaces moto's private functions: an unknown release is refused, loudly.
+
+    Naive code it catches: patching whatever moto is installed, so that an upgrade that
+    renames a parameter or a lock breaks the server's guarantees without a word.
+    """
+    check_moto(version("moto"))  # the installed one, pinned in pyproject.toml
+    for unknown in ("5.3.0", "6.0.1", "4.2.14", "dev"):
+        with pytest.raises(RuntimeError, match=r"pip install 'moto\[server\]>=5\.2,<5\.3'"):
+            check_moto(unknown)

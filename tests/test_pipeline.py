@@ -19,7 +19,7 @@ import anyio
 import pytest
 
 from aiosqsworker import App, ConsumerStatistics, Message, Reject, Retry, WorkerState
-from aiosqsworker.testing import FaultProxy, LocalSQSServer
+from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest
 
 from .kit import Queue, SQSKit, eventually
 
@@ -86,15 +86,12 @@ class BatchRecorder(FaultProxy):
     def of(self, action: str) -> list[Exchange]:
         return [exchange for exchange in self.exchanges if exchange.action == action]
 
-    async def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    async def forward(self, request: ProxiedRequest) -> Answer:
         at = anyio.current_time()
-        answer = await super()._forward(method, path, headers, body)
-        action = headers.get("x-amz-target", "").rpartition(".")[2]
-        if action in self.RECORDED:
-            entries = json.loads(body)["Entries"]
-            self.exchanges.append(Exchange(action, at, entries, json.loads(answer[3])))
+        answer = await super().forward(request)
+        if request.action in self.RECORDED:
+            entries = request.json()["Entries"]
+            self.exchanges.append(Exchange(request.action, at, entries, answer.json()))
         return answer
 
 

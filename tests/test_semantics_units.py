@@ -32,11 +32,11 @@ from aiosqsworker._consumer.deadletter import (
     DeadLetterQueue,
     dead_letter_attributes,
     failure_record,
-    parse_redrive_policy,
 )
 from aiosqsworker._consumer.fifo import GroupedBuffer, next_group
 from aiosqsworker._consumer.leases import Lease
 from aiosqsworker._consumer.outcomes import Outcome, batch_failures, decide
+from aiosqsworker._consumer.queue import parse_redrive_policy
 from aiosqsworker._consumer.slots import chain_middleware
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/orders"

@@ -9,7 +9,7 @@ timestamps. Only after SQS confirmed the send is the original deleted; if the se
 the message takes the ordinary retry path and SQS's redrive remains the safety net.
 
 The record and the attributes are built by pure functions (`failure_record`,
-`dead_letter_attributes`, `parse_redrive_policy`).
+`dead_letter_attributes`); where a queue's dead letters go is `queue.RedrivePolicy`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .._errors import SQSError
-from .._message import Message
+from .._message import Message, from_epoch_millis
 from .._sqs.base import SQSClient
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "DeadLetterQueue",
     "dead_letter_attributes",
     "failure_record",
-    "parse_redrive_policy",
 ]
 
 logger = logging.getLogger("aiosqsworker.deadletter")
@@ -43,25 +42,9 @@ MAX_MESSAGE_ATTRIBUTES = 10
 MAX_ERROR_TEXT = 1000
 
 
-def parse_redrive_policy(policy: str | None) -> tuple[str, int] | None:
-    """(dead-letter queue ARN, maxReceiveCount) from a RedrivePolicy attribute, if any."""
-    if not policy:
-        return None
-    try:
-        parsed = json.loads(policy)
-        return str(parsed["deadLetterTargetArn"]), int(parsed["maxReceiveCount"])
-    except (ValueError, KeyError, TypeError):
-        logger.warning("ignoring a RedrivePolicy that does not parse: %r", policy)
-        return None
-
-
 def _iso(milliseconds: str | None) -> str | None:
-    if not milliseconds:
-        return None
-    try:
-        return datetime.fromtimestamp(int(milliseconds) / 1000, tz=UTC).isoformat()
-    except ValueError:
-        return None
+    moment = from_epoch_millis(milliseconds)
+    return moment.isoformat() if moment else None
 
 
 def _error_text(error: BaseException) -> str:

@@ -1,28 +1,55 @@
-"""One consumer's pipeline: receiver → buffer → handler slots → acker, with the lease keeper.
+"""What a consumer knows of its queue, read once at start, and where its dead letters go.
 
-`Pipeline.run` owns every task of the consumer in its task groups and carries out the
-shutdown in order:
-
-1. stop polling (open polls finish; what they bring is released),
-2. release the buffered messages that never started (visibility 0),
-3. let running handlers finish within the shutdown timeout, then cancel them (released),
-4. abandon the polls still open, stop the lease keeper,
-5. flush the acker: every delete and visibility change queued is sent (time-boxed, and
-   shielded from the caller's cancellation so that a cancelled host still flushes).
+`QueueInfo.fetch` reads the queue's attributes and resolves its dead-letter queue: the
+consumer's own `dead_letter_queue=`, else the target of the queue's RedrivePolicy.
+`RedrivePolicy` is the one reading of that attribute, which the queue tools share.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .._config import ConsumerConfig
 from .._errors import SQSError
 from .._sqs.base import SQSClient
-from .deadletter import DeadLetterQueue, parse_redrive_policy
+from .deadletter import DeadLetterQueue
 
-__all__ = ["QueueInfo"]
+__all__ = ["QueueInfo", "RedrivePolicy", "parse_redrive_policy"]
 
 logger = logging.getLogger("aiosqsworker")
+
+
+def parse_redrive_policy(policy: str | None) -> tuple[str, int] | None:
+    """(dead-letter queue ARN, maxReceiveCount) from a RedrivePolicy attribute, if any."""
+    if not policy:
+        return None
+    try:
+        parsed = json.loads(policy)
+        return str(parsed["deadLetterTargetArn"]), int(parsed["maxReceiveCount"])
+    except (ValueError, KeyError, TypeError):
+        logger.warning("ignoring a RedrivePolicy that does not parse: %r", policy)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RedrivePolicy:
+    """A queue's RedrivePolicy: where SQS moves a message, after how many receives."""
+
+    dead_letter_arn: str
+    max_receive_count: int
+
+    @classmethod
+    def of(cls, attributes: Mapping[str, str]) -> RedrivePolicy | None:
+        """The policy in a queue's attributes, or None without one (or an unreadable one)."""
+        parsed = parse_redrive_policy(attributes.get("RedrivePolicy"))
+        return cls(*parsed) if parsed else None
+
+    async def dead_letter_url(self, client: SQSClient) -> str:
+        """The dead-letter queue's URL; `QueueNotFoundError` when it is gone."""
+        return await client.queue_url_from_arn(self.dead_letter_arn)
 
 
 class QueueInfo:
@@ -47,8 +74,8 @@ class QueueInfo:
     async def fetch(cls, client: SQSClient, config: ConsumerConfig) -> QueueInfo:
         url = await client.resolve_queue_url(config.queue)
         attributes = await client.get_queue_attributes(url)
-        policy = parse_redrive_policy(attributes.get("RedrivePolicy"))
-        max_receive_count = policy[1] if policy else None
+        policy = RedrivePolicy.of(attributes)
+        max_receive_count = policy.max_receive_count if policy else None
         dead_letters: DeadLetterQueue | None = None
         if config.dead_letter_queue is not None:
             dlq_url = await client.resolve_queue_url(config.dead_letter_queue)
@@ -56,14 +83,14 @@ class QueueInfo:
         elif policy is not None:
             try:
                 dead_letters = DeadLetterQueue(
-                    await client.queue_url_from_arn(policy[0]), max_receive_count
+                    await policy.dead_letter_url(client), max_receive_count
                 )
             except SQSError as exc:
                 logger.warning(
                     "queue %s: cannot reach its dead-letter queue %s (%s): failures are left "
                     "to SQS's redrive, without failure records",
                     url,
-                    policy[0],
+                    policy.dead_letter_arn,
                     exc,
                 )
         return cls(url, attributes, dead_letters)

@@ -172,9 +172,7 @@ async def serve_metrics(
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
+        bound = int(runner.addresses[0][1]) if runner.addresses else port
         logger.info("metrics and health on http://%s:%d (/metrics /healthz /readyz)", host, bound)
         task_status.started(bound)
         await anyio.sleep_forever()

@@ -134,11 +134,13 @@ class FastSQSClient:
     def __init__(
         self,
         fallback: AioBotocoreSQSClient,
-        botocore_client: Any,
+        credentials: Any,
         session: aiohttp.ClientSession,
     ) -> None:
+        """`credentials`: the session's credentials object (`AioSession.get_credentials()`),
+        the one botocore's own client signs with; refreshable ones refresh themselves."""
         self._fallback = fallback
-        self._botocore = botocore_client
+        self._credentials_source = credentials
         self._session = session
         parts = urlsplit(fallback.endpoint.url)
         self._url = fallback.endpoint.url.rstrip("/") + "/"
@@ -223,7 +225,7 @@ class FastSQSClient:
         return SendBatchResult.from_response(response)
 
     async def _credentials(self) -> FrozenCredentials:
-        credentials = self._botocore._request_signer._credentials
+        credentials = self._credentials_source
         if credentials is None:
             raise CredentialsError(
                 "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "

@@ -95,4 +95,4 @@ async def open_sqs_client(
             skip_auto_headers=("User-Agent",),
         )
     )
-    return FastSQSClient(botocore_path, client, http)
+    return FastSQSClient(botocore_path, credentials, http)

@@ -45,14 +45,16 @@ from .._consumer.slots import chain_middleware
 from .._message import Message
 from .._producer import encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
-from .faultproxy import FaultProxy
+from .faultproxy import Answer, FaultProxy, ProxiedRequest
 from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 
 __all__ = [
     "LOCAL_CREDENTIALS",
+    "Answer",
     "FaultProxy",
     "HandlerOutcome",
     "LocalSQSServer",
+    "ProxiedRequest",
     "call_consumer",
     "free_port",
     "make_message",

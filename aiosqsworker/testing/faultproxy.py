@@ -7,6 +7,9 @@ For tests of what a consumer does when the network or SQS misbehaves. It listens
 - ``reset``: drop the connection without answering;
 - ``stall``: hold the request `seconds` without answering, then drop it;
 - ``truncate``: forward, then send only the first half of the response body and close;
+- ``cut_short``: forward, then answer with the first half of the body framed as whole (a
+  Content-Length that matches it), as a broken intermediary would: only the body's own
+  syntax shows that it was cut;
 - ``lose_answer``: forward, then drop the connection without answering (the call took
   effect, but the client never learns it did);
 - ``status``: answer `status` (500, 503, ...) with an SQS-style JSON error;
@@ -16,7 +19,9 @@ For tests of what a consumer does when the network or SQS misbehaves. It listens
 - ``latency``: forward after `seconds`.
 
 Faults are queued per action and taken one per request (`times`), or applied to every
-request while `always` holds. It counts requests per action.
+request while `always` holds. It counts requests per action. A test's own kind of fault
+overrides `forward`, the public step that sends one request upstream: change the request
+before calling ``super().forward(request)``, or the answer after.
 
 ```python
 async with FaultProxy(server.endpoint_url) as proxy:
@@ -32,13 +37,15 @@ import contextlib
 import json
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 
-__all__ = ["Fault", "FaultProxy"]
+__all__ = ["Answer", "Fault", "FaultProxy", "ProxiedRequest"]
 
-FaultKind = Literal["reset", "stall", "truncate", "lose_answer", "status", "throttle", "latency"]
+FaultKind = Literal[
+    "reset", "stall", "truncate", "cut_short", "lose_answer", "status", "throttle", "latency"
+]
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
@@ -49,6 +56,39 @@ class Fault:
     seconds: float = 0.0
     status: int = 500
     style: Literal["json", "query"] = "json"
+
+
+@dataclass
+class ProxiedRequest:
+    """One request on its way upstream; `action` is its SQS action (``DeleteMessageBatch``)."""
+
+    action: str
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Answer:
+    """What the upstream server answered (or what an override answers instead)."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    payload: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+    @classmethod
+    def of_json(cls, value: object) -> Answer:
+        """A 200 answer carrying `value` in SQS's JSON protocol."""
+        headers = [("Content-Type", "application/x-amz-json-1.0")]
+        return cls(200, "OK", headers, json.dumps(value).encode())
 
 
 class FaultProxy:
@@ -175,26 +215,35 @@ class FaultProxy:
             return True
         if fault is not None and fault.kind == "latency":
             await asyncio.sleep(fault.seconds)
-        status, reason, response_headers, payload = await self._forward(method, path, headers, body)
+        answer = await self.forward(ProxiedRequest(action, method, path, headers, body))
+        status, reason, response_headers, payload = (
+            answer.status,
+            answer.reason,
+            answer.headers,
+            answer.payload,
+        )
         if fault is not None and fault.kind == "lose_answer":
             return False
         if fault is not None and fault.kind == "truncate":
             await self._write(writer, status, reason, response_headers, payload, len(payload) // 2)
             return False
+        if fault is not None and fault.kind == "cut_short":
+            short = payload[: len(payload) // 2]
+            await self._write(writer, status, reason, response_headers, short, len(short))
+            return False
         await self._write(writer, status, reason, response_headers, payload, len(payload))
         return True
 
-    async def _forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, str, list[tuple[str, str]], bytes]:
+    async def forward(self, request: ProxiedRequest) -> Answer:
+        """Send `request` upstream and return its answer: the hook for a test's own faults."""
         assert self._session is not None
-        forwarded = {k: v for k, v in headers.items() if k not in _HOP_BY_HOP}
+        forwarded = {k: v for k, v in request.headers.items() if k not in _HOP_BY_HOP}
         async with self._session.request(
-            method, self.upstream + path, headers=forwarded, data=body
+            request.method, self.upstream + request.path, headers=forwarded, data=request.body
         ) as response:
             payload = await response.read()
             kept = [(k, v) for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP]
-            return response.status, response.reason or "", kept, payload
+            return Answer(response.status, response.reason or "", kept, payload)
 
     @staticmethod
     async def _write(

@@ -4,8 +4,8 @@
 line options). moto serves each request on a thread of its own and locks little:
 
 - a ReceiveMessage checks that a message is visible, then marks it received, with nothing
-  between the two: two polls at the same moment can both take one message (in a check of
-  1,446 receives by 8 pollers, 6 came out twice), which SQS never does;
+  between the two: two polls at the same moment can both take one message, which SQS
+  never does;
 - its FIFO long poll reads once, at the start, which message groups are busy, so a poll that
   waits can later hand out a group's next message while the one before it is in flight;
 - a delete rebuilds the queue's list of messages, and a send appending to the old list at
@@ -15,20 +15,38 @@ line options). moto serves each request on a thread of its own and locks little:
 Here each pass over the queue is moto's own code called as a short poll, under one lock
 that visibility changes take too; a long poll waits between passes outside it, so other
 calls and other long polls go on meanwhile. A delete takes the queue's own lock, the one
-sends take. Deletes stay out of the receive lock: queued behind sixteen long polls' passes,
-they held finished messages back and halved a consumer's throughput.
+sends take, and stays out of the receive lock, where it would queue behind every long
+poll's passes.
+
+The patch replaces moto's private functions, so it runs only on the moto releases it was
+written for (`SUPPORTED_MOTO`, the range pyproject.toml pins) and refuses any other with
+what to do, rather than misbehave quietly.
 """
 
 from __future__ import annotations
 
+import inspect
+import sys
 import threading
 import time
+from importlib.metadata import version
 from typing import Any
 
 from moto import server
 from moto.sqs.models import Queue, SQSBackend
 
-__all__ = ["main"]
+__all__ = ["SUPPORTED_MOTO", "check_moto", "main"]
+
+#: The moto releases the patch was written for: [first, last) by (major, minor).
+SUPPORTED_MOTO = ((5, 2), (5, 3))
+_RECEIVE_PARAMETERS = [
+    "self",
+    "queue_name",
+    "count",
+    "wait_seconds_timeout",
+    "visibility_timeout",
+    "message_attribute_names",
+]
 
 _receive_lock = threading.Lock()
 _one_pass = SQSBackend.receive_message
@@ -74,7 +92,32 @@ def _delete_message(queue: Queue, receipt_handle: str) -> None:
         _queue_delete(queue, receipt_handle)
 
 
+def check_moto(installed: str) -> None:
+    """Raise RuntimeError, saying what to do, unless `installed` moto is one the patch knows."""
+    first, last = SUPPORTED_MOTO
+    try:
+        release = tuple(int(part) for part in installed.split(".")[:2])
+    except ValueError:
+        release = (0, 0)
+    shape_known = (
+        list(inspect.signature(_one_pass).parameters) == _RECEIVE_PARAMETERS
+        and hasattr(Queue, "wait_for_messages")
+        and hasattr(Queue, "delete_message")
+    )
+    if not first <= release < last or not shape_known:
+        raise RuntimeError(
+            f"aiosqsworker's local SQS server patches moto's internals and was written for "
+            f"moto {first[0]}.{first[1]}.x; moto {installed} is installed. Install a supported "
+            f"one: pip install 'moto[server]>={first[0]}.{first[1]},<{last[0]}.{last[1]}'"
+        )
+
+
 def main() -> None:
+    try:
+        check_moto(version("moto"))
+    except RuntimeError as exc:
+        print(f"aiosqsworker: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     SQSBackend.receive_message = _receive_message  # type: ignore[method-assign]
     SQSBackend.change_message_visibility = _change_message_visibility  # type: ignore[method-assign]
     Queue.delete_message = _delete_message  # type: ignore[method-assign,assignment]

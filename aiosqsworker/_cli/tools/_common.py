@@ -16,9 +16,9 @@ from typing import Any, TextIO
 
 import anyio
 
-from ..._config import MAX_BATCH, AppConfig
-from ..._errors import AioSQSWorkerError
-from ..._producer import MAX_MESSAGE_BYTES
+from ..._config import AppConfig
+from ..._errors import AioSQSWorkerError, leaf_errors
+from ..._producer import batch_is_full
 from ..._sqs.base import SQSClient
 from ..._sqs.open import open_sqs_client
 
@@ -103,11 +103,6 @@ class Progress:
         print(line, file=self._stream or sys.stderr, flush=True)
 
 
-def batch_is_full(count: int, total: int, size: int) -> bool:
-    """Whether a batch of `count` entries and `total` bytes cannot take one of `size` more."""
-    return count == MAX_BATCH or total + size > MAX_MESSAGE_BYTES
-
-
 def batch_waves(sizes: Sequence[int]) -> list[list[int]]:
     """Indexes of consecutive entries grouped as one SendMessageBatch takes them."""
     waves: list[list[int]] = []
@@ -131,16 +126,10 @@ async def open_client(
     )
 
 
-def _first_error(error: BaseException) -> BaseException:
-    """The framework's error a task group's exception group carries, else the error itself."""
-    pending = [error]
-    while pending:
-        current = pending.pop(0)
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        elif isinstance(current, AioSQSWorkerError):
-            return current
-    return error
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The framework's error a task group's exception group carries, else the group itself."""
+    framework = (e for e in leaf_errors(group) if isinstance(e, AioSQSWorkerError))
+    return next(framework, group)
 
 
 def run(function: Callable[..., Any], *args: object) -> int:

@@ -15,14 +15,15 @@ import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
 from ..._config import MAX_BATCH
-from ..._consumer.deadletter import FAILURE_ATTRIBUTE, parse_redrive_policy
+from ..._consumer.deadletter import FAILURE_ATTRIBUTE
+from ..._consumer.queue import RedrivePolicy
 from ..._errors import QueueNotFoundError, SQSError
+from ..._message import from_epoch_millis
 from ..._sqs.base import SQSClient
 from ._common import RECEIVE_WAIT, count_of, messages_text, open_client, queue_name_of, run
 
@@ -59,11 +60,8 @@ def failure_of(message_attributes: Mapping[str, Mapping[str, Any]] | None) -> di
 
 
 def _sent_at(raw: Mapping[str, Any]) -> str | None:
-    milliseconds = str((raw.get("Attributes") or {}).get("SentTimestamp", ""))
-    try:
-        return datetime.fromtimestamp(int(milliseconds) / 1000, tz=UTC).isoformat()
-    except ValueError:
-        return None
+    moment = from_epoch_millis((raw.get("Attributes") or {}).get("SentTimestamp"))
+    return moment.isoformat() if moment else None
 
 
 def _one_line(text: str) -> str:
@@ -195,12 +193,12 @@ class DeadLetterRoute:
 async def find_dead_letter_queue(client: SQSClient, queue: str) -> DeadLetterRoute:
     """QUEUE's dead-letter queue by its RedrivePolicy; without one, QUEUE itself."""
     url = await client.resolve_queue_url(queue)
-    policy = parse_redrive_policy((await client.get_queue_attributes(url)).get("RedrivePolicy"))
+    policy = RedrivePolicy.of(await client.get_queue_attributes(url))
     if policy is None:
         return DeadLetterRoute(url, None)
-    arn = policy[0]
+    arn = policy.dead_letter_arn
     try:
-        dead_letter_url = await client.queue_url_from_arn(arn)
+        dead_letter_url = await policy.dead_letter_url(client)
     except QueueNotFoundError as exc:
         raise QueueNotFoundError(
             f"the dead-letter queue of {queue!r} ({arn}, from its RedrivePolicy) does not "

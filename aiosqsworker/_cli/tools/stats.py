@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from ..._consumer.deadletter import parse_redrive_policy
+from ..._consumer.queue import RedrivePolicy
 from ..._errors import QueueNotFoundError
 from ..._sqs.base import SQSClient
 from ._common import count_of, open_client, queue_name_of, run
@@ -56,7 +56,7 @@ def queue_stats(
     dead_letter_attributes: Mapping[str, str] | None = None,
 ) -> QueueStats:
     """A row from the queue's attributes and, if it has one, its dead-letter queue's."""
-    policy = parse_redrive_policy(attributes.get("RedrivePolicy"))
+    policy = RedrivePolicy.of(attributes)
     timeout = attributes.get("VisibilityTimeout")
     return QueueStats(
         queue=queue,
@@ -64,13 +64,13 @@ def queue_stats(
         in_flight=count_of(attributes, "ApproximateNumberOfMessagesNotVisible"),
         delayed=count_of(attributes, "ApproximateNumberOfMessagesDelayed"),
         visibility_timeout=int(timeout) if timeout and timeout.isdigit() else None,
-        dead_letter_queue=queue_name_of(policy[0]) if policy else None,
+        dead_letter_queue=queue_name_of(policy.dead_letter_arn) if policy else None,
         dead_letter_depth=(
             _depth(dead_letter_attributes)
             if policy and dead_letter_attributes is not None
             else None
         ),
-        max_receive_count=policy[1] if policy else None,
+        max_receive_count=policy.max_receive_count if policy else None,
     )
 
 
@@ -123,13 +123,13 @@ async def _stats_rows(
 
     async def one(index: int, url: str) -> None:
         attributes = await client.get_queue_attributes(url)
-        policy = parse_redrive_policy(attributes.get("RedrivePolicy"))
+        policy = RedrivePolicy.of(attributes)
         dead_letter_attributes = None
         if policy:
-            arn = policy[0]
+            arn = policy.dead_letter_arn
             if arn not in dead_letter_urls:
                 try:
-                    dead_letter_urls[arn] = await client.queue_url_from_arn(arn)
+                    dead_letter_urls[arn] = await policy.dead_letter_url(client)
                 except QueueNotFoundError:
                     dead_letter_urls[arn] = None
             dead_letter_url = dead_letter_urls[arn]
