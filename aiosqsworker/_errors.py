@@ -16,7 +16,7 @@ AioSQSWorkerError
 `Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
 flow a handler raises to choose what happens to its messages.
 
-Errors raised by botocore and aiohttp never leave `_client.py`: `map_sqs_errors` turns them
+Errors raised by botocore and aiohttp never leave `_sqs/`: `map_sqs_errors` turns them
 into this tree at the boundary, so the rest of the code (and users) catch only these.
 """
 

@@ -2,10 +2,10 @@
 
 aiosqsworker runs on asyncio (uvloop when installed) and takes its structure from anyio:
 task groups, cancel scopes, timeouts. But every anyio call first looks up the running
-backend, which costs more than the operation itself: on the per-message path (a clock read,
-an event, waiting for the next message) that lookup was about a fifth of the framework's CPU
-per message. There these asyncio primitives are used directly. anyio's cancellation reaches
-them as it reaches any asyncio await, and `now()` is the clock anyio's deadlines use.
+backend, which costs more than the operation itself; so on the per-message path (a clock
+read, an event, waiting for the next message) asyncio's primitives are used directly.
+anyio's cancellation reaches them as it reaches any asyncio await, and `now()` is the clock
+anyio's deadlines use.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The runner: signals, the event loop (uvloop when installed) and exit codes.
+"""The runner: one app in a process of its own, with its event loop, probes and exit code.
 
-Signals belong here, never to the worker: the first SIGTERM/SIGINT asks for a graceful stop,
-a second one forces it. The handlers that were installed before are put back afterwards.
+It picks the event loop (uvloop when installed), turns stop signals into `app.stop()`
+(`signals.py`), serves the metrics and health endpoints and the progress line beside the
+app, and returns the process's exit code. It knows the app only through `probe.RunnableApp`.
 """
 
 from __future__ import annotations

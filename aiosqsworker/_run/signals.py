@@ -1,7 +1,7 @@
-"""The runner: signals, the event loop (uvloop when installed) and exit codes.
+"""Stop signals: the first SIGTERM/SIGINT asks for a graceful stop, a second one forces it.
 
-Signals belong here, never to the worker: the first SIGTERM/SIGINT asks for a graceful stop,
-a second one forces it. The handlers that were installed before are put back afterwards.
+Signals belong to whoever owns the process (the runner, the demo, `App.run(handle_signals=
+True)`), never to the worker; the handlers that were installed before are put back after.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""The only module that talks to SQS.
+"""The SQS boundary's vocabulary: the `SQSClient` protocol and the results of batch calls.
 
-The rest of the framework depends on the small `SQSClient` protocol below, never on
-aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
-at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+Everything outside `_sqs/` depends on this protocol, never on aiobotocore or aiohttp; its
+implementations are `botocore.AioBotocoreSQSClient` and `fast.FastSQSClient` (`open` picks
+one), as httpx's transports sit behind one interface.
 """
 
 from __future__ import annotations

@@ -1,8 +1,6 @@
-"""The only module that talks to SQS.
+"""`SQSClient` over aiobotocore: every call, with botocore's retries and credential chain.
 
-The rest of the framework depends on the small `SQSClient` protocol below, never on
-aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
-at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+The fast path (`fast.py`) takes the hot calls over aiohttp and delegates the rest here.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""The only module that talks to SQS.
+"""SQS's errors in the framework's own tree: one classification, one mapping for both clients.
 
-The rest of the framework depends on the small `SQSClient` protocol below, never on
-aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
-at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+`classify_error_code` is the pure decision (an AWS error code or HTTP status to an error
+class); `sqs_error` words it for a person; `map_sqs_errors` turns botocore's and aiohttp's
+exceptions into those errors at the boundary, as httpcore's `map_exceptions` does.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ region and endpoint resolution, every control-plane call) and serves ReceiveMess
 DeleteMessageBatch, ChangeMessageVisibilityBatch and SendMessage(Batch) itself:
 
 - one keep-alive aiohttp session, its read timeout longer than the long poll;
-- SigV4 with a signing key cached per day (`_sigv4.py`), credentials from botocore's chain,
+- SigV4 with a signing key cached per day (`sigv4.py`), credentials from botocore's chain,
   frozen per request so that refreshed ones are picked up;
 - compact JSON encoding and decoding (orjson when installed);
 - MD5 of every received body verified, as the SDKs for other languages do: a message whose

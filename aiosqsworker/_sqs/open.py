@@ -1,8 +1,7 @@
-"""The only module that talks to SQS.
+"""Opening a client: region, credentials and endpoint by AWS's usual rules, checked early.
 
-The rest of the framework depends on the small `SQSClient` protocol below, never on
-aiobotocore; botocore's and aiohttp's exceptions are mapped to the framework's own tree here,
-at the boundary (`map_sqs_errors`), by a pure classification (`classify_error_code`).
+`open_sqs_client` fails at start on a missing region or credentials with a message that
+says what to set, and returns the fast client unless `AppConfig.client` asks for botocore.
 """
 
 from __future__ import annotations
