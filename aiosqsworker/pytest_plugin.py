@@ -26,13 +26,13 @@ async def test_orders(sqs_endpoint, sqs_queue):
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from ._consumer.queue import RedrivePolicy
 from .testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["TestQueue", "local_sqs_server", "sqs_endpoint", "sqs_queue"]
@@ -105,9 +105,7 @@ def sqs_queue(
             arn = client.get_queue_attributes(
                 QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
             )["Attributes"]["QueueArn"]
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive_count)}
-            )
+            attributes["RedrivePolicy"] = RedrivePolicy(arn, max_receive_count).attribute()
         url = client.create_queue(QueueName=f"{name}{suffix}", Attributes=attributes)["QueueUrl"]
         return TestQueue(f"{name}{suffix}", url, dead_letter_name, dead_letter_url)
 

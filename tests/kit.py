@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -12,6 +11,8 @@ from typing import Any
 
 import anyio
 from aiobotocore.session import get_session
+
+from aiosqsworker._consumer.queue import RedrivePolicy
 
 REGION = "us-east-1"
 _names = itertools.count()
@@ -51,9 +52,7 @@ class SQSKit:
                     QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
                 )
             )["Attributes"]["QueueArn"]
-            attrs["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
-            )
+            attrs["RedrivePolicy"] = RedrivePolicy(dlq_arn, max_receive_count).attribute()
         response = await self.client.create_queue(QueueName=name, Attributes=attrs)
         return Queue(name=name, url=response["QueueUrl"])
 

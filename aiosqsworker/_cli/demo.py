@@ -19,6 +19,7 @@ import anyio
 from aiobotocore.session import get_session
 
 from .._app import App
+from .._consumer.queue import RedrivePolicy
 from .._message import Message
 from .._run.signals import capture_signals
 from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
@@ -52,7 +53,7 @@ async def _create_queues(client: Any) -> dict[str, str]:
     dlq_arn = (
         await client.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"])
     )["Attributes"]["QueueArn"]
-    policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVES)})
+    policy = RedrivePolicy(dlq_arn, MAX_RECEIVES).attribute()
     orders = await client.create_queue(
         QueueName="demo-orders",
         Attributes={"VisibilityTimeout": str(VISIBILITY), "RedrivePolicy": policy},

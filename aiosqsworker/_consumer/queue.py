@@ -47,6 +47,15 @@ class RedrivePolicy:
         parsed = parse_redrive_policy(attributes.get("RedrivePolicy"))
         return cls(*parsed) if parsed else None
 
+    def attribute(self) -> str:
+        """The policy as the queue attribute ``RedrivePolicy`` takes it."""
+        return json.dumps(
+            {
+                "deadLetterTargetArn": self.dead_letter_arn,
+                "maxReceiveCount": str(self.max_receive_count),
+            }
+        )
+
     async def dead_letter_url(self, client: SQSClient) -> str:
         """The dead-letter queue's URL; `QueueNotFoundError` when it is gone."""
         return await client.queue_url_from_arn(self.dead_letter_arn)

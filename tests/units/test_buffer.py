@@ -1,0 +1,188 @@
+"""`Capacity` and `MessageBuffer` (`_consumer/buffer.py`): the back-pressure and the buffer.
+
+Pure decisions and small parts, called directly: no server here.
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+
+from aiosqsworker._consumer.buffer import Capacity, MessageBuffer
+
+
+async def test_capacity_reserves_what_is_free_up_to_at_most() -> None:
+    capacity = Capacity(25)
+    assert await capacity.reserve(1, 10) == 10
+    assert await capacity.reserve(1, 10) == 10
+    assert capacity.used == 20
+    assert await capacity.reserve(1, 10) == 5
+    assert capacity.used == 25
+    capacity.release(0)
+    assert capacity.used == 25
+    capacity.release(7)
+    assert capacity.used == 18
+
+
+async def test_capacity_reserve_waits_for_at_least() -> None:
+    capacity = Capacity(10)
+    assert await capacity.reserve(10, 10) == 10
+    got: list[int] = []
+
+    async def reserve() -> None:
+        got.append(await capacity.reserve(3, 10))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reserve)
+        await wait_all_tasks_blocked()
+        capacity.release(2)
+        await wait_all_tasks_blocked()
+        assert got == [], "reserved with fewer than at_least free"
+        capacity.release(2)
+    assert got == [4]
+    assert capacity.used == 10
+
+
+async def test_capacity_release_wakes_every_waiter_that_fits() -> None:
+    capacity = Capacity(4)
+    assert await capacity.reserve(4, 4) == 4
+    got: list[int] = []
+
+    async def reserve() -> None:
+        got.append(await capacity.reserve(2, 2))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reserve)
+            tg.start_soon(reserve)
+            await wait_all_tasks_blocked()
+            capacity.release(2)
+            await wait_all_tasks_blocked()
+            assert got == [2]
+            capacity.release(2)
+    assert got == [2, 2]
+
+
+async def test_capacity_close_wakes_waiters_with_nothing() -> None:
+    capacity = Capacity(1)
+    assert await capacity.reserve(1, 1) == 1
+    got: list[int] = []
+
+    async def reserve() -> None:
+        got.append(await capacity.reserve(1, 10))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reserve)
+            tg.start_soon(reserve)
+            await wait_all_tasks_blocked()
+            capacity.close()
+    assert got == [0, 0]
+    # Closed for good: even free room is not handed out.
+    capacity.release(1)
+    assert await capacity.reserve(1, 1) == 0
+
+
+async def test_buffer_hands_out_in_order() -> None:
+    buffer: MessageBuffer[str] = MessageBuffer()
+    buffer.put("a")
+    buffer.put("b")
+    assert len(buffer) == 2
+    assert await buffer.get() == "a"
+    assert await buffer.get() == "b"
+    assert len(buffer) == 0
+    assert buffer.task_done("a", succeeded=True) == []
+
+
+async def test_buffer_get_waits_for_a_put() -> None:
+    buffer: MessageBuffer[str] = MessageBuffer()
+    got: list[str | None] = []
+
+    async def get() -> None:
+        got.append(await buffer.get())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get)
+            tg.start_soon(get)
+            await wait_all_tasks_blocked()
+            assert got == []
+            buffer.put("x")
+            await wait_all_tasks_blocked()
+            assert got == ["x"]
+            buffer.put("y")
+    assert got == ["x", "y"]
+
+
+async def test_buffer_close_returns_leftovers_and_wakes_waiters() -> None:
+    buffer: MessageBuffer[str] = MessageBuffer()
+    got: list[str | None] = []
+
+    async def get() -> None:
+        got.append(await buffer.get())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(get)
+            tg.start_soon(get)
+            await wait_all_tasks_blocked()
+            assert buffer.close() == []
+    assert got == [None, None]
+    assert await buffer.get() is None
+    with pytest.raises(RuntimeError, match="closed"):
+        buffer.put("late")
+
+    full: MessageBuffer[str] = MessageBuffer()
+    full.put("a")
+    full.put("b")
+    assert full.close() == ["a", "b"]
+    assert len(full) == 0
+    assert await full.get() is None
+
+
+async def test_a_waiter_cancelled_after_its_wake_up_passes_the_item_on() -> None:
+    buffer: MessageBuffer[str] = MessageBuffer()
+    first_scope = anyio.CancelScope()
+    got: list[str | None] = []
+    first_cancelled = False
+
+    async def first() -> None:
+        nonlocal first_cancelled
+        with first_scope:
+            got.append(await buffer.get())
+        first_cancelled = first_scope.cancelled_caught
+
+    async def second() -> None:
+        got.append(await buffer.get())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first)
+            await wait_all_tasks_blocked()
+            tg.start_soon(second)
+            await wait_all_tasks_blocked()
+            first_scope.cancel()  # the first waiter is cancelled...
+            buffer.put("x")  # ...and woken before it has run: the wake-up goes on to the second
+            await wait_all_tasks_blocked()
+            leftover = buffer.close()
+    assert first_cancelled
+    assert got == ["x"]
+    assert leftover == []
+
+
+async def test_a_waiter_cancelled_before_any_put_does_not_swallow_a_wake_up() -> None:
+    buffer: MessageBuffer[str] = MessageBuffer()
+    got: list[str | None] = []
+
+    async def get() -> None:
+        got.append(await buffer.get())
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            with anyio.move_on_after(0.01):
+                await buffer.get()  # a waiter that gives up
+            tg.start_soon(get)
+            await wait_all_tasks_blocked()
+            buffer.put("x")
+    assert got == ["x"]
