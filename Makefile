@@ -11,8 +11,9 @@ MINISTACK_VERSION ?= 1.5.33
 MINISTACK_STAMP := $(MINISTACK_VENV)/.installed-stamp
 MINISTACK_ENV := AIOSQSWORKER_MINISTACK_VENV=$(abspath $(MINISTACK_VENV))
 # What `make test` runs against ministack too (the full pass, about as long as moto's, is
-# `make test-ministack`): the happy path and the fault scenarios where servers differ most.
-MINISTACK_SUBSET ?= tests/test_happy_path.py tests/test_faults.py -k "happy_path or stale_receipt or lost_lease or partly_failed or queue_deleted or cut_short"
+# `make test-ministack`): the happy path, the fault scenarios where servers differ most, a
+# stalled extension and a rolling restart.
+MINISTACK_SUBSET ?= tests/test_happy_path.py tests/test_faults.py tests/test_robustness.py -k "happy_path or stale_receipt or lost_lease or partly_failed or queue_deleted or cut_short or stalled_extension or rolling_restart"
 
 .PHONY: help install test lint typecheck pytest demo bench docs clean test-ministack soak \
 	pytest-ministack-subset
