@@ -10,8 +10,8 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 
@@ -358,16 +358,11 @@ async def test_a_poll_open_at_the_stop_finishes_and_what_it_brings_is_released(
     assert left["MessageId"] == late_id
 
 
-async def test_a_graceful_stop_lets_an_open_poll_finish_and_releases_what_it_brings(
-    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
-) -> None:
-    """An idle consumer is stopped with its long poll open; a message arrives meanwhile.
-
-    Naive code it catches: abandoning the open poll at once: the server hands the message
-    to a poll whose client is gone, and it stays invisible for the whole visibility timeout
-    (30 s here). The stop takes no longer than what is left of the poll's wait.
-    """
-    wait_time = 3
+@asynccontextmanager
+async def an_idle_consumer_polling(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App], wait_time: int
+) -> AsyncIterator[tuple[App, Queue]]:
+    """A running app whose one consumer has a long poll of `wait_time` seconds open."""
     queue = await sqs.create_queue(visibility_timeout=LONG_VISIBILITY)
     async with FaultProxy(sqs_server.endpoint_url) as proxy:
         app = make_app(endpoint_url=proxy.url)
@@ -378,10 +373,25 @@ async def test_a_graceful_stop_lets_an_open_poll_finish_and_releases_what_it_bri
 
         async with app:
             await eventually(lambda: proxy.requests["ReceiveMessage"] == 1, what="a long poll open")
-            app.stop()
-            (late_id,) = await sqs.send(queue, ["late"])
-            stopping_since = time.monotonic()
-        stopped_in = time.monotonic() - stopping_since
+            assert _stats(app).polls == 0
+            yield app, queue
+
+
+async def test_a_graceful_stop_lets_an_open_poll_finish_and_releases_what_it_brings(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """An idle consumer is stopped with its long poll open; a message arrives meanwhile.
+
+    Naive code it catches: abandoning the open poll at once: the server hands the message
+    to a poll whose client is gone, and it stays invisible for the whole visibility timeout
+    (30 s here). The stop takes no longer than what is left of the poll's wait.
+    """
+    wait_time = 3
+    async with an_idle_consumer_polling(sqs, sqs_server, make_app, wait_time) as (app, queue):
+        app.stop()
+        (late_id,) = await sqs.send(queue, ["late"])
+        stopping_since = time.monotonic()
+    stopped_in = time.monotonic() - stopping_since
     assert stopped_in < wait_time + 2, f"the stop took {stopped_in:.1f} s"
     assert _state(app) is WorkerState.STOPPED
     assert _stats(app).released == 1
@@ -393,22 +403,12 @@ async def test_a_graceful_stop_lets_an_open_poll_finish_and_releases_what_it_bri
 async def test_a_forced_stop_abandons_an_open_long_poll_at_once(
     sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
 ) -> None:
-    """A forced stop does not wait out a 20 s poll, and says what that may cost."""
+    """A forced stop does not wait out a 20 s poll."""
     wait_time = 20
-    queue = await sqs.create_queue(visibility_timeout=LONG_VISIBILITY)
-    async with FaultProxy(sqs_server.endpoint_url) as proxy:
-        app = make_app(endpoint_url=proxy.url)
-
-        @app.consumer(queue.name, concurrency=1, prefetch=0, max_messages=1, wait_time=wait_time)
-        async def handle(message: Message) -> None:
-            raise AssertionError("the queue is empty")
-
-        async with app:
-            await eventually(lambda: proxy.requests["ReceiveMessage"] == 1, what="a long poll open")
-            assert _stats(app).polls == 0
-            app.stop(force=True)
-            stopping_since = time.monotonic()
-        stopped_in = time.monotonic() - stopping_since
+    async with an_idle_consumer_polling(sqs, sqs_server, make_app, wait_time) as (app, queue):
+        app.stop(force=True)
+        stopping_since = time.monotonic()
+    stopped_in = time.monotonic() - stopping_since
     assert stopped_in < 5, f"the forced stop waited {stopped_in:.1f} s for a {wait_time} s poll"
     assert _state(app) is WorkerState.STOPPED
     assert await sqs.counts(queue) == (0, 0)

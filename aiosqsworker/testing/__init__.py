@@ -14,18 +14,10 @@ Against a real SQS-protocol server, `run_until_empty` runs an app until its queu
 (``aiosqsworker.pytest_plugin``, loaded automatically) provides the fixtures
 ``local_sqs_server`` and ``sqs_queue``.
 
-`LocalSQSServer` runs moto's SQS server (install the ``server`` extra:
-``pip install 'aiosqsworker[server]'``) in a subprocess on a free loopback port:
-
-```python
-with LocalSQSServer() as server:
-    app = App(endpoint_url=server.endpoint_url, region="us-east-1")
-    ...
-```
-
-It speaks the real SQS protocol over HTTP, so what passes against it exercises the same code
-paths as production: long polling, visibility, batch responses with ``Failed`` entries,
-redrive to dead-letter queues.
+`LocalSQSServer` (`testing.server`) runs the project's local SQS server, moto's with SQS's
+delivery guarantees (install the ``server`` extra: ``pip install 'aiosqsworker[server]'``),
+in a subprocess on a free loopback port; `FaultProxy` (`testing.faultproxy`) sits between
+a client and it to inject faults.
 """
 
 from __future__ import annotations
