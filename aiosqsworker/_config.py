@@ -32,9 +32,14 @@ MAX_BATCH = 10
 MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
 
-#: ``async def middleware(message, call_next) -> object``: runs around a handler call;
-#: `call_next(message)` runs the rest of the chain. A batch consumer's middleware gets the list.
 Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
+"""``async def middleware(message, call_next) -> object``: runs around a handler call.
+
+`call_next(message)` runs the rest of the chain (the next middleware, then the handler) and
+returns what the handler returned; a batch consumer's middleware gets the list of messages.
+Give them to ``App(middleware=[...])`` (around every consumer) or ``@consumer(...,
+middleware=[...])``.
+"""
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:

@@ -223,8 +223,12 @@ def consumer(queue: str, **settings: Unpack[ConsumerSettings]) -> Callable[[H], 
         order = message.json()
     ```
 
-    The settings are those of `ConsumerConfig`; wrong ones raise `ConfigurationError` here,
-    and a handler the framework cannot call raises `HandlerSignatureError`. The handler is
-    returned unchanged, so it can still be called directly in tests.
+    The settings (`ConsumerSettings`) are those of `ConsumerConfig`, where each is described:
+    ``name``, ``concurrency``, ``prefetch``, ``visibility_timeout``, ``wait_time``,
+    ``max_messages``, ``retry_base_delay``, ``retry_max_delay``, ``ack_linger``, ``timeout``,
+    ``batch``, ``batch_size``, ``batch_window``, ``envelope``, ``dead_letter_queue`` and
+    ``middleware``. Wrong ones raise `ConfigurationError` here (a misspelled name gets "did
+    you mean"), and a handler the framework cannot call raises `HandlerSignatureError`. The
+    handler is returned unchanged, so it can still be called directly in tests.
     """
     return default_registry.decorator(queue, **settings)
