@@ -20,7 +20,9 @@ import pytest
 from anyio.abc import Process
 
 from aiosqsworker import App, ConfigurationError, Message
+from aiosqsworker._cli.main import _worker_argv
 from aiosqsworker._run.burst import is_quiet
+from aiosqsworker._run.reload import watched_directories
 from aiosqsworker.testing import LocalSQSServer, free_port, run_until_empty
 
 from .kit import REGION, SQSKit, eventually
@@ -242,6 +244,24 @@ async def test_a_misspelled_consumer_on_the_command_line_is_one_line() -> None:
         "aiosqsworker: error: no consumer is named 'handle_ordr' (did you mean "
         "'handle_order'?); the consumers are: handle_order"
     ]
+
+
+def test_a_reload_watches_the_modules_package_without_importing_it(tmp_path: Path) -> None:
+    package = tmp_path / "shop"
+    (package / "orders").mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (package / "orders" / "__init__.py").write_text("")
+    (tmp_path / "single.py").write_text("raise RuntimeError('imported')\n")
+    search = [str(tmp_path)]
+    assert watched_directories("shop.orders:app", search) == [package]
+    assert watched_directories("single", search) == [tmp_path]
+    with pytest.raises(ConfigurationError, match="cannot find module 'nowhere'"):
+        watched_directories("nowhere.orders", search)
+
+
+def test_the_workers_of_a_supervisor_neither_supervise_nor_reload() -> None:
+    argv = ["run", "shop", "--workers", "3", "--reload", "--burst", "--workers=2"]
+    assert _worker_argv(argv) == ["run", "shop", "--burst", "--workers", "1"]
 
 
 RELOADED_MODULE = """\
