@@ -25,8 +25,8 @@ from aiosqsworker._run.burst import is_quiet
 from aiosqsworker._run.reload import watched_directories
 from aiosqsworker.testing import LocalSQSServer, free_port, run_until_empty
 
+from .clikit import Event, ids_of, read_ledger
 from .kit import REGION, SQSKit, eventually
-from .test_cli import Event, ids_of, read_ledger
 
 REPO = Path(__file__).resolve().parent.parent
 
