@@ -359,3 +359,34 @@ async def test_a_reload_restarts_the_worker_without_hiding_a_message(
     assert "restarting the workers gracefully" in text
     assert "forcing" not in text
     assert await sqs.counts(queue) == (0, 0)
+
+
+async def test_burst_under_workers_ends_when_every_worker_found_the_queues_empty(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """Catches: a supervisor that restarts a worker whose burst ended (exit 0), which would
+    run forever instead of exiting once the queue is drained."""
+    queue = await sqs.create_queue()
+    ids = set(await sqs.send(queue, (str(n) for n in range(20))))
+    ledger = tmp_path / "ledger"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
+        "AWS_REGION": REGION,
+        "OPS_QUEUE": queue.name,
+        "OPS_LEDGER": str(ledger),
+        "OPS_JOB_SECONDS": "0.05",
+    }
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "aiosqsworker", "tests.apps.ops_service", "--workers", "2",
+             "--burst"],
+            cwd=REPO, env=env, check=False,
+        )  # fmt: skip
+    log = result.stderr.decode()
+    assert result.returncode == 0, log[-3000:]
+    assert log.count("finished: its queues are empty") == 2, log[-3000:]
+    assert "died unexpectedly" not in log
+    handled = [line.split()[1] for line in ledger.read_text().splitlines()]
+    assert set(handled) == ids
+    assert await sqs.counts(queue) == (0, 0)
