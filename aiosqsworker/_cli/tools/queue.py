@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..._config import AppConfig
-from ..._consumer.deadletter import parse_redrive_policy
+from ..._consumer.queue import RedrivePolicy, parse_redrive_policy
 from ..._errors import ConfigurationError, QueueNotFoundError
 from ..._sqs.base import QueueAdmin
 from ..._sqs.open import open_queue_admin
-from ._common import count_of, messages_text, queue_name_of, run
+from ._common import messages_text, queue_depth, queue_name_of, run
 
 __all__ = [
     "MAX_RECEIVE_COUNT",
@@ -235,23 +235,12 @@ def _confirmed(args: argparse.Namespace, client: QueueAdmin, what: str) -> None:
     )
 
 
-def _depth(attributes: Mapping[str, str]) -> int:
-    return sum(
-        count_of(attributes, name)
-        for name in (
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        )
-    )
-
-
 async def _purge(args: argparse.Namespace) -> int:
     async with AsyncExitStack() as stack:
         client = await open_queue_admin(stack, _config(args))
         _confirmed(args, client, "would delete every message of the queue")
         url = await client.resolve_queue_url(args.name)
-        depth = _depth(await client.get_queue_attributes(url))
+        depth = queue_depth(await client.get_queue_attributes(url))
         await client.purge_queue(url)
     print(f"purged {queue_name_of(url)}: about {messages_text(depth)} deleted")
     return 0
@@ -264,10 +253,10 @@ async def _delete(args: argparse.Namespace) -> int:
         url = await client.resolve_queue_url(args.name)
         attributes = await client.get_queue_attributes(url)
         await client.delete_queue(url)
-    print(f"deleted {queue_name_of(url)} (about {messages_text(_depth(attributes))} with it)")
-    policy = parse_redrive_policy(attributes.get("RedrivePolicy"))
+    print(f"deleted {queue_name_of(url)} (about {messages_text(queue_depth(attributes))} with it)")
+    policy = RedrivePolicy.of(attributes)
     if policy:
-        dlq = queue_name_of(policy[0])
+        dlq = queue_name_of(policy.dead_letter_arn)
         print(f"its dead-letter queue {dlq} is kept: queue delete {dlq} removes it")
     return 0
 
