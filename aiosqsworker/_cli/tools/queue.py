@@ -15,7 +15,6 @@ directly.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -133,13 +132,6 @@ def plan_queues(
     )
 
 
-def redrive_policy(dead_letter_arn: str, max_receive_count: int) -> str:
-    """A RedrivePolicy attribute."""
-    return json.dumps(
-        {"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": str(max_receive_count)}
-    )
-
-
 def _shown(name: str, value: str | None) -> str:
     if value is None:
         return "unset"
@@ -209,7 +201,7 @@ async def _create(args: argparse.Namespace, plan: QueuePlan) -> int:
                     f"SQS gave no QueueArn for {plan.dead_letter_queue}: cannot point a "
                     "RedrivePolicy at it"
                 )
-            wanted["RedrivePolicy"] = redrive_policy(arn, plan.max_receive_count)
+            wanted["RedrivePolicy"] = RedrivePolicy(arn, plan.max_receive_count).attribute()
         url, created = await _ensure(client, plan.name, wanted)
         note = (
             f" (dead letters to {plan.dead_letter_queue} after {plan.max_receive_count} receives)"
