@@ -30,6 +30,7 @@ from ._errors import (
     SQSError,
     TransientSQSError,
 )
+from ._logging import log_to
 from ._message import Message
 from ._producer import Producer, SendOptions
 from ._registry import ConsumerSpec, consumer
@@ -64,4 +65,5 @@ __all__ = [
     "WorkerState",
     "__version__",
     "consumer",
+    "log_to",
 ]

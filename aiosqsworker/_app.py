@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 
-from ._config import AppConfig, ConsumerSettings, Middleware
+from ._config import AppConfig, ConsumerSettings, EnvironmentSettings, Middleware
 from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, single_error
 from ._producer import SendOptions
-from ._registry import ConsumerSpec, Registry
+from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
 from ._worker import Worker, WorkerState
 
@@ -55,6 +55,8 @@ class App:
         client: Literal["fast", "botocore"] = "fast",
         middleware: Sequence[Middleware] = (),
         consumers: Iterable[ConsumerSpec] = (),
+        concurrency: int | None = None,
+        only: Sequence[str] | None = None,
     ) -> None:
         self.config = AppConfig(
             region=region,
@@ -63,6 +65,8 @@ class App:
             shutdown_timeout=shutdown_timeout,
             client=client,
             middleware=middleware,
+            concurrency=concurrency,
+            only=only,
         )
         self._registry = Registry()
         for spec in consumers:
@@ -71,8 +75,27 @@ class App:
         self._task_group: TaskGroup | None = None
         self._early_stop: str | None = None  # a stop() that came before the run
 
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **settings: Any) -> Self:
+        """An App configured like ``python -m aiosqsworker``: from ``AIOSQSWORKER_*`` variables.
+
+        `settings` are the App's own (the keyword arguments of `App`); the environment's
+        ``AIOSQSWORKER_SHUTDOWN_TIMEOUT``, ``AIOSQSWORKER_CLIENT``,
+        ``AIOSQSWORKER_CONCURRENCY`` and ``AIOSQSWORKER_CONSUMERS`` replace them, as they
+        replace an App's settings on the command line. Region, endpoint and credentials
+        come from the ``AWS_*`` variables either way. An invalid value raises
+        `ConfigurationError` here.
+
+        ```python
+        app = App.from_env(shutdown_timeout=10)  # AIOSQSWORKER_SHUTDOWN_TIMEOUT=60 wins
+        ```
+        """
+        overrides = EnvironmentSettings.read(environ).app_settings()
+        return cls(**{**settings, **overrides})
+
     @property
     def consumers(self) -> list[ConsumerSpec]:
+        """Every registered consumer, with its own settings."""
         return list(self._registry)
 
     @property
@@ -145,7 +168,10 @@ class App:
             WorkerState.STOPPED,
         ):
             raise AioSQSWorkerError("this App is already running")
-        self._worker = Worker(self.config, self.consumers)
+        specs = select_consumers(
+            self.consumers, only=self.config.only, concurrency=self.config.concurrency
+        )
+        self._worker = Worker(self.config, specs)
         if self._early_stop is not None:
             self._worker.request_stop(force=self._early_stop == "force")
             self._early_stop = None

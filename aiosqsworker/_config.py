@@ -7,24 +7,39 @@ botocore error inside a running worker.
 
 from __future__ import annotations
 
+import difflib
 import math
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from ._errors import ConfigurationError
 
-__all__ = ["AppConfig", "ConsumerConfig", "ConsumerSettings", "Middleware"]
+__all__ = [
+    "ENV_PREFIX",
+    "AppConfig",
+    "ConsumerConfig",
+    "ConsumerSettings",
+    "EnvironmentSettings",
+    "Middleware",
+]
 
 #: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
+MAX_SHUTDOWN_TIMEOUT = 24 * 3600
 MAX_WAIT_TIME = 20
 MAX_BATCH = 10
 MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
 
-#: ``async def middleware(message, call_next) -> object``: runs around a handler call;
-#: `call_next(message)` runs the rest of the chain. A batch consumer's middleware gets the list.
 Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
+"""``async def middleware(message, call_next) -> object``: runs around a handler call.
+
+`call_next(message)` runs the rest of the chain (the next middleware, then the handler) and
+returns what the handler returned; a batch consumer's middleware gets the list of messages.
+Give them to ``App(middleware=[...])`` (around every consumer) or ``@consumer(...,
+middleware=[...])``.
+"""
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -38,6 +53,20 @@ def _check_text(name: str, value: object, what: str, *, empty_ok: bool = False) 
     """A setting that is ``None`` or a string (a non-empty one, unless `empty_ok`)."""
     if value is not None and (not isinstance(value, str) or not (empty_ok or value.strip())):
         raise ConfigurationError(f"{name}={value!r} is invalid: give {what}, or None")
+
+
+def _check_names(value: object) -> tuple[str, ...]:
+    """Consumer names: a list of non-empty strings, at least one."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"only={value!r} is invalid: give a list of consumer names, such as ['handle_order']"
+        )
+    names = tuple(value)
+    if not names or not all(isinstance(name, str) and name.strip() for name in names):
+        raise ConfigurationError(
+            f"only={value!r} is invalid: give one or more consumer names, or None for all"
+        )
+    return names
 
 
 def _check_middleware(value: object) -> tuple[Middleware, ...]:
@@ -196,6 +225,10 @@ class AppConfig:
             aiohttp directly; ``"botocore"`` sends every call through aiobotocore.
         middleware: async callables ``(message, call_next)`` around every consumer's handler,
             outermost first.
+        concurrency: when given, every consumer's concurrency, whatever its own
+            (``--concurrency``).
+        only: names of the consumers to run (``--consumer``); ``None`` runs them all. A name
+            the app does not have is an error when the app starts.
     """
 
     region: str | None = None
@@ -204,9 +237,15 @@ class AppConfig:
     shutdown_timeout: float = 30.0
     client: Literal["fast", "botocore"] = "fast"
     middleware: Sequence[Middleware] = ()
+    concurrency: int | None = None
+    only: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
-        _check_seconds("shutdown_timeout", self.shutdown_timeout, 0, 24 * 3600)
+        _check_seconds("shutdown_timeout", self.shutdown_timeout, 0, MAX_SHUTDOWN_TIMEOUT)
+        if self.concurrency is not None:
+            _check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        if self.only is not None:
+            object.__setattr__(self, "only", _check_names(self.only))
         # Empty strings stay allowed: they mean "not given" (`--region "$REGION"` unset).
         _check_text("region", self.region, "an AWS region such as 'eu-west-1'", empty_ok=True)
         _check_text("profile", self.profile, "a profile of the AWS config files", empty_ok=True)
@@ -223,3 +262,134 @@ class AppConfig:
                 f"endpoint_url={self.endpoint_url!r} is invalid: it must start with "
                 "http:// or https://"
             )
+
+
+#: The prefix of the environment variables the command line and `App.from_env` read.
+ENV_PREFIX = "AIOSQSWORKER_"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+MAX_PORT = 65_535
+
+
+def _env_whole(name: str, raw: str, low: int, high: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name}={raw!r} is invalid: it must be a whole number from {low} to {high}"
+        )
+    return value
+
+
+def _env_seconds(name: str, raw: str, low: float, high: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if math.isnan(value) or not low <= value <= high:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name}={raw!r} is invalid: it must be a number of seconds from "
+            f"{low:g} to {high:g}"
+        )
+    return value
+
+
+def _env_choice(name: str, raw: str, choices: Sequence[str]) -> str:
+    if raw not in choices:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name}={raw!r} is invalid: choose one of {', '.join(choices)}"
+        )
+    return raw
+
+
+def _env_names(name: str, raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not names:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name}={raw!r} is invalid: give consumer names separated by commas"
+        )
+    return names
+
+
+#: Each variable (less the prefix) and how its text becomes a setting.
+_ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
+    "SHUTDOWN_TIMEOUT": lambda n, raw: _env_seconds(n, raw, 0, MAX_SHUTDOWN_TIMEOUT),
+    "CLIENT": lambda n, raw: _env_choice(n, raw, ("fast", "botocore")),
+    "CONCURRENCY": lambda n, raw: _env_whole(n, raw, 1, MAX_CONCURRENCY),
+    "CONSUMERS": _env_names,
+    "WORKERS": lambda n, raw: _env_whole(n, raw, 1, 1024),
+    "METRICS_PORT": lambda n, raw: _env_whole(n, raw, 0, MAX_PORT),
+    "METRICS_HOST": lambda n, raw: raw,
+    "LOG_LEVEL": lambda n, raw: _env_choice(n, raw.upper(), LOG_LEVELS),
+    "LOG_FORMAT": lambda n, raw: _env_choice(n, raw.lower(), LOG_FORMATS),
+    "WORKER_INDEX": lambda n, raw: _env_whole(n, raw, 0, 1023),
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EnvironmentSettings:
+    """The ``AIOSQSWORKER_*`` environment variables, read and checked in one place.
+
+    The command line takes its defaults from them and `App.from_env` its settings; ``None``
+    means the variable is not set (or empty). A value out of range, or a variable whose name
+    is close to a known one (``AIOSQSWORKER_CONCURENCY``), is a `ConfigurationError`.
+
+    Attributes:
+        shutdown_timeout: ``AIOSQSWORKER_SHUTDOWN_TIMEOUT``, seconds.
+        client: ``AIOSQSWORKER_CLIENT``, ``fast`` or ``botocore``.
+        concurrency: ``AIOSQSWORKER_CONCURRENCY``: every consumer's concurrency.
+        only: ``AIOSQSWORKER_CONSUMERS``: the consumers to run, names separated by commas.
+        workers: ``AIOSQSWORKER_WORKERS``: worker processes (command line only).
+        metrics_port: ``AIOSQSWORKER_METRICS_PORT`` (command line only).
+        metrics_host: ``AIOSQSWORKER_METRICS_HOST`` (command line only).
+        log_level: ``AIOSQSWORKER_LOG_LEVEL`` (command line only).
+        log_format: ``AIOSQSWORKER_LOG_FORMAT`` (command line only).
+        worker_index: ``AIOSQSWORKER_WORKER_INDEX``, which the supervisor of ``--workers N``
+            sets for each worker.
+    """
+
+    shutdown_timeout: float | None = None
+    client: Literal["fast", "botocore"] | None = None
+    concurrency: int | None = None
+    only: tuple[str, ...] | None = None
+    workers: int | None = None
+    metrics_port: int | None = None
+    metrics_host: str | None = None
+    log_level: str | None = None
+    log_format: str | None = None
+    worker_index: int | None = None
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentSettings:
+        """The settings `environ` (default: ``os.environ``) holds."""
+        environ = os.environ if environ is None else environ
+        known = list(_ENV_PARSERS)
+        for variable in environ:
+            if not variable.startswith(ENV_PREFIX):
+                continue
+            name = variable.removeprefix(ENV_PREFIX)
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+            if name not in _ENV_PARSERS and close:
+                raise ConfigurationError(
+                    f"{variable} is not a setting (did you mean {ENV_PREFIX}{close[0]}?); the "
+                    f"settings are {', '.join(ENV_PREFIX + name for name in known)}"
+                )
+        values: dict[str, Any] = {}
+        for name, parse in _ENV_PARSERS.items():
+            raw = environ.get(ENV_PREFIX + name, "").strip()
+            if raw:
+                field = "only" if name == "CONSUMERS" else name.lower()
+                values[field] = parse(name, raw)
+        return cls(**values)
+
+    def app_settings(self) -> dict[str, Any]:
+        """The `App` (and `AppConfig`) settings among them: those that are set."""
+        settings = {
+            "shutdown_timeout": self.shutdown_timeout,
+            "client": self.client,
+            "concurrency": self.concurrency,
+            "only": self.only,
+        }
+        return {name: value for name, value in settings.items() if value is not None}

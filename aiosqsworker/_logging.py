@@ -4,7 +4,10 @@ The library itself only logs through the standard `logging` module (loggers unde
 ``aiosqsworker``) and never configures it; `configure_logging` is what the CLI calls. Log
 records about a message carry ``consumer``, ``message_id`` and ``attempt`` as extra fields,
 which the JSON format puts on every line. Message bodies, receipt handles and credentials are
-never logged.
+never logged. Under ``--workers N`` every line names its worker and process id.
+
+`log_to` is for services that configure logging their own way (uvicorn's): it sends the
+library's records to another logger's handlers.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal
 
-__all__ = ["JsonFormatter", "configure_logging", "message_context"]
+__all__ = ["JsonFormatter", "configure_logging", "log_to", "message_context"]
 
 LogFormat = Literal["text", "json"]
 
@@ -38,6 +41,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        worker = getattr(record, "worker", None)
+        if worker is not None:
+            entry["worker"] = worker
+            entry["pid"] = record.process
         for name in CONTEXT_FIELDS:
             value = getattr(record, name, None)
             if value is not None:
@@ -47,13 +54,40 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
-    """Send the root logger's records to stderr, as text or JSON lines."""
+class _WorkerLabel(logging.Filter):
+    """Marks every record with the worker index (the process id is on every record)."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+WORKER_TEXT_FORMAT = (
+    "%(asctime)s %(levelname)-7s [worker %(worker)d pid %(process)d] %(name)s: %(message)s"
+)
+
+
+def configure_logging(
+    level: str = "INFO", fmt: LogFormat = "text", *, worker: int | None = None
+) -> None:
+    """Send the root logger's records to stderr, as text or JSON lines.
+
+    With `worker` (a worker of ``--workers N``), each line names the worker and its pid.
+    """
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(TEXT_FORMAT if worker is None else WORKER_TEXT_FORMAT)
+        )
+    if worker is not None:
+        handler.addFilter(_WorkerLabel(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     numeric = getattr(logging, level.upper())
@@ -61,3 +95,38 @@ def configure_logging(level: str = "INFO", fmt: LogFormat = "text") -> None:
     # botocore's INFO lines (credential discovery) are noise at the worker's INFO level.
     for noisy in ("botocore", "aiobotocore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))
+
+
+class _Forward(logging.Handler):
+    """Hands each record to another logger's handlers, looked up when the record comes."""
+
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.target.handle(record)
+
+
+def log_to(target: str | logging.Logger = "uvicorn.error", level: int | str = "INFO") -> None:
+    """Send the library's log records (``aiosqsworker.*``) to `target`'s handlers, from `level` up.
+
+    Under uvicorn the root logger has no handler and stays at WARNING, so without this none
+    of the library's INFO lines (a consumer starting, a shutdown waiting for handlers) is
+    shown. The records go to `target` (uvicorn's own ``uvicorn.error`` by default) when they
+    are logged, so calling this before uvicorn configured its handlers works, and they no
+    longer also reach the root logger. Calling it again replaces the earlier target.
+
+    ```python
+    import aiosqsworker
+
+    aiosqsworker.log_to("uvicorn.error")  # in the lifespan, or at import
+    ```
+    """
+    logger = logging.getLogger("aiosqsworker")
+    target_logger = logging.getLogger(target) if isinstance(target, str) else target
+    for handler in [h for h in logger.handlers if isinstance(h, _Forward)]:
+        logger.removeHandler(handler)
+    logger.addHandler(_Forward(target_logger))
+    logger.setLevel(level.upper() if isinstance(level, str) else level)
+    logger.propagate = False

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import inspect
 import typing
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -15,7 +16,14 @@ from ._config import ConsumerConfig, ConsumerSettings
 from ._errors import ConfigurationError, HandlerSignatureError
 from ._message import Message
 
-__all__ = ["ConsumerSpec", "Registry", "check_handler", "consumer", "default_registry"]
+__all__ = [
+    "ConsumerSpec",
+    "Registry",
+    "check_handler",
+    "consumer",
+    "default_registry",
+    "select_consumers",
+]
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -170,6 +178,38 @@ class Registry:
         return register
 
 
+def select_consumers(
+    specs: Iterable[ConsumerSpec],
+    *,
+    only: Sequence[str] | None = None,
+    concurrency: int | None = None,
+) -> list[ConsumerSpec]:
+    """The consumers a run starts: those named in `only` (all if None), at `concurrency`.
+
+    A name in `only` that no consumer has is an error naming the ones there are.
+    """
+    chosen = list(specs)
+    if only is not None:
+        names = [spec.name for spec in chosen]
+        for name in only:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(
+                    f"no consumer is named {name!r}{hint}; the consumers are: "
+                    f"{', '.join(names) or 'none'}"
+                )
+        chosen = [spec for spec in chosen if spec.name in only]
+    if concurrency is not None:
+        chosen = [
+            dataclasses.replace(
+                spec, config=dataclasses.replace(spec.config, concurrency=concurrency)
+            )
+            for spec in chosen
+        ]
+    return chosen
+
+
 #: Where the module-level `consumer` decorator registers; the CLI reads it.
 default_registry = Registry()
 
@@ -183,8 +223,12 @@ def consumer(queue: str, **settings: Unpack[ConsumerSettings]) -> Callable[[H], 
         order = message.json()
     ```
 
-    The settings are those of `ConsumerConfig`; wrong ones raise `ConfigurationError` here,
-    and a handler the framework cannot call raises `HandlerSignatureError`. The handler is
-    returned unchanged, so it can still be called directly in tests.
+    The settings (`ConsumerSettings`) are those of `ConsumerConfig`, where each is described:
+    ``name``, ``concurrency``, ``prefetch``, ``visibility_timeout``, ``wait_time``,
+    ``max_messages``, ``retry_base_delay``, ``retry_max_delay``, ``ack_linger``, ``timeout``,
+    ``batch``, ``batch_size``, ``batch_window``, ``envelope``, ``dead_letter_queue`` and
+    ``middleware``. Wrong ones raise `ConfigurationError` here (a misspelled name gets "did
+    you mean"), and a handler the framework cannot call raises `HandlerSignatureError`. The
+    handler is returned unchanged, so it can still be called directly in tests.
     """
     return default_registry.decorator(queue, **settings)

@@ -1,16 +1,21 @@
 """pytest fixtures for projects that use aiosqsworker (loaded automatically by pytest).
 
-- ``local_sqs_server``: a moto SQS server on a free 127.0.0.1 port for the whole session
-  (needs the ``server`` extra).
+Install the ``testing`` extra (``pip install 'aiosqsworker[testing]'``: the local server,
+pytest, pytest-asyncio). Tests that use these fixtures are ``async def``: mark them with
+``@pytest.mark.asyncio``, or set ``asyncio_mode = "auto"`` under ``[tool.pytest.ini_options]``.
+
+- ``local_sqs_server``: a moto SQS server on a free 127.0.0.1 port for the whole session.
 - ``sqs_endpoint``: the server's URL, with this test's environment pointed at it
   (``AWS_ENDPOINT_URL_SQS``, ``AWS_REGION``, test credentials), so that an `App()` without
   arguments talks to it.
 - ``sqs_queue``: a factory of fresh queues, ``sqs_queue(fifo=False, max_receive_count=None,
-  visibility_timeout=30)``, returning a `TestQueue` (name, URL, and its dead-letter queue's
-  when asked for).
+  visibility_timeout=30)``, returning a `TestQueue`: ``fifo`` makes a FIFO queue with
+  content-based deduplication; ``max_receive_count`` adds a dead-letter queue and a
+  RedrivePolicy to it; ``visibility_timeout`` is the queue's, in seconds.
 
 ```python
-async def test_orders(sqs_endpoint, sqs_queue):
+@pytest.mark.asyncio
+async def test_orders(sqs_queue):
     queue = sqs_queue(max_receive_count=3)
     app = App()
 
@@ -43,7 +48,15 @@ _counter = itertools.count()
 
 @dataclass(frozen=True)
 class TestQueue:
-    """A queue created for one test."""
+    """A queue created for one test.
+
+    Attributes:
+        name: the queue's name, what `@app.consumer` and `Producer.send` take.
+        url: its URL.
+        dead_letter_name: its dead-letter queue's name (``NAME-dlq``), with
+            ``max_receive_count``; else None.
+        dead_letter_url: that queue's URL; else None.
+    """
 
     __test__ = False  # not a test class, whatever pytest thinks of its name
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import aiohttp
 import anyio
 import pytest
 
+import aiosqsworker
 from aiosqsworker import App, Message
 from aiosqsworker._cli.main import main as cli_main
 from aiosqsworker._logging import JsonFormatter, message_context
@@ -191,8 +193,121 @@ async def test_two_worker_processes_survive_a_kill_and_drain_on_sigterm(
     assert any("died unexpectedly" in entry["message"] for entry in log)
     launches = [entry["message"] for entry in log if " started (pid " in entry["message"]]
     assert len(launches) == 3, launches  # two workers, and the one that replaced the killed one
+    worker_of_pid = {int(m.split("(pid ")[1].rstrip(")")): int(m.split()[1]) for m in launches}
+    worker_lines = [entry for entry in log if entry["logger"] != "aiosqsworker.supervisor"]
+    assert worker_lines
+    assert all(
+        worker_of_pid.get(entry.get("pid", -1)) == entry.get("worker") for entry in worker_lines
+    )
     handled = Counter(message_id for _, message_id in _ledger(ledger))
     assert set(handled) == ids  # nothing lost
     # Only what the killed worker held can run twice: its leases simply ran out.
     assert sum(count - 1 for count in handled.values()) <= 20
     assert await sqs.counts(queue) == (0, 0)
+
+
+@pytest.mark.slow
+async def test_ctrl_c_under_workers_drains_gracefully_and_every_line_names_its_worker(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """A Ctrl-C reaches the supervisor and every worker (one process group): the workers
+    leave SIGINT to the supervisor, which sends each one SIGTERM once, so the stop is
+    graceful (exit 0, running handlers finish), and each text line says which worker wrote it.
+
+    Catches: workers that count the terminal's SIGINT and the supervisor's SIGTERM as two
+    signals (a forced stop, exit 1), and worker lines that cannot be told apart.
+    """
+    queue = await sqs.create_queue()
+    ids = set(await sqs.send(queue, (str(n) for n in range(40))))
+    ledger, stderr = tmp_path / "ledger", tmp_path / "stderr"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
+        "AWS_REGION": REGION,
+        "OPS_QUEUE": queue.name,
+        "OPS_JOB_SECONDS": "0.5",
+        "OPS_LEDGER": str(ledger),
+    }
+    with stderr.open("wb") as log_file:
+        supervisor = await anyio.open_process(
+            [sys.executable, "-m", "aiosqsworker", "tests.apps.ops_service", "--workers", "2",
+             "--shutdown-timeout", "20"],
+            cwd=REPO, env=env, stderr=log_file, stdout=subprocess.DEVNULL,
+            start_new_session=True,  # its own group, as a terminal's foreground job
+        )  # fmt: skip
+    try:
+        await eventually(lambda: len({pid for pid, _ in _ledger(ledger)}) == 2, within=30)
+        os.killpg(supervisor.pid, signal.SIGINT)  # what Ctrl-C does
+        with anyio.fail_after(30):
+            code = await supervisor.wait()
+    finally:
+        if supervisor.returncode is None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+            await supervisor.wait()
+        await supervisor.aclose()
+    text = stderr.read_text()
+    assert code == 0, text[-3000:]
+    assert "forcing" not in text
+    launches = dict(re.findall(r"worker (\d) started \(pid (\d+)\)", text))
+    assert len(launches) == 2, text[-3000:]
+    worker_lines = [line for line in text.splitlines() if "aiosqsworker.supervisor" not in line]
+    labels = {re.search(r"\[worker (\d) pid (\d+)\]", line) for line in worker_lines}
+    assert None not in labels, "a worker's line without its worker and pid"
+    assert {match.groups() for match in labels if match} == set(launches.items())
+    for index in launches:
+        assert f"[worker {index} pid {launches[index]}] aiosqsworker: worker stopped" in text
+    handled = Counter(message_id for _, message_id in _ledger(ledger))
+    assert set(handled) <= ids
+    assert all(count == 1 for count in handled.values())  # nothing cut short and redone
+    visible, in_flight = await sqs.counts(queue)
+    assert (visible + len(handled), in_flight) == (len(ids), 0)  # the rest released at once
+
+
+@pytest.fixture
+def library_logger() -> Iterator[logging.Logger]:
+    """The library's logger, put back as it was after the test."""
+    logger = logging.getLogger("aiosqsworker")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield logger
+    logger.handlers[:], logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.name}: {record.getMessage()}")
+
+
+async def test_log_to_shows_the_librarys_info_lines_under_a_server_that_logs_its_own_way(
+    sqs: SQSKit, make_app: Callable[..., App], library_logger: logging.Logger
+) -> None:
+    """Under uvicorn the root logger has no handler and stays at WARNING: the library's INFO
+    lines go nowhere. `log_to` sends them to uvicorn's own logger, even when called before
+    uvicorn set that logger's handlers up (at import, or first thing in a lifespan).
+
+    Catches: a helper that only lowers the library's level (the lines still end at the
+    root logger), or one that copies the target's handlers when it is called (none yet).
+    """
+    queue = await sqs.create_queue()
+    server_logger = logging.getLogger(f"server-{queue.name}")
+    aiosqsworker.log_to(server_logger)
+    lines = _Lines()
+    server_logger.addHandler(lines)  # the server configures its logging afterwards
+    app = make_app()
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None: ...
+
+    async with app:
+        pass
+    assert any(line.startswith("INFO aiosqsworker") and "consuming" in line for line in lines.lines)
+    assert any("worker stopped" in line for line in lines.lines)
+    aiosqsworker.log_to(server_logger, level="WARNING")  # again: replaces, does not add
+    assert len(library_logger.handlers) == 1
+    lines.lines.clear()
+    async with app:
+        pass
+    assert lines.lines == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,13 @@ def test_star_import_gives_exactly_all() -> None:
     exec("from aiosqsworker import *", namespace)
     namespace.pop("__builtins__")
     assert sorted(namespace) == sorted(aiosqsworker.__all__)
+
+
+def test_the_api_reference_lists_every_exported_name() -> None:
+    reference = (REPO / "docs" / "reference.md").read_text()
+    listed = set(re.findall(r"^::: aiosqsworker\.(\w+)$", reference, re.M))
+    exported = {name for name in aiosqsworker.__all__ if name != "__version__"}
+    assert exported - listed == set(), "exported but missing from docs/reference.md"
 
 
 def test_version_matches_the_project_metadata() -> None:

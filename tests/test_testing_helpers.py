@@ -47,6 +47,24 @@ async def test_call_consumer_reports_what_the_framework_would_do_without_a_serve
     assert "not valid JSON" in str(decode.error)
 
 
+async def test_a_reject_is_reported_as_the_dead_letter_it_becomes() -> None:
+    """The framework dead-letters a `Reject` on any queue with a dead-letter queue, and every
+    queue should have one: so does `call_consumer`, unless told the queue has none.
+
+    Catches: a helper that reports "retry" unless `max_receive_count=` is passed (what a
+    test of a rejecting handler then asserts is not what production does).
+    """
+
+    async def poison(message: Message) -> None:
+        raise Reject("bad")
+
+    rejected = await call_consumer(poison, make_message("x"))
+    assert rejected.action == "dead-letter"
+    assert isinstance(rejected.error, Reject)
+    no_dlq = await call_consumer(poison, make_message("x"), dead_letter_queue=False)
+    assert (no_dlq.action, no_dlq.delay) == ("retry", 300)  # the longest back-off
+
+
 async def test_run_until_empty_sees_retries_through(
     sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
 ) -> None:

@@ -8,19 +8,24 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from .._app import App
+from .._config import LOG_FORMATS, LOG_LEVELS, MAX_CONCURRENCY, EnvironmentSettings
 from .._errors import AioSQSWorkerError, ConfigurationError
 from .._logging import configure_logging
 from .._registry import default_registry
+from .._run.reload import file_changes, watched_directories
 from .._run.runner import run, uvloop_available
+from .._run.supervisor import supervise
+from .demo import run_demo
+from .localserver import DEFAULT_PORT, run_local_server
+from .scale import run_scale
+from .tools import add_admin_parsers, run_command
 
 __all__ = ["load_app", "main"]
 
-ENV_PREFIX = "AIOSQSWORKER_"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-LOG_FORMATS = ("text", "json")
-COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq")
+COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq", "queue", "local-server")
 
 RUN_EPILOG = """\
 environment:
@@ -32,6 +37,8 @@ environment:
   AIOSQSWORKER_SHUTDOWN_TIMEOUT    default of --shutdown-timeout
   AIOSQSWORKER_WORKERS             default of --workers
   AIOSQSWORKER_CLIENT              default of --client
+  AIOSQSWORKER_CONCURRENCY         default of --concurrency
+  AIOSQSWORKER_CONSUMERS           default of --consumer (names separated by commas)
   AIOSQSWORKER_METRICS_PORT        default of --metrics-port
   AIOSQSWORKER_METRICS_HOST        default of --metrics-host
   AIOSQSWORKER_LOG_LEVEL           default of --log-level
@@ -41,15 +48,20 @@ signals:
   SIGTERM or SIGINT stops gracefully: no new polls, buffered messages released,
   running handlers given --shutdown-timeout seconds, acknowledgements flushed.
   A second signal cancels running handlers (their messages are released).
+  With --workers N or --reload, signal the supervisor (a Ctrl-C does): it passes one
+  SIGTERM to each worker per signal it gets.
 
 exit codes:
-  0 stopped gracefully; 1 a fatal error (unknown queue, refused credentials, ...);
-  2 bad usage; 128+N forced by a second signal N (143 SIGTERM, 130 SIGINT).
+  0 stopped gracefully, or, with --burst, every queue empty; 1 a fatal error (unknown
+  queue, refused credentials, ...); 2 bad usage; 128+N forced by a second signal N
+  (143 SIGTERM, 130 SIGINT).
 
 examples:
   python -m aiosqsworker myservice.orders
   python -m aiosqsworker myservice.orders:app --shutdown-timeout 60
   python -m aiosqsworker myservice.orders --workers 4 --metrics-port 9090
+  python -m aiosqsworker myservice.orders --burst --concurrency 50
+  python -m aiosqsworker myservice.orders --consumer process_order --reload
   AWS_ENDPOINT_URL_SQS=http://127.0.0.1:4566 python -m aiosqsworker myservice.orders
 """
 
@@ -66,22 +78,6 @@ examples:
 """
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(ENV_PREFIX + name, default)
-
-
-def _env_int(name: str, default: int | None) -> int | None:
-    raw = _env(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigurationError(
-            f"{ENV_PREFIX}{name}={raw!r} is invalid: it must be a whole number"
-        ) from None
-
-
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
     parser.add_argument(
@@ -90,17 +86,26 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
 
 
-def _add_logging_options(parser: argparse.ArgumentParser) -> None:
+def _logging_options(env: EnvironmentSettings) -> Callable[[argparse.ArgumentParser], None]:
+    """Adds --log-level, --log-format and --no-uvloop, defaults from the environment."""
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        _add_logging_options(parser, env)
+
+    return add
+
+
+def _add_logging_options(parser: argparse.ArgumentParser, env: EnvironmentSettings) -> None:
     parser.add_argument(
         "--log-level",
-        default=(_env("LOG_LEVEL") or "INFO").upper(),
+        default=env.log_level or "INFO",
         choices=LOG_LEVELS,
         type=str.upper,
         help="(default: %(default)s)",
     )
     parser.add_argument(
         "--log-format",
-        default=_env("LOG_FORMAT") or "text",
+        default=env.log_format or "text",
         choices=LOG_FORMATS,
         help="text for people, json (one object per line) for machines (default: %(default)s)",
     )
@@ -111,17 +116,39 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _build_parser() -> argparse.ArgumentParser:
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give a whole number from 1 to {MAX_CONCURRENCY}"
+        )
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65_535:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a port from 0 (any free one) to 65535")
+    return int(text)
+
+
+def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentParser:
+    env = env or EnvironmentSettings()
+    logging_options = _logging_options(env)
     parser = argparse.ArgumentParser(
         prog="python -m aiosqsworker",
         description="Run SQS consumers. Commands: run (the default), demo, scale, send, "
-        "stats, dlq.",
+        "stats, dlq, queue, local-server.",
         usage="python -m aiosqsworker [run] MODULE[:APP] [options]\n"
-        "       python -m aiosqsworker demo [options]\n"
-        "       python -m aiosqsworker scale QUEUE [options]\n"
+        "       python -m aiosqsworker local-server [--port PORT]\n"
+        "       python -m aiosqsworker queue {create,purge,delete} NAME [options]\n"
         "       python -m aiosqsworker send QUEUE [BODY ...] [options]\n"
         "       python -m aiosqsworker stats QUEUE... [options]\n"
-        "       python -m aiosqsworker dlq {inspect,redrive} QUEUE [options]",
+        "       python -m aiosqsworker dlq {inspect,redrive} QUEUE [options]\n"
+        "       python -m aiosqsworker scale QUEUE [options]\n"
+        "       python -m aiosqsworker demo [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Without prog, a command's usage line would repeat the whole multi-line usage above.
@@ -175,7 +202,32 @@ def _build_parser() -> argparse.ArgumentParser:
         help="print a progress line every 5 s (default: when stderr is a terminal)",
     )
     progress.add_argument("--no-progress", dest="progress", action="store_false")
-    _add_logging_options(run_parser)
+    run_parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="stop (exit 0) once every consumer's queue is empty and nothing is in flight, "
+        "as SQS counts them (visible, in flight, delayed) twice in a row",
+    )
+    run_parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        metavar="N",
+        help="every consumer's concurrency, whatever its own (default: "
+        "AIOSQSWORKER_CONCURRENCY, else each consumer's)",
+    )
+    run_parser.add_argument(
+        "--consumer",
+        action="append",
+        metavar="NAME",
+        help="run only this consumer (repeatable; default: AIOSQSWORKER_CONSUMERS, else all)",
+    )
+    run_parser.add_argument(
+        "--reload",
+        action="store_true",
+        help="for development: restart the worker gracefully when a Python file of the "
+        "module's package changes (needs the reload extra: watchfiles)",
+    )
+    logging_options(run_parser)
     # `python -m aiosqsworker MODULE` is `run MODULE`: the top-level help shows its options.
     parser.epilog = "the run command (the default):\n\n" + run_parser.format_help()
 
@@ -191,7 +243,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep consuming after the demo messages are done, until Ctrl-C",
     )
-    _add_logging_options(demo_parser)
+    logging_options(demo_parser)
 
     scale_parser = sub.add_parser(
         "scale",
@@ -220,14 +272,30 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     scale_parser.add_argument("--watch", action="store_true", help="keep printing")
     _add_connection_options(scale_parser)
-    _add_logging_options(scale_parser)
+    logging_options(scale_parser)
 
-    from .tools import add_admin_parsers
+    local_parser = sub.add_parser(
+        "local-server",
+        help="run the project's local SQS server on 127.0.0.1, for development",
+        description="Start the local SQS server the test suite uses (moto, with receives "
+        "made atomic as SQS's are) on 127.0.0.1, print the environment to point a worker at "
+        "it, and serve until Ctrl-C or SIGTERM. Queues and messages live in its memory.",
+        epilog="examples:\n  python -m aiosqsworker local-server\n"
+        "  python -m aiosqsworker local-server --port 0     any free port\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    local_parser.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="port on 127.0.0.1 (default: %(default)s; 0: any free one)",
+    )
+    logging_options(local_parser)
 
     add_admin_parsers(
         sub,
         connection_options=_add_connection_options,
-        logging_options=_add_logging_options,
+        logging_options=logging_options,
     )
     return parser
 
@@ -264,33 +332,37 @@ def load_app(target: str) -> App:
     return App(consumers=default_registry)
 
 
-def _with_overrides(app: App, args: argparse.Namespace) -> App:
-    """The app with the command line's (and environment's) settings applied over its own."""
-    changes: dict[str, object] = {
-        name: getattr(args, name)
-        for name in ("region", "endpoint_url", "profile", "shutdown_timeout", "client")
-        if getattr(args, name, None) is not None
-    }
-    if "client" not in changes and _env("CLIENT"):
-        changes["client"] = _env("CLIENT")
-    timeout_from_env = _env("SHUTDOWN_TIMEOUT")
-    if "shutdown_timeout" not in changes and timeout_from_env:
-        try:
-            changes["shutdown_timeout"] = float(timeout_from_env)
-        except ValueError:
-            raise ConfigurationError(
-                f"{ENV_PREFIX}SHUTDOWN_TIMEOUT={timeout_from_env!r} is invalid: it must be a "
-                "number of seconds"
-            ) from None
+def _with_overrides(app: App, args: argparse.Namespace, env: EnvironmentSettings) -> App:
+    """The app with the environment's settings over its own, and the command line's over both."""
+    changes: dict[str, object] = env.app_settings()
+    changes.update(
+        {
+            name: getattr(args, name)
+            for name in (
+                "region",
+                "endpoint_url",
+                "profile",
+                "shutdown_timeout",
+                "client",
+                "concurrency",
+            )
+            if getattr(args, name, None) is not None
+        }
+    )
+    if args.consumer:
+        changes["only"] = tuple(args.consumer)
     if not changes:
         return app
-    config = dataclasses.replace(app.config, **changes)  # type: ignore[arg-type]
+    try:
+        config = dataclasses.replace(app.config, **changes)  # type: ignore[arg-type]
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (from the command line or environment)") from None
     app.config = config  # the module's own App runs: its handlers may use it (app.send)
     return app
 
 
 def _worker_argv(argv: list[str]) -> list[str]:
-    """The command line of one worker: the supervisor's own, less --workers."""
+    """The command line of one worker: the supervisor's own, less --workers and --reload."""
     result: list[str] = []
     skip = False
     for arg in argv:
@@ -298,60 +370,86 @@ def _worker_argv(argv: list[str]) -> list[str]:
             skip = False
         elif arg == "--workers":
             skip = True
-        elif not arg.startswith("--workers="):
+        elif not arg.startswith("--workers=") and arg != "--reload":
             result.append(arg)
     return [*result, "--workers", "1"]
 
 
-def _command_run(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
-    workers = args.workers if args.workers is not None else _env_int("WORKERS", 1)
-    assert workers is not None
+@dataclass(frozen=True)
+class _Invocation:
+    """What a command runs with: its arguments, the raw command line, the environment."""
+
+    args: argparse.Namespace
+    argv: list[str]
+    env: EnvironmentSettings
+    use_uvloop: bool
+
+
+def _command_run(call: _Invocation) -> int:
+    args, env = call.args, call.env
+    workers = args.workers if args.workers is not None else (env.workers or 1)
     if workers < 1:
         raise ConfigurationError(f"--workers {workers} is invalid: it must be 1 or more")
+    if args.reload and args.burst:
+        raise ConfigurationError(
+            "--reload and --burst do not go together: a burst ends when the queues are empty, "
+            "a reload waits for the next change"
+        )
+    if args.reload:
+        directories = watched_directories(args.target, [os.getcwd(), *sys.path])
+        changes = file_changes(directories)
+        print(
+            f"aiosqsworker: reloading on changes to the Python files under "
+            f"{', '.join(str(directory) for directory in directories)}",
+            file=sys.stderr,
+        )
+        return supervise(_worker_argv(call.argv), workers, file_changes=changes)
     if workers > 1:
-        from .._run.supervisor import supervise
-
-        return supervise(_worker_argv(argv), workers)
-    port = args.metrics_port if args.metrics_port is not None else _env_int("METRICS_PORT", None)
+        return supervise(_worker_argv(call.argv), workers, burst=args.burst)
+    port = args.metrics_port if args.metrics_port is not None else env.metrics_port
     if port is not None:
-        port += _env_int("WORKER_INDEX", 0) or 0  # the supervisor numbers its workers
-    host = args.metrics_host or _env("METRICS_HOST") or "127.0.0.1"
+        port += env.worker_index or 0  # the supervisor numbers its workers
+    host = args.metrics_host or env.metrics_host or "127.0.0.1"
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    app = _with_overrides(load_app(args.target), args)
+    app = _with_overrides(load_app(args.target), args, env)
     return run(
         app,
-        use_uvloop=use_uvloop,
+        use_uvloop=call.use_uvloop,
         metrics_address=(host, port) if port is not None else None,
         progress_interval=5.0 if show_progress else None,
-        supervised=_env("WORKER_INDEX") is not None,
+        supervised=env.worker_index is not None,
+        burst=args.burst,
     )
 
 
-def _command_demo(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
-    from .demo import run_demo
-
-    return run_demo(messages=args.messages, keep_running=args.keep_running, use_uvloop=use_uvloop)
-
-
-def _command_scale(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
-    from .scale import run_scale
-
-    return run_scale(args)
+def _command_demo(call: _Invocation) -> int:
+    args = call.args
+    return run_demo(
+        messages=args.messages, keep_running=args.keep_running, use_uvloop=call.use_uvloop
+    )
 
 
-def _command_admin(args: argparse.Namespace, argv: list[str], use_uvloop: bool) -> int:
-    from .tools import run_command
-
-    return run_command(args)
+def _command_scale(call: _Invocation) -> int:
+    return run_scale(call.args)
 
 
-_COMMANDS: dict[str, Callable[[argparse.Namespace, list[str], bool], int]] = {
+def _command_admin(call: _Invocation) -> int:
+    return run_command(call.args)
+
+
+def _command_local_server(call: _Invocation) -> int:
+    return run_local_server(port=call.args.port)
+
+
+_COMMANDS: dict[str, Callable[[_Invocation], int]] = {
     "run": _command_run,
     "demo": _command_demo,
     "scale": _command_scale,
     "send": _command_admin,
     "stats": _command_admin,
     "dlq": _command_admin,
+    "queue": _command_admin,
+    "local-server": _command_local_server,
 }
 
 
@@ -359,23 +457,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list and args_list[0] not in {*COMMANDS, "-h", "--help"}:
         args_list.insert(0, "run")  # `python -m aiosqsworker MODULE` means `run MODULE`
-    parser = _build_parser()
+    try:
+        env = EnvironmentSettings.read()
+    except ConfigurationError as exc:
+        print(f"aiosqsworker: error: {exc}", file=sys.stderr)
+        return 1
+    parser = _build_parser(env)
     args = parser.parse_args(args_list)
-    # argparse checks choices on the command line only, not on defaults from the environment.
-    for option, choices in (("log_level", LOG_LEVELS), ("log_format", LOG_FORMATS)):
-        value = getattr(args, option, None)
-        if value is not None and value not in choices:
-            parser.error(
-                f"{ENV_PREFIX}{option.upper()}={value!r} is invalid: choose one of "
-                f"{', '.join(choices)}"
-            )
     if args.command is None:
         parser.print_help()
         return 2
-    configure_logging(args.log_level, args.log_format)
+    configure_logging(args.log_level, args.log_format, worker=env.worker_index)
     use_uvloop = uvloop_available() and not args.no_uvloop
     try:
-        return _COMMANDS[args.command](args, args_list, use_uvloop)
+        return _COMMANDS[args.command](_Invocation(args, args_list, env, use_uvloop))
     except AioSQSWorkerError as exc:
         print(f"aiosqsworker: error: {exc}", file=sys.stderr)
         return 1

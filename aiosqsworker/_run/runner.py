@@ -14,6 +14,7 @@ import signal
 
 import anyio
 
+from .burst import wait_until_empty
 from .metrics import serve_metrics
 from .probe import RunnableApp
 from .progress import report_progress
@@ -35,13 +36,15 @@ def run(
     metrics_address: tuple[str, int] | None = None,
     progress_interval: float | None = None,
     supervised: bool = False,
+    burst: bool = False,
 ) -> int:
     """Run `app` in a new event loop until a stop signal; return the process exit code.
 
     0 after a graceful stop; 128 + the signal's number when a second signal forced it.
     With `metrics_address`, /metrics, /healthz and /readyz are served there; with
     `progress_interval`, a progress line is printed that often. A `supervised` worker
-    (``--workers N``) leaves SIGINT to its supervisor.
+    (``--workers N``, ``--reload``) leaves SIGINT to its supervisor. In `burst` mode the
+    app stops gracefully by itself once its queues are empty and nothing is in flight.
     """
     if use_uvloop is None:
         use_uvloop = uvloop_available()
@@ -60,6 +63,8 @@ def run(
                 await tg.start(functools.partial(serve_metrics, app, host=host, port=port))
             if progress_interval:
                 tg.start_soon(functools.partial(report_progress, app, interval=progress_interval))
+            if burst:
+                tg.start_soon(_stop_when_empty, app)
             with capture_signals(app.stop, stop_signals) as signals:
                 try:
                     await app.run()
@@ -74,3 +79,9 @@ def run(
         return 128 + int(forced_by) if forced_by is not None else 0
 
     return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+
+
+async def _stop_when_empty(app: RunnableApp) -> None:
+    await wait_until_empty(app)
+    logger.info("burst: every queue is empty and nothing is in flight, stopping")
+    app.stop()

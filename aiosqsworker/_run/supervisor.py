@@ -1,9 +1,15 @@
-"""The supervisor of `--workers N`: N worker processes on one queue set, one core each.
+"""The supervisor of `--workers N` and `--reload`: worker processes on one queue set.
 
 SQS is the distributed engine, so scaling out is just more processes reading the same queues.
 The supervisor starts them, forwards SIGTERM/SIGINT for a graceful drain (a second signal is
 forwarded too, which forces), restarts a worker that dies unexpectedly with a back-off
 against crash loops (`restart_delay`), and exits 0 once every worker has drained cleanly.
+
+In burst mode a worker that exits 0 is done, not restarted. With file changes to follow
+(`--reload`), a change stops every worker gracefully (SIGTERM: buffered messages released,
+running handlers finish, acknowledgements flushed, so nothing stays hidden) and starts it
+again once it has exited; a worker that dies is started again at the next change, not in a
+back-off loop (a module that fails to import waits for its fix).
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["restart_delay", "supervise"]
+__all__ = ["FileChanges", "restart_delay", "supervise"]
+
+#: What `--reload` follows: given the supervisor's stop event, the sets of changed files.
+FileChanges = Callable[[asyncio.Event], AsyncIterator[set[str]]]
 
 logger = logging.getLogger("aiosqsworker.supervisor")
 
@@ -42,16 +51,28 @@ class _Slot:
     quick_deaths: int = 0
     restarts: int = 0
     exit_codes: list[int] = field(default_factory=list)
+    reloading: bool = False  # stopped for a reload: start it again at once
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # a file changed since start
 
 
 class Supervisor:
-    def __init__(self, worker_argv: Sequence[str], workers: int) -> None:
+    def __init__(
+        self,
+        worker_argv: Sequence[str],
+        workers: int,
+        *,
+        burst: bool = False,
+        file_changes: FileChanges | None = None,
+    ) -> None:
         self._argv = list(worker_argv)
         self._slots = [_Slot(index) for index in range(workers)]
         self._stopping = asyncio.Event()
         self._signals = 0
+        self._burst = burst
+        self._file_changes = file_changes
 
     async def _spawn(self, slot: _Slot) -> None:
+        slot.changed.clear()
         env = {**os.environ, "AIOSQSWORKER_WORKER_INDEX": str(slot.index)}
         slot.process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -72,8 +93,22 @@ class Supervisor:
         else:
             logger.warning("received %s again: forcing the workers to stop", signum.name)
         for slot in self._slots:
+            slot.changed.set()  # a worker waiting for a change to restart stops waiting
             if slot.process is not None and slot.process.returncode is None:
                 slot.process.send_signal(signal.SIGTERM)
+
+    async def _reload_on_changes(self, file_changes: FileChanges) -> None:
+        async for paths in file_changes(self._stopping):
+            shown = ", ".join(sorted(paths)[:5])
+            more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+            logger.info("changed: %s%s; restarting the workers gracefully", shown, more)
+            for slot in self._slots:
+                slot.changed.set()
+                running = slot.process is not None and slot.process.returncode is None
+                if running and not slot.reloading:  # a second SIGTERM would force it
+                    assert slot.process is not None
+                    slot.reloading = True
+                    slot.process.send_signal(signal.SIGTERM)
 
     async def _watch(self, slot: _Slot) -> None:
         while True:
@@ -84,6 +119,24 @@ class Supervisor:
             if self._stopping.is_set():
                 logger.info("worker %d exited with code %d", slot.index, code)
                 return
+            if slot.reloading:
+                slot.reloading = False
+                logger.info("worker %d stopped for the reload (code %d)", slot.index, code)
+                continue
+            if self._burst and code == 0:
+                logger.info("worker %d finished: its queues are empty", slot.index)
+                return
+            if self._file_changes is not None:
+                logger.error(
+                    "worker %d (pid %d) exited with code %d; it starts again when a file changes",
+                    slot.index,
+                    slot.process.pid,
+                    code,
+                )
+                await slot.changed.wait()
+                if self._stopping.is_set():
+                    return
+                continue
             lived = time.monotonic() - slot.started_at
             slot.quick_deaths = slot.quick_deaths + 1 if lived < STABLE_AFTER else 1
             delay = restart_delay(slot.quick_deaths)
@@ -107,9 +160,16 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
+        reloader = None
+        if self._file_changes is not None:
+            reloader = asyncio.ensure_future(self._reload_on_changes(self._file_changes))
         try:
             await asyncio.gather(*(self._watch(slot) for slot in self._slots))
         finally:
+            if reloader is not None:
+                reloader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reloader
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
         last_codes = [slot.exit_codes[-1] if slot.exit_codes else 0 for slot in self._slots]
@@ -117,6 +177,16 @@ class Supervisor:
         return 0 if all(code == 0 for code in last_codes) else 1
 
 
-def supervise(worker_argv: Sequence[str], workers: int) -> int:
-    """Run `python -m aiosqsworker *worker_argv` in `workers` processes; return the exit code."""
-    return asyncio.run(Supervisor(worker_argv, workers).run())
+def supervise(
+    worker_argv: Sequence[str],
+    workers: int,
+    *,
+    burst: bool = False,
+    file_changes: FileChanges | None = None,
+) -> int:
+    """Run `python -m aiosqsworker *worker_argv` in `workers` processes; return the exit code.
+
+    `burst`: a worker that exits 0 is done. `file_changes`: restart the workers on each.
+    """
+    supervisor = Supervisor(worker_argv, workers, burst=burst, file_changes=file_changes)
+    return asyncio.run(supervisor.run())

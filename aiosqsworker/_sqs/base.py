@@ -17,7 +17,7 @@ from .._errors import (
 )
 from .errors import Endpoint, classify_error_code
 
-__all__ = ["BatchEntryFailure", "BatchResult", "SQSClient", "SendBatchResult"]
+__all__ = ["BatchEntryFailure", "BatchResult", "QueueAdmin", "SQSClient", "SendBatchResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +119,13 @@ class SQSClient(Protocol):
     async def send_message_batch(
         self, queue_url: str, entries: Sequence[Mapping[str, Any]]
     ) -> SendBatchResult: ...
+
+
+class QueueAdmin(SQSClient, Protocol):
+    """The SQS calls that make and remove queues: the `queue` commands', never a worker's."""
+
+    async def create_queue(self, name: str, attributes: Mapping[str, str]) -> str: ...
+
+    async def purge_queue(self, queue_url: str) -> None: ...
+
+    async def delete_queue(self, queue_url: str) -> None: ...

@@ -41,7 +41,8 @@ def _reject_cut_short_receive(response_dict: Mapping[str, Any], **_: Any) -> Non
 
 
 class AioBotocoreSQSClient:
-    """`SQSClient` over aiobotocore: the usual credential chain, region and endpoint rules."""
+    """`SQSClient` (and `QueueAdmin`) over aiobotocore: the usual credential chain, region and
+    endpoint rules."""
 
     def __init__(self, client: Any, endpoint: Endpoint) -> None:
         self._client = client
@@ -138,3 +139,16 @@ class AioBotocoreSQSClient:
                 QueueUrl=queue_url, Entries=[dict(entry) for entry in entries]
             )
         return SendBatchResult.from_response(response)
+
+    async def create_queue(self, name: str, attributes: Mapping[str, str]) -> str:
+        with self._errors("CreateQueue", name):
+            response = await self._client.create_queue(QueueName=name, Attributes=dict(attributes))
+        return str(response["QueueUrl"])
+
+    async def purge_queue(self, queue_url: str) -> None:
+        with self._errors("PurgeQueue", queue_url):
+            await self._client.purge_queue(QueueUrl=queue_url)
+
+    async def delete_queue(self, queue_url: str) -> None:
+        with self._errors("DeleteQueue", queue_url):
+            await self._client.delete_queue(QueueUrl=queue_url)

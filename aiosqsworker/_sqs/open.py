@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from contextlib import AsyncExitStack
+from typing import Any
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -23,12 +24,12 @@ from .._errors import (
     ConfigurationError,
     CredentialsError,
 )
-from .base import SQSClient
+from .base import QueueAdmin, SQSClient
 from .botocore import AioBotocoreSQSClient
 from .errors import Endpoint
 from .fast import FastSQSClient
 
-__all__ = ["open_sqs_client"]
+__all__ = ["open_queue_admin", "open_sqs_client"]
 
 
 def _resolve_region(session: AioSession, config: AppConfig) -> str:
@@ -41,14 +42,15 @@ def _resolve_region(session: AioSession, config: AppConfig) -> str:
     return str(region)
 
 
-async def open_sqs_client(
+async def _open_botocore(
     stack: AsyncExitStack,
     config: AppConfig,
     *,
     max_connections: int,
     longest_wait: int,
-) -> SQSClient:
-    """Create the client (closed by `stack`), failing early on missing region or credentials."""
+) -> tuple[AioBotocoreSQSClient, Any]:
+    """The aiobotocore client's wrapper (the client closed by `stack`) and the session's
+    credentials, failing early on a missing region or credentials."""
     try:
         session = get_session()
         if config.profile:
@@ -84,7 +86,20 @@ async def open_sqs_client(
             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
             "AWS_PROFILE, or run with an IAM role"
         )
-    botocore_path = AioBotocoreSQSClient(client, endpoint)
+    return AioBotocoreSQSClient(client, endpoint), credentials
+
+
+async def open_sqs_client(
+    stack: AsyncExitStack,
+    config: AppConfig,
+    *,
+    max_connections: int,
+    longest_wait: int,
+) -> SQSClient:
+    """Create the client (closed by `stack`), failing early on missing region or credentials."""
+    botocore_path, credentials = await _open_botocore(
+        stack, config, max_connections=max_connections, longest_wait=longest_wait
+    )
     if config.client == "botocore":
         return botocore_path
     http = await stack.enter_async_context(
@@ -95,3 +110,9 @@ async def open_sqs_client(
         )
     )
     return FastSQSClient(botocore_path, credentials, http)
+
+
+async def open_queue_admin(stack: AsyncExitStack, config: AppConfig) -> QueueAdmin:
+    """A client for the calls that make and remove queues (closed by `stack`)."""
+    admin, _ = await _open_botocore(stack, config, max_connections=4, longest_wait=1)
+    return admin

@@ -37,6 +37,7 @@ from .._consumer.slots import chain_middleware
 from .._message import Message
 from .._producer import encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
+from .._run.burst import wait_until_empty
 from .faultproxy import Answer, FaultProxy, ProxiedRequest
 from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 
@@ -126,13 +127,17 @@ async def call_consumer(
     *,
     app: App | None = None,
     max_receive_count: int | None = None,
+    dead_letter_queue: bool = True,
 ) -> HandlerOutcome:
     """Run a consumer's handler on `message` as the framework would, without any server.
 
     `target` is a handler decorated with `@consumer` (or `@app.consumer`, then pass `app` so
     that its middleware runs too), a `ConsumerSpec`, or any async handler. Typed bodies are
     decoded, middleware and `timeout=` apply. `max_receive_count` stands for the queue's
-    RedrivePolicy: on that receive a failure is dead-lettered.
+    RedrivePolicy: on that receive a failure is dead-lettered. The queue is taken to have a
+    dead-letter queue, as every queue should, so a `Reject` is ``"dead-letter"``; with
+    ``dead_letter_queue=False`` (and no ``dead_letter_queue=`` on the consumer) it is a
+    ``"retry"`` after the longest back-off, as the framework does without one.
     """
     spec = _spec_of(target, app)
     config = spec.config
@@ -145,7 +150,11 @@ async def call_consumer(
             returned = await call([message] if config.batch else message)
     except Exception as exc:  # noqa: BLE001 - the outcome is what is reported
         error = exc
-    has_dlq = max_receive_count is not None or config.dead_letter_queue is not None
+    has_dlq = (
+        dead_letter_queue
+        or max_receive_count is not None  # a RedrivePolicy names a dead-letter queue
+        or config.dead_letter_queue is not None
+    )
     last = max_receive_count is not None and message.receive_count >= max_receive_count
     outcome = decide(error, last_attempt=last, has_dead_letter_queue=has_dlq)
     if outcome is Outcome.ACK:
@@ -168,13 +177,8 @@ async def run_until_empty(app: App, *, within: float = 60.0, check_every: float 
     Empty means SQS counts no visible, in-flight or delayed message for any of the app's
     queues, twice in a row: a message waiting out a retry back-off is in flight, so a test
     that sends, runs and asserts sees every retry through. Raises TimeoutError after
-    `within` seconds.
+    `within` seconds. ``python -m aiosqsworker MODULE --burst`` is the same mode.
     """
     with anyio.fail_after(within):
         async with app:
-            quiet = 0
-            while quiet < 2:
-                await anyio.sleep(check_every)
-                totals = await app.queue_totals()
-                busy = any(stats.in_flight for stats in app.statistics().values())
-                quiet = quiet + 1 if totals and not any(totals.values()) and not busy else 0
+            await wait_until_empty(app, check_every=check_every)

@@ -89,6 +89,9 @@ class LocalSQSServer:
             stderr=self._log or subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
             env=self.environment(),
+            # Its own session: a Ctrl-C meant for the program that runs it does not kill it
+            # while that program still needs it (to drain, to release messages).
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while not self._answers():
@@ -109,6 +112,12 @@ class LocalSQSServer:
                 return True
         except (urllib.error.URLError, OSError):
             return False
+
+    def wait(self) -> int:
+        """Block until the server's process exits (it does not by itself); its exit code."""
+        if self._process is None:
+            raise RuntimeError(f"{self.name} is not started")
+        return self._process.wait()
 
     def reset(self) -> None:
         """Delete every queue and message on the server."""

@@ -1,4 +1,4 @@
-"""The operator's queue tools: `send`, `stats`, `dlq inspect` and `dlq redrive`.
+"""The operator's queue tools: `send`, `stats`, `dlq inspect`, `dlq redrive` and `queue`.
 
 - ``send QUEUE [BODY ...]`` sends messages from arguments, a file or stdin (one per line) in
   SendMessageBatch calls, through `BatchingSender`, many in flight at once (`.send`, reading
@@ -6,7 +6,8 @@
 - ``stats QUEUE...`` prints what SQS counts for queues and their dead-letter queues (`.stats`);
 - ``dlq inspect QUEUE`` peeks at dead-lettered messages and the failure record the framework
   attached (``aiosqsworker.failure``) without consuming them (`.dlq`);
-- ``dlq redrive QUEUE`` moves dead letters back to their source queue (`.redrive`).
+- ``dlq redrive QUEUE`` moves dead letters back to their source queue (`.redrive`);
+- ``queue create|purge|delete NAME`` makes and removes queues (`.queue`).
 
 `.parsers` holds their command line; `._common` what they share. Parsing, checking and
 formatting are pure functions, exported here, that tests call directly; the commands do the
@@ -21,6 +22,7 @@ from ._common import Progress, batch_waves, format_rate, queue_name_of
 from .dlq import DeadLetterRoute, failure_of, format_peeked, run_dlq_inspect
 from .lines import LineReader, LineSplitter, decode_line
 from .parsers import add_admin_parsers
+from .queue import QueuePlan, attribute_conflicts, is_local_endpoint, plan_queues, run_queue
 from .redrive import MoveEntry, redrive_decision, redrive_entry, run_dlq_redrive
 from .send import (
     SendTarget,
@@ -38,9 +40,11 @@ __all__ = [
     "LineSplitter",
     "MoveEntry",
     "Progress",
+    "QueuePlan",
     "QueueStats",
     "SendTarget",
     "add_admin_parsers",
+    "attribute_conflicts",
     "batch_waves",
     "body_problem",
     "collect_attributes",
@@ -49,7 +53,9 @@ __all__ = [
     "format_peeked",
     "format_rate",
     "format_stats_table",
+    "is_local_endpoint",
     "parse_attribute",
+    "plan_queues",
     "queue_name_of",
     "queue_stats",
     "redrive_decision",
@@ -65,6 +71,8 @@ def run_command(args: argparse.Namespace) -> int:
         return run_send(args)
     if args.command == "stats":
         return run_stats(args)
+    if args.command == "queue":
+        return run_queue(args)
     if args.dlq_command == "inspect":
         return run_dlq_inspect(args)
     return run_dlq_redrive(args)

@@ -32,6 +32,7 @@ __all__ = [
     "format_rate",
     "messages_text",
     "open_client",
+    "queue_depth",
     "queue_name_of",
     "run",
 ]
@@ -57,6 +58,18 @@ def count_of(attributes: Mapping[str, str], name: str) -> int:
         return int(attributes.get(name, 0))
     except ValueError:
         return 0
+
+
+def queue_depth(attributes: Mapping[str, str]) -> int:
+    """Every message of a queue, from its attributes: visible + in flight + delayed."""
+    return sum(
+        count_of(attributes, name)
+        for name in (
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        )
+    )
 
 
 def messages_text(count: int) -> str:

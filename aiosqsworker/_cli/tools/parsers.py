@@ -1,4 +1,5 @@
-"""The command line of the queue tools: `send`, `stats` and `dlq` (`inspect`, `redrive`).
+"""The command line of the queue tools: `send`, `stats`, `dlq` (`inspect`, `redrive`) and
+`queue` (`create`, `purge`, `delete`).
 
 `add_admin_parsers` adds them to the CLI's subcommands; the epilogs are their ``--help``
 pages' guide (input, what each column or step means, exit codes, examples).
@@ -11,8 +12,10 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..._config import MAX_VISIBILITY
 from ..._errors import ConfigurationError
 from ..._producer import MAX_DELAY
+from .queue import DEFAULT_MAX_RECEIVE_COUNT, MAX_RECEIVE_COUNT
 from .send import parse_attribute
 
 __all__ = ["add_admin_parsers"]
@@ -113,6 +116,31 @@ examples:
 """
 
 
+QUEUE_EPILOG = """\
+create:
+  Creates NAME (a FIFO queue with --fifo or a name ending in .fifo). With
+  --dead-letter-queue DLQ, DLQ is created too when it does not exist (a FIFO queue's must
+  be FIFO), and NAME gets a RedrivePolicy: after --max-receive-count receives (default 5)
+  a message goes there. A queue that exists with the settings asked for is left as it is
+  (exit 0); one that exists with other settings is an error naming them.
+
+purge, delete:
+  purge deletes every message of NAME; delete deletes the queue (its dead-letter queue is
+  kept). Both ask for --yes unless the endpoint is on this machine (127.0.0.1, localhost).
+  SQS allows one purge of a queue every 60 s, and a deleted queue's name can be taken
+  again only 60 s later.
+
+exit codes:
+  0 done; 1 an error (a queue that does not exist, other settings, no --yes); 2 bad usage.
+
+examples:
+  python -m aiosqsworker queue create orders --dead-letter-queue orders-dlq --max-receive-count 5
+  python -m aiosqsworker queue create orders.fifo --content-based-deduplication
+  python -m aiosqsworker queue purge orders
+  python -m aiosqsworker queue delete orders --yes
+"""
+
+
 def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse `type=` from a parser that raises ConfigurationError."""
 
@@ -150,6 +178,14 @@ _delay = _checked_number(
     int, lambda value: 0 <= value <= MAX_DELAY, f"whole seconds from 0 to {MAX_DELAY}"
 )
 _positive_int = _checked_number(int, lambda value: value >= 1, "a whole number of 1 or more")
+_visibility = _checked_number(
+    int, lambda value: 0 <= value <= MAX_VISIBILITY, f"whole seconds from 0 to {MAX_VISIBILITY}"
+)
+_receive_count = _checked_number(
+    int,
+    lambda value: 1 <= value <= MAX_RECEIVE_COUNT,
+    f"a whole number from 1 to {MAX_RECEIVE_COUNT}",
+)
 _seconds = _checked_number(
     float, lambda value: value > 0 and not math.isinf(value), "a positive number of seconds"
 )
@@ -183,7 +219,7 @@ def add_admin_parsers(
     connection_options: Callable[[argparse.ArgumentParser], None],
     logging_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """Add `send`, `stats` and `dlq` (`inspect`, `redrive`) to the CLI's subcommands."""
+    """Add `send`, `stats`, `dlq` and `queue` to the CLI's subcommands."""
     raw = argparse.RawDescriptionHelpFormatter
 
     prog = "python -m aiosqsworker"
@@ -301,6 +337,71 @@ def add_admin_parsers(
         help="print what would move; move nothing, leave everything visible",
     )
 
-    for parser in (send, stats, inspect, redrive):
+    queue = sub.add_parser(
+        "queue",
+        prog=f"{prog} queue",
+        help="create, purge or delete a queue",
+        description="Create a queue (and its dead-letter queue), delete its messages, or "
+        "delete it.",
+        epilog=QUEUE_EPILOG,
+        formatter_class=raw,
+    )
+    queue_actions = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+    create = queue_actions.add_parser(
+        "create",
+        prog=f"{prog} queue create",
+        help="create a queue, and its dead-letter queue",
+        description="Create queue NAME; with --dead-letter-queue, that queue too when it does "
+        "not exist, and a RedrivePolicy to it.",
+        epilog=QUEUE_EPILOG,
+        formatter_class=raw,
+    )
+    create.add_argument("name", metavar="NAME", help="the queue's name (FIFO: ends in .fifo)")
+    create.add_argument("--fifo", action="store_true", help="a FIFO queue (NAME ends in .fifo)")
+    create.add_argument(
+        "--visibility-timeout",
+        type=_argument(_visibility),
+        metavar="SECONDS",
+        help="the queue's VisibilityTimeout, 0 to 43200 (default: SQS's, 30)",
+    )
+    create.add_argument(
+        "--content-based-deduplication",
+        action="store_true",
+        help="FIFO queues: deduplicate by the body's SHA-256, so sends need no --dedup-id",
+    )
+    create.add_argument(
+        "--dead-letter-queue",
+        metavar="DLQ",
+        help="where messages go after --max-receive-count receives (created if missing)",
+    )
+    create.add_argument(
+        "--max-receive-count",
+        type=_argument(_receive_count),
+        metavar="N",
+        help=f"receives before a message goes to DLQ, 1 to {MAX_RECEIVE_COUNT} "
+        f"(default: {DEFAULT_MAX_RECEIVE_COUNT})",
+    )
+    destroyers = []
+    for name, does in (
+        ("purge", "delete every message of a queue"),
+        ("delete", "delete a queue (its dead-letter queue is kept)"),
+    ):
+        action = queue_actions.add_parser(
+            name,
+            prog=f"{prog} queue {name}",
+            help=does,
+            description=f"{does[0].upper()}{does[1:]}.",
+            epilog=QUEUE_EPILOG,
+            formatter_class=raw,
+        )
+        action.add_argument("name", metavar="NAME", help="queue name or URL")
+        action.add_argument(
+            "--yes",
+            action="store_true",
+            help="confirm (needed unless the endpoint is 127.0.0.1 or localhost)",
+        )
+        destroyers.append(action)
+
+    for parser in (send, stats, inspect, redrive, create, *destroyers):
         connection_options(parser)
         logging_options(parser)

@@ -20,20 +20,9 @@ import anyio
 from ..._consumer.queue import RedrivePolicy
 from ..._errors import QueueNotFoundError
 from ..._sqs.base import SQSClient
-from ._common import count_of, open_client, queue_name_of, run
+from ._common import count_of, open_client, queue_depth, queue_name_of, run
 
 __all__ = ["STATS_COLUMNS", "QueueStats", "format_stats_table", "queue_stats", "run_stats"]
-
-
-def _depth(attributes: Mapping[str, str]) -> int:
-    return sum(
-        count_of(attributes, name)
-        for name in (
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        )
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +55,7 @@ def queue_stats(
         visibility_timeout=int(timeout) if timeout and timeout.isdigit() else None,
         dead_letter_queue=queue_name_of(policy.dead_letter_arn) if policy else None,
         dead_letter_depth=(
-            _depth(dead_letter_attributes)
+            queue_depth(dead_letter_attributes)
             if policy and dead_letter_attributes is not None
             else None
         ),

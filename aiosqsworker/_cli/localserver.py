@@ -1,0 +1,70 @@
+"""`local-server [--port 4566]`: the project's local SQS server, for development.
+
+It is `LocalSQSServer` (moto, with receives made atomic as SQS's are: plain moto can hand one
+message to two polls), bound to 127.0.0.1, until Ctrl-C or SIGTERM. What to export to point a
+worker and the queue tools at it goes to stdout.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import sys
+import types
+
+from .._errors import AioSQSWorkerError, ConfigurationError
+from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
+
+__all__ = ["DEFAULT_PORT", "LOCAL_REGION", "export_line", "run_local_server"]
+
+#: The port local AWS emulators listen on by convention.
+DEFAULT_PORT = 4566
+LOCAL_REGION = "us-east-1"
+HOST = "127.0.0.1"
+
+
+def export_line(endpoint_url: str) -> str:
+    """The shell line that points the AWS environment at the local server."""
+    credentials = " ".join(f"{name}={value}" for name, value in LOCAL_CREDENTIALS.items())
+    return f"export AWS_ENDPOINT_URL_SQS={endpoint_url} AWS_REGION={LOCAL_REGION} {credentials}"
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((HOST, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigurationError(
+                f"port {port} on {HOST} is in use (another local server?): stop it, or give "
+                "--port N (--port 0 picks a free one)"
+            ) from None
+
+
+def _interrupt(signum: int, frame: types.FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_local_server(*, port: int) -> int:
+    """Serve until Ctrl-C or SIGTERM (exit 0); 1 if the server dies by itself."""
+    if port:
+        _check_port_free(port)
+    server = LocalSQSServer(host=HOST, port=port or None)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it as Ctrl-C does
+    try:
+        server.start()
+        print(f"local SQS server on {server.endpoint_url}: Ctrl-C stops it", file=sys.stderr)
+        print("point workers and tools at it (any credentials do):", file=sys.stderr)
+        print(export_line(server.endpoint_url), flush=True)
+        code = server.wait()
+    except KeyboardInterrupt:
+        print("local SQS server stopped", file=sys.stderr)
+        return 0
+    except RuntimeError as exc:  # it did not start
+        raise AioSQSWorkerError(str(exc)) from None
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    raise AioSQSWorkerError(f"the local SQS server exited by itself with code {code}")

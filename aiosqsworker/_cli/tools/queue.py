@@ -1,0 +1,269 @@
+"""`queue create|purge|delete NAME`: make and remove queues without writing boto3 one-liners.
+
+- ``queue create NAME`` creates a queue (and, with ``--dead-letter-queue DLQ``, that queue
+  too when it does not exist, with a RedrivePolicy pointing at it). A queue that exists with
+  the settings asked for is left as it is; one that exists with others is an error that names
+  them, for SQS keeps a queue's attributes when CreateQueue is called again.
+- ``queue purge NAME`` deletes every message of a queue; ``queue delete NAME`` the queue.
+  Both destroy messages, so they ask for ``--yes`` unless the endpoint is this machine's
+  (127.0.0.1, localhost: a local server).
+
+`plan_queues`, `attribute_conflicts` and `is_local_endpoint` are pure: tests call them
+directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from ..._config import AppConfig
+from ..._consumer.queue import RedrivePolicy, parse_redrive_policy
+from ..._errors import ConfigurationError, QueueNotFoundError
+from ..._sqs.base import QueueAdmin
+from ..._sqs.open import open_queue_admin
+from ._common import messages_text, queue_depth, queue_name_of, run
+
+__all__ = [
+    "MAX_RECEIVE_COUNT",
+    "QueuePlan",
+    "attribute_conflicts",
+    "is_local_endpoint",
+    "plan_queues",
+    "queue_name_problem",
+    "run_queue",
+]
+
+#: SQS's range of a RedrivePolicy's maxReceiveCount.
+MAX_RECEIVE_COUNT = 1000
+#: The maxReceiveCount of ``--dead-letter-queue`` without ``--max-receive-count``.
+DEFAULT_MAX_RECEIVE_COUNT = 5
+MAX_NAME = 80
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_LOCAL_HOSTS = {"localhost", "::1"}
+
+
+def queue_name_problem(name: str) -> str | None:
+    """Why SQS would refuse `name` as a queue name, or None."""
+    base = name.removesuffix(".fifo")
+    if len(name) > MAX_NAME:
+        return f"a queue name is at most {MAX_NAME} characters ({len(name)} given)"
+    if not base or not _NAME.fullmatch(base):
+        return "a queue name may hold only letters, digits, '-' and '_' (and end in .fifo)"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePlan:
+    """What `queue create` makes: the queue's attributes, and its dead-letter queue's."""
+
+    name: str
+    fifo: bool
+    attributes: dict[str, str]
+    dead_letter_queue: str | None = None
+    dead_letter_attributes: dict[str, str] | None = None
+    max_receive_count: int | None = None
+
+
+def plan_queues(
+    name: str,
+    *,
+    fifo: bool = False,
+    visibility_timeout: int | None = None,
+    content_based_deduplication: bool = False,
+    dead_letter_queue: str | None = None,
+    max_receive_count: int | None = None,
+) -> QueuePlan:
+    """Check `queue create`'s options and say what to create (a name ending in .fifo is a
+    FIFO queue, and so must its dead-letter queue be). The command line has checked the
+    numbers' ranges."""
+    for label, queue in (("NAME", name), ("--dead-letter-queue", dead_letter_queue)):
+        problem = queue_name_problem(queue) if queue is not None else None
+        if problem:
+            raise ConfigurationError(f"{label} {queue!r}: {problem}")
+    fifo = fifo or name.endswith(".fifo")
+    if fifo and not name.endswith(".fifo"):
+        raise ConfigurationError(f"{name!r}: a FIFO queue's name ends in .fifo: use {name}.fifo")
+    if content_based_deduplication and not fifo:
+        raise ConfigurationError(
+            "--content-based-deduplication is for FIFO queues (--fifo, a name ending in .fifo)"
+        )
+    if max_receive_count is not None and dead_letter_queue is None:
+        raise ConfigurationError(
+            "--max-receive-count needs --dead-letter-queue DLQ: the queue messages go to "
+            "after that many receives"
+        )
+    if dead_letter_queue is not None:
+        if dead_letter_queue == name:
+            raise ConfigurationError(
+                f"--dead-letter-queue {dead_letter_queue}: a queue cannot be its own "
+                "dead-letter queue"
+            )
+        if fifo != dead_letter_queue.endswith(".fifo"):
+            kind = "a FIFO queue (a name ending in .fifo)" if fifo else "a standard queue"
+            raise ConfigurationError(
+                f"--dead-letter-queue {dead_letter_queue}: the dead-letter queue of {name} "
+                f"must be {kind}, as SQS requires"
+            )
+    attributes: dict[str, str] = {}
+    if fifo:
+        attributes["FifoQueue"] = "true"
+    if content_based_deduplication:
+        attributes["ContentBasedDeduplication"] = "true"
+    if visibility_timeout is not None:
+        attributes["VisibilityTimeout"] = str(visibility_timeout)
+    return QueuePlan(
+        name=name,
+        fifo=fifo,
+        attributes=attributes,
+        dead_letter_queue=dead_letter_queue,
+        dead_letter_attributes=(
+            ({"FifoQueue": "true"} if fifo else {}) if dead_letter_queue is not None else None
+        ),
+        max_receive_count=(
+            (max_receive_count or DEFAULT_MAX_RECEIVE_COUNT)
+            if dead_letter_queue is not None
+            else None
+        ),
+    )
+
+
+def _shown(name: str, value: str | None) -> str:
+    if value is None:
+        return "unset"
+    if name == "RedrivePolicy":
+        policy = parse_redrive_policy(value)
+        if policy:
+            return f"to {queue_name_of(policy[0])} after {policy[1]} receives"
+    return value
+
+
+def attribute_conflicts(wanted: Mapping[str, str], existing: Mapping[str, str]) -> list[str]:
+    """What differs between the attributes asked for and an existing queue's, in words."""
+    conflicts = []
+    for name, value in wanted.items():
+        have = existing.get(name)
+        same = have == value
+        if name == "RedrivePolicy":
+            same = parse_redrive_policy(have) == parse_redrive_policy(value)
+        elif name in ("FifoQueue", "ContentBasedDeduplication"):
+            same = (have or "false") == value
+        if not same:
+            conflicts.append(f"{name} is {_shown(name, have)}, not {_shown(name, value)}")
+    return conflicts
+
+
+def is_local_endpoint(url: str) -> bool:
+    """Whether `url` is on this machine (a local server), where no --yes is asked for."""
+    host = urlsplit(url).hostname or ""
+    return host in _LOCAL_HOSTS or host.startswith("127.")
+
+
+async def _existing_url(client: QueueAdmin, name: str) -> str | None:
+    try:
+        return await client.resolve_queue_url(name)
+    except QueueNotFoundError:
+        return None
+
+
+async def _ensure(client: QueueAdmin, name: str, wanted: Mapping[str, str]) -> tuple[str, bool]:
+    """The URL of queue `name` with `wanted` attributes, created if missing: (url, created)."""
+    url = await _existing_url(client, name)
+    if url is None:
+        return await client.create_queue(name, wanted), True
+    conflicts = attribute_conflicts(wanted, await client.get_queue_attributes(url))
+    if conflicts:
+        raise ConfigurationError(
+            f"queue {name} exists with other settings ({'; '.join(conflicts)}): SQS keeps "
+            f"them; delete it first (queue delete {name}) or choose another name"
+        )
+    return url, False
+
+
+async def _create(args: argparse.Namespace, plan: QueuePlan) -> int:
+    async with AsyncExitStack() as stack:
+        client = await open_queue_admin(stack, _config(args))
+        wanted = dict(plan.attributes)
+        if plan.dead_letter_queue is not None:
+            assert plan.dead_letter_attributes is not None
+            assert plan.max_receive_count is not None
+            dlq_url, created = await _ensure(
+                client, plan.dead_letter_queue, plan.dead_letter_attributes
+            )
+            print(f"{'created' if created else 'exists:'} {plan.dead_letter_queue} {dlq_url}")
+            arn = (await client.get_queue_attributes(dlq_url)).get("QueueArn")
+            if not arn:
+                raise ConfigurationError(
+                    f"SQS gave no QueueArn for {plan.dead_letter_queue}: cannot point a "
+                    "RedrivePolicy at it"
+                )
+            wanted["RedrivePolicy"] = RedrivePolicy(arn, plan.max_receive_count).attribute()
+        url, created = await _ensure(client, plan.name, wanted)
+        note = (
+            f" (dead letters to {plan.dead_letter_queue} after {plan.max_receive_count} receives)"
+            if plan.dead_letter_queue
+            else ""
+        )
+        print(f"{'created' if created else 'exists:'} {plan.name} {url}{note}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> AppConfig:
+    return AppConfig(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
+
+
+def _confirmed(args: argparse.Namespace, client: QueueAdmin, what: str) -> None:
+    """Refuse a destructive command on a remote endpoint without --yes."""
+    if args.yes or is_local_endpoint(client.endpoint.url):
+        return
+    raise ConfigurationError(
+        f"queue {args.queue_command} {args.name} {what} at {client.endpoint.url} "
+        f"(region {client.endpoint.region}): add --yes to confirm (a local endpoint, "
+        "127.0.0.1 or localhost, needs none)"
+    )
+
+
+async def _purge(args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        client = await open_queue_admin(stack, _config(args))
+        _confirmed(args, client, "would delete every message of the queue")
+        url = await client.resolve_queue_url(args.name)
+        depth = queue_depth(await client.get_queue_attributes(url))
+        await client.purge_queue(url)
+    print(f"purged {queue_name_of(url)}: about {messages_text(depth)} deleted")
+    return 0
+
+
+async def _delete(args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        client = await open_queue_admin(stack, _config(args))
+        _confirmed(args, client, "would delete the queue and its messages")
+        url = await client.resolve_queue_url(args.name)
+        attributes = await client.get_queue_attributes(url)
+        await client.delete_queue(url)
+    print(f"deleted {queue_name_of(url)} (about {messages_text(queue_depth(attributes))} with it)")
+    policy = RedrivePolicy.of(attributes)
+    if policy:
+        dlq = queue_name_of(policy.dead_letter_arn)
+        print(f"its dead-letter queue {dlq} is kept: queue delete {dlq} removes it")
+    return 0
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    if args.queue_command == "create":
+        plan = plan_queues(
+            args.name,
+            fifo=args.fifo,
+            visibility_timeout=args.visibility_timeout,
+            content_based_deduplication=args.content_based_deduplication,
+            dead_letter_queue=args.dead_letter_queue,
+            max_receive_count=args.max_receive_count,
+        )
+        return run(_create, args, plan)
+    if args.queue_command == "purge":
+        return run(_purge, args)
+    return run(_delete, args)
