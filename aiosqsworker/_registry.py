@@ -14,6 +14,7 @@ from ._bodies import build_invoker
 from ._config import ConsumerConfig, ConsumerSettings
 from ._errors import ConfigurationError, HandlerSignatureError
 from ._message import Message
+from ._text import public_text
 
 __all__ = ["ConsumerSpec", "Registry", "check_handler", "consumer", "default_registry"]
 
@@ -79,7 +80,8 @@ def check_handler(handler: object, *, batch: bool = False) -> None:
         signature.bind(*([object()] * arguments))
     except TypeError as exc:
         raise HandlerSignatureError(
-            f"handler {name}{signature} cannot be called as handler({shape}) ({exc}): it "
+            f"handler {name}{public_text(str(signature))} cannot be called as handler({shape}) "
+            f"({exc}): it "
             "must take one positional parameter (a typed handler may take the Message as a "
             "second one), and give every other parameter a default"
         ) from None

@@ -30,12 +30,14 @@ from aiosqsworker import (
     Message,
     MessageDecodeError,
     QueueNotFoundError,
+    Reject,
     Retry,
     WorkerState,
     consumer,
 )
+from aiosqsworker._consumer.deadletter import failure_record
 from aiosqsworker._registry import ConsumerSpec, default_registry
-from aiosqsworker.testing import LocalSQSServer
+from aiosqsworker.testing import LocalSQSServer, make_message
 
 from .kit import REGION, SQSKit, eventually
 
@@ -115,6 +117,27 @@ def test_a_batch_handler_is_checked_for_a_list_parameter() -> None:
 
     with pytest.raises(HandlerSignatureError, match=r"handle_many.*messages: list\[Message\]"):
         consumer("orders", batch=True)(handle_many)
+
+
+def test_user_facing_text_names_the_public_classes() -> None:
+    """Catches text built from `__module__` (``aiosqsworker._message.Message`` in a signature
+    error, ``aiosqsworker._errors.Reject`` in a failure record): users import neither."""
+
+    async def handle_pair(message, other):  # type: ignore[no-untyped-def]
+        pass
+
+    # As written in a module without `from __future__ import annotations`.
+    handle_pair.__annotations__ = {"message": Message, "other": int, "return": None}
+    with pytest.raises(HandlerSignatureError) as info:
+        consumer("orders")(handle_pair)
+    assert "handle_pair(message: aiosqsworker.Message, other: int)" in str(info.value)
+    assert "aiosqsworker._" not in str(info.value)
+    record = failure_record(make_message("x"), Reject("no"), consumer="c", reason="no")
+    assert record["exception"] == "aiosqsworker.Reject"
+    assert (
+        failure_record(make_message("x"), KeyError("k"), consumer="c", reason="r")["exception"]
+        == "builtins.KeyError"
+    )
 
 
 def test_async_callable_objects_and_defaulted_extras_are_accepted() -> None:
@@ -554,7 +577,7 @@ async def test_a_body_that_is_not_json_is_retried_then_dead_lettered(
     dead = await sqs.drain_with_attributes(dlq)
     assert [message["Body"] for message in dead] == ["password=hunter2"]
     record = json.loads(dead[0]["MessageAttributes"]["aiosqsworker.failure"]["StringValue"])
-    assert record["exception"] == "aiosqsworker._errors.MessageDecodeError"
+    assert record["exception"] == "aiosqsworker.MessageDecodeError"
     assert bad_id in record["error"]
     assert "hunter2" not in record["error"]
     assert await sqs.counts(queue) == (0, 0)

@@ -26,6 +26,7 @@ from typing import Any
 from .._errors import SQSError
 from .._message import Message, from_epoch_millis
 from .._sqs.base import SQSClient
+from .._text import plural, public_name
 
 __all__ = [
     "FAILURE_ATTRIBUTE",
@@ -70,7 +71,7 @@ def failure_record(
     innermost = frames[-1] if frames else None
     return {
         "reason": reason,
-        "exception": f"{kind.__module__}.{kind.__qualname__}",
+        "exception": public_name(kind),
         "error": _error_text(error),
         "traceback_digest": hashlib.sha256(f"{kind.__qualname__}|{shape}".encode()).hexdigest()[
             :16
@@ -153,10 +154,10 @@ class DeadLetterQueue:
             )
             return False
         logger.warning(
-            "[%s] moved message %s to the dead-letter queue after %d attempts (%s: %s)",
+            "[%s] moved message %s to the dead-letter queue after %s (%s: %s)",
             consumer,
             message.message_id,
-            message.receive_count,
+            plural(message.receive_count, "attempt"),
             record["exception"],
             record["error"][:200],
         )

@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .._text import plural
+
 __all__ = ["restart_delay", "supervise"]
 
 logger = logging.getLogger("aiosqsworker.supervisor")
@@ -68,7 +70,7 @@ class Supervisor:
         self._signals += 1
         self._stopping.set()
         if self._signals == 1:
-            logger.info("received %s: draining %d workers", signum.name, len(self._slots))
+            logger.info("received %s: draining %s", signum.name, plural(len(self._slots), "worker"))
         else:
             logger.warning("received %s again: forcing the workers to stop", signum.name)
         for slot in self._slots:
