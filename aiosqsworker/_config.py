@@ -7,14 +7,25 @@ botocore error inside a running worker.
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
 
-__all__ = ["AppConfig", "ConsumerConfig", "ConsumerSettings", "Middleware"]
+__all__ = [
+    "AppConfig",
+    "ConsumerConfig",
+    "ConsumerSettings",
+    "Middleware",
+    "check_seconds",
+    "checked_settings",
+    "unknown_setting",
+]
 
 #: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
 MAX_WAIT_TIME = 20
@@ -25,6 +36,53 @@ MAX_CONCURRENCY = 10_000
 #: ``async def middleware(message, call_next) -> object``: runs around a handler call;
 #: `call_next(message)` runs the rest of the chain. A batch consumer's middleware gets the list.
 Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
+
+
+P = ParamSpec("P")
+S = TypeVar("S")
+
+
+def unknown_setting(kind: str, name: str, known: Iterable[str]) -> ConfigurationError:
+    """The error for a setting `kind` (``"consumer"``, ``"App"``) does not have."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    article = "an" if kind[0].lower() in "aeiou" else "a"
+    return ConfigurationError(
+        f"unknown {kind} setting {name!r}{hint}; the settings of {article} {kind} are: "
+        f"{', '.join(known)}"
+    )
+
+
+def checked_settings(
+    kind: str,
+) -> Callable[[Callable[Concatenate[S, P], None]], Callable[Concatenate[S, P], None]]:
+    """Give an ``__init__`` of keyword-only settings the errors of `@consumer`'s.
+
+    Python's own would be a bare TypeError (``unexpected keyword argument 'regoin'``); this
+    names the closest setting, and a positional value says to name it. Type checkers still
+    see the real signature.
+    """
+
+    def decorate(init: Callable[Concatenate[S, P], None]) -> Callable[Concatenate[S, P], None]:
+        parameters = inspect.signature(init).parameters.values()
+        known = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+        @functools.wraps(init)
+        def checked(self: S, /, *args: P.args, **kwargs: P.kwargs) -> None:
+            if args:
+                raise ConfigurationError(
+                    f"{kind}() takes its settings by name, as in {kind}({known[0]}=...): "
+                    f"{args[0]!r} was given without one"
+                )
+            for name in kwargs:
+                if name not in known:
+                    raise unknown_setting(kind, name, known)
+            init(self, *args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -55,7 +113,7 @@ def _check_middleware(value: object) -> tuple[Middleware, ...]:
     return layers
 
 
-def _check_seconds(name: str, value: object, low: float, high: float) -> None:
+def check_seconds(name: str, value: object, low: float, high: float) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -126,20 +184,20 @@ class ConsumerConfig:
             _check_int("visibility_timeout", self.visibility_timeout, 1, MAX_VISIBILITY)
         _check_int("wait_time", self.wait_time, 1, MAX_WAIT_TIME)
         _check_int("max_messages", self.max_messages, 1, MAX_BATCH)
-        _check_seconds("retry_base_delay", self.retry_base_delay, 0, MAX_VISIBILITY)
-        _check_seconds("retry_max_delay", self.retry_max_delay, 0, MAX_VISIBILITY)
+        check_seconds("retry_base_delay", self.retry_base_delay, 0, MAX_VISIBILITY)
+        check_seconds("retry_max_delay", self.retry_max_delay, 0, MAX_VISIBILITY)
         if self.retry_max_delay < self.retry_base_delay:
             raise ConfigurationError(
                 f"retry_max_delay={self.retry_max_delay!r} is invalid: it must be at least "
                 f"retry_base_delay ({self.retry_base_delay!r})"
             )
-        _check_seconds("ack_linger", self.ack_linger, 0, 10)
+        check_seconds("ack_linger", self.ack_linger, 0, 10)
         if self.timeout is not None:
-            _check_seconds("timeout", self.timeout, 0.001, MAX_VISIBILITY)
+            check_seconds("timeout", self.timeout, 0.001, MAX_VISIBILITY)
         if not isinstance(self.batch, bool):
             raise ConfigurationError(f"batch={self.batch!r} is invalid: it must be True or False")
         _check_int("batch_size", self.batch_size, 1, 1000)
-        _check_seconds("batch_window", self.batch_window, 0, MAX_WAIT_TIME)
+        check_seconds("batch_window", self.batch_window, 0, MAX_WAIT_TIME)
         if self.envelope not in (None, "sns", "eventbridge", "s3"):
             raise ConfigurationError(
                 f"envelope={self.envelope!r} is invalid: it must be 'sns', 'eventbridge', 's3' "
@@ -206,7 +264,7 @@ class AppConfig:
     middleware: Sequence[Middleware] = ()
 
     def __post_init__(self) -> None:
-        _check_seconds("shutdown_timeout", self.shutdown_timeout, 0, 24 * 3600)
+        check_seconds("shutdown_timeout", self.shutdown_timeout, 0, 24 * 3600)
         # Empty strings stay allowed: they mean "not given" (`--region "$REGION"` unset).
         _check_text("region", self.region, "an AWS region such as 'eu-west-1'", empty_ok=True)
         _check_text("profile", self.profile, "a profile of the AWS config files", empty_ok=True)

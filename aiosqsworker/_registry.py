@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import typing
@@ -11,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._bodies import build_invoker
-from ._config import ConsumerConfig, ConsumerSettings
+from ._config import ConsumerConfig, ConsumerSettings, unknown_setting
 from ._errors import ConfigurationError, HandlerSignatureError
 from ._message import Message
 from ._text import public_text
@@ -158,12 +157,7 @@ class Registry:
                 raise ConfigurationError(
                     f"{exc}; the settings of a consumer are: {', '.join(known)}"
                 ) from None
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigurationError(
-                f"unknown consumer setting {unknown[0]!r}{hint}; the settings of a consumer "
-                f"are: {', '.join(known)}"
-            ) from None
+            raise unknown_setting("consumer", unknown[0], known) from None
 
         def register(handler: H) -> H:
             self.add(ConsumerSpec.build(handler, config))
