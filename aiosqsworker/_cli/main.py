@@ -21,6 +21,7 @@ ENV_PREFIX = "AIOSQSWORKER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
 COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq")
+MAX_PORT = 65_535
 
 RUN_EPILOG = """\
 environment:
@@ -80,6 +81,31 @@ def _env_int(name: str, default: int | None) -> int | None:
         raise ConfigurationError(
             f"{ENV_PREFIX}{name}={raw!r} is invalid: it must be a whole number"
         ) from None
+
+
+def _metrics_port(args: argparse.Namespace, workers: int) -> int | None:
+    """The first metrics port, checked: worker i of `workers` serves on port + i."""
+    from_environment = args.metrics_port is None
+    port = _env_int("METRICS_PORT", None) if from_environment else args.metrics_port
+    if port is None:
+        return None
+    highest = MAX_PORT - workers + 1
+    if not 1 <= port <= highest:
+        given = f"{ENV_PREFIX}METRICS_PORT={port}" if from_environment else f"--metrics-port {port}"
+        each = f" (worker i of --workers {workers} serves on PORT + i)" if workers > 1 else ""
+        raise ConfigurationError(f"{given} is invalid: it must be a port from 1 to {highest}{each}")
+    return port
+
+
+def _environment_choice_problem(args: argparse.Namespace) -> str | None:
+    """argparse checks choices on the command line only, not on defaults from the environment."""
+    for option, choices in (("log_level", LOG_LEVELS), ("log_format", LOG_FORMATS)):
+        value = getattr(args, option, None)
+        if value is not None and value not in choices:
+            name = f"{ENV_PREFIX}{option.upper()}"
+            raw = os.environ.get(name, value)
+            return f"{name}={raw!r} is invalid: choose one of {', '.join(choices)}"
+    return None
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -308,11 +334,11 @@ def _command_run(args: argparse.Namespace, argv: list[str], use_uvloop: bool) ->
     assert workers is not None
     if workers < 1:
         raise ConfigurationError(f"--workers {workers} is invalid: it must be 1 or more")
+    port = _metrics_port(args, workers)
     if workers > 1:
         from .._run.supervisor import supervise
 
         return supervise(_worker_argv(argv), workers)
-    port = args.metrics_port if args.metrics_port is not None else _env_int("METRICS_PORT", None)
     if port is not None:
         port += _env_int("WORKER_INDEX", 0) or 0  # the supervisor numbers its workers
     host = args.metrics_host or _env("METRICS_HOST") or "127.0.0.1"
@@ -361,14 +387,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "run")  # `python -m aiosqsworker MODULE` means `run MODULE`
     parser = _build_parser()
     args = parser.parse_args(args_list)
-    # argparse checks choices on the command line only, not on defaults from the environment.
-    for option, choices in (("log_level", LOG_LEVELS), ("log_format", LOG_FORMATS)):
-        value = getattr(args, option, None)
-        if value is not None and value not in choices:
-            parser.error(
-                f"{ENV_PREFIX}{option.upper()}={value!r} is invalid: choose one of "
-                f"{', '.join(choices)}"
-            )
+    problem = _environment_choice_problem(args)
+    if problem is not None:
+        print(f"aiosqsworker: error: {problem}", file=sys.stderr)
+        return 1
     if args.command is None:
         parser.print_help()
         return 2

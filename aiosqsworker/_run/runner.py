@@ -14,6 +14,7 @@ import signal
 
 import anyio
 
+from .._errors import AioSQSWorkerError, single_error
 from .metrics import serve_metrics
 from .probe import RunnableApp
 from .progress import report_progress
@@ -73,4 +74,10 @@ def run(
         forced_by = signals.forced_by
         return 128 + int(forced_by) if forced_by is not None else 0
 
-    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    try:
+        return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    except BaseExceptionGroup as group:  # the metrics server's start, say: its one error
+        error = single_error(group)
+        if isinstance(error, AioSQSWorkerError):
+            raise error from None
+        raise
