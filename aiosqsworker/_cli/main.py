@@ -349,7 +349,7 @@ def _command_run(args: argparse.Namespace, argv: list[str], use_uvloop: bool) ->
         use_uvloop=use_uvloop,
         metrics_address=(host, port) if port is not None else None,
         progress_interval=5.0 if show_progress else None,
-        supervised=_env("WORKER_INDEX") is not None,
+        supervisor_pid=_env_int("SUPERVISOR_PID", None),
     )
 
 

@@ -4,6 +4,8 @@ SQS is the distributed engine, so scaling out is just more processes reading the
 The supervisor starts them, forwards SIGTERM/SIGINT for a graceful drain (a second signal is
 forwarded too, which forces), restarts a worker that dies unexpectedly with a back-off
 against crash loops (`restart_delay`), and exits 0 once every worker has drained cleanly.
+Each worker is told the supervisor's pid, and drains by itself if the supervisor dies
+without a word (`orphan.watch_supervisor`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ class Supervisor:
         self._signals = 0
 
     async def _spawn(self, slot: _Slot) -> None:
-        env = {**os.environ, "AIOSQSWORKER_WORKER_INDEX": str(slot.index)}
+        env = {
+            **os.environ,
+            "AIOSQSWORKER_WORKER_INDEX": str(slot.index),
+            "AIOSQSWORKER_SUPERVISOR_PID": str(os.getpid()),  # a worker drains when it dies
+        }
         slot.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
