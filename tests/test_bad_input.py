@@ -133,6 +133,13 @@ def test_user_facing_text_names_the_public_classes() -> None:
         consumer("orders")(handle_pair)
     assert "handle_pair(message: aiosqsworker.Message, other: int)" in str(info.value)
     assert "aiosqsworker._" not in str(info.value)
+
+    async def handle_set(messages: set[Message]) -> None:
+        pass
+
+    handle_set.__annotations__ = {"messages": set[Message], "return": None}
+    with pytest.raises(HandlerSignatureError, match=r"into set\[aiosqsworker\.Message\]:"):
+        consumer("orders")(handle_set)
     record = failure_record(make_message("x"), Reject("no"), consumer="c", reason="no")
     assert record["exception"] == "aiosqsworker.Reject"
     assert (

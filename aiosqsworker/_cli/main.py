@@ -343,13 +343,16 @@ def _command_run(args: argparse.Namespace, argv: list[str], use_uvloop: bool) ->
         port += _env_int("WORKER_INDEX", 0) or 0  # the supervisor numbers its workers
     host = args.metrics_host or _env("METRICS_HOST") or "127.0.0.1"
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    # Read once and forgotten: a process this worker starts is not a worker of the supervisor.
+    supervisor_pid = _env_int("SUPERVISOR_PID", None)
+    os.environ.pop(f"{ENV_PREFIX}SUPERVISOR_PID", None)
     app = _with_overrides(load_app(args.target), args)
     return run(
         app,
         use_uvloop=use_uvloop,
         metrics_address=(host, port) if port is not None else None,
         progress_interval=5.0 if show_progress else None,
-        supervisor_pid=_env_int("SUPERVISOR_PID", None),
+        supervisor_pid=supervisor_pid,
     )
 
 
