@@ -323,7 +323,7 @@ async def test_workers_drain_when_their_supervisor_is_killed_and_a_new_one_takes
         "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
         "AWS_REGION": REGION,
         "OPS_QUEUE": queue.name,
-        "OPS_JOB_SECONDS": "0.3",
+        "OPS_JOB_SECONDS": "0.5",
         "OPS_LEDGER": str(ledger),
     }
     argv = [
