@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from ._config import AppConfig, ConsumerSettings, EnvironmentSettings, Middleware
+from ._config import AppConfig, ConsumerSettings, EnvironmentSettings, Middleware, checked_settings
 from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, single_error
 from ._producer import SendOptions
@@ -45,6 +45,7 @@ class App:
     turns SIGTERM/SIGINT into a graceful stop, and a second one into a forced stop.
     """
 
+    @checked_settings("App")
     def __init__(
         self,
         *,

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from ._errors import ConfigurationError, HandlerSignatureError, MessageDecodeError
 from ._message import Message
+from ._text import public_text
 
 __all__ = ["Envelope", "build_invoker", "decoder_for", "unwrap_envelope"]
 
@@ -210,8 +211,9 @@ def decoder_for(annotation: Any, envelope: Envelope | None = None) -> Decoder:
         decode = _dataclass_decoder(origin)
         return lambda message: decode(message, as_json(message))
     raise HandlerSignatureError(
-        f"cannot decode a message body into {annotation!r}: annotate the handler's first "
-        "parameter with Message, str, bytes, dict, list, a dataclass or a pydantic model"
+        f"cannot decode a message body into {public_text(repr(annotation))}: annotate the "
+        "handler's first parameter with Message, str, bytes, dict, list, a dataclass or a "
+        "pydantic model"
     )
 
 

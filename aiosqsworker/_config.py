@@ -8,11 +8,13 @@ botocore error inside a running worker.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import math
 import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
 
@@ -23,6 +25,9 @@ __all__ = [
     "ConsumerSettings",
     "EnvironmentSettings",
     "Middleware",
+    "check_seconds",
+    "checked_settings",
+    "unknown_setting",
 ]
 
 #: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
@@ -40,6 +45,53 @@ returns what the handler returned; a batch consumer's middleware gets the list o
 Give them to ``App(middleware=[...])`` (around every consumer) or ``@consumer(...,
 middleware=[...])``.
 """
+
+
+P = ParamSpec("P")
+S = TypeVar("S")
+
+
+def unknown_setting(kind: str, name: str, known: Iterable[str]) -> ConfigurationError:
+    """The error for a setting `kind` (``"consumer"``, ``"App"``) does not have."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    article = "an" if kind[0].lower() in "aeiou" else "a"
+    return ConfigurationError(
+        f"unknown {kind} setting {name!r}{hint}; the settings of {article} {kind} are: "
+        f"{', '.join(known)}"
+    )
+
+
+def checked_settings(
+    kind: str,
+) -> Callable[[Callable[Concatenate[S, P], None]], Callable[Concatenate[S, P], None]]:
+    """Give an ``__init__`` of keyword-only settings the errors of `@consumer`'s.
+
+    Python's own would be a bare TypeError (``unexpected keyword argument 'regoin'``); this
+    names the closest setting, and a positional value says to name it. Type checkers still
+    see the real signature.
+    """
+
+    def decorate(init: Callable[Concatenate[S, P], None]) -> Callable[Concatenate[S, P], None]:
+        parameters = inspect.signature(init).parameters.values()
+        known = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+        @functools.wraps(init)
+        def checked(self: S, /, *args: P.args, **kwargs: P.kwargs) -> None:
+            if args:
+                raise ConfigurationError(
+                    f"{kind}() takes its settings by name, as in {kind}({known[0]}=...): "
+                    f"{args[0]!r} was given without one"
+                )
+            for name in kwargs:
+                if name not in known:
+                    raise unknown_setting(kind, name, known)
+            init(self, *args, **kwargs)
+
+        return checked
+
+    return decorate
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -84,7 +136,7 @@ def _check_middleware(value: object) -> tuple[Middleware, ...]:
     return layers
 
 
-def _check_seconds(name: str, value: object, low: float, high: float) -> None:
+def check_seconds(name: str, value: object, low: float, high: float) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
@@ -155,20 +207,20 @@ class ConsumerConfig:
             _check_int("visibility_timeout", self.visibility_timeout, 1, MAX_VISIBILITY)
         _check_int("wait_time", self.wait_time, 1, MAX_WAIT_TIME)
         _check_int("max_messages", self.max_messages, 1, MAX_BATCH)
-        _check_seconds("retry_base_delay", self.retry_base_delay, 0, MAX_VISIBILITY)
-        _check_seconds("retry_max_delay", self.retry_max_delay, 0, MAX_VISIBILITY)
+        check_seconds("retry_base_delay", self.retry_base_delay, 0, MAX_VISIBILITY)
+        check_seconds("retry_max_delay", self.retry_max_delay, 0, MAX_VISIBILITY)
         if self.retry_max_delay < self.retry_base_delay:
             raise ConfigurationError(
                 f"retry_max_delay={self.retry_max_delay!r} is invalid: it must be at least "
                 f"retry_base_delay ({self.retry_base_delay!r})"
             )
-        _check_seconds("ack_linger", self.ack_linger, 0, 10)
+        check_seconds("ack_linger", self.ack_linger, 0, 10)
         if self.timeout is not None:
-            _check_seconds("timeout", self.timeout, 0.001, MAX_VISIBILITY)
+            check_seconds("timeout", self.timeout, 0.001, MAX_VISIBILITY)
         if not isinstance(self.batch, bool):
             raise ConfigurationError(f"batch={self.batch!r} is invalid: it must be True or False")
         _check_int("batch_size", self.batch_size, 1, 1000)
-        _check_seconds("batch_window", self.batch_window, 0, MAX_WAIT_TIME)
+        check_seconds("batch_window", self.batch_window, 0, MAX_WAIT_TIME)
         if self.envelope not in (None, "sns", "eventbridge", "s3"):
             raise ConfigurationError(
                 f"envelope={self.envelope!r} is invalid: it must be 'sns', 'eventbridge', 's3' "
@@ -241,7 +293,7 @@ class AppConfig:
     only: Sequence[str] | None = None
 
     def __post_init__(self) -> None:
-        _check_seconds("shutdown_timeout", self.shutdown_timeout, 0, MAX_SHUTDOWN_TIMEOUT)
+        check_seconds("shutdown_timeout", self.shutdown_timeout, 0, MAX_SHUTDOWN_TIMEOUT)
         if self.concurrency is not None:
             _check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
         if self.only is not None:
@@ -325,6 +377,7 @@ _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
     "LOG_LEVEL": lambda n, raw: _env_choice(n, raw.upper(), LOG_LEVELS),
     "LOG_FORMAT": lambda n, raw: _env_choice(n, raw.lower(), LOG_FORMATS),
     "WORKER_INDEX": lambda n, raw: _env_whole(n, raw, 0, 1023),
+    "SUPERVISOR_PID": lambda n, raw: _env_whole(n, raw, 1, 2**31),
 }
 
 
@@ -348,6 +401,8 @@ class EnvironmentSettings:
         log_format: ``AIOSQSWORKER_LOG_FORMAT`` (command line only).
         worker_index: ``AIOSQSWORKER_WORKER_INDEX``, which the supervisor of ``--workers N``
             sets for each worker.
+        supervisor_pid: ``AIOSQSWORKER_SUPERVISOR_PID``, the supervisor's pid, which it sets
+            for each worker so that a worker drains when its supervisor dies.
     """
 
     shutdown_timeout: float | None = None
@@ -360,6 +415,7 @@ class EnvironmentSettings:
     log_level: str | None = None
     log_format: str | None = None
     worker_index: int | None = None
+    supervisor_pid: int | None = None
 
     @classmethod
     def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentSettings:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 import anyio
 
 from ._backoff import backoff
-from ._config import MAX_BATCH, AppConfig
+from ._config import MAX_BATCH, AppConfig, check_seconds, checked_settings
 from ._errors import ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import SQSClient
 from ._sqs.open import open_sqs_client
@@ -39,6 +39,7 @@ __all__ = [
     "batch_is_full",
     "encode_attributes",
     "encode_body",
+    "fifo_send_problem",
 ]
 
 #: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
@@ -91,6 +92,26 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> dict[str, dict
             f"{len(encoded)} message attributes given: SQS allows at most 10 per message"
         )
     return encoded
+
+
+def fifo_send_problem(queue_url: str, *, group_id: str | None, delay: int) -> str | None:
+    """Why SQS would refuse this send to a FIFO queue, or None (a FIFO queue's name ends in
+    ``.fifo``, so the URL tells before any call)."""
+    if not queue_url.endswith(".fifo"):
+        return None
+    name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+    if group_id is None:
+        return (
+            f"{name} is a FIFO queue: pass group_id=... (its MessageGroupId; messages of one "
+            "group are handled in order), and deduplication_id=... unless the queue has "
+            "ContentBasedDeduplication"
+        )
+    if delay:
+        return (
+            f"{name} is a FIFO queue: SQS takes no per-message delay there (set the queue's "
+            "DelaySeconds instead)"
+        )
+    return None
 
 
 def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
@@ -217,6 +238,9 @@ class BatchingSender:
             raise ConfigurationError(
                 f"delay={delay!r} is invalid: it must be a whole number of seconds from 0 to 900"
             )
+        problem = fifo_send_problem(queue_url, group_id=group_id, delay=delay)
+        if problem is not None:
+            raise ConfigurationError(problem)
         request: dict[str, Any] = {"MessageBody": text}
         if encoded:
             request["MessageAttributes"] = encoded
@@ -326,6 +350,7 @@ class Producer:
     Concurrent sends share SendMessageBatch calls. Queues are given by name or URL.
     """
 
+    @checked_settings("Producer")
     def __init__(
         self,
         *,
@@ -338,6 +363,7 @@ class Producer:
         self._config = AppConfig(
             region=region, endpoint_url=endpoint_url, profile=profile, client=client
         )
+        check_seconds("linger", linger, 0, 10)
         self._linger = linger
         self._stack: AsyncExitStack | None = None
         self._sender: BatchingSender | None = None

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._bodies import build_invoker
-from ._config import ConsumerConfig, ConsumerSettings
+from ._config import ConsumerConfig, ConsumerSettings, unknown_setting
 from ._errors import ConfigurationError, HandlerSignatureError
 from ._message import Message
+from ._text import public_text
 
 __all__ = [
     "ConsumerSpec",
@@ -87,7 +88,8 @@ def check_handler(handler: object, *, batch: bool = False) -> None:
         signature.bind(*([object()] * arguments))
     except TypeError as exc:
         raise HandlerSignatureError(
-            f"handler {name}{signature} cannot be called as handler({shape}) ({exc}): it "
+            f"handler {name}{public_text(str(signature))} cannot be called as handler({shape}) "
+            f"({exc}): it "
             "must take one positional parameter (a typed handler may take the Message as a "
             "second one), and give every other parameter a default"
         ) from None
@@ -164,12 +166,7 @@ class Registry:
                 raise ConfigurationError(
                     f"{exc}; the settings of a consumer are: {', '.join(known)}"
                 ) from None
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigurationError(
-                f"unknown consumer setting {unknown[0]!r}{hint}; the settings of a consumer "
-                f"are: {', '.join(known)}"
-            ) from None
+            raise unknown_setting("consumer", unknown[0], known) from None
 
         def register(handler: H) -> H:
             self.add(ConsumerSpec.build(handler, config))

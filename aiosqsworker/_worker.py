@@ -25,6 +25,7 @@ from ._producer import BatchingSender, QueueUrls, SendOptions
 from ._registry import ConsumerSpec
 from ._sqs.base import SQSClient
 from ._sqs.open import open_sqs_client
+from ._text import plural
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -145,8 +146,8 @@ class Worker:
                     if self.state is WorkerState.STARTING:
                         self.state = WorkerState.RUNNING
                     logger.info(
-                        "worker started: %d consumers, endpoint %s (region %s)",
-                        len(self._pipelines),
+                        "worker started: %s, endpoint %s (region %s)",
+                        plural(len(self._pipelines), "consumer"),
                         client.endpoint.url,
                         client.endpoint.region,
                     )

@@ -29,13 +29,16 @@ from aiosqsworker import (
     HandlerSignatureError,
     Message,
     MessageDecodeError,
+    Producer,
     QueueNotFoundError,
+    Reject,
     Retry,
     WorkerState,
     consumer,
 )
+from aiosqsworker._consumer.deadletter import failure_record
 from aiosqsworker._registry import ConsumerSpec, default_registry
-from aiosqsworker.testing import LocalSQSServer
+from aiosqsworker.testing import FaultProxy, LocalSQSServer, make_message
 
 from .kit import REGION, SQSKit, eventually
 
@@ -115,6 +118,34 @@ def test_a_batch_handler_is_checked_for_a_list_parameter() -> None:
 
     with pytest.raises(HandlerSignatureError, match=r"handle_many.*messages: list\[Message\]"):
         consumer("orders", batch=True)(handle_many)
+
+
+def test_user_facing_text_names_the_public_classes() -> None:
+    """Catches text built from `__module__` (``aiosqsworker._message.Message`` in a signature
+    error, ``aiosqsworker._errors.Reject`` in a failure record): users import neither."""
+
+    async def handle_pair(message, other):  # type: ignore[no-untyped-def]
+        pass
+
+    # As written in a module without `from __future__ import annotations`.
+    handle_pair.__annotations__ = {"message": Message, "other": int, "return": None}
+    with pytest.raises(HandlerSignatureError) as info:
+        consumer("orders")(handle_pair)
+    assert "handle_pair(message: aiosqsworker.Message, other: int)" in str(info.value)
+    assert "aiosqsworker._" not in str(info.value)
+
+    async def handle_set(messages: set[Message]) -> None:
+        pass
+
+    handle_set.__annotations__ = {"messages": set[Message], "return": None}
+    with pytest.raises(HandlerSignatureError, match=r"into set\[aiosqsworker\.Message\]:"):
+        consumer("orders")(handle_set)
+    record = failure_record(make_message("x"), Reject("no"), consumer="c", reason="no")
+    assert record["exception"] == "aiosqsworker.Reject"
+    assert (
+        failure_record(make_message("x"), KeyError("k"), consumer="c", reason="r")["exception"]
+        == "builtins.KeyError"
+    )
 
 
 def test_async_callable_objects_and_defaulted_extras_are_accepted() -> None:
@@ -554,7 +585,7 @@ async def test_a_body_that_is_not_json_is_retried_then_dead_lettered(
     dead = await sqs.drain_with_attributes(dlq)
     assert [message["Body"] for message in dead] == ["password=hunter2"]
     record = json.loads(dead[0]["MessageAttributes"]["aiosqsworker.failure"]["StringValue"])
-    assert record["exception"] == "aiosqsworker._errors.MessageDecodeError"
+    assert record["exception"] == "aiosqsworker.MessageDecodeError"
     assert bad_id in record["error"]
     assert "hunter2" not in record["error"]
     assert await sqs.counts(queue) == (0, 0)
@@ -585,3 +616,91 @@ async def test_a_retry_without_end_is_capped_not_a_crash(
             assert app.state is WorkerState.RUNNING
     # Hidden for as long as SQS allows, not lost and not handled again.
     assert await sqs.counts(queue) == (0, 1)
+
+
+# Mistakes a new user makes: each one clear error that says the fix.
+
+
+@pytest.mark.parametrize("variable", ["AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"])
+@pytest.mark.parametrize("value", ["127.0.0.1:4566", "localhost:4566"])
+async def test_an_endpoint_variable_without_a_scheme_is_named_with_the_fix(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """Catches leaving the environment's endpoint to botocore unchecked: it raises a bare
+    ``ValueError: Invalid endpoint`` from deep inside client creation (64 lines of traceback
+    on the command line), while the same value given as ``endpoint_url=`` is refused cleanly.
+    """
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv(variable, value)
+    app = App()
+
+    @app.consumer("orders", wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(ConfigurationError) as info:
+        async with app:
+            pass
+    text = str(info.value)
+    assert f"{variable}={value!r} is invalid: it must start with http:// or https://" in text
+    assert f"{variable}=http://{value}" in text  # the fix, spelled out
+    assert "botocore" not in error_text(info.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (
+            lambda: App(regoin="eu-west-1"),  # type: ignore[call-arg]
+            "unknown App setting 'regoin' (did you mean 'region'?)",
+        ),
+        (
+            lambda: App(shutdown_timout=5),  # type: ignore[call-arg]
+            "(did you mean 'shutdown_timeout'?)",
+        ),
+        (
+            lambda: App(colour="blue"),  # type: ignore[call-arg]
+            "unknown App setting 'colour'; the settings of an App are",
+        ),
+        (
+            lambda: App("eu-west-1"),  # type: ignore[call-arg]
+            "App() takes its settings by name, as in App(region=...)",
+        ),
+        (
+            lambda: Producer(endpoint="http://x"),  # type: ignore[call-arg]
+            "unknown Producer setting 'endpoint' (did you mean 'endpoint_url'?)",
+        ),
+        (lambda: Producer(linger=-1), "linger=-1 is invalid: it must be a number of seconds"),
+    ],
+    ids=["typo", "typo-2", "unknown", "positional", "producer-typo", "producer-range"],
+)
+def test_app_and_producer_settings_get_the_errors_of_consumer_settings(
+    make: Callable[[], object], error: str
+) -> None:
+    """Catches leaving `App(...)` and `Producer(...)` to Python's own argument binding: a bare
+    ``TypeError: unexpected keyword argument 'regoin'``, with no hint, where `@consumer` says
+    "did you mean"."""
+    with pytest.raises(ConfigurationError) as info:
+        make()
+    assert error in str(info.value)
+
+
+async def test_a_fifo_send_without_group_id_says_what_to_pass_before_any_call(
+    sqs: SQSKit, sqs_server: LocalSQSServer
+) -> None:
+    """Catches sending first and letting SQS answer: a raw ``MissingParameter`` error from
+    SendMessageBatch, which does not say that the option is `group_id=`."""
+    queue = await sqs.create_fifo_queue(attributes={"ContentBasedDeduplication": "true"})
+    async with (
+        FaultProxy(sqs_server.endpoint_url) as proxy,
+        Producer(region=REGION, endpoint_url=proxy.url) as producer,
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            await producer.send(queue.name, {"order": 1})
+        assert f"{queue.name} is a FIFO queue: pass group_id=..." in str(info.value)
+        with pytest.raises(ConfigurationError, match="no per-message delay"):
+            await producer.send(queue.url, "late", group_id="g", delay=5)
+        assert proxy.requests["SendMessageBatch"] == 0
+        await producer.send(queue.name, {"order": 1}, group_id="customer-7")
+        assert proxy.requests["SendMessageBatch"] == 1
+    assert await sqs.counts(queue) == (1, 0)

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -259,6 +260,7 @@ async def test_module_colon_app_runs_that_app(
     assert code == 0, tail(log)
     text = log.read_text()
     assert "[orders-app] consuming" in text  # the explicit App's own consumer...
+    assert "worker started: 1 consumer," in text  # one, not "1 consumers"
     assert "waiting up to 5 s" in text  # ... and its own shutdown timeout
     assert "received SIGINT" in text
     assert await sqs.counts(queue) == (0, 0)
@@ -282,3 +284,83 @@ async def test_a_bad_target_is_one_clear_line_and_a_failure(target: str, error: 
     assert lines[0].startswith("aiosqsworker: error: "), lines
     assert error in lines[0], lines
     assert not result.stdout
+
+
+async def test_a_bad_environment_value_or_port_is_one_clear_line_and_exit_1(
+    sqs_server: LocalSQSServer,
+) -> None:
+    """Each mistake a new user makes on the command line: one line that says the fix, exit 1.
+
+    Catches, each in its own row: leaving an endpoint variable without a scheme to botocore
+    (a 64-line traceback ending in ``ValueError: Invalid endpoint``, for `run`, `send` and
+    `stats` alike); passing a metrics port over 65535 through to the socket (which silently
+    binds another port); argparse's `parser.error` for a bad environment value (the whole
+    usage, exit 2); a metrics port in use as a traceback of the bind.
+    """
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        cases: list[tuple[list[str], dict[str, str], str]] = [
+            (
+                [SERVICE],
+                {"AWS_ENDPOINT_URL_SQS": "127.0.0.1:4566"},
+                "AWS_ENDPOINT_URL_SQS='127.0.0.1:4566' is invalid: it must start with http://",
+            ),
+            (
+                ["send", "orders", "hello"],
+                {"AWS_ENDPOINT_URL_SQS": "localhost:4566"},
+                "(for a local server: AWS_ENDPOINT_URL_SQS=http://localhost:4566)",
+            ),
+            (
+                ["stats", "orders"],
+                {"AWS_ENDPOINT_URL": "localhost:4566"},
+                "AWS_ENDPOINT_URL='localhost:4566' is invalid",
+            ),
+            (
+                [SERVICE, "--metrics-port", "99999"],
+                {},
+                "--metrics-port 99999 is invalid: it must be a port from 1 to 65535",
+            ),
+            (
+                [SERVICE],
+                {"AIOSQSWORKER_METRICS_PORT": "70000"},
+                "AIOSQSWORKER_METRICS_PORT=70000 is invalid: it must be a port from 1 to 65535",
+            ),
+            (
+                [SERVICE, "--workers", "2", "--metrics-port", "65535"],
+                {},
+                "it must be a port from 1 to 65534 (worker i of --workers 2 serves on PORT + i)",
+            ),
+            (
+                ["stats", "orders"],
+                {"AIOSQSWORKER_LOG_LEVEL": "verbose"},
+                "AIOSQSWORKER_LOG_LEVEL='verbose' is invalid: choose one of DEBUG, INFO, WARNING",
+            ),
+            (
+                [SERVICE, "--metrics-port", str(busy)],
+                {"AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url},
+                f"cannot serve metrics on 127.0.0.1:{busy}: address already in use",
+            ),
+        ]
+        results: dict[int, subprocess.CompletedProcess[bytes]] = {}
+
+        async def run(index: int, args: list[str], env: dict[str, str]) -> None:
+            results[index] = await anyio.run_process(
+                [sys.executable, "-m", "aiosqsworker", *args],
+                cwd=REPO,
+                env={**os.environ, "AWS_REGION": REGION, "ORDERS_QUEUE": "orders", **env},
+                check=False,
+            )
+
+        async with anyio.create_task_group() as tg:
+            for index, (args, env, _) in enumerate(cases):
+                tg.start_soon(run, index, args, env)
+
+    for index, (args, env, error) in enumerate(cases):
+        result = results[index]
+        lines = result.stderr.decode().strip().splitlines()
+        assert result.returncode == 1, (args, env, lines[-5:])
+        assert len(lines) == 1, (args, env, lines[-5:])
+        assert lines[0].startswith("aiosqsworker: error: "), lines
+        assert error in lines[0], (error, lines[0])

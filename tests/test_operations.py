@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,10 +16,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
 import pytest
+from anyio.abc import Process
 
 import aiosqsworker
 from aiosqsworker import App, Message
@@ -311,3 +315,186 @@ async def test_log_to_shows_the_librarys_info_lines_under_a_server_that_logs_its
     async with app:
         pass
     assert lines.lines == []
+
+
+# The supervisor's own death.
+
+WATCHER = """
+import os, sys, anyio
+from aiosqsworker._run.orphan import watch_supervisor
+
+async def main() -> None:
+    parent = os.getppid()
+    print("watching", parent, flush=True)
+    on_gone = lambda: print("gone", flush=True)
+    await watch_supervisor(parent, on_gone, use_pidfd=sys.argv[1] == "pidfd", interval=0.1)
+
+anyio.run(main)
+"""
+
+PARENT = """
+import subprocess, sys, time
+with open(sys.argv[3], "w") as out:
+    subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]], stdout=out)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie no parent has reaped yet has ended, for this purpose)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("mode", ["pidfd", "polling"])
+async def test_a_watched_parent_killed_outright_is_noticed(tmp_path: Path, mode: str) -> None:
+    """Both ways a worker learns of its supervisor's death: the kernel's pidfd, and (where
+    there is none) polling the parent's pid.
+
+    Catches a worker that trusts its supervisor to tell it when to stop: killed with
+    SIGKILL, the supervisor tells nobody anything. Also catches a watch that fires while the
+    parent lives (the first half-second must stay quiet).
+    """
+    out = tmp_path / "watcher"
+    parent = await anyio.open_process(
+        [sys.executable, "-c", PARENT, WATCHER, mode, str(out)],
+        cwd=REPO, stdout=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        await eventually(lambda: out.exists() and "watching" in out.read_text(), within=20)
+        assert out.read_text().split()[1] == str(parent.pid)
+        await anyio.sleep(0.5)
+        assert "gone" not in out.read_text(), "the parent is alive"
+        os.kill(parent.pid, signal.SIGKILL)
+        await parent.wait()
+        await eventually(lambda: "gone" in out.read_text(), within=10, what="the death noticed")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)  # the watcher too, if the test failed
+        await parent.aclose()
+
+
+def _free_port_pair() -> int:
+    """A port whose next one is free too (for two workers' metrics)."""
+    for _ in range(50):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = int(first.getsockname()[1])
+            if port >= 65_535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no two consecutive free ports")
+
+
+def _json_log(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def _worker_pids(path: Path) -> list[int]:
+    """The pids of the workers a supervisor logged it started."""
+    return [
+        int(entry["message"].rsplit("(pid ", 1)[1].rstrip(")"))
+        for entry in _json_log(path)
+        if " started (pid " in entry["message"]
+    ]
+
+
+async def _all_ready(port: int, workers: int) -> bool:
+    for index in range(workers):
+        try:
+            if (await _get(port + index, "/readyz"))[0] != 200:
+                return False
+        except aiohttp.ClientError:
+            return False
+    return True
+
+
+@pytest.mark.slow
+async def test_workers_drain_when_their_supervisor_is_killed_and_a_new_one_takes_over(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """`kill -9` of the `--workers 2` supervisor: its workers drain within seconds (running
+    jobs finish and are deleted, buffered ones released), and a new supervisor on the same
+    --metrics-port starts cleanly and does the rest.
+
+    Catches workers that stop only when their supervisor tells them to: orphaned, they
+    consume on with no one to stop them, and the new supervisor's workers crash-loop on
+    "address in use" of the ports the orphans hold.
+    """
+    queue = await sqs.create_queue()
+    ids = set(await sqs.send(queue, (str(n) for n in range(200))))
+    ledger = tmp_path / "ledger"
+    port = _free_port_pair()
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
+        "AWS_REGION": REGION,
+        "OPS_QUEUE": queue.name,
+        "OPS_JOB_SECONDS": "0.5",
+        "OPS_LEDGER": str(ledger),
+    }
+    argv = [
+        *(sys.executable, "-m", "aiosqsworker", "tests.apps.ops_service", "--workers", "2"),
+        *("--metrics-port", str(port), "--log-format", "json", "--shutdown-timeout", "10"),
+    ]
+    supervisors: list[Process] = []
+
+    async def start_supervisor(log: Path) -> Process:
+        with log.open("wb") as log_file:
+            supervisor = await anyio.open_process(
+                argv, cwd=REPO, env=env, stderr=log_file, stdout=subprocess.DEVNULL,
+                start_new_session=True,  # its own group: the cleanup reaches every worker
+            )  # fmt: skip
+        supervisors.append(supervisor)
+        return supervisor
+
+    first_log, second_log = tmp_path / "first", tmp_path / "second"
+    try:
+        first = await start_supervisor(first_log)
+        await eventually(lambda: len({pid for pid, _ in _ledger(ledger)}) == 2, within=30)
+        orphans = _worker_pids(first_log)
+        assert len(orphans) == 2, orphans
+        os.kill(first.pid, signal.SIGKILL)  # no signal forwarded, no one left to stop them
+        await first.wait()
+        killed_at = time.monotonic()
+        await eventually(
+            lambda: not any(_alive(pid) for pid in orphans), within=20, what="orphans gone"
+        )
+        drained_in = time.monotonic() - killed_at
+        handled_by_orphans = len(_ledger(ledger))
+        assert handled_by_orphans < len(ids), "the queue was done before the kill took effect"
+
+        second = await start_supervisor(second_log)
+        await eventually_async(partial(_all_ready, port, 2), within=30)
+        await eventually(lambda: {m for _, m in _ledger(ledger)} >= ids, within=60)
+        second.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            assert await second.wait() == 0
+    finally:
+        for supervisor in supervisors:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(supervisor.pid, signal.SIGKILL)  # the supervisor and its workers
+            await supervisor.wait()
+            await supervisor.aclose()
+
+    first_messages = [entry["message"] for entry in _json_log(first_log)]
+    gone = [m for m in first_messages if f"the supervisor (pid {first.pid}) is gone" in m]
+    assert len(gone) == 2, first_messages[-20:]
+    assert first_messages.count("worker stopped") == 2  # a graceful drain, not a kill
+    assert drained_in < 15, f"the orphans took {drained_in:.1f} s to drain"
+    second_messages = [entry["message"] for entry in _json_log(second_log)]
+    assert not [m for m in second_messages if "died unexpectedly" in m], second_messages
+    assert len(_worker_pids(second_log)) == 2  # no restarts
+    handled = Counter(message_id for _, message_id in _ledger(ledger))
+    assert set(handled) == ids  # nothing lost
+    # The orphans finished what they ran and had it deleted: nothing ran twice.
+    assert sum(count - 1 for count in handled.values()) == 0, handled.most_common(3)
+    assert await sqs.counts(queue) == (0, 0)

@@ -164,7 +164,7 @@ async def test_a_handler_that_never_returns_is_cancelled_and_released_on_sigterm
     assert took < 8, f"the stop took {took:.1f} s"
     assert await sqs.counts(queue) == (1, 0)  # released: visible at once
     assert hanging in ids_of(read_ledger(ledger), "cancel")
-    assert "handlers still running after 2 s: cancelling them" in log.read_text()
+    assert "1 handler still running after 2 s: cancelling them" in log.read_text()
 
 
 async def test_a_stalled_extension_call_costs_no_lease(

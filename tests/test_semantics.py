@@ -293,7 +293,7 @@ async def test_reject_dead_letters_after_one_attempt(
     letters = await sqs.drain_with_attributes(dlq)
     assert [letter["Body"] for letter in letters] == ["unknown customer 42"]
     record = failure_of(letters[0])
-    assert record["exception"] == "aiosqsworker._errors.Reject"
+    assert record["exception"] == "aiosqsworker.Reject"
     assert record["reason"] == "no such customer"
     assert record["attempts"] == 1
     assert record["message_id"] == message_id
@@ -403,7 +403,7 @@ async def test_typed_handlers_get_models_and_invalid_bodies_take_the_failure_pat
         assert len(letters) == 1
         record = failure_of(letters[0])
         assert record["message_id"] == bad_id
-        assert record["exception"] == "aiosqsworker._errors.MessageDecodeError"
+        assert record["exception"] == "aiosqsworker.MessageDecodeError"
         assert f"field {field!r}" in record["error"]
         assert record["attempts"] == 2  # retried once before it was dead-lettered
     decode_errors = [

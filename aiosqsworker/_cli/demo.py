@@ -22,6 +22,7 @@ from .._app import App
 from .._consumer.queue import RedrivePolicy
 from .._message import Message
 from .._run.signals import capture_signals
+from .._text import plural
 from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["run_demo"]
@@ -132,7 +133,7 @@ async def _demo(endpoint_url: str, messages: int, keep_running: bool) -> int:
     print(
         f"demo: done in {time.monotonic() - started:.1f} s: {o.succeeded} orders and "
         f"{e.succeeded} emails handled, {dead} poison orders in demo-orders-dlq, "
-        f"{left} messages left in the queues",
+        f"{plural(left, 'message')} left in the queues",
         flush=True,
     )
     return 0 if left == 0 or keep_running else 1

@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._app import App
-from .._config import LOG_FORMATS, LOG_LEVELS, MAX_CONCURRENCY, EnvironmentSettings
+from .._config import (
+    ENV_PREFIX,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_CONCURRENCY,
+    MAX_PORT,
+    EnvironmentSettings,
+)
 from .._errors import AioSQSWorkerError, ConfigurationError
 from .._logging import configure_logging
 from .._registry import default_registry
@@ -76,6 +83,20 @@ examples:
   python -m aiosqsworker scale orders --target-latency 60 --min 1 --max 20 --per-worker-rate 40
   python -m aiosqsworker scale orders --worker-metrics http://10.0.0.5:9090/metrics --watch
 """
+
+
+def _metrics_port(args: argparse.Namespace, env: EnvironmentSettings, workers: int) -> int | None:
+    """The first metrics port, checked: worker i of `workers` serves on port + i."""
+    from_environment = args.metrics_port is None
+    port = env.metrics_port if from_environment else args.metrics_port
+    if port is None:
+        return None
+    highest = MAX_PORT - workers + 1
+    if not 1 <= port <= highest:
+        given = f"{ENV_PREFIX}METRICS_PORT={port}" if from_environment else f"--metrics-port {port}"
+        each = f" (worker i of --workers {workers} serves on PORT + i)" if workers > 1 else ""
+        raise ConfigurationError(f"{given} is invalid: it must be a port from 1 to {highest}{each}")
+    return port
 
 
 def _add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -395,6 +416,7 @@ def _command_run(call: _Invocation) -> int:
             "--reload and --burst do not go together: a burst ends when the queues are empty, "
             "a reload waits for the next change"
         )
+    port = _metrics_port(args, env, workers)  # checked before any worker starts
     if args.reload:
         directories = watched_directories(args.target, [os.getcwd(), *sys.path])
         changes = file_changes(directories)
@@ -406,18 +428,20 @@ def _command_run(call: _Invocation) -> int:
         return supervise(_worker_argv(call.argv), workers, file_changes=changes)
     if workers > 1:
         return supervise(_worker_argv(call.argv), workers, burst=args.burst)
-    port = args.metrics_port if args.metrics_port is not None else env.metrics_port
     if port is not None:
         port += env.worker_index or 0  # the supervisor numbers its workers
     host = args.metrics_host or env.metrics_host or "127.0.0.1"
     show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    # Read once and forgotten: a process this worker starts is not a worker of the supervisor.
+    supervisor_pid = env.supervisor_pid
+    os.environ.pop(f"{ENV_PREFIX}SUPERVISOR_PID", None)
     app = _with_overrides(load_app(args.target), args, env)
     return run(
         app,
         use_uvloop=call.use_uvloop,
         metrics_address=(host, port) if port is not None else None,
         progress_interval=5.0 if show_progress else None,
-        supervised=env.worker_index is not None,
+        supervisor_pid=supervisor_pid,
         burst=args.burst,
     )
 

@@ -28,6 +28,7 @@ from .._backoff import backoff
 from .._config import MAX_BATCH
 from .._errors import SQSError, TransientSQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SQSClient
+from .._text import plural
 from .buffer import MessageBuffer
 from .inflight import InFlight, Settling
 from .leases import within_leases
@@ -185,12 +186,20 @@ class _Outbox(Generic[T]):
                 except TransientSQSError as exc:
                     self._on_unknown(batch)
                     logger.warning(
-                        "%s of %d entries failed, will retry: %s", self._name, len(batch), exc
+                        "%s of %s failed, will retry: %s",
+                        self._name,
+                        plural(len(batch), "entry", "entries"),
+                        exc,
                     )
                     await anyio.sleep(retry_pause(attempt))
                     continue
                 except SQSError as exc:
-                    logger.error("%s of %d entries failed: %s", self._name, len(batch), exc)
+                    logger.error(
+                        "%s of %s failed: %s",
+                        self._name,
+                        plural(len(batch), "entry", "entries"),
+                        exc,
+                    )
                     why = exc.code or type(exc).__name__
                     for entry in batch:
                         self._on_given_up(entry, why, False)

@@ -26,6 +26,8 @@ from typing import Any
 from .._errors import SQSError
 from .._message import Message, from_epoch_millis
 from .._sqs.base import SQSClient
+from .._text import plural, public_name
+from .receivecount import has_receive_count
 
 __all__ = [
     "FAILURE_ATTRIBUTE",
@@ -70,7 +72,7 @@ def failure_record(
     innermost = frames[-1] if frames else None
     return {
         "reason": reason,
-        "exception": f"{kind.__module__}.{kind.__qualname__}",
+        "exception": public_name(kind),
         "error": _error_text(error),
         "traceback_digest": hashlib.sha256(f"{kind.__qualname__}|{shape}".encode()).hexdigest()[
             :16
@@ -78,7 +80,7 @@ def failure_record(
         "where": (
             f"{innermost.filename}:{innermost.lineno} in {innermost.name}" if innermost else None
         ),
-        "attempts": message.receive_count,
+        "attempts": message.receive_count if has_receive_count(message) else None,
         "consumer": consumer,
         "source_queue": message.queue,
         "message_id": message.message_id,
@@ -110,9 +112,16 @@ class DeadLetterQueue:
     max_receive_count: int | None  # None: only `Reject` sends here
 
     def is_last_attempt(self, message: Message) -> bool:
-        return self.max_receive_count is not None and (
-            message.receive_count >= self.max_receive_count
-        )
+        """Whether SQS's redrive would move `message` at its next receive.
+
+        Without a receive count from the server only a maxReceiveCount of 1 tells: the
+        redrive policy is left to move the others.
+        """
+        if self.max_receive_count is None:
+            return False
+        if not has_receive_count(message):
+            return self.max_receive_count == 1
+        return message.receive_count >= self.max_receive_count
 
     async def send(
         self,
@@ -152,11 +161,12 @@ class DeadLetterQueue:
                 exc,
             )
             return False
+        attempts = record["attempts"]
         logger.warning(
-            "[%s] moved message %s to the dead-letter queue after %d attempts (%s: %s)",
+            "[%s] moved message %s to the dead-letter queue after %s (%s: %s)",
             consumer,
             message.message_id,
-            message.receive_count,
+            "an unknown number of attempts" if attempts is None else plural(attempts, "attempt"),
             record["exception"],
             record["error"][:200],
         )

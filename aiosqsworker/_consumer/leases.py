@@ -30,6 +30,7 @@ from .._config import MAX_BATCH, MAX_VISIBILITY
 from .._errors import SQSError, TransientSQSError
 from .._message import Message
 from .._sqs.base import SQSClient
+from .._text import plural
 from .stats import Counters
 
 __all__ = [
@@ -267,7 +268,10 @@ class LeaseKeeper:
         except SQSError as exc:
             self._counters.lease_extension_errors += 1
             logger.warning(
-                "[%s] extending %d leases failed, will retry: %s", self._consumer, len(batch), exc
+                "[%s] extending %s failed, will retry: %s",
+                self._consumer,
+                plural(len(batch), "lease"),
+                exc,
             )
             self._back_off(lease for lease, _ in batch)
             return

@@ -26,6 +26,7 @@ from .._config import Middleware
 from .._errors import AioSQSWorkerError, ConfigurationError, single_error
 from .._registry import ConsumerSpec
 from .._sqs.base import SQSClient
+from .._text import plural
 from .acker import Acker
 from .buffer import Buffer, Capacity, MessageBuffer
 from .fifo import GroupedBuffer
@@ -149,7 +150,11 @@ class Pipeline:
                     self._inflight.settle(lease, Outcome.RELEASE)
                 pending = self._acker.pending
                 if pending:
-                    logger.info("[%s] flushing %d pending acknowledgements", self.name, pending)
+                    logger.info(
+                        "[%s] flushing %s",
+                        self.name,
+                        plural(pending, "pending acknowledgement"),
+                    )
                 self._acker.close()
                 flush_scope.deadline = anyio.current_time() + FLUSH_TIMEOUT
 
@@ -178,21 +183,19 @@ class Pipeline:
             self._inflight.settle(lease, Outcome.RELEASE)
         running = self.counters.running
         logger.info(
-            "[%s] stopping: no new polls, %d buffered messages released, waiting up to %g s "
-            "for %d running handlers",
+            "[%s] stopping: no new polls, %s released, waiting up to %g s for %s",
             self.name,
-            len(leftover),
+            plural(len(leftover), "buffered message"),
             self.shutdown_timeout,
-            running,
+            plural(running, "running handler"),
         )
         with anyio.move_on_after(self._time_left()):
             await self._dispatcher.finished.wait()
         if not self._dispatcher.finished.is_set():
             logger.warning(
-                "[%s] %d handlers still running after %g s: cancelling them and releasing "
-                "their messages",
+                "[%s] %s still running after %g s: cancelling them and releasing their messages",
                 self.name,
-                self.counters.running,
+                plural(self.counters.running, "handler"),
                 self.shutdown_timeout,
             )
             self._dispatcher.cancel()
@@ -203,10 +206,10 @@ class Pipeline:
             await self._receiver.polls_finished()
         if self._receiver.open_polls:
             logger.warning(
-                "[%s] abandoning %d open long polls (shutdown budget spent, or a forced stop): "
-                "a message SQS hands them now stays invisible for up to %d s",
+                "[%s] abandoning %s (shutdown budget spent, or a forced stop): a message SQS "
+                "hands them now stays invisible for up to %d s",
                 self.name,
-                self._receiver.open_polls,
+                plural(self._receiver.open_polls, "open long poll"),
                 self.visibility_timeout,
             )
         self._receiver.abandon()
@@ -218,5 +221,5 @@ class Pipeline:
         c = self.counters
         return (
             f"{c.received} received, {c.succeeded} succeeded, {c.failed} failed, "
-            f"{c.deleted} deleted, {c.released} released, {c.leases_lost} leases lost"
+            f"{c.deleted} deleted, {c.released} released, {plural(c.leases_lost, 'lease')} lost"
         )

@@ -31,6 +31,7 @@ from .clock import now
 from .inflight import InFlight
 from .leases import Lease
 from .outcomes import Outcome
+from .receivecount import ReceiveCountCheck
 from .stats import Counters
 
 __all__ = ["Receiver", "poll_pause", "poller_count"]
@@ -83,6 +84,7 @@ class Receiver:
         self._polls_closed = anyio.Event()
         self._waiting_for_room = 0
         self._scope = anyio.CancelScope()
+        self._receive_counts = ReceiveCountCheck(consumer, queue_url)
         self.last_completed_poll = now()
 
     @property
@@ -180,6 +182,7 @@ class Receiver:
             self._polls_closed.set()
 
     def _accept(self, raw_messages: list[dict[str, Any]], sent_at: float) -> None:
+        self._receive_counts.observe(raw_messages)
         for raw in raw_messages:
             lease = self._inflight.admit(Message.from_sqs(raw, self._queue_url), sent_at)
             if self._stopping:

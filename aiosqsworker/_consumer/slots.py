@@ -35,6 +35,7 @@ from .._errors import Reject, Retry
 from .._logging import message_context
 from .._message import Message
 from .._sqs.base import SQSClient
+from .._text import plural
 from .buffer import Buffer, Capacity
 from .clock import now
 from .deadletter import DeadLetterQueue
@@ -282,9 +283,9 @@ class Dispatcher:
         for lease in successors:
             self._inflight.settle(lease, Outcome.RELEASE)
         logger.info(
-            "[%s] released %d later messages of group %s so that it is retried in order",
+            "[%s] released %s of group %s so that it is retried in order",
             self._consumer,
-            len(successors),
+            plural(len(successors), "later message"),
             successors[0].message.group_id,
         )
 

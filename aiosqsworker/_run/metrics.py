@@ -17,6 +17,7 @@ It binds 127.0.0.1 unless told otherwise: metrics are no business of the network
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import fields
 from typing import Any
@@ -26,6 +27,7 @@ from aiohttp import web
 from anyio.abc import TaskStatus
 
 from .._consumer.stats import ConsumerStatistics
+from .._errors import ConfigurationError
 from .probe import AppProbe
 
 __all__ = ["metric_families", "register_collector", "serve_metrics"]
@@ -171,7 +173,15 @@ async def serve_metrics(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+            raise ConfigurationError(
+                f"cannot serve metrics on {host}:{port}: {why}. Another process "
+                "holds the port (a worker still draining, say): stop it, or choose another "
+                "--metrics-port"
+            ) from None
         bound = int(runner.addresses[0][1]) if runner.addresses else port
         logger.info("metrics and health on http://%s:%d (/metrics /healthz /readyz)", host, bound)
         task_status.started(bound)

@@ -3,6 +3,7 @@
 It picks the event loop (uvloop when installed), turns stop signals into `app.stop()`
 (`signals.py`), serves the metrics and health endpoints and the progress line beside the
 app, and returns the process's exit code. It knows the app only through `probe.RunnableApp`.
+A worker of ``--workers N`` also stops gracefully when its supervisor dies (`orphan.py`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import signal
 
 import anyio
 
+from .._errors import AioSQSWorkerError, single_error
 from .burst import wait_until_empty
 from .metrics import serve_metrics
+from .orphan import watch_supervisor
 from .probe import RunnableApp
 from .progress import report_progress
 from .signals import STOP_SIGNALS, capture_signals
@@ -35,21 +38,22 @@ def run(
     use_uvloop: bool | None = None,
     metrics_address: tuple[str, int] | None = None,
     progress_interval: float | None = None,
-    supervised: bool = False,
+    supervisor_pid: int | None = None,
     burst: bool = False,
 ) -> int:
     """Run `app` in a new event loop until a stop signal; return the process exit code.
 
     0 after a graceful stop; 128 + the signal's number when a second signal forced it.
     With `metrics_address`, /metrics, /healthz and /readyz are served there; with
-    `progress_interval`, a progress line is printed that often. A `supervised` worker
-    (``--workers N``, ``--reload``) leaves SIGINT to its supervisor. In `burst` mode the
-    app stops gracefully by itself once its queues are empty and nothing is in flight.
+    `progress_interval`, a progress line is printed that often. A worker of ``--workers N``
+    or ``--reload`` (its `supervisor_pid` given) leaves SIGINT to its supervisor, and stops
+    gracefully when that process dies. In `burst` mode the app stops gracefully by itself
+    once its queues are empty and nothing is in flight.
     """
     if use_uvloop is None:
         use_uvloop = uvloop_available()
     stop_signals: tuple[signal.Signals, ...] = STOP_SIGNALS
-    if supervised:
+    if supervisor_pid is not None:
         # A Ctrl-C reaches the whole process group; the supervisor forwards one SIGTERM.
         # Counting the SIGINT too would turn every Ctrl-C into a forced stop.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -65,6 +69,8 @@ def run(
                 tg.start_soon(functools.partial(report_progress, app, interval=progress_interval))
             if burst:
                 tg.start_soon(_stop_when_empty, app)
+            if supervisor_pid is not None:
+                tg.start_soon(watch_supervisor, supervisor_pid, app.stop)
             with capture_signals(app.stop, stop_signals) as signals:
                 try:
                     await app.run()
@@ -78,7 +84,13 @@ def run(
         forced_by = signals.forced_by
         return 128 + int(forced_by) if forced_by is not None else 0
 
-    return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    try:
+        return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
+    except BaseExceptionGroup as group:  # the metrics server's start, say: its one error
+        error = single_error(group)
+        if isinstance(error, AioSQSWorkerError):
+            raise error from None
+        raise
 
 
 async def _stop_when_empty(app: RunnableApp) -> None:

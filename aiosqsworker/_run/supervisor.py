@@ -5,11 +5,13 @@ The supervisor starts them, forwards SIGTERM/SIGINT for a graceful drain (a seco
 forwarded too, which forces), restarts a worker that dies unexpectedly with a back-off
 against crash loops (`restart_delay`), and exits 0 once every worker has drained cleanly.
 
-In burst mode a worker that exits 0 is done, not restarted. With file changes to follow
-(`--reload`), a change stops every worker gracefully (SIGTERM: buffered messages released,
-running handlers finish, acknowledgements flushed, so nothing stays hidden) and starts it
-again once it has exited; a worker that dies is started again at the next change, not in a
-back-off loop (a module that fails to import waits for its fix).
+Each worker is told the supervisor's pid, and drains by itself if the supervisor dies
+without a word (`orphan.watch_supervisor`). In burst mode a worker that exits 0 is done,
+not restarted. With file changes to follow (`--reload`), a change stops every worker
+gracefully (SIGTERM: buffered messages released, running handlers finish,
+acknowledgements flushed, so nothing stays hidden) and starts it again once it has exited;
+a worker that dies is started again at the next change, not in a back-off loop (a module
+that fails to import waits for its fix).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+
+from .._text import plural
 
 __all__ = ["FileChanges", "restart_delay", "supervise"]
 
@@ -73,7 +77,11 @@ class Supervisor:
 
     async def _spawn(self, slot: _Slot) -> None:
         slot.changed.clear()
-        env = {**os.environ, "AIOSQSWORKER_WORKER_INDEX": str(slot.index)}
+        env = {
+            **os.environ,
+            "AIOSQSWORKER_WORKER_INDEX": str(slot.index),
+            "AIOSQSWORKER_SUPERVISOR_PID": str(os.getpid()),  # a worker drains when it dies
+        }
         slot.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -89,7 +97,7 @@ class Supervisor:
         self._signals += 1
         self._stopping.set()
         if self._signals == 1:
-            logger.info("received %s: draining %d workers", signum.name, len(self._slots))
+            logger.info("received %s: draining %s", signum.name, plural(len(self._slots), "worker"))
         else:
             logger.warning("received %s again: forcing the workers to stop", signum.name)
         for slot in self._slots:

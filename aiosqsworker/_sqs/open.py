@@ -29,7 +29,11 @@ from .botocore import AioBotocoreSQSClient
 from .errors import Endpoint
 from .fast import FastSQSClient
 
-__all__ = ["open_queue_admin", "open_sqs_client"]
+__all__ = ["ENDPOINT_VARIABLES", "open_queue_admin", "open_sqs_client"]
+
+#: Where botocore finds an endpoint when none is given, in its order (the config file after).
+ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
+URL_SCHEMES = ("http://", "https://")
 
 
 def _resolve_region(session: AioSession, config: AppConfig) -> str:
@@ -40,6 +44,23 @@ def _resolve_region(session: AioSession, config: AppConfig) -> str:
             "your AWS profile, or pass region=... to App / --region to the CLI"
         )
     return str(region)
+
+
+def _check_environment_endpoint(session: AioSession, config: AppConfig) -> None:
+    """Refuse an endpoint variable botocore would reject with a bare ValueError."""
+    if config.endpoint_url is not None or session.get_config_variable(
+        "ignore_configured_endpoint_urls"
+    ):
+        return
+    for name in ENDPOINT_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            if not value.startswith(URL_SCHEMES):
+                raise ConfigurationError(
+                    f"{name}={value!r} is invalid: it must start with http:// or https:// "
+                    f"(for a local server: {name}=http://{value})"
+                )
+            return
 
 
 async def _open_botocore(
@@ -56,6 +77,7 @@ async def _open_botocore(
         if config.profile:
             session.set_config_variable("profile", config.profile)
         region = _resolve_region(session, config)
+        _check_environment_endpoint(session, config)
         credentials = await session.get_credentials()
     except ProfileNotFound as exc:
         raise ConfigurationError(f"{exc}: check AWS_PROFILE or profile=") from exc
@@ -74,11 +96,17 @@ async def _open_botocore(
         retries={"mode": "standard", "total_max_attempts": 3},
         user_agent_extra="aiosqsworker",
     )
-    client = await stack.enter_async_context(
-        session.create_client(
-            "sqs", region_name=region, endpoint_url=config.endpoint_url, config=client_config
+    try:
+        client = await stack.enter_async_context(
+            session.create_client(
+                "sqs", region_name=region, endpoint_url=config.endpoint_url, config=client_config
+            )
         )
-    )
+    except ValueError as exc:  # botocore's "Invalid endpoint: ...", from the AWS config file
+        raise ConfigurationError(
+            f"{exc}: an SQS endpoint must start with http:// or https://. Check endpoint_url "
+            "in the AWS config file of the profile in use"
+        ) from None
     endpoint = Endpoint(region=region, url=client.meta.endpoint_url)
     if credentials is None:
         raise CredentialsError(

@@ -21,6 +21,7 @@ from ..._errors import AioSQSWorkerError, leaf_errors
 from ..._producer import batch_is_full
 from ..._sqs.base import SQSClient
 from ..._sqs.open import open_sqs_client
+from ..._text import plural
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -74,12 +75,12 @@ def queue_depth(attributes: Mapping[str, str]) -> int:
 
 def messages_text(count: int) -> str:
     """``1 message``, ``2 messages``."""
-    return f"{count} message" if count == 1 else f"{count} messages"
+    return plural(count, "message")
 
 
 def format_rate(verb: str, count: int, elapsed: float) -> str:
     rate = count / elapsed if elapsed > 0 else 0.0
-    return f"{verb} {count} messages in {elapsed:.1f} s ({rate:.0f} msg/s)"
+    return f"{verb} {messages_text(count)} in {elapsed:.1f} s ({rate:.0f} msg/s)"
 
 
 class Progress:

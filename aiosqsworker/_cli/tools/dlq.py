@@ -176,7 +176,7 @@ async def release_at_exit(
         failed = await _release(client, queue_url, handles)
         if failed:
             print(
-                f"warning: {failed} messages could not be made visible again: they come back "
+                f"warning: {messages_text(failed)} could not be made visible again: they come back "
                 f"after their visibility timeout ({hidden_for} s)",
                 file=sys.stderr,
             )
