@@ -63,7 +63,7 @@ def _check_environment_endpoint(session: AioSession, config: AppConfig) -> None:
             return
 
 
-async def _open_botocore(
+async def _open_base_client(
     stack: AsyncExitStack,
     config: AppConfig,
     *,
@@ -125,7 +125,7 @@ async def open_sqs_client(
     longest_wait: int,
 ) -> SQSClient:
     """Create the client (closed by `stack`), failing early on missing region or credentials."""
-    botocore_path, credentials = await _open_botocore(
+    botocore_path, credentials = await _open_base_client(
         stack, config, max_connections=max_connections, longest_wait=longest_wait
     )
     if config.client == "botocore":
@@ -142,5 +142,5 @@ async def open_sqs_client(
 
 async def open_queue_admin(stack: AsyncExitStack, config: AppConfig) -> QueueAdmin:
     """A client for the calls that make and remove queues (closed by `stack`)."""
-    admin, _ = await _open_botocore(stack, config, max_connections=4, longest_wait=1)
+    admin, _ = await _open_base_client(stack, config, max_connections=4, longest_wait=1)
     return admin
