@@ -80,13 +80,22 @@ async def _depth(client: Any, url: str) -> int:
 
 def _build_app(endpoint_url: str) -> App:
     app = App(region=REGION, endpoint_url=endpoint_url, shutdown_timeout=15)
+    # Short long polls: the demo stops once everything is done, and a graceful stop lets
+    # the polls still open finish (what they bring is released), which takes up to this.
+    wait_time = 2
 
-    @app.consumer("demo-orders", concurrency=20, retry_base_delay=1, retry_max_delay=4)
+    @app.consumer(
+        "demo-orders",
+        concurrency=20,
+        retry_base_delay=1,
+        retry_max_delay=4,
+        wait_time=wait_time,
+    )
     async def handle_order(message: Message) -> None:
         order = message.json()  # a poison message fails here, and is retried, then dead-lettered
         await anyio.sleep(order["work"])
 
-    @app.consumer("demo-emails", concurrency=10)
+    @app.consumer("demo-emails", concurrency=10, wait_time=wait_time)
     async def send_email(message: Message) -> None:
         await anyio.sleep(0.02)
 
