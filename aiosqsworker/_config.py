@@ -335,6 +335,15 @@ def _env_whole(name: str, raw: str, low: int, high: int) -> int:
     return value
 
 
+def _env_port(name: str, raw: str) -> int:
+    port = _env_whole(name, raw, -(2**31), 2**31)
+    if not 1 <= port <= MAX_PORT:
+        raise ConfigurationError(
+            f"{ENV_PREFIX}{name}={port} is invalid: it must be a port from 1 to {MAX_PORT}"
+        )
+    return port
+
+
 def _env_seconds(name: str, raw: str, low: float, high: float) -> float:
     try:
         value = float(raw)
@@ -348,12 +357,17 @@ def _env_seconds(name: str, raw: str, low: float, high: float) -> float:
     return value
 
 
-def _env_choice(name: str, raw: str, choices: Sequence[str]) -> str:
-    if raw not in choices:
+def _env_choice(
+    name: str, raw: str, choices: Sequence[str], fold: Callable[[str], str] = str
+) -> str:
+    """`raw`, folded (`str.upper` for log levels), if it is one of `choices`; the error
+    shows the value as it was given."""
+    value = fold(raw)
+    if value not in choices:
         raise ConfigurationError(
             f"{ENV_PREFIX}{name}={raw!r} is invalid: choose one of {', '.join(choices)}"
         )
-    return raw
+    return value
 
 
 def _env_names(name: str, raw: str) -> tuple[str, ...]:
@@ -372,10 +386,10 @@ _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
     "CONCURRENCY": lambda n, raw: _env_whole(n, raw, 1, MAX_CONCURRENCY),
     "CONSUMERS": _env_names,
     "WORKERS": lambda n, raw: _env_whole(n, raw, 1, 1024),
-    "METRICS_PORT": lambda n, raw: _env_whole(n, raw, 0, MAX_PORT),
+    "METRICS_PORT": _env_port,
     "METRICS_HOST": lambda n, raw: raw,
-    "LOG_LEVEL": lambda n, raw: _env_choice(n, raw.upper(), LOG_LEVELS),
-    "LOG_FORMAT": lambda n, raw: _env_choice(n, raw.lower(), LOG_FORMATS),
+    "LOG_LEVEL": lambda n, raw: _env_choice(n, raw, LOG_LEVELS, str.upper),
+    "LOG_FORMAT": lambda n, raw: _env_choice(n, raw, LOG_FORMATS, str.lower),
     "WORKER_INDEX": lambda n, raw: _env_whole(n, raw, 0, 1023),
     "SUPERVISOR_PID": lambda n, raw: _env_whole(n, raw, 1, 2**31),
 }

@@ -63,7 +63,7 @@ def test_every_setting_is_read_and_checked() -> None:
         ("AIOSQSWORKER_SHUTDOWN_TIMEOUT", "nan", "a number of seconds"),
         ("AIOSQSWORKER_CLIENT", "boto", "choose one of fast, botocore"),
         ("AIOSQSWORKER_LOG_LEVEL", "LOUD", "choose one of DEBUG, INFO, WARNING, ERROR"),
-        ("AIOSQSWORKER_METRICS_PORT", "70000", "from 0 to 65535"),
+        ("AIOSQSWORKER_METRICS_PORT", "70000", "a port from 1 to 65535"),
         ("AIOSQSWORKER_CONSUMERS", ",", "consumer names separated by commas"),
         ("AIOSQSWORKER_CONCURENCY", "4", "AIOSQSWORKER_CONCURENCY is not a setting (did you "
          "mean AIOSQSWORKER_CONCURRENCY?)"),

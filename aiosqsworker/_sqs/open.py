@@ -125,11 +125,11 @@ async def open_sqs_client(
     longest_wait: int,
 ) -> SQSClient:
     """Create the client (closed by `stack`), failing early on missing region or credentials."""
-    botocore_path, credentials = await _open_base_client(
+    base_client, credentials = await _open_base_client(
         stack, config, max_connections=max_connections, longest_wait=longest_wait
     )
     if config.client == "botocore":
-        return botocore_path
+        return base_client
     http = await stack.enter_async_context(
         aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections),
@@ -137,7 +137,7 @@ async def open_sqs_client(
             skip_auto_headers=("User-Agent",),
         )
     )
-    return FastSQSClient(botocore_path, credentials, http)
+    return FastSQSClient(base_client, credentials, http)
 
 
 async def open_queue_admin(stack: AsyncExitStack, config: AppConfig) -> QueueAdmin:
