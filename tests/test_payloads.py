@@ -514,7 +514,7 @@ async def test_a_fair_queues_group_and_trace_header_survive_dead_lettering_and_r
     assert back[0]["Attributes"]["MessageGroupId"] == "tenant-7"
 
 
-async def test_the_acker_tells_of_acks_only_so_payload_deletes_wait_for_sqs(
+async def test_payload_deletes_wait_for_sqs_and_leave_a_retried_messages_object(
     sqs: SQSKit, sqs_server: LocalSQSServer, bucket: Bucket, make_app: Callable[..., App]
 ) -> None:
     """Three pointers acked with ``delete_payloads=True``: their objects go, after SQS
