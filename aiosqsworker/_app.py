@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
-from ._config import AppConfig, ConsumerSettings, EnvironmentSettings, Middleware, checked_settings
+from ._config import (
+    AppConfig,
+    ConsumerSettings,
+    EnvironmentSettings,
+    Middleware,
+    PayloadOffload,
+    checked_settings,
+)
 from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, single_error
 from ._producer import SendOptions
@@ -43,6 +50,9 @@ class App:
 
     Embedding never touches signal handlers; `run(handle_signals=True)` (what the CLI uses)
     turns SIGTERM/SIGINT into a graceful stop, and a second one into a forced stop.
+
+    The settings are those of `AppConfig`: the S3 ones (`payload_bucket`, `payload_offload`,
+    `delete_payloads`, `s3_endpoint_url`) are for large messages.
     """
 
     @checked_settings("App")
@@ -58,6 +68,10 @@ class App:
         consumers: Iterable[ConsumerSpec] = (),
         concurrency: int | None = None,
         only: Sequence[str] | None = None,
+        payload_bucket: str | None = None,
+        payload_offload: PayloadOffload = "over-limit",
+        delete_payloads: bool = False,
+        s3_endpoint_url: str | None = None,
     ) -> None:
         self.config = AppConfig(
             region=region,
@@ -68,6 +82,10 @@ class App:
             middleware=middleware,
             concurrency=concurrency,
             only=only,
+            payload_bucket=payload_bucket,
+            payload_offload=payload_offload,
+            delete_payloads=delete_payloads,
+            s3_endpoint_url=s3_endpoint_url,
         )
         self._registry = Registry()
         for spec in consumers:
@@ -121,7 +139,10 @@ class App:
 
         `body` may be text, JSON-serializable data, a dataclass or a pydantic model; the
         options are those of `SendOptions` (attributes, delay, group_id, deduplication_id).
-        Concurrent sends share SendMessageBatch calls.
+        Concurrent sends share SendMessageBatch calls. A message over its queue's
+        MaximumMessageSize goes through S3 with a `payload_bucket`, else it is refused
+        before anything is sent; with OpenTelemetry installed, the current trace context
+        goes along (``traceparent``).
         """
         if self._worker is None:
             raise AioSQSWorkerError(

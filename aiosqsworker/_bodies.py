@@ -12,8 +12,9 @@ dataclass or a pydantic model is validated from JSON. An optional second paramet
 
 An envelope (`envelope="sns"`, `"eventbridge"`, `"s3"`) is unwrapped first, so that the
 handler gets the inner payload. A body that does not decode or validate raises
-`MessageDecodeError` naming the field: the message takes the failure path (retried, then
-dead-lettered), it is never dropped.
+`MessageDecodeError` naming the field: the message is dead-lettered (no retry decodes it),
+never dropped. A dataclass refuses JSON fields it does not declare, unless the consumer
+says ``unknown_fields="ignore"``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import typing
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
+from ._config import UnknownFields
 from ._errors import ConfigurationError, HandlerSignatureError, MessageDecodeError
 from ._message import Message
 from ._text import public_text
@@ -106,7 +108,9 @@ def _check_field_type(owner: str, name: str, expected: Any, value: Any) -> None:
         )
 
 
-def _dataclass_decoder(cls: type[Any]) -> Callable[[Message, Any], Any]:
+def _dataclass_decoder(
+    cls: type[Any], unknown_fields: UnknownFields = "refuse"
+) -> Callable[[Message, Any], Any]:
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
     required = {
@@ -124,10 +128,13 @@ def _dataclass_decoder(cls: type[Any]) -> Callable[[Message, Any], Any]:
         if missing:
             raise MessageDecodeError(f"{owner}: field {missing[0]!r} is required but missing")
         unknown = sorted(value.keys() - known)
-        if unknown:
+        if unknown and unknown_fields == "refuse":
             raise MessageDecodeError(
-                f"{owner}: field {unknown[0]!r} is not a field of {cls.__name__}"
+                f"{owner}: field {unknown[0]!r} is not a field of {cls.__name__} (a consumer "
+                "with unknown_fields='ignore' leaves such fields out)"
             )
+        if unknown:
+            value = {name: item for name, item in value.items() if name in known}
         for name, item in value.items():
             _check_field_type(owner, name, hints.get(name), item)
         return cls(**value)
@@ -159,7 +166,9 @@ def _pydantic_decoder(cls: type[Any]) -> Callable[[Message, Any], Any] | None:
     return decode
 
 
-def decoder_for(annotation: Any, envelope: Envelope | None = None) -> Decoder:
+def decoder_for(
+    annotation: Any, envelope: Envelope | None = None, *, unknown_fields: UnknownFields = "refuse"
+) -> Decoder:
     """The function that turns a message into what a parameter annotated so expects."""
     if envelope is not None and envelope not in ENVELOPES:
         raise ConfigurationError(
@@ -208,7 +217,7 @@ def decoder_for(annotation: Any, envelope: Envelope | None = None) -> Decoder:
 
         return as_model
     if dataclasses.is_dataclass(origin) and isinstance(origin, type):
-        decode = _dataclass_decoder(origin)
+        decode = _dataclass_decoder(origin, unknown_fields)
         return lambda message: decode(message, as_json(message))
     raise HandlerSignatureError(
         f"cannot decode a message body into {public_text(repr(annotation))}: annotate the "
@@ -217,7 +226,12 @@ def decoder_for(annotation: Any, envelope: Envelope | None = None) -> Decoder:
     )
 
 
-def build_invoker(handler: Callable[..., Awaitable[object]], envelope: Envelope | None) -> Invoker:
+def build_invoker(
+    handler: Callable[..., Awaitable[object]],
+    envelope: Envelope | None,
+    *,
+    unknown_fields: UnknownFields = "refuse",
+) -> Invoker:
     """`await invoker(message)` decodes the body as the handler asks and calls it."""
     signature = inspect.signature(handler)
     positional = [
@@ -231,7 +245,7 @@ def build_invoker(handler: Callable[..., Awaitable[object]], envelope: Envelope 
         hints = {}
     first = positional[0] if positional else None
     annotation = hints.get(first.name, inspect.Parameter.empty) if first else Message
-    decode = decoder_for(annotation, envelope)
+    decode = decoder_for(annotation, envelope, unknown_fields=unknown_fields)
     wants_message = len(positional) > 1 and hints.get(positional[1].name) is Message
     if annotation in (inspect.Parameter.empty, Message) and not wants_message:
         return handler  # the common case: no decoding, no extra call

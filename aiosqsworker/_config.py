@@ -12,6 +12,8 @@ import functools
 import inspect
 import math
 import os
+import re
+import typing
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
@@ -36,6 +38,16 @@ MAX_WAIT_TIME = 20
 MAX_BATCH = 10
 MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
+
+#: What a consumer does with a message whose body does not decode (or whose payload is gone).
+DecodeErrorAction = Literal["dead-letter", "retry"]
+#: What a dataclass body does with JSON fields it does not declare.
+UnknownFields = Literal["refuse", "ignore"]
+#: When a send goes through S3: only over the queue's MaximumMessageSize, or always.
+PayloadOffload = Literal["over-limit", "always"]
+
+# S3's bucket naming rules, in short: 3 to 63 lowercase letters, digits, dots and hyphens.
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
 """``async def middleware(message, call_next) -> object``: runs around a handler call.
@@ -121,6 +133,30 @@ def _check_names(value: object) -> tuple[str, ...]:
     return names
 
 
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """A setting that must be one of `choices`; a near miss gets "did you mean"."""
+    if isinstance(value, str) and value in choices:
+        return
+    close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    allowed = ", ".join(repr(choice) for choice in choices)
+    raise ConfigurationError(f"{name}={value!r} is invalid{hint}: it must be one of {allowed}")
+
+
+def _check_bool(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name}={value!r} is invalid: it must be True or False")
+
+
+def _check_endpoint(name: str, value: object) -> None:
+    if value is not None and (
+        not isinstance(value, str) or not value.startswith(("http://", "https://"))
+    ):
+        raise ConfigurationError(
+            f"{name}={value!r} is invalid: it must start with http:// or https://"
+        )
+
+
 def _check_middleware(value: object) -> tuple[Middleware, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ConfigurationError(
@@ -176,6 +212,12 @@ class ConsumerConfig:
             ``None`` uses the queue's RedrivePolicy target.
         middleware: async callables ``(message, call_next)`` wrapped around the handler,
             outermost first (after the app's own).
+        on_decode_error: a body that does not decode (`MessageDecodeError`, a missing S3
+            payload included): ``"dead-letter"`` moves it to the dead-letter queue on its
+            first failure; ``"retry"`` retries it like any other failure.
+        unknown_fields: a dataclass body's JSON fields it does not declare: ``"refuse"``
+            them (a `MessageDecodeError`) or ``"ignore"`` them (a producer that adds a field
+            then breaks nothing). Pydantic models follow their own ``model_config``.
     """
 
     queue: str
@@ -195,6 +237,8 @@ class ConsumerConfig:
     envelope: Literal["sns", "eventbridge", "s3"] | None = None
     dead_letter_queue: str | None = None
     middleware: Sequence[Middleware] = ()
+    on_decode_error: DecodeErrorAction = "dead-letter"
+    unknown_fields: UnknownFields = "refuse"
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue.strip():
@@ -217,8 +261,7 @@ class ConsumerConfig:
         check_seconds("ack_linger", self.ack_linger, 0, 10)
         if self.timeout is not None:
             check_seconds("timeout", self.timeout, 0.001, MAX_VISIBILITY)
-        if not isinstance(self.batch, bool):
-            raise ConfigurationError(f"batch={self.batch!r} is invalid: it must be True or False")
+        _check_bool("batch", self.batch)
         _check_int("batch_size", self.batch_size, 1, 1000)
         check_seconds("batch_window", self.batch_window, 0, MAX_WAIT_TIME)
         if self.envelope not in (None, "sns", "eventbridge", "s3"):
@@ -229,6 +272,8 @@ class ConsumerConfig:
         _check_text("dead_letter_queue", self.dead_letter_queue, "the queue's name or URL")
         _check_text("name", self.name, "a label for logs and statistics", empty_ok=True)
         object.__setattr__(self, "middleware", _check_middleware(self.middleware))
+        _check_choice("on_decode_error", self.on_decode_error, typing.get_args(DecodeErrorAction))
+        _check_choice("unknown_fields", self.unknown_fields, typing.get_args(UnknownFields))
 
     @property
     def messages_per_call(self) -> int:
@@ -260,6 +305,8 @@ class ConsumerSettings(TypedDict, total=False):
     envelope: Literal["sns", "eventbridge", "s3"] | None
     dead_letter_queue: str | None
     middleware: Sequence[Middleware]
+    on_decode_error: DecodeErrorAction
+    unknown_fields: UnknownFields
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -281,6 +328,17 @@ class AppConfig:
             (``--concurrency``).
         only: names of the consumers to run (``--consumer``); ``None`` runs them all. A name
             the app does not have is an error when the app starts.
+        payload_bucket: the S3 bucket that sends put large bodies in (AWS's extended-client
+            format, see the large messages page). ``None``: a body over the queue's limit is
+            refused. Receiving needs no bucket: a pointer names its own.
+        payload_offload: ``"over-limit"`` sends a body through S3 only when it (with its
+            attributes) is over the queue's ``MaximumMessageSize``; ``"always"`` sends every
+            body through S3.
+        delete_payloads: delete a message's S3 object once SQS confirmed the message's
+            delete (after its handler succeeded; never for a dead-letter copy). Off by
+            default, as in AWS's client: a lifecycle rule on the bucket is the usual cleanup.
+        s3_endpoint_url: the S3 endpoint. ``None`` follows botocore: ``AWS_ENDPOINT_URL_S3``,
+            ``AWS_ENDPOINT_URL``, then the region's AWS endpoint.
     """
 
     region: str | None = None
@@ -291,6 +349,10 @@ class AppConfig:
     middleware: Sequence[Middleware] = ()
     concurrency: int | None = None
     only: Sequence[str] | None = None
+    payload_bucket: str | None = None
+    payload_offload: PayloadOffload = "over-limit"
+    delete_payloads: bool = False
+    s3_endpoint_url: str | None = None
 
     def __post_init__(self) -> None:
         check_seconds("shutdown_timeout", self.shutdown_timeout, 0, MAX_SHUTDOWN_TIMEOUT)
@@ -306,14 +368,17 @@ class AppConfig:
             raise ConfigurationError(
                 f"client={self.client!r} is invalid: it must be 'fast' or 'botocore'"
             )
-        if self.endpoint_url is not None and (
-            not isinstance(self.endpoint_url, str)
-            or not self.endpoint_url.startswith(("http://", "https://"))
+        _check_endpoint("endpoint_url", self.endpoint_url)
+        _check_endpoint("s3_endpoint_url", self.s3_endpoint_url)
+        if self.payload_bucket is not None and (
+            not isinstance(self.payload_bucket, str) or not _BUCKET_NAME.match(self.payload_bucket)
         ):
             raise ConfigurationError(
-                f"endpoint_url={self.endpoint_url!r} is invalid: it must start with "
-                "http:// or https://"
+                f"payload_bucket={self.payload_bucket!r} is invalid: give an S3 bucket name "
+                "(3 to 63 lowercase letters, digits, dots and hyphens), or None"
             )
+        _check_choice("payload_offload", self.payload_offload, typing.get_args(PayloadOffload))
+        _check_bool("delete_payloads", self.delete_payloads)
 
 
 #: The prefix of the environment variables the command line and `App.from_env` read.

@@ -5,6 +5,8 @@ AioSQSWorkerError
 ├── ConfigurationError            an invalid setting (also a ValueError)
 ├── HandlerSignatureError         a handler the framework cannot call (also a TypeError)
 ├── MessageDecodeError            a body that does not decode (also a ValueError)
+├── PayloadError                  an S3 payload could not be stored, fetched or deleted
+│   └── PayloadNotFoundError      its object or bucket is gone (also a MessageDecodeError)
 └── SQSError                      SQS said no, or could not be reached
     ├── QueueNotFoundError        the queue does not exist at that region/endpoint
     ├── CredentialsError          no credentials, or credentials SQS refused
@@ -16,14 +18,15 @@ AioSQSWorkerError
 `Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
 flow a handler raises to choose what happens to its messages.
 
-Errors raised by botocore and aiohttp never leave `_sqs/`: `map_sqs_errors` turns them
-into this tree at the boundary, so the rest of the code (and users) catch only these.
+Errors raised by botocore and aiohttp never leave `_sqs/`: `map_sqs_errors` and
+`map_s3_errors` turn them into this tree at the boundary, so the rest of the code (and users)
+catch only these.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "AccessDeniedError",
@@ -33,6 +36,8 @@ __all__ = [
     "HandlerSignatureError",
     "MessageDecodeError",
     "PartialBatchFailure",
+    "PayloadError",
+    "PayloadNotFoundError",
     "QueueNotFoundError",
     "ReceiptHandleInvalidError",
     "Reject",
@@ -57,8 +62,37 @@ class HandlerSignatureError(AioSQSWorkerError, TypeError):
 class MessageDecodeError(AioSQSWorkerError, ValueError):
     """A message body could not be decoded (for example, it is not JSON).
 
-    Raised from a handler it is an ordinary failure: the message is retried and, if it keeps
-    failing, the queue's redrive policy moves it to the dead-letter queue. It is never deleted.
+    The same body never decodes on another try, so by default the message goes to the
+    dead-letter queue on its first failure, with its failure record (a consumer's
+    ``on_decode_error="retry"`` retries it instead). It is never deleted without a copy.
+    """
+
+
+class PayloadError(AioSQSWorkerError):
+    """A message's S3 payload could not be stored, fetched or deleted.
+
+    `code` is S3's error code when S3 answered (``None`` for connection trouble), `bucket`
+    and `key` name the object.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        bucket: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.bucket = bucket
+        self.key = key
+
+
+class PayloadNotFoundError(PayloadError, MessageDecodeError):
+    """A message points to an S3 object (or bucket) that does not exist.
+
+    No retry brings the body back, so it is handled like a body that does not decode.
     """
 
 
@@ -136,12 +170,21 @@ class PartialBatchFailure(Exception):
     """Raise from a batch handler to fail some of its messages; the others are deleted.
 
     `failed` holds the failed messages (or their message ids). Returning the same list from
-    the handler does the same without raising.
+    the handler does the same without raising. `errors` may give a failed message (by id) an
+    exception of its own: what decides its outcome and goes in its failure record, instead of
+    this one.
     """
 
-    def __init__(self, failed: Iterable[object], reason: str = "some messages failed") -> None:
+    def __init__(
+        self,
+        failed: Iterable[object],
+        reason: str = "some messages failed",
+        *,
+        errors: Mapping[str, BaseException] | None = None,
+    ) -> None:
         super().__init__(reason)
         self.failed = list(failed)
+        self.errors = dict(errors or {})
 
 
 def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -6,46 +6,69 @@ others (or until the batch reaches SQS's size limit), then sends for all. Every 
 response is checked: a failed entry that can be retried is retried, others raise for their
 own sender only; the MD5 SQS computed of each body must match what was sent.
 
-`encode_body` and `encode_attributes` turn Python values into what SQS carries, and refuse a
-message over SQS's size limit before anything is sent.
+`encode_body` and `encode_attributes` turn Python values into what SQS carries. Before a
+message joins a batch, its size (body and attributes) is held against its queue's
+``MaximumMessageSize``, read once per queue: over it, the body goes to S3 (with a payload
+bucket, in the extended-client format of `_sqs.payloads`) or the send is refused, before
+anything is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar
 
 import anyio
 
 from ._backoff import backoff
-from ._config import MAX_BATCH, AppConfig, check_seconds, checked_settings
-from ._errors import ConfigurationError, SQSError, TransientSQSError
-from ._sqs.base import SQSClient
-from ._sqs.open import open_sqs_client
+from ._config import MAX_BATCH, AppConfig, PayloadOffload, check_seconds, checked_settings
+from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientSQSError
+from ._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
+from ._sqs.open import open_payload_store, open_sqs_client
+from ._sqs.payloads import (
+    RESERVED_ATTRIBUTES,
+    PayloadStore,
+    offload_decision,
+    pointer_attributes,
+    pointer_body,
+)
+from .tracing import with_trace_context
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
+    "MAX_MESSAGE_BYTES",
     "BatchingSender",
+    "PayloadSending",
     "Producer",
+    "QueueLimits",
     "QueueUrls",
     "SendOptions",
+    "SharedLookup",
     "batch_is_full",
     "encode_attributes",
     "encode_body",
     "fifo_send_problem",
+    "message_size",
 ]
 
-#: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
-MAX_MESSAGE_BYTES = 1_048_576
+logger = logging.getLogger("aiosqsworker.producer")
+
+#: What a queue takes when its MaximumMessageSize cannot be read: the size many queues (and
+#: AWS's extended client) still use, so that an offloading sender errs on the safe side.
+UNKNOWN_LIMIT = 262_144
+MAX_ATTRIBUTES = 10
 MAX_DELAY = 900
 MAX_ATTEMPTS = 3
+T = TypeVar("T")
 
 
 def encode_body(body: object) -> str:
@@ -114,16 +137,6 @@ def fifo_send_problem(queue_url: str, *, group_id: str | None, delay: int) -> st
     return None
 
 
-def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
-    """Bytes SQS counts against its limit: the body plus every attribute's name, type, value."""
-    size = len(body.encode())
-    for name, value in attributes.items():
-        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
-        raw = value.get("StringValue", value.get("BinaryValue", b""))
-        size += len(raw) if isinstance(raw, bytes) else len(str(raw).encode())
-    return size
-
-
 def batch_is_full(count: int, total: int, size: int) -> bool:
     """Whether a SendMessageBatch of `count` entries and `total` bytes cannot take one of
     `size` more: ten entries, and 1 MiB in all."""
@@ -168,58 +181,141 @@ class SendOptions(TypedDict, total=False):
 
 
 @dataclass(eq=False)
-class _Lookup:
-    """One queue URL being resolved, and what came of it."""
+class _Lookup(Generic[T]):
+    """One value being looked up, and what came of it."""
 
     done: anyio.Event = field(default_factory=anyio.Event)
-    url: str | None = None
+    found: bool = False
+    value: T | None = None
     error: Exception | None = None
 
 
-class QueueUrls:
-    """Queue names resolved to URLs once, however many sends ask at the same moment.
+class SharedLookup(Generic[T]):
+    """Values looked up once per key, however many callers ask at the same moment.
 
-    The first asker resolves; the others wait on its lookup and wake together (a lock would
+    The first asker looks up; the others wait on its lookup and wake together (a lock would
     let them through one loop turn at a time, and the earliest could close its batch before
-    the last arrived).
+    the last arrived). Askers go on in the order they asked, which keeps a FIFO queue's
+    sends in order: the value is cached only after the waiters have resumed, so that one
+    arriving meanwhile queues behind them. A failed lookup is not kept: the next asker tries
+    again.
     """
 
-    def __init__(self, client: SQSClient) -> None:
-        self._client = client
-        self._urls: dict[str, str] = {}
-        self._lookups: dict[str, _Lookup] = {}
+    def __init__(self, look_up: Callable[[str], Awaitable[T]]) -> None:
+        self._look_up = look_up
+        self._values: dict[str, T] = {}
+        self._lookups: dict[str, _Lookup[T]] = {}
 
-    async def get(self, queue: str) -> str:
-        url = self._urls.get(queue)
-        if url is not None:
-            return url
-        lookup = self._lookups.get(queue)
+    async def get(self, key: str) -> T:
+        if key in self._values:
+            return self._values[key]
+        lookup = self._lookups.get(key)
         if lookup is None:
-            lookup = self._lookups[queue] = _Lookup()
+            lookup = self._lookups[key] = _Lookup()
             try:
-                lookup.url = self._urls[queue] = await self._client.resolve_queue_url(queue)
-            except Exception as exc:
-                lookup.error = exc
+                value = await self._look_up(key)
+                lookup.value, lookup.found = value, True
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    lookup.error = exc
+                del self._lookups[key]
                 raise
             finally:
-                del self._lookups[queue]
                 lookup.done.set()
-            return lookup.url
+            # The waiters woken above resume next loop turn, before this runs.
+            asyncio.get_running_loop().call_soon(self._settle, key, lookup)
+            return value
         await lookup.done.wait()
         if lookup.error is not None:
             raise lookup.error
-        if lookup.url is None:  # the first asker was cancelled: ask again
-            return await self.get(queue)
-        return lookup.url
+        if not lookup.found:  # the first asker was cancelled: ask again
+            return await self.get(key)
+        return lookup.value  # type: ignore[return-value]  # found: a T
+
+    def _settle(self, key: str, lookup: _Lookup[T]) -> None:
+        if self._lookups.get(key) is lookup:
+            del self._lookups[key]
+            self._values[key] = lookup.value  # type: ignore[assignment]  # found: a T
+
+
+class QueueUrls(SharedLookup[str]):
+    """Queue names resolved to URLs once (see `SharedLookup`)."""
+
+    def __init__(self, client: SQSClient) -> None:
+        super().__init__(client.resolve_queue_url)
+
+
+class QueueLimits(SharedLookup[int | None]):
+    """Each queue's MaximumMessageSize, read once; None where it cannot be read.
+
+    A sender allowed sqs:SendMessage but not sqs:GetQueueAttributes still sends: it is
+    warned once, and its queue's limit is taken as unknown.
+    """
+
+    def __init__(self, client: SQSClient) -> None:
+        async def read(queue_url: str) -> int | None:
+            try:
+                attributes = await client.get_queue_attributes(queue_url)
+            except AccessDeniedError as exc:
+                logger.warning(
+                    "cannot read the MaximumMessageSize of %s (%s): sizes are checked against "
+                    "%d bytes instead. Grant sqs:GetQueueAttributes to check its own",
+                    queue_url,
+                    exc.code,
+                    UNKNOWN_LIMIT,
+                )
+                return None
+            try:
+                return min(int(attributes["MaximumMessageSize"]), MAX_MESSAGE_BYTES)
+            except (KeyError, ValueError):
+                return None
+
+        super().__init__(read)
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadSending:
+    """Where a sender puts bodies too large for their queue (see `_sqs.payloads`)."""
+
+    store: PayloadStore
+    bucket: str | None
+    offload: PayloadOffload = "over-limit"
+
+
+def _queue_name(queue_url: str) -> str:
+    return queue_url.rstrip("/").rpartition("/")[2] or queue_url
+
+
+def _too_large(size: int, limit: int | None, queue_url: str) -> ConfigurationError:
+    if limit is None or limit >= MAX_MESSAGE_BYTES:
+        where = f"over SQS's limit of {MAX_MESSAGE_BYTES} bytes"
+    else:
+        where = (
+            f"over the MaximumMessageSize of queue {_queue_name(queue_url)} ({limit} bytes; "
+            f"SQS allows up to {MAX_MESSAGE_BYTES})"
+        )
+    return ConfigurationError(
+        f"message of {size} bytes (body and attributes) is {where}: nothing was sent. Give "
+        "App/Producer payload_bucket=... to send large bodies through S3, or raise the "
+        "queue's MaximumMessageSize"
+    )
 
 
 class BatchingSender:
     """Coalesces concurrent sends to a queue into SendMessageBatch calls."""
 
-    def __init__(self, client: SQSClient, *, linger: float = 0.01) -> None:
+    def __init__(
+        self,
+        client: SQSClient,
+        *,
+        linger: float = 0.01,
+        payloads: PayloadSending | None = None,
+    ) -> None:
         self._client = client
         self._linger = linger
         self._open: dict[str, _Batch] = {}
+        self._limits = QueueLimits(client)
+        self._payloads = payloads
 
     async def send(self, queue_url: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send one message; returns its MessageId once SQS has it."""
@@ -229,11 +325,6 @@ class BatchingSender:
         text = encode_body(body)
         encoded = encode_attributes(options.get("attributes"))
         size = message_size(text, encoded)
-        if size > MAX_MESSAGE_BYTES:
-            raise ConfigurationError(
-                f"message of {size} bytes (body and attributes) is over SQS's limit of "
-                f"{MAX_MESSAGE_BYTES} bytes: store the payload elsewhere (S3) and send a reference"
-            )
         if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY:
             raise ConfigurationError(
                 f"delay={delay!r} is invalid: it must be a whole number of seconds from 0 to 900"
@@ -241,6 +332,23 @@ class BatchingSender:
         problem = fifo_send_problem(queue_url, group_id=group_id, delay=delay)
         if problem is not None:
             raise ConfigurationError(problem)
+        limit = await self._limits.get(queue_url)
+        payloads = self._payloads
+        decision = offload_decision(
+            size,
+            (UNKNOWN_LIMIT if payloads and payloads.bucket else MAX_MESSAGE_BYTES)
+            if limit is None
+            else limit,
+            bucket=payloads.bucket if payloads else None,
+            always=payloads is not None and payloads.offload == "always",
+        )
+        if decision == "refuse":
+            raise _too_large(size, limit, queue_url)
+        if decision == "offload":
+            assert payloads is not None
+            assert payloads.bucket is not None
+            text, encoded = await _offload(payloads.store, payloads.bucket, text, encoded)
+            size = message_size(text, encoded)
         request: dict[str, Any] = {"MessageBody": text}
         if encoded:
             request["MessageAttributes"] = encoded
@@ -339,6 +447,25 @@ def send_pause(attempt: int) -> float:
     return backoff(attempt, base=0.1, cap=2.0)
 
 
+async def _offload(
+    store: PayloadStore, bucket: str, text: str, attributes: dict[str, dict[str, Any]]
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The pointer body and attributes that stand for `text`, once it is stored in S3."""
+    reserved = [name for name in attributes if name in RESERVED_ATTRIBUTES]
+    if reserved:
+        raise ConfigurationError(
+            f"message attribute {reserved[0]!r} is reserved: it marks a body stored in S3"
+        )
+    if len(attributes) >= MAX_ATTRIBUTES:
+        raise ConfigurationError(
+            f"{len(attributes)} message attributes given: a body sent through S3 may have at "
+            f"most {MAX_ATTRIBUTES - 1}, the pointer's size attribute takes the last one"
+        )
+    pointer = await store.store(bucket, text)
+    logger.debug("stored a body of %d characters at %s", len(text), pointer)
+    return pointer_body(pointer), {**attributes, **pointer_attributes(len(text.encode()))}
+
+
 class Producer:
     """Sends messages without running consumers.
 
@@ -347,7 +474,10 @@ class Producer:
         await producer.send("orders", {"id": 42}, attributes={"source": "web"})
     ```
 
-    Concurrent sends share SendMessageBatch calls. Queues are given by name or URL.
+    Concurrent sends share SendMessageBatch calls. Queues are given by name or URL. A body
+    over its queue's MaximumMessageSize goes through S3 when `payload_bucket` is given (every
+    body, with ``payload_offload="always"``), in the format AWS's extended clients read; the
+    settings are those of `AppConfig`.
     """
 
     @checked_settings("Producer")
@@ -359,9 +489,18 @@ class Producer:
         profile: str | None = None,
         client: Literal["fast", "botocore"] = "fast",
         linger: float = 0.01,
+        payload_bucket: str | None = None,
+        payload_offload: PayloadOffload = "over-limit",
+        s3_endpoint_url: str | None = None,
     ) -> None:
         self._config = AppConfig(
-            region=region, endpoint_url=endpoint_url, profile=profile, client=client
+            region=region,
+            endpoint_url=endpoint_url,
+            profile=profile,
+            client=client,
+            payload_bucket=payload_bucket,
+            payload_offload=payload_offload,
+            s3_endpoint_url=s3_endpoint_url,
         )
         check_seconds("linger", linger, 0, 10)
         self._linger = linger
@@ -378,7 +517,12 @@ class Producer:
             await stack.aclose()
             raise
         self._stack = stack
-        self._sender = BatchingSender(client, linger=self._linger)
+        payloads = PayloadSending(
+            open_payload_store(stack, self._config, max_connections=20),
+            self._config.payload_bucket,
+            self._config.payload_offload,
+        )
+        self._sender = BatchingSender(client, linger=self._linger, payloads=payloads)
         self._urls = QueueUrls(client)
         return self
 
@@ -391,7 +535,10 @@ class Producer:
         """Send one message to `queue` (name or URL); returns its MessageId.
 
         The options are those of `SendOptions`: attributes, delay, group_id, deduplication_id.
+        With OpenTelemetry installed, the current trace context goes with the message
+        (``traceparent``), for the consumer's span to continue.
         """
         if self._sender is None or self._urls is None:
             raise RuntimeError("use the Producer inside `async with Producer(...) as producer:`")
+        options["attributes"] = with_trace_context(options.get("attributes"))
         return await self._sender.send(await self._urls.get(queue), body, **options)

@@ -126,7 +126,7 @@ class ConsumerSpec:
                 )
             invoke: Callable[[Any], Awaitable[object]] = handler
         else:
-            invoke = build_invoker(handler, config.envelope)
+            invoke = build_invoker(handler, config.envelope, unknown_fields=config.unknown_fields)
         return cls(handler=handler, config=config, invoke=invoke)
 
     @property

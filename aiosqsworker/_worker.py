@@ -21,11 +21,13 @@ from ._consumer.queue import QueueInfo
 from ._consumer.receiver import poller_count
 from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, SQSError
-from ._producer import BatchingSender, QueueUrls, SendOptions
+from ._producer import BatchingSender, PayloadSending, QueueUrls, SendOptions
 from ._registry import ConsumerSpec
 from ._sqs.base import SQSClient
-from ._sqs.open import open_sqs_client
+from ._sqs.open import open_payload_store, open_sqs_client
+from ._sqs.payloads import PayloadStore
 from ._text import plural
+from .tracing import with_trace_context
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -79,6 +81,7 @@ class Worker:
                 "app.send() needs a running app: call it inside `async with app:` or while "
                 "`await app.run()` runs, or use aiosqsworker.Producer on its own"
             )
+        options["attributes"] = with_trace_context(options.get("attributes"))
         return await self._sender.send(await self._urls.get(queue), body, **options)
 
     async def backlog(self) -> dict[str, int]:
@@ -137,9 +140,19 @@ class Worker:
                     longest_wait=longest_wait,
                 )
                 self._client = client
-                self._sender = BatchingSender(client)
+                payloads = open_payload_store(
+                    stack,
+                    self.config,
+                    max_connections=sum(spec.config.concurrency for spec in self.specs) + 10,
+                )
+                self._sender = BatchingSender(
+                    client,
+                    payloads=PayloadSending(
+                        payloads, self.config.payload_bucket, self.config.payload_offload
+                    ),
+                )
                 self._urls = QueueUrls(client)
-                await self._build_pipelines(client)
+                await self._build_pipelines(client, payloads)
                 async with anyio.create_task_group() as tg:
                     for pipeline in self._pipelines:
                         await tg.start(self._run_pipeline, pipeline)
@@ -162,7 +175,7 @@ class Worker:
         if self._exit_request is not None:
             raise self._exit_request
 
-    async def _build_pipelines(self, client: SQSClient) -> None:
+    async def _build_pipelines(self, client: SQSClient, payloads: PayloadStore) -> None:
         for spec in self.specs:
             queue = await QueueInfo.fetch(client, spec.config)
             self._pipelines.append(
@@ -173,6 +186,9 @@ class Worker:
                     shutdown_timeout=self.config.shutdown_timeout,
                     middleware=self.config.middleware,
                     on_exit=self._handler_asked_to_exit,
+                    payloads=payloads,
+                    payload_bucket=self.config.payload_bucket,
+                    delete_payloads=self.config.delete_payloads,
                 )
             )
 

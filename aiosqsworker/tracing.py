@@ -14,18 +14,55 @@ whatever propagator is configured), the span continues that trace. A handler's e
 is recorded on the span and sets its status to error. A batch consumer gets one span per
 call, linked to each message's producer context.
 
+The sending side needs no setup: with OpenTelemetry installed, `App.send` and
+`Producer.send` add the current context to the message's attributes (`with_trace_context`),
+so a handler's span continues the trace the send was part of.
+
 Needs the ``otel`` extra (opentelemetry-api; configure an SDK as usual to export spans).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 from collections.abc import Awaitable, Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 from ._config import Middleware
 from ._message import Message
 
-__all__ = ["carrier_of", "opentelemetry_middleware"]
+__all__ = ["carrier_of", "opentelemetry_middleware", "with_trace_context"]
+
+#: SQS's limit on a message's attributes, less one left for an S3 pointer's size.
+_MOST_ATTRIBUTES_WITH_CONTEXT = 9
+
+
+@functools.cache
+def _propagate() -> ModuleType | None:
+    """OpenTelemetry's propagation API, loaded on the first send; None when not installed."""
+    try:
+        return importlib.import_module("opentelemetry.propagate")
+    except ImportError:
+        return None
+
+
+def with_trace_context(attributes: Mapping[str, object] | None) -> Mapping[str, object] | None:
+    """`attributes` plus the current trace context (``traceparent``...), when there is one.
+
+    Attributes the sender set are never replaced, and the context is left out rather than
+    push a message past SQS's ten attributes (nine, leaving room for an S3 pointer).
+    """
+    propagate = _propagate()
+    if propagate is None:
+        return attributes
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    given = attributes or {}
+    added = {name: value for name, value in carrier.items() if name not in given}
+    if not added or len(given) + len(added) > _MOST_ATTRIBUTES_WITH_CONTEXT:
+        return attributes
+    return {**given, **added}
 
 
 def carrier_of(message: Message) -> dict[str, str]:

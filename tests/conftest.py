@@ -33,6 +33,7 @@ def aws_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "AWS_SESSION_TOKEN",
         "AWS_ENDPOINT_URL",
         "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_S3",
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
     ):

@@ -12,7 +12,7 @@ import anyio.lowlevel
 import pytest
 
 from aiosqsworker import App, ConfigurationError, Message, Producer, QueueNotFoundError
-from aiosqsworker._producer import QueueUrls
+from aiosqsworker._producer import QueueUrls, SharedLookup
 from aiosqsworker._sqs.base import SQSClient
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
@@ -106,6 +106,38 @@ async def test_first_sends_resolve_their_queue_once_and_go_on_together() -> None
     assert len(errors) == 5  # every asker of the missing queue is told, none is left waiting
     assert await urls.get("orders") == "https://sqs.test/123456789012/orders"
     assert lookups.calls == 2
+
+
+async def test_askers_go_on_in_the_order_they_asked_even_as_the_lookup_ends() -> None:
+    """One asker arrives in the very loop turn the lookup completes: it goes on after the
+    ones already waiting, not before them.
+
+    Naive change it catches: caching the value the moment it is known, so a newcomer takes
+    the cached path while the waiters are still to resume (a FIFO queue's concurrent sends
+    then joined their batch out of order).
+    """
+    gate = anyio.Event()
+
+    async def look_up(key: str) -> int:
+        await gate.wait()
+        return 1
+
+    lookups = SharedLookup(look_up)
+    went_on: list[int] = []
+
+    async def ask(n: int) -> None:
+        await lookups.get("orders")
+        went_on.append(n)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(4):
+            tg.start_soon(ask, n)
+        await anyio.wait_all_tasks_blocked()
+        gate.set()
+        tg.start_soon(ask, 4)  # its first step runs in the turn the lookup ends
+    assert went_on == [0, 1, 2, 3, 4]
+    await ask(5)  # cached by now
+    assert went_on[-1] == 5
 
 
 async def test_a_message_over_the_size_limit_fails_before_anything_is_sent(

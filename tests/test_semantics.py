@@ -350,9 +350,13 @@ async def test_typed_handlers_get_models_and_invalid_bodies_take_the_failure_pat
     """A pydantic model (with the Message as second parameter) and a dataclass arrive typed.
 
     A body that does not validate fails with a MessageDecodeError naming the field: it is
-    retried, then dead-lettered with that error in its record; the handler never sees it.
+    dead-lettered on its first receive with that error in its record (no retry decodes it),
+    logged in one line without a traceback; the handler never sees it.
+
+    Naive changes it catches: retrying a body that cannot decode up to maxReceiveCount
+    times, with a framework traceback each time.
     """
-    caplog.set_level(logging.ERROR, logger="aiosqsworker")
+    caplog.set_level(logging.WARNING, logger="aiosqsworker")
     orders_queue = await sqs.create_queue("orders", max_receive_count=2)
     shipments_queue = await sqs.create_queue("shipments", max_receive_count=2)
     good_order, bad_order = await sqs.send(
@@ -405,14 +409,17 @@ async def test_typed_handlers_get_models_and_invalid_bodies_take_the_failure_pat
         assert record["message_id"] == bad_id
         assert record["exception"] == "aiosqsworker.MessageDecodeError"
         assert f"field {field!r}" in record["error"]
-        assert record["attempts"] == 2  # retried once before it was dead-lettered
-    decode_errors = [
-        record.exc_info[1]
+        assert record["attempts"] == 1  # dead-lettered at once, not retried
+        assert record["reason"] == "its body does not decode"
+    tracebacks = [
+        record
         for record in caplog.records
         if record.exc_info and isinstance(record.exc_info[1], MessageDecodeError)
     ]
-    assert any("'quantity'" in str(error) for error in decode_errors)
-    assert any("'carrier'" in str(error) for error in decode_errors)
+    assert tracebacks == []
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(f"moved message {bad_order}" in line and "'quantity'" in line for line in lines)
+    assert any(f"moved message {bad_shipment}" in line and "'carrier'" in line for line in lines)
     for queue in (orders_queue, shipments_queue):
         assert await sqs.counts(queue) == (0, 0)
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from aiosqsworker import App, Message, Producer, Reject, Retry
+from aiosqsworker import App, Message, MessageDecodeError, Producer, Reject, Retry
 from aiosqsworker.pytest_plugin import TestQueue
 from aiosqsworker.testing import LocalSQSServer, call_consumer, make_message, run_until_empty
 
@@ -43,7 +43,7 @@ async def test_call_consumer_reports_what_the_framework_would_do_without_a_serve
         "dead-letter"
     )
     decode = await call_consumer(ok, make_message("not json"))
-    assert decode.action == "retry"
+    assert decode.action == "dead-letter"  # no retry decodes it
     assert "not valid JSON" in str(decode.error)
 
 
@@ -102,3 +102,34 @@ async def test_the_pytest_plugin_fixtures_give_a_configured_environment_and_fres
         await producer.send(queue.name, "hello")
     await run_until_empty(app, within=30)
     assert seen == ["hello"]
+
+
+@dataclasses.dataclass
+class CountedOrder:
+    id: int
+
+
+async def test_a_body_that_does_not_decode_is_dead_lettered_unless_retries_are_asked() -> None:
+    """`call_consumer` follows the engine: a typed body that does not decode is permanent.
+
+    Naive change it catches: the helper deciding outcomes its own way, so a test passes on
+    a retry the running consumer never does.
+    """
+    app = App()
+
+    @app.consumer("strict")
+    async def strict(order: CountedOrder) -> None:
+        pass
+
+    @app.consumer("patient", on_decode_error="retry", retry_max_delay=60)
+    async def patient(order: CountedOrder) -> None:
+        pass
+
+    bad = make_message({"id": "seven"})
+    moved = await call_consumer(strict, bad, app=app, max_receive_count=5)
+    assert moved.action == "dead-letter"
+    assert isinstance(moved.error, MessageDecodeError)
+    kept = await call_consumer(patient, bad, app=app, max_receive_count=5)
+    assert kept.action == "retry"
+    nowhere = await call_consumer(strict, bad, app=app, dead_letter_queue=False)
+    assert (nowhere.action, nowhere.delay) == ("retry", 300)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -11,6 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from aiosqsworker import App, Message
 from aiosqsworker.testing import call_consumer, make_message
 from aiosqsworker.tracing import opentelemetry_middleware
+
+from .kit import SQSKit, eventually
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -62,3 +66,46 @@ async def test_a_failing_handler_marks_its_span_as_an_error(
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is trace.StatusCode.ERROR
     assert any(event.name == "exception" for event in span.events)
+
+
+async def test_a_trace_continues_from_app_send_to_the_handler(
+    spans: InMemorySpanExporter, sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """A request span sends a message; the consumer's span is its child, in the same trace,
+    with nothing set up on the sending side but OpenTelemetry itself.
+
+    Naive code it catches: a send that carries no context (each consumer span starts a new
+    trace), or one that replaces a traceparent the sender set itself.
+    """
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = provider.get_tracer("test")
+    queue = await sqs.create_queue()
+    app = make_app(middleware=[opentelemetry_middleware(tracer_provider=provider)])
+    seen: list[int] = []
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        seen.append(trace.get_current_span().get_span_context().trace_id)
+
+    async with app:
+        with tracer.start_as_current_span("checkout") as checkout:
+            await app.send(queue.name, {"order": 1})
+            await app.send(queue.name, {"order": 2}, attributes={"traceparent": PARENT})
+        await eventually(lambda: len(seen) == 2)
+    request = checkout.get_span_context()
+    consumed = {
+        span.attributes["messaging.message.id"]: span
+        for span in spans.get_finished_spans()
+        if span.kind is trace.SpanKind.CONSUMER and span.attributes
+    }
+    assert len(consumed) == 2
+    parents = sorted(
+        (span.context.trace_id, span.parent.span_id)
+        for span in consumed.values()
+        if span.context is not None and span.parent is not None
+    )
+    assert parents == sorted(
+        [(request.trace_id, request.span_id), (int(TRACE_ID, 16), int("00f067aa0ba902b7", 16))]
+    )
+    assert sorted(seen) == sorted([request.trace_id, int(TRACE_ID, 16)])

@@ -8,12 +8,21 @@ traceback digest and its innermost frame, the attempts, the consumer, the source
 timestamps. Only after SQS confirmed the send is the original deleted; if the send fails,
 the message takes the ordinary retry path and SQS's redrive remains the safety net.
 
-The record and the attributes are built by pure functions (`failure_record`,
-`dead_letter_attributes`); where a queue's dead letters go is `queue.RedrivePolicy`.
+The copy keeps what the message carries beyond its body: an S3 payload's pointer (the
+object stays where it is, for a redrive), the message group of a FIFO or fair queue, the
+X-Ray trace header. A copy that would not fit the dead-letter queue's MaximumMessageSize
+keeps its record by moving its body to S3 (with a payload bucket), else by a record cut to
+fit, which says so; only a message that fills the limit by itself goes without one (the
+record is logged).
+
+The record, the attributes and the entry are built by pure functions (`failure_record`,
+`dead_letter_attributes`, `dead_letter_entry`, `trimmed_record`); where a queue's dead
+letters go is `queue.RedrivePolicy`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,9 +32,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .._errors import SQSError
+from .._errors import PayloadError, SQSError
 from .._message import Message, from_epoch_millis
-from .._sqs.base import SQSClient
+from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
+from .._sqs.payloads import (
+    RESERVED_ATTRIBUTES,
+    PayloadStore,
+    has_pointer,
+    pointer_attributes,
+    pointer_body,
+)
 from .._text import plural, public_name
 from .receivecount import has_receive_count
 
@@ -33,7 +49,9 @@ __all__ = [
     "FAILURE_ATTRIBUTE",
     "DeadLetterQueue",
     "dead_letter_attributes",
+    "dead_letter_entry",
     "failure_record",
+    "trimmed_record",
 ]
 
 logger = logging.getLogger("aiosqsworker.deadletter")
@@ -91,17 +109,80 @@ def failure_record(
 
 
 def dead_letter_attributes(
-    message: Message, record: Mapping[str, Any]
+    message: Message, record: Mapping[str, Any] | None
 ) -> dict[str, Mapping[str, Any]]:
-    """The message's own attributes (as many as fit) plus the failure record."""
+    """The message's own attributes (as many as fit, an S3 pointer's first) plus the record."""
+    own = message.message_attributes
+    names = [name for name in RESERVED_ATTRIBUTES if name in own]
+    names += [name for name in own if name not in RESERVED_ATTRIBUTES]
     kept: dict[str, Mapping[str, Any]] = {}
-    for name, value in message.message_attributes.items():
+    for name in names:
         if len(kept) == MAX_MESSAGE_ATTRIBUTES - 1:
             break
         if name != FAILURE_ATTRIBUTE:
-            kept[name] = {k: v for k, v in value.items() if k != "StringListValues" and v}
-    kept[FAILURE_ATTRIBUTE] = {"DataType": "String", "StringValue": json.dumps(record)}
+            kept[name] = {k: v for k, v in own[name].items() if k != "StringListValues" and v}
+    if record is not None:
+        kept[FAILURE_ATTRIBUTE] = {"DataType": "String", "StringValue": json.dumps(record)}
     return kept
+
+
+def dead_letter_entry(
+    message: Message, record: Mapping[str, Any] | None, *, fifo: bool
+) -> dict[str, Any]:
+    """The SendMessageBatch entry of a dead-letter copy (``Id`` "0").
+
+    A FIFO copy keeps its group (SQS requires one) and is deduplicated by the original
+    MessageId; a fair queue's copy keeps its group too; the X-Ray header goes along.
+    """
+    entry: dict[str, Any] = {
+        "Id": "0",
+        "MessageBody": message.body,
+        "MessageAttributes": dead_letter_attributes(message, record),
+    }
+    if fifo:
+        entry["MessageGroupId"] = message.group_id or "dead-letters"
+        entry["MessageDeduplicationId"] = message.message_id
+    elif message.group_id:
+        entry["MessageGroupId"] = message.group_id
+    trace_header = message.attributes.get("AWSTraceHeader")
+    if trace_header:
+        entry["MessageSystemAttributes"] = {
+            "AWSTraceHeader": {"DataType": "String", "StringValue": trace_header}
+        }
+    return entry
+
+
+def entry_size(entry: Mapping[str, Any]) -> int:
+    """What SQS counts of an entry (system attributes do not count)."""
+    return message_size(entry["MessageBody"], entry["MessageAttributes"])
+
+
+#: The fields a cut record keeps, beside as much of its reason and error text as fits.
+_ESSENTIAL = ("exception", "attempts", "consumer", "message_id", "failed_at")
+
+
+def _fit(text: str, budget: int) -> str:
+    """The longest start of `text` whose JSON string takes at most `budget` bytes (quotes
+    left out)."""
+    fitted = text[: max(0, budget)]
+    while fitted and len(json.dumps(fitted).encode()) - 2 > budget:
+        fitted = fitted[: len(fitted) * 9 // 10]
+    return fitted
+
+
+def trimmed_record(record: Mapping[str, Any], room: int, *, limit: int) -> dict[str, Any] | None:
+    """`record` cut to at most `room` bytes of JSON, saying so; None if even its essentials
+    do not fit. The reason may take half of what is left, the error the rest."""
+    cut: dict[str, Any] = {key: record.get(key) for key in _ESSENTIAL}
+    cut["trimmed"] = f"cut to fit the dead-letter queue's MaximumMessageSize of {limit} bytes"
+    cut["reason"] = cut["error"] = ""
+    spare = room - len(json.dumps(cut).encode())
+    if spare < 0:
+        return None
+    cut["reason"] = _fit(str(record.get("reason") or ""), spare // 2)
+    spare -= len(json.dumps(cut["reason"]).encode()) - 2
+    cut["error"] = _fit(str(record.get("error") or ""), spare)
+    return cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +191,10 @@ class DeadLetterQueue:
 
     url: str
     max_receive_count: int | None  # None: only `Reject` sends here
+    max_message_size: int = MAX_MESSAGE_BYTES
+    #: Where a copy too large for the queue puts its body (both None: nowhere).
+    payloads: PayloadStore | None = None
+    payload_bucket: str | None = None
 
     def is_last_attempt(self, message: Message) -> bool:
         """Whether SQS's redrive would move `message` at its next receive.
@@ -134,14 +219,17 @@ class DeadLetterQueue:
     ) -> bool:
         """Send a copy with its failure record; True once SQS has it."""
         record = failure_record(message, error, consumer=consumer, reason=reason)
-        entry: dict[str, Any] = {
-            "Id": "0",
-            "MessageBody": message.body,
-            "MessageAttributes": dead_letter_attributes(message, record),
-        }
-        if self.url.endswith(".fifo"):
-            entry["MessageGroupId"] = message.group_id or "dead-letters"
-            entry["MessageDeduplicationId"] = message.message_id
+        try:
+            entry = await self._fitting_entry(message, record, consumer=consumer)
+        except PayloadError as exc:
+            logger.error(
+                "[%s] could not move message %s to the dead-letter queue: its copy is too "
+                "large for it and storing its body in S3 failed (%s): it will be retried",
+                consumer,
+                message.message_id,
+                exc,
+            )
+            return False
         try:
             result = await client.send_message_batch(self.url, [entry])
             if "0" not in result.sent:
@@ -171,3 +259,57 @@ class DeadLetterQueue:
             record["error"][:200],
         )
         return True
+
+    async def _fitting_entry(
+        self, message: Message, record: dict[str, Any], *, consumer: str
+    ) -> dict[str, Any]:
+        """The copy's entry, made to fit the dead-letter queue's MaximumMessageSize."""
+        fifo = self.url.endswith(".fifo")
+        entry = dead_letter_entry(message, record, fifo=fifo)
+        limit = self.max_message_size
+        if entry_size(entry) <= limit:
+            return entry
+        if (
+            self.payloads is not None
+            and self.payload_bucket is not None
+            and not has_pointer(message.message_attributes)
+        ):
+            pointer = await self.payloads.store(self.payload_bucket, message.body)
+            stored = dataclasses.replace(
+                message,
+                body=pointer_body(pointer),
+                message_attributes={
+                    **message.message_attributes,
+                    **pointer_attributes(len(message.body.encode())),
+                },
+            )
+            logger.info(
+                "[%s] the dead-letter copy of message %s is over %d bytes: its body went to %s",
+                consumer,
+                message.message_id,
+                limit,
+                pointer,
+            )
+            return dead_letter_entry(stored, record, fifo=fifo)
+        bare = dead_letter_entry(message, None, fifo=fifo)
+        room = limit - entry_size(bare) - len(FAILURE_ATTRIBUTE) - len("String")
+        cut = trimmed_record(record, room, limit=limit)
+        if cut is not None:
+            logger.warning(
+                "[%s] the failure record of message %s was cut to fit the dead-letter "
+                "queue's MaximumMessageSize of %d bytes",
+                consumer,
+                message.message_id,
+                limit,
+            )
+            return dead_letter_entry(message, cut, fifo=fifo)
+        logger.error(
+            "[%s] message %s fills the dead-letter queue's MaximumMessageSize of %d bytes by "
+            "itself: its copy goes without a failure record, which is %s. Give the app "
+            "payload_bucket=... or raise the dead-letter queue's MaximumMessageSize",
+            consumer,
+            message.message_id,
+            limit,
+            json.dumps(record),
+        )
+        return bare

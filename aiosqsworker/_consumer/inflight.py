@@ -15,7 +15,7 @@ a lease or counts an outcome by itself.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,13 +64,22 @@ class InFlight:
     """Messages of one consumer between receipt and settlement."""
 
     def __init__(
-        self, capacity: Capacity, leases: LeaseKeeper, counters: Counters, *, consumer: str
+        self,
+        capacity: Capacity,
+        leases: LeaseKeeper,
+        counters: Counters,
+        *,
+        consumer: str,
+        on_acked: Callable[[list[Message]], None] | None = None,
     ) -> None:
         self._capacity = capacity
         self._leases = leases
         self._counters = counters
         self._consumer = consumer
         self._sender: Sender | None = None
+        #: Told of the messages whose handler succeeded, once SQS confirmed their delete
+        #: (a dead letter's original is not one: its copy lives on).
+        self._on_acked = on_acked
 
     def connect(self, sender: Sender) -> None:
         """Where settling messages go (the acker, which reports back here)."""
@@ -104,18 +113,22 @@ class InFlight:
     def delivered(self, settlings: Sequence[Settling]) -> None:
         """SQS confirmed the call for these."""
         counters = self._counters
+        acked: list[Message] = []
         for settling in settlings:
             outcome = settling.outcome
             if settling.is_delete:
                 counters.deleted += 1
                 if outcome is Outcome.ACK:
                     counters.succeeded += 1
+                    acked.append(settling.lease.message)
             elif outcome is Outcome.RETRY:
                 counters.retried += 1
             else:
                 counters.released += 1
             self._leases.finish(settling.lease)
         self._capacity.release(len(settlings))  # one wake-up for the batch
+        if acked and self._on_acked is not None:
+            self._on_acked(acked)
 
     def given_up(self, settling: Settling, why: str, *, receipt_invalid: bool) -> None:
         """The call for it failed for good: say what is known of the message's fate."""

@@ -7,13 +7,16 @@
 | raises any other exception, or times out    | RETRY after a back-off exponential in the      |
 |                                             | receive count; on the last receive the queue's |
 |                                             | redrive policy allows, DEAD_LETTER instead     |
-| raises `Reject(reason)`                     | DEAD_LETTER now (RETRY after the longest       |
-|                                             | back-off if there is no dead-letter queue)     |
+| raises `Reject(reason)`, or the body does   | DEAD_LETTER now (RETRY after the longest       |
+| not decode (`MessageDecodeError`)           | back-off if there is no dead-letter queue)     |
 | is cancelled by a forced shutdown           | RELEASE: visible again at once                 |
 | loses its lease (handle no longer valid)    | LOST: cancelled; nothing more is sent          |
 
 A batch handler decides per message: those it returns (or names in `PartialBatchFailure`)
 failed, the others succeeded; any other exception fails the whole batch.
+
+A body that does not decode fails the same way on every receive, so it is permanent like a
+`Reject`, unless the consumer says ``on_decode_error="retry"``.
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 from .._backoff import backoff
-from .._config import MAX_VISIBILITY, ConsumerConfig
-from .._errors import PartialBatchFailure, Reject, Retry
+from .._config import MAX_VISIBILITY, ConsumerConfig, DecodeErrorAction
+from .._errors import MessageDecodeError, PartialBatchFailure, PayloadNotFoundError, Reject, Retry
 from .._message import Message
 
 __all__ = [
     "Outcome",
     "batch_failures",
+    "dead_letter_reason",
     "decide",
+    "is_permanent",
     "retry_delay",
     "retry_delay_for",
     "within_visibility_cap",
@@ -45,6 +50,15 @@ class Outcome(enum.Enum):
     LOST = "lost"
 
 
+def is_permanent(
+    error: BaseException | None, *, on_decode_error: DecodeErrorAction = "dead-letter"
+) -> bool:
+    """Whether no retry can help: a `Reject`, or a body that does not decode."""
+    if isinstance(error, Reject):
+        return True
+    return on_decode_error == "dead-letter" and isinstance(error, MessageDecodeError)
+
+
 def decide(
     error: BaseException | None,
     *,
@@ -52,6 +66,7 @@ def decide(
     cancelled: bool = False,
     last_attempt: bool = False,
     has_dead_letter_queue: bool = False,
+    on_decode_error: DecodeErrorAction = "dead-letter",
 ) -> Outcome:
     """The outcome of one message, from how its handler ended."""
     if lost:
@@ -62,9 +77,21 @@ def decide(
         return Outcome.ACK
     if isinstance(error, Retry):
         return Outcome.RETRY
-    if has_dead_letter_queue and (isinstance(error, Reject) or last_attempt):
+    permanent = is_permanent(error, on_decode_error=on_decode_error)
+    if has_dead_letter_queue and (permanent or last_attempt):
         return Outcome.DEAD_LETTER
     return Outcome.RETRY
+
+
+def dead_letter_reason(error: BaseException) -> str:
+    """The ``reason`` of a dead letter's failure record."""
+    if isinstance(error, Reject):
+        return error.reason
+    if isinstance(error, PayloadNotFoundError):
+        return "its payload in S3 does not exist"
+    if isinstance(error, MessageDecodeError):
+        return "its body does not decode"
+    return "last attempt failed"
 
 
 def retry_delay(
@@ -95,10 +122,11 @@ def retry_delay_for(
     jitter: Callable[[], float] | None = None,
 ) -> int:
     """The delay of a RETRY outcome: what `Retry(delay=)` asks for; the longest back-off for
-    a `Reject` with nowhere to go; otherwise the back-off of `retry_delay`."""
+    a permanent failure (`is_permanent`) with nowhere to go; otherwise the back-off of
+    `retry_delay`."""
     if isinstance(error, Retry):
         return within_visibility_cap(error.delay, held_for)
-    if isinstance(error, Reject):
+    if is_permanent(error, on_decode_error=config.on_decode_error):
         return within_visibility_cap(config.retry_max_delay, held_for)
     return retry_delay(
         receive_count,
@@ -132,7 +160,10 @@ def batch_failures(
     elif returned is not None and not isinstance(returned, str | bytes):
         named = returned if isinstance(returned, Iterable) else ()
     failed_ids = {item.message_id if isinstance(item, Message) else str(item) for item in named}
+    own = error.errors if isinstance(error, PartialBatchFailure) else {}
     return {
-        message.message_id: (cause if message.message_id in failed_ids else None)
+        message.message_id: (
+            own.get(message.message_id, cause) if message.message_id in failed_ids else None
+        )
         for message in messages
     }

@@ -10,11 +10,13 @@ shutdown in order:
    `wait_time`, and what they bring is released), then abandon any still open; a forced
    stop abandons them at once; stop the lease keeper,
 5. flush the acker: every delete and visibility change queued is sent (time-boxed, and
-   shielded from the caller's cancellation so that a cancelled host still flushes).
+   shielded from the caller's cancellation so that a cancelled host still flushes); then
+   the S3 payloads of the messages it deleted (with ``delete_payloads``), in the same box.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -26,6 +28,7 @@ from .._config import Middleware
 from .._errors import AioSQSWorkerError, ConfigurationError, single_error
 from .._registry import ConsumerSpec
 from .._sqs.base import SQSClient
+from .._sqs.payloads import PayloadJanitor, PayloadStore
 from .._text import plural
 from .acker import Acker
 from .buffer import Buffer, Capacity, MessageBuffer
@@ -35,6 +38,7 @@ from .leases import Lease, LeaseKeeper
 from .outcomes import Outcome
 from .queue import QueueInfo
 from .receiver import Receiver
+from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters
 
@@ -58,6 +62,9 @@ class Pipeline:
         shutdown_timeout: float,
         middleware: Sequence[Middleware] = (),
         on_exit: Callable[[BaseException], None] = lambda error: None,
+        payloads: PayloadStore | None = None,
+        payload_bucket: str | None = None,
+        delete_payloads: bool = False,
     ) -> None:
         config = spec.config
         if config.batch and queue.fifo:
@@ -77,7 +84,18 @@ class Pipeline:
         self._leases = LeaseKeeper(
             client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
         )
-        self._inflight = InFlight(self._capacity, self._leases, self.counters, consumer=self.name)
+        self._janitor = (
+            PayloadJanitor(payloads, consumer=self.name)
+            if payloads is not None and delete_payloads
+            else None
+        )
+        self._inflight = InFlight(
+            self._capacity,
+            self._leases,
+            self.counters,
+            consumer=self.name,
+            on_acked=self._janitor.discard if self._janitor is not None else None,
+        )
         self._acker = Acker(client, queue.url, self._inflight, linger=config.ack_linger)
         self._receiver = Receiver(
             client,
@@ -90,15 +108,23 @@ class Pipeline:
             self.counters,
             consumer=self.name,
         )
+        call = chain_middleware([*middleware, *config.middleware], spec.invoke)
+        dead_letters = queue.dead_letters
+        if payloads is not None:
+            call = resolving_payloads(payloads, call, batch=config.batch)
+            if dead_letters is not None:
+                dead_letters = dataclasses.replace(
+                    dead_letters, payloads=payloads, payload_bucket=payload_bucket
+                )
         self._dispatcher = Dispatcher(
-            chain_middleware([*middleware, *config.middleware], spec.invoke),
+            call,
             config,
             self._buffer,
             self._capacity,
             self._inflight,
             self.counters,
             client=client,
-            dead_letters=queue.dead_letters,
+            dead_letters=dead_letters,
             consumer=self.name,
             on_exit=on_exit,
         )
@@ -137,7 +163,15 @@ class Pipeline:
 
         async def run_acker() -> None:
             with flush_scope:
-                await self._acker.run()
+                if self._janitor is None:
+                    await self._acker.run()
+                    return
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._janitor.run)
+                    try:
+                        await self._acker.run()
+                    finally:
+                        self._janitor.close()  # after the acker's last delete
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_acker)

@@ -1,8 +1,9 @@
 """What a consumer knows of its queue, read once at start, and where its dead letters go.
 
 `QueueInfo.fetch` reads the queue's attributes and resolves its dead-letter queue: the
-consumer's own `dead_letter_queue=`, else the target of the queue's RedrivePolicy.
-`RedrivePolicy` is the one reading of that attribute, which the queue tools share.
+consumer's own `dead_letter_queue=`, else the target of the queue's RedrivePolicy, and that
+queue's MaximumMessageSize, which dead-letter copies must fit. `RedrivePolicy` is the one
+reading of that attribute, which the queue tools share.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from .._config import ConsumerConfig
 from .._errors import SQSError
-from .._sqs.base import SQSClient
+from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient
 from .deadletter import DeadLetterQueue
 
 __all__ = ["QueueInfo", "RedrivePolicy", "parse_redrive_policy"]
@@ -88,11 +89,14 @@ class QueueInfo:
         dead_letters: DeadLetterQueue | None = None
         if config.dead_letter_queue is not None:
             dlq_url = await client.resolve_queue_url(config.dead_letter_queue)
-            dead_letters = DeadLetterQueue(dlq_url, max_receive_count)
+            dead_letters = DeadLetterQueue(
+                dlq_url, max_receive_count, await _max_message_size(client, dlq_url)
+            )
         elif policy is not None:
             try:
+                dlq_url = await policy.dead_letter_url(client)
                 dead_letters = DeadLetterQueue(
-                    await policy.dead_letter_url(client), max_receive_count
+                    dlq_url, max_receive_count, await _max_message_size(client, dlq_url)
                 )
             except SQSError as exc:
                 logger.warning(
@@ -103,3 +107,19 @@ class QueueInfo:
                     exc,
                 )
         return cls(url, attributes, dead_letters)
+
+
+async def _max_message_size(client: SQSClient, queue_url: str) -> int:
+    """A queue's MaximumMessageSize; SQS's own limit where it cannot be read."""
+    try:
+        attributes = await client.get_queue_attributes(queue_url)
+        return min(int(attributes["MaximumMessageSize"]), MAX_MESSAGE_BYTES)
+    except (SQSError, KeyError, ValueError) as exc:
+        logger.warning(
+            "cannot read the MaximumMessageSize of %s (%s): dead-letter copies are sized "
+            "for %d bytes",
+            queue_url,
+            exc,
+            MAX_MESSAGE_BYTES,
+        )
+        return MAX_MESSAGE_BYTES

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 
 from .._config import ConsumerConfig, Middleware
-from .._errors import Reject, Retry
+from .._errors import MessageDecodeError, Reject, Retry
 from .._logging import message_context
 from .._message import Message
 from .._sqs.base import SQSClient
@@ -41,7 +41,7 @@ from .clock import now
 from .deadletter import DeadLetterQueue
 from .inflight import InFlight
 from .leases import Lease
-from .outcomes import Outcome, batch_failures, decide, retry_delay_for
+from .outcomes import Outcome, batch_failures, dead_letter_reason, decide, retry_delay_for
 from .stats import Counters
 
 __all__ = ["Dispatcher", "chain_middleware"]
@@ -178,6 +178,7 @@ class Dispatcher:
             cancelled=cancelled,
             last_attempt=dead_letters is not None and dead_letters.is_last_attempt(lease.message),
             has_dead_letter_queue=dead_letters is not None,
+            on_decode_error=self._config.on_decode_error,
         )
 
     # One message per call.
@@ -252,9 +253,12 @@ class Dispatcher:
         """Move a copy with its failure record; RETRY instead if that fails."""
         assert self._dead_letters is not None
         assert error is not None
-        reason = error.reason if isinstance(error, Reject) else "last attempt failed"
         moved = await self._dead_letters.send(
-            self._client, lease.message, error, consumer=self._consumer, reason=reason
+            self._client,
+            lease.message,
+            error,
+            consumer=self._consumer,
+            reason=dead_letter_reason(error),
         )
         return Outcome.DEAD_LETTER if moved else Outcome.RETRY
 
@@ -317,6 +321,19 @@ class Dispatcher:
                 message.message_id,
                 error.reason,
                 delay,
+                extra=context,
+            )
+        elif isinstance(error, MessageDecodeError):  # the error says it all: no traceback
+            logger.error(
+                "[%s] message %s does not decode (receive %d): %s; visible again in %d s%s",
+                self._consumer,
+                message.message_id,
+                message.receive_count,
+                error,
+                delay,
+                ""
+                if self._config.on_decode_error == "retry"
+                else ". Give the queue a RedrivePolicy or the consumer dead_letter_queue=...",
                 extra=context,
             )
         elif error is not None and not isinstance(error, Exception):

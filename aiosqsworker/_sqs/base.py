@@ -1,4 +1,5 @@
-"""The SQS boundary's vocabulary: the `SQSClient` protocol and the results of batch calls.
+"""The SQS boundary's vocabulary: the `SQSClient` protocol, the results of batch calls, and
+what SQS counts of a message's size.
 
 Everything outside `_sqs/` depends on this protocol, never on aiobotocore or aiohttp; its
 implementations are `botocore.AioBotocoreSQSClient` and `fast.FastSQSClient` (`open` picks
@@ -17,7 +18,28 @@ from .._errors import (
 )
 from .errors import Endpoint, classify_error_code
 
-__all__ = ["BatchEntryFailure", "BatchResult", "QueueAdmin", "SQSClient", "SendBatchResult"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "BatchEntryFailure",
+    "BatchResult",
+    "QueueAdmin",
+    "SQSClient",
+    "SendBatchResult",
+    "message_size",
+]
+
+#: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
+MAX_MESSAGE_BYTES = 1_048_576
+
+
+def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """Bytes SQS counts against its limit: the body plus every attribute's name, type, value."""
+    size = len(body.encode())
+    for name, value in attributes.items():
+        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
+        raw = value.get("StringValue", value.get("BinaryValue", b""))
+        size += len(raw) if isinstance(raw, bytes) else len(str(raw).encode())
+    return size
 
 
 @dataclass(frozen=True, slots=True)

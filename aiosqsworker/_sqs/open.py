@@ -28,8 +28,9 @@ from .base import QueueAdmin, SQSClient
 from .botocore import AioBotocoreSQSClient
 from .errors import Endpoint
 from .fast import FastSQSClient
+from .payloads import PayloadStore
 
-__all__ = ["ENDPOINT_VARIABLES", "open_queue_admin", "open_sqs_client"]
+__all__ = ["ENDPOINT_VARIABLES", "open_payload_store", "open_queue_admin", "open_sqs_client"]
 
 #: Where botocore finds an endpoint when none is given, in its order (the config file after).
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
@@ -63,6 +64,13 @@ def _check_environment_endpoint(session: AioSession, config: AppConfig) -> None:
             return
 
 
+def _session(config: AppConfig) -> AioSession:
+    session = get_session()
+    if config.profile:
+        session.set_config_variable("profile", config.profile)
+    return session
+
+
 async def _open_base_client(
     stack: AsyncExitStack,
     config: AppConfig,
@@ -73,9 +81,7 @@ async def _open_base_client(
     """The aiobotocore client's wrapper (the client closed by `stack`) and the session's
     credentials, failing early on a missing region or credentials."""
     try:
-        session = get_session()
-        if config.profile:
-            session.set_config_variable("profile", config.profile)
+        session = _session(config)
         region = _resolve_region(session, config)
         _check_environment_endpoint(session, config)
         credentials = await session.get_credentials()
@@ -144,3 +150,33 @@ async def open_queue_admin(stack: AsyncExitStack, config: AppConfig) -> QueueAdm
     """A client for the calls that make and remove queues (closed by `stack`)."""
     admin, _ = await _open_base_client(stack, config, max_connections=4, longest_wait=1)
     return admin
+
+
+def open_payload_store(
+    stack: AsyncExitStack, config: AppConfig, *, max_connections: int
+) -> PayloadStore:
+    """A `PayloadStore` whose S3 client opens on first use and is closed by `stack`.
+
+    Nothing is loaded or checked here: the SQS client, opened first, has checked the region
+    and the credentials of the same session (credential chain, profile, region).
+    """
+    session = _session(config)
+
+    async def open_client() -> object:
+        client_config = AioConfig(
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=max_connections,
+            retries={"mode": "standard", "total_max_attempts": 3},
+            user_agent_extra="aiosqsworker",
+        )
+        return await stack.enter_async_context(
+            session.create_client(
+                "s3",
+                region_name=_resolve_region(session, config),
+                endpoint_url=config.s3_endpoint_url,
+                config=client_config,
+            )
+        )
+
+    return PayloadStore(open_client)

@@ -156,7 +156,12 @@ async def call_consumer(
         or config.dead_letter_queue is not None
     )
     last = max_receive_count is not None and message.receive_count >= max_receive_count
-    outcome = decide(error, last_attempt=last, has_dead_letter_queue=has_dlq)
+    outcome = decide(
+        error,
+        last_attempt=last,
+        has_dead_letter_queue=has_dlq,
+        on_decode_error=config.on_decode_error,
+    )
     if outcome is Outcome.ACK:
         return HandlerOutcome("ack", returned=returned)
     if outcome is Outcome.DEAD_LETTER:

@@ -10,7 +10,9 @@ line options). moto serves each request on a thread of its own and locks little:
   waits can later hand out a group's next message while the one before it is in flight;
 - a delete rebuilds the queue's list of messages, and a send appending to the old list at
   that moment is lost;
-- a visibility change edits the in-flight set that a receive is reading.
+- a visibility change edits the in-flight set that a receive is reading;
+- a SendMessageBatch entry's MessageSystemAttributes (the X-Ray ``AWSTraceHeader``) are
+  dropped, where SendMessage keeps them.
 
 Here each pass over the queue is moto's own code called as a short poll, under one lock
 that visibility changes take too; a long poll waits between passes outside it, so other
@@ -52,6 +54,10 @@ _receive_lock = threading.Lock()
 _one_pass = SQSBackend.receive_message
 _change_visibility = SQSBackend.change_message_visibility
 _queue_delete = Queue.delete_message
+_send_one = SQSBackend.send_message
+_send_batch = SQSBackend.send_message_batch
+#: The system attributes of the batch entries this thread is sending, by their attributes.
+_batch_system_attributes = threading.local()
 #: How long a long poll sleeps when messages are visible but none could be taken (FIFO
 #: groups busy): moto's own wait returns at once then.
 _BLOCKED_PAUSE = 0.05
@@ -112,6 +118,27 @@ def check_moto(installed: str) -> None:
         )
 
 
+def _send_message(self: SQSBackend, *args: Any, **kwargs: Any) -> Any:
+    if kwargs.get("system_attributes") is None:
+        pending = getattr(_batch_system_attributes, "by_entry", {})
+        kwargs["system_attributes"] = pending.get(id(kwargs.get("message_attributes")))
+    return _send_one(self, *args, **kwargs)
+
+
+def _send_message_batch(self: SQSBackend, queue_name: str, entries: dict[str, Any]) -> Any:
+    # moto's batch sends each entry through send_message, passing its MessageAttributes
+    # dict (by which the entry is found here) but not its MessageSystemAttributes.
+    _batch_system_attributes.by_entry = {
+        id(entry["MessageAttributes"]): entry["MessageSystemAttributes"]
+        for entry in entries.values()
+        if entry.get("MessageSystemAttributes")
+    }
+    try:
+        return _send_batch(self, queue_name, entries)
+    finally:
+        _batch_system_attributes.by_entry = {}
+
+
 def main() -> None:
     try:
         check_moto(version("moto"))
@@ -121,6 +148,8 @@ def main() -> None:
     SQSBackend.receive_message = _receive_message  # type: ignore[method-assign]
     SQSBackend.change_message_visibility = _change_message_visibility  # type: ignore[method-assign]
     Queue.delete_message = _delete_message  # type: ignore[method-assign,assignment]
+    SQSBackend.send_message = _send_message  # type: ignore[method-assign]
+    SQSBackend.send_message_batch = _send_message_batch  # type: ignore[method-assign]
     server.main()
 
 

@@ -111,7 +111,8 @@ def test_a_dataclass_is_built_from_json_and_errors_name_the_field() -> None:
     cases = {
         '{"order_id": 1}': "field 'carrier' is required but missing",
         '{"order_id": 1, "carrier": "post", "colour": "red"}': (
-            "field 'colour' is not a field of Shipment"
+            "field 'colour' is not a field of Shipment (a consumer with "
+            "unknown_fields='ignore' leaves such fields out)"
         ),
         '{"order_id": "1", "carrier": "post"}': "field 'order_id' must be an integer, got str",
         '{"order_id": true, "carrier": "post"}': "field 'order_id' must be an integer, got bool",
@@ -127,6 +128,21 @@ def test_a_dataclass_is_built_from_json_and_errors_name_the_field() -> None:
         with pytest.raises(MessageDecodeError) as caught:
             decode(message(body, message_id="m-3"))
         assert str(caught.value) == f"message m-3 as Shipment: {words}", body
+
+
+def test_a_dataclass_ignores_unknown_fields_when_asked_and_checks_the_rest() -> None:
+    """A producer that adds a field must not send every message to the dead-letter queue.
+
+    Naive change it catches: ignoring unknown fields by skipping validation altogether.
+    """
+    decode = decoder_for(Shipment, unknown_fields="ignore")
+    assert decode(message('{"order_id": 1, "carrier": "post", "colour": "red"}')) == Shipment(
+        1, "post"
+    )
+    with pytest.raises(MessageDecodeError, match="'carrier' is required"):
+        decode(message('{"order_id": 1, "colour": "red"}'))
+    with pytest.raises(MessageDecodeError, match="'order_id' must be an integer"):
+        decode(message('{"order_id": "1", "carrier": "post", "colour": "red"}'))
 
 
 def test_annotations_the_framework_cannot_decode_are_refused_up_front() -> None:

@@ -7,6 +7,7 @@ Pure decisions and small parts, called directly: no server here.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -129,10 +130,18 @@ def test_retry_validates_its_delay() -> None:
             {"last_attempt": True, "has_dead_letter_queue": True},
             Outcome.DEAD_LETTER,
         ),
-        (MessageDecodeError("bad"), {"has_dead_letter_queue": True}, Outcome.RETRY),
+        # A body that does not decode never will: dead-lettered on its first failure...
+        (MessageDecodeError("bad"), {"has_dead_letter_queue": True}, Outcome.DEAD_LETTER),
+        (MessageDecodeError("bad"), {}, Outcome.RETRY),  # never deleted without a copy
+        # ... unless the consumer asks for retries.
         (
             MessageDecodeError("bad"),
-            {"last_attempt": True, "has_dead_letter_queue": True},
+            {"has_dead_letter_queue": True, "on_decode_error": "retry"},
+            Outcome.RETRY,
+        ),
+        (
+            MessageDecodeError("bad"),
+            {"last_attempt": True, "has_dead_letter_queue": True, "on_decode_error": "retry"},
             Outcome.DEAD_LETTER,
         ),
         (Retry(5), {}, Outcome.RETRY),
@@ -160,7 +169,7 @@ def test_retry_validates_its_delay() -> None:
     ],
 )
 def test_decide_follows_the_outcome_table(
-    error: BaseException | None, flags: dict[str, bool], expected: Outcome
+    error: BaseException | None, flags: dict[str, Any], expected: Outcome
 ) -> None:
     assert decide(error, **flags) is expected
 

@@ -20,7 +20,8 @@ from ..._config import AppConfig
 from ..._errors import AioSQSWorkerError, leaf_errors
 from ..._producer import batch_is_full
 from ..._sqs.base import SQSClient
-from ..._sqs.open import open_sqs_client
+from ..._sqs.open import open_payload_store, open_sqs_client
+from ..._sqs.payloads import PayloadStore
 from ..._text import plural
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "format_rate",
     "messages_text",
     "open_client",
+    "open_payloads",
     "queue_depth",
     "queue_name_of",
     "run",
@@ -138,6 +140,12 @@ async def open_client(
     return await open_sqs_client(
         stack, config, max_connections=max_connections, longest_wait=RECEIVE_WAIT
     )
+
+
+def open_payloads(stack: AsyncExitStack, args: argparse.Namespace) -> PayloadStore:
+    """The S3 side of the command's connection (endpoint: AWS_ENDPOINT_URL_S3, ...)."""
+    config = AppConfig(region=args.region, endpoint_url=args.endpoint_url, profile=args.profile)
+    return open_payload_store(stack, config, max_connections=8)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

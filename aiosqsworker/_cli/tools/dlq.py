@@ -2,9 +2,10 @@
 
 ``dlq inspect QUEUE`` peeks at dead-lettered messages and the failure record the framework
 attached (``aiosqsworker.failure``) without consuming them: what it receives it makes visible
-again at once. `failure_of`, `peeked_record` and `format_peeked` are pure: tests call them
-directly. `dlq redrive` (in `.redrive`) finds its queues and releases what it holds with the
-helpers here.
+again at once. A dead letter whose body is in S3 (an extended-client pointer) is shown with
+its payload, fetched, and where it is. `failure_of`, `peeked_record` and `format_peeked` are
+pure: tests call them directly. `dlq redrive` (in `.redrive`) finds its queues and releases
+what it holds with the helpers here.
 """
 
 from __future__ import annotations
@@ -22,14 +23,25 @@ import anyio
 from ..._config import MAX_BATCH
 from ..._consumer.deadletter import FAILURE_ATTRIBUTE
 from ..._consumer.queue import RedrivePolicy
-from ..._errors import QueueNotFoundError, SQSError
+from ..._errors import MessageDecodeError, PayloadError, QueueNotFoundError, SQSError
 from ..._message import from_epoch_millis
 from ..._sqs.base import SQSClient
-from ._common import RECEIVE_WAIT, count_of, messages_text, open_client, queue_name_of, run
+from ..._sqs.payloads import RESERVED_ATTRIBUTES, PayloadStore, S3Pointer, pointer_of
+from ._common import (
+    RECEIVE_WAIT,
+    count_of,
+    messages_text,
+    open_client,
+    open_payloads,
+    queue_name_of,
+    run,
+)
 
 __all__ = [
     "DeadLetterRoute",
+    "Payload",
     "failure_of",
+    "fetch_payload",
     "find_dead_letter_queue",
     "format_peeked",
     "peeked_record",
@@ -100,11 +112,38 @@ def _attribute_text(value: Mapping[str, Any]) -> str:
     return str(binary)
 
 
-def peeked_record(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """What `dlq inspect --json` prints of one message."""
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A dead letter's body in S3: where it is, and its text or why it could not be had."""
+
+    pointer: S3Pointer
+    size: int
+    text: str | None = None
+    error: str | None = None
+
+
+async def fetch_payload(store: PayloadStore, raw: Mapping[str, Any]) -> Payload | None:
+    """The S3 payload a received message points to, fetched; None for an ordinary message."""
+    attributes = raw.get("MessageAttributes") or {}
+    try:
+        pointer = pointer_of(raw.get("Body", ""), attributes)
+    except MessageDecodeError:
+        return None  # shown as it is: its body, and the reserved attribute
+    if pointer is None:
+        return None
+    reserved = next(name for name in RESERVED_ATTRIBUTES if name in attributes)
+    size = count_of({reserved: str(attributes[reserved].get("StringValue", ""))}, reserved)
+    try:
+        return Payload(pointer, size, text=await store.fetch(pointer))
+    except (PayloadError, MessageDecodeError) as exc:
+        return Payload(pointer, size, error=str(exc))
+
+
+def peeked_record(raw: Mapping[str, Any], payload: Payload | None = None) -> dict[str, Any]:
+    """What `dlq inspect --json` prints of one message (``body``: the payload, if in S3)."""
     attributes = raw.get("MessageAttributes") or {}
     system = raw.get("Attributes") or {}
-    return {
+    record: dict[str, Any] = {
         "message_id": raw.get("MessageId"),
         "receive_count": count_of(system, "ApproximateReceiveCount"),
         "sent_at": _sent_at(raw),
@@ -117,17 +156,31 @@ def peeked_record(raw: Mapping[str, Any]) -> dict[str, Any]:
         "failure": failure_of(attributes),
         "body": raw.get("Body", ""),
     }
+    if payload is not None:
+        record["payload"] = {
+            "location": str(payload.pointer),
+            "size": payload.size,
+            "error": payload.error,
+        }
+        if payload.text is not None:
+            record["body"] = payload.text
+    return record
 
 
-def format_peeked(raw: Mapping[str, Any], *, full: bool = False) -> str:
+def format_peeked(
+    raw: Mapping[str, Any], *, full: bool = False, payload: Payload | None = None
+) -> str:
     """One dead letter for people: id, receive count, sent time, attributes, failure, body."""
-    record = peeked_record(raw)
+    record = peeked_record(raw, payload)
     rows: list[tuple[str, str]] = [
         ("receive count", f"{record['receive_count']} (this peek included)"),
         ("sent at", record["sent_at"] or "?"),
     ]
     if record["group_id"]:
         rows.append(("group", record["group_id"]))
+    if payload is not None:
+        where = f"{payload.pointer} ({payload.size} bytes)"
+        rows.append(("payload", where if payload.error is None else f"{where}: {payload.error}"))
     for name, text in record["attributes"].items():
         rows.append((f"attribute {name}", text if full else preview(text, BODY_PREVIEW)))
     failure: dict[str, Any] | None = record["failure"]
@@ -239,17 +292,22 @@ async def _inspect(args: argparse.Namespace) -> int:
                     break
                 for raw in fresh:
                     peeked[raw["MessageId"]] = raw
+            store = open_payloads(stack, args)
+            payloads = {
+                message_id: await fetch_payload(store, message)
+                for message_id, message in peeked.items()
+            }
             if args.json:
-                for message in peeked.values():
-                    print(json.dumps(peeked_record(message)))
+                for message_id, message in peeked.items():
+                    print(json.dumps(peeked_record(message, payloads[message_id])))
             else:
                 print(
                     f"{name}: {messages_text(len(peeked))} shown, of about {about} visible; "
                     "all stay in the queue"
                 )
-                for message in peeked.values():
+                for message_id, message in peeked.items():
                     print()
-                    print(format_peeked(message, full=args.full))
+                    print(format_peeked(message, full=args.full, payload=payloads[message_id]))
             sys.stdout.flush()
         finally:
             await release_at_exit(client, dlq, list(handles.values()), PEEK_VISIBILITY)

@@ -1,8 +1,10 @@
 """`dlq redrive QUEUE`: move dead letters back to their source queue, less the failure record.
 
 `redrive_decision` (move a message, or leave it) and `redrive_entry` (what is sent back) are
-pure: tests call them directly. A message is deleted from the dead-letter queue only once SQS
-confirmed its send: an interrupted redrive loses nothing, at worst a message is in both queues.
+pure: tests call them directly. A dead letter whose body is in S3 goes back as the pointer it
+is (the object stays where it is); ``--filter`` reads its payload. A message is deleted from
+the dead-letter queue only once SQS confirmed its send: an interrupted redrive loses nothing,
+at worst a message is in both queues.
 
 Why not SQS's StartMessageMoveTask: a move task copies messages verbatim, so the failure record
 would travel back to the source queue with them (and come back stale with the next failure);
@@ -26,16 +28,25 @@ from ..._consumer.deadletter import FAILURE_ATTRIBUTE
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import BatchingSender, message_size
 from ..._sqs.base import SQSClient
+from ..._sqs.payloads import PayloadStore
 from ._common import (
     RECEIVE_WAIT,
     Progress,
     batch_waves,
     messages_text,
     open_client,
+    open_payloads,
     queue_name_of,
     run,
 )
-from .dlq import DeadLetterRoute, failure_of, find_dead_letter_queue, preview, release_at_exit
+from .dlq import (
+    DeadLetterRoute,
+    failure_of,
+    fetch_payload,
+    find_dead_letter_queue,
+    preview,
+    release_at_exit,
+)
 
 __all__ = [
     "MoveEntry",
@@ -65,10 +76,18 @@ def origin_of(raw: Mapping[str, Any]) -> str | None:
 
 
 def redrive_decision(
-    raw: Mapping[str, Any], *, text_filter: str | None, destination: str | None
+    raw: Mapping[str, Any],
+    *,
+    text_filter: str | None,
+    destination: str | None,
+    payload: str | None = None,
 ) -> RedriveDecision:
-    """Whether to move a dead letter; `destination` None (--to) takes any origin."""
-    if text_filter is not None and text_filter not in raw.get("Body", ""):
+    """Whether to move a dead letter; `destination` None (--to) takes any origin.
+
+    `payload` is the text of a body stored in S3, which `text_filter` reads instead.
+    """
+    text = payload if payload is not None else raw.get("Body", "")
+    if text_filter is not None and text_filter not in text:
         return "filtered"
     if destination is not None:
         origin = origin_of(raw)
@@ -88,10 +107,11 @@ class MoveEntry:
 
 
 def redrive_entry(raw: Mapping[str, Any], *, fifo: bool, token: str) -> MoveEntry:
-    """The body and attributes of a dead letter, less its failure record; FIFO: its group.
+    """The body and attributes of a dead letter, less its failure record, with its group.
 
     A FIFO message gets a deduplication id unique to this redrive (`token`): reusing the
-    original one could make SQS drop the message as a duplicate of its first send.
+    original one could make SQS drop the message as a duplicate of its first send. A fair
+    queue's message (a standard queue's, with a group) keeps its group too.
     """
     attributes: dict[str, dict[str, Any]] = {}
     for name, value in (raw.get("MessageAttributes") or {}).items():
@@ -104,7 +124,7 @@ def redrive_entry(raw: Mapping[str, Any], *, fifo: bool, token: str) -> MoveEntr
     return MoveEntry(
         body=raw.get("Body", ""),
         attributes=attributes,
-        group_id=(system.get("MessageGroupId") or "redrive") if fifo else None,
+        group_id=system.get("MessageGroupId") or ("redrive" if fifo else None),
         deduplication_id=f"redrive-{token}-{raw['MessageId']}"[:128] if fifo else None,
     )
 
@@ -121,6 +141,7 @@ class _Redrive:
     dry_run: bool
     token: str
     progress: Progress
+    payloads: PayloadStore
     moved: int = 0
     planned: int = 0
     filtered: int = 0
@@ -161,8 +182,12 @@ async def _redrive_lane(client: SQSClient, sender: BatchingSender, state: _Redri
             return  # empty, or only messages already dealt with: nothing left to move
         moving: list[Mapping[str, Any]] = []
         for raw in fresh:
+            payload = None
+            if state.text_filter is not None:
+                fetched = await fetch_payload(state.payloads, raw)
+                payload = fetched.text if fetched is not None else None
             decision = redrive_decision(
-                raw, text_filter=state.text_filter, destination=state.origin
+                raw, text_filter=state.text_filter, destination=state.origin, payload=payload
             )
             if decision == "move" and (state.budget is None or state.budget > 0):
                 if state.budget is not None:
@@ -316,6 +341,7 @@ async def _redrive(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             token=uuid.uuid4().hex[:12],
             progress=Progress("moved"),
+            payloads=open_payloads(stack, args),
         )
         sender = BatchingSender(client)
         lanes = 1 if state.fifo or route.dead_letter_url.endswith(".fifo") else REDRIVE_LANES
