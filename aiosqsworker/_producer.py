@@ -13,7 +13,6 @@ message over SQS's size limit before anything is sent.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
@@ -26,6 +25,7 @@ from ._backoff import backoff
 from ._config import MAX_BATCH, AppConfig, check_seconds, checked_settings
 from ._errors import ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import SQSClient
+from ._sqs.checksums import md5_of_body
 from ._sqs.open import open_sqs_client
 
 if TYPE_CHECKING:
@@ -307,10 +307,7 @@ class BatchingSender:
                 if sent is not None:
                     message_id, md5 = sent
                     body = entry.request["MessageBody"]
-                    if (
-                        md5 is not None
-                        and md5 != hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
-                    ):
+                    if md5 is not None and md5 != md5_of_body(body):
                         entry.error = SQSError(
                             f"message {message_id}: the MD5 SQS computed of the body does not "
                             "match what was sent",
