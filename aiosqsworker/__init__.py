@@ -34,6 +34,8 @@ from ._logging import log_to
 from ._message import Message
 from ._producer import Producer, SendOptions
 from ._registry import ConsumerSpec, consumer
+from ._sqs.base import BatchEntryFailure, BatchResult, SendBatchResult, SQSClient
+from ._sqs.errors import Endpoint
 from ._worker import WorkerState
 
 __version__ = "0.1.0"
@@ -43,12 +45,15 @@ __all__ = [
     "AioSQSWorkerError",
     "App",
     "AppConfig",
+    "BatchEntryFailure",
+    "BatchResult",
     "ConfigurationError",
     "ConsumerConfig",
     "ConsumerSettings",
     "ConsumerSpec",
     "ConsumerStatistics",
     "CredentialsError",
+    "Endpoint",
     "HandlerSignatureError",
     "Message",
     "MessageDecodeError",
@@ -59,7 +64,9 @@ __all__ = [
     "ReceiptHandleInvalidError",
     "Reject",
     "Retry",
+    "SQSClient",
     "SQSError",
+    "SendBatchResult",
     "SendOptions",
     "TransientSQSError",
     "WorkerState",

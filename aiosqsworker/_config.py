@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
+from ._sqs.base import SQSClient, missing_client_members
 
 __all__ = [
     "ENV_PREFIX",
@@ -36,6 +37,9 @@ MAX_WAIT_TIME = 20
 MAX_BATCH = 10
 MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
+
+#: The clients `App(client=...)` and `Producer(client=...)` open by name.
+CLIENT_NAMES = ("fast", "botocore")
 
 Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
 """``async def middleware(message, call_next) -> object``: runs around a handler call.
@@ -274,7 +278,10 @@ class AppConfig:
         profile: a named profile from the shared AWS config files.
         shutdown_timeout: seconds running handlers get to finish after a stop is requested.
         client: ``"fast"`` serves the hot calls (receive, delete, visibility, send) over
-            aiohttp directly; ``"botocore"`` sends every call through aiobotocore.
+            aiohttp directly; ``"botocore"`` sends every call through aiobotocore. Or a
+            client instance (an `SQSClient`, such as ``aiosqsworker.testing.MemorySQS()``),
+            used as it is: the app neither opens nor closes it, and region, endpoint and
+            profile do not apply.
         middleware: async callables ``(message, call_next)`` around every consumer's handler,
             outermost first.
         concurrency: when given, every consumer's concurrency, whatever its own
@@ -287,7 +294,7 @@ class AppConfig:
     endpoint_url: str | None = None
     profile: str | None = None
     shutdown_timeout: float = 30.0
-    client: Literal["fast", "botocore"] = "fast"
+    client: Literal["fast", "botocore"] | SQSClient = "fast"
     middleware: Sequence[Middleware] = ()
     concurrency: int | None = None
     only: Sequence[str] | None = None
@@ -302,10 +309,7 @@ class AppConfig:
         _check_text("region", self.region, "an AWS region such as 'eu-west-1'", empty_ok=True)
         _check_text("profile", self.profile, "a profile of the AWS config files", empty_ok=True)
         object.__setattr__(self, "middleware", _check_middleware(self.middleware))
-        if self.client not in ("fast", "botocore"):
-            raise ConfigurationError(
-                f"client={self.client!r} is invalid: it must be 'fast' or 'botocore'"
-            )
+        self._check_client()
         if self.endpoint_url is not None and (
             not isinstance(self.endpoint_url, str)
             or not self.endpoint_url.startswith(("http://", "https://"))
@@ -314,6 +318,32 @@ class AppConfig:
                 f"endpoint_url={self.endpoint_url!r} is invalid: it must start with "
                 "http:// or https://"
             )
+
+    def _check_client(self) -> None:
+        """A client named ``"fast"`` or ``"botocore"``, or an instance with every call."""
+        client = self.client
+        if isinstance(client, str):
+            if client not in CLIENT_NAMES:
+                close = difflib.get_close_matches(client, CLIENT_NAMES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(
+                    f"client={client!r} is invalid{hint}: it must be 'fast', 'botocore' or an "
+                    "SQSClient instance such as aiosqsworker.testing.MemorySQS()"
+                )
+            return
+        missing = missing_client_members(client)
+        if missing:
+            raise ConfigurationError(
+                f"client={client!r} is invalid: it must be 'fast', 'botocore' or an SQSClient "
+                f"instance, and a {type(client).__name__} lacks {', '.join(missing)}"
+            )
+        for name in ("region", "endpoint_url", "profile"):
+            if getattr(self, name):
+                raise ConfigurationError(
+                    f"{name}={getattr(self, name)!r} cannot be used with client="
+                    f"{type(client).__name__}(...): a client instance already knows where its "
+                    f"requests go; give {name} or the instance, not both"
+                )
 
 
 #: The prefix of the environment variables the command line and `App.from_env` read.

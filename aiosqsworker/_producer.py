@@ -345,6 +345,7 @@ class Producer:
     ```
 
     Concurrent sends share SendMessageBatch calls. Queues are given by name or URL.
+    `client` is ``"fast"``, ``"botocore"`` or an `SQSClient` instance, as for `App`.
     """
 
     @checked_settings("Producer")
@@ -354,7 +355,7 @@ class Producer:
         region: str | None = None,
         endpoint_url: str | None = None,
         profile: str | None = None,
-        client: Literal["fast", "botocore"] = "fast",
+        client: Literal["fast", "botocore"] | SQSClient = "fast",
         linger: float = 0.01,
     ) -> None:
         self._config = AppConfig(

@@ -7,6 +7,7 @@ one), as httpx's transports sit behind one interface.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -17,7 +18,14 @@ from .._errors import (
 )
 from .errors import Endpoint, classify_error_code
 
-__all__ = ["BatchEntryFailure", "BatchResult", "QueueAdmin", "SQSClient", "SendBatchResult"]
+__all__ = [
+    "BatchEntryFailure",
+    "BatchResult",
+    "QueueAdmin",
+    "SQSClient",
+    "SendBatchResult",
+    "missing_client_members",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +99,13 @@ class SendBatchResult:
 
 
 class SQSClient(Protocol):
-    """The SQS calls the framework makes; everything else depends on this, not on botocore."""
+    """The SQS calls the framework makes; everything else depends on this, not on botocore.
+
+    `App(client=...)` and `Producer(client=...)` take any object with these members, such as
+    the in-memory `aiosqsworker.testing.MemorySQS`. Errors are the framework's own
+    (`SQSError` and its subclasses), and a batch call reports each entry that failed in its
+    result rather than raising.
+    """
 
     @property
     def endpoint(self) -> Endpoint: ...
@@ -129,3 +143,18 @@ class QueueAdmin(SQSClient, Protocol):
     async def purge_queue(self, queue_url: str) -> None: ...
 
     async def delete_queue(self, queue_url: str) -> None: ...
+
+
+def missing_client_members(candidate: object) -> list[str]:
+    """The members of `SQSClient` that `candidate` lacks, or has as plain (not async) methods."""
+    missing: list[str] = []
+    for name, member in vars(SQSClient).items():
+        if name.startswith("_"):
+            continue
+        if not hasattr(candidate, name):
+            missing.append(name)
+        elif inspect.iscoroutinefunction(member) and not inspect.iscoroutinefunction(
+            getattr(candidate, name)
+        ):
+            missing.append(f"{name} (must be async)")
+    return missing
