@@ -38,16 +38,24 @@ from .._message import Message
 from .._producer import encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
 from .._run.burst import wait_until_empty
+from .clock import Clock, ManualClock, RealClock
 from .faultproxy import Answer, FaultProxy, ProxiedRequest
+from .memory import MemorySQS, QueueCounts, QueuedMessage
 from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 
 __all__ = [
     "LOCAL_CREDENTIALS",
     "Answer",
+    "Clock",
     "FaultProxy",
     "HandlerOutcome",
     "LocalSQSServer",
+    "ManualClock",
+    "MemorySQS",
     "ProxiedRequest",
+    "QueueCounts",
+    "QueuedMessage",
+    "RealClock",
     "call_consumer",
     "free_port",
     "make_message",
