@@ -327,15 +327,15 @@ class AppConfig:
                 close = difflib.get_close_matches(client, CLIENT_NAMES, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigurationError(
-                    f"client={client!r} is invalid{hint}: it must be 'fast', 'botocore' or an "
+                    f"client={client!r} is invalid{hint}: it must be 'fast' or 'botocore', or an "
                     "SQSClient instance such as aiosqsworker.testing.MemorySQS()"
                 )
             return
         missing = missing_client_members(client)
         if missing:
             raise ConfigurationError(
-                f"client={client!r} is invalid: it must be 'fast', 'botocore' or an SQSClient "
-                f"instance, and a {type(client).__name__} lacks {', '.join(missing)}"
+                f"client={client!r} is invalid: it must be 'fast' or 'botocore', or an "
+                f"SQSClient instance; {type(client).__name__} lacks {', '.join(missing)}"
             )
         for name in ("region", "endpoint_url", "profile"):
             if getattr(self, name):
