@@ -9,6 +9,10 @@ outcome = await call_consumer(handle_order, make_message({"id": 1}))
 assert outcome.action == "ack"
 ```
 
+Without a server process, `MemorySQS` is SQS in memory behind the framework's client
+protocol: ``App(client=MemorySQS())`` runs consumers end to end in milliseconds, with SQS's
+visibility, redrive, FIFO and batch rules, on the event loop's clock or a `ManualClock`.
+
 Against a real SQS-protocol server, `run_until_empty` runs an app until its queues are empty
 ("burst" mode), so a test can send, run and assert deterministically. The pytest plugin
 (``aiosqsworker.pytest_plugin``, loaded automatically) provides the fixtures
