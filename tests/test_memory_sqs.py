@@ -28,6 +28,7 @@ from aiosqsworker import (
     Retry,
     SQSError,
 )
+from aiosqsworker._consumer.queue import RedrivePolicy
 from aiosqsworker._sqs.checksums import md5_of_attributes, md5_of_body
 from aiosqsworker.testing import (
     ManualClock,
@@ -629,10 +630,7 @@ async def test_queue_attributes_show_counts_and_the_redrive_policy(
     assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
     dlq_url = memory.queue_url("dlq")
     dlq_arn = (await memory.get_queue_attributes(dlq_url))["QueueArn"]
-    assert json.loads(attributes["RedrivePolicy"]) == {
-        "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": 4,
-    }
+    assert RedrivePolicy.of(attributes) == RedrivePolicy(dlq_arn, 4)
     assert await memory.queue_url_from_arn(dlq_arn) == dlq_url
     assert await memory.list_dead_letter_source_queues(dlq_url) == [memory.queue_url("orders")]
 

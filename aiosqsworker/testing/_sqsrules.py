@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .._producer import message_size
+from .._config import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
+from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
 
 __all__ = [
     "DEDUPLICATION_WINDOW",
@@ -33,11 +34,8 @@ __all__ = [
     "whole_seconds",
 ]
 
-MAX_BATCH = 10
-MAX_BATCH_BYTES = 1_048_576
-MAX_WAIT_TIME = 20
-MAX_VISIBILITY = 43_200
-MAX_DELAY = 900
+#: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
 MAX_ATTRIBUTES = 10
 DEDUPLICATION_WINDOW = 300
 
@@ -52,14 +50,14 @@ _NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this 
 #: Queue attributes with a range, their defaults, and the others CreateQueue takes.
 _RANGES = {
     "DelaySeconds": (0, MAX_DELAY),
-    "MaximumMessageSize": (1024, 1_048_576),
+    "MaximumMessageSize": (1024, MAX_MESSAGE_BYTES),
     "MessageRetentionPeriod": (60, 1_209_600),
     "ReceiveMessageWaitTimeSeconds": (0, MAX_WAIT_TIME),
     "VisibilityTimeout": (0, MAX_VISIBILITY),
 }
 _DEFAULTS = {
     "DelaySeconds": "0",
-    "MaximumMessageSize": "1048576",
+    "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
     "MessageRetentionPeriod": "345600",
     "ReceiveMessageWaitTimeSeconds": "0",
     "VisibilityTimeout": "30",

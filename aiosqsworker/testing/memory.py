@@ -49,6 +49,7 @@ from typing import Any, Literal
 import anyio
 import anyio.lowlevel
 
+from .._consumer.queue import RedrivePolicy
 from .._errors import ConfigurationError, QueueNotFoundError, SQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SendBatchResult
 from .._sqs.checksums import md5_of_attributes, md5_of_body
@@ -150,13 +151,8 @@ class _Queue:
         return int(self.attributes[name])
 
     @property
-    def redrive(self) -> tuple[str, int] | None:
-        """(dead-letter queue ARN, maxReceiveCount), if the queue has a RedrivePolicy."""
-        policy = self.attributes.get("RedrivePolicy")
-        if not policy:
-            return None
-        parsed = json.loads(policy)
-        return str(parsed["deadLetterTargetArn"]), int(parsed["maxReceiveCount"])
+    def redrive(self) -> RedrivePolicy | None:
+        return RedrivePolicy.of(self.attributes)
 
     def state(self, message: _Stored, now: float) -> MessageState:
         if message.available_at <= now:
@@ -248,9 +244,8 @@ class MemorySQS:
                 same_kind = {"FifoQueue": "true"} if "FifoQueue" in keywords else {}
                 self._create(dead_letter_queue, same_kind)
             target = self._queues[dead_letter_queue]
-            keywords["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": target.arn, "maxReceiveCount": max_receive_count}
-            )
+            assert max_receive_count is not None
+            keywords["RedrivePolicy"] = RedrivePolicy(target.arn, max_receive_count).attribute()
         for key, value in keywords.items():
             if key in given and given[key] != value:
                 raise ConfigurationError(
@@ -416,7 +411,7 @@ class MemorySQS:
         return [
             queue.url
             for queue in self._queues.values()
-            if queue.redrive is not None and queue.redrive[0] == target.arn
+            if queue.redrive is not None and queue.redrive.dead_letter_arn == target.arn
         ]
 
     async def send_message_batch(
@@ -516,16 +511,14 @@ class MemorySQS:
                 f"Value {policy} for parameter RedrivePolicy is invalid. Reason: {reason}.",
             )
 
-        try:
-            parsed = json.loads(policy)
-            arn, count = str(parsed["deadLetterTargetArn"]), int(parsed["maxReceiveCount"])
-        except (ValueError, KeyError, TypeError):
+        parsed = RedrivePolicy.of({"RedrivePolicy": policy})
+        if parsed is None:
             raise refuse(
                 "Redrive policy is not a valid JSON map of deadLetterTargetArn and maxReceiveCount"
-            ) from None
-        if not 1 <= count <= 1000:
+            )
+        if not 1 <= parsed.max_receive_count <= 1000:
             raise refuse("Invalid value for maxReceiveCount: must be from 1 to 1000")
-        target = next((queue for queue in self._queues.values() if queue.arn == arn), None)
+        target = self._dead_letter_queue(parsed.dead_letter_arn)
         if target is None:
             raise refuse("Dead letter target does not exist")
         if target.fifo != fifo:
@@ -588,7 +581,7 @@ class MemorySQS:
         """One atomic pass of a receive: up to `most` messages, now in flight."""
         self._expire(queue, now)
         redrive = queue.redrive
-        dead_letters = self._dead_letter_queue(redrive[0]) if redrive else None
+        dead_letters = self._dead_letter_queue(redrive.dead_letter_arn) if redrive else None
         # A FIFO group gives nothing while any of its messages is in flight, and nothing
         # after one that is not visible (its order would break).
         blocked = {
@@ -605,7 +598,11 @@ class MemorySQS:
             if message.available_at > now:
                 blocked.add(message.group_id)
                 continue
-            if redrive and dead_letters is not None and message.receive_count >= redrive[1]:
+            if (
+                redrive is not None
+                and dead_letters is not None
+                and message.receive_count >= redrive.max_receive_count
+            ):
                 self._move(queue, message, dead_letters, now)
                 continue
             message.receive_count += 1
