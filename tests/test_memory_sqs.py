@@ -12,7 +12,6 @@ docstring names the naive implementation the scenario exists to catch.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from typing import Any
 
@@ -155,6 +154,31 @@ async def test_a_consumer_of_a_queue_deleted_under_it_stops_with_queue_not_found
 
     with anyio.fail_after(10), pytest.raises(QueueNotFoundError, match="'doomed'"):
         await delete_it_while_polled()
+
+
+async def test_a_stop_gives_up_open_polls_at_once_since_they_take_nothing(
+    memory: MemorySQS, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a ManualClock the app's 20 s long polls never end by themselves: the graceful stop
+    gives them up at once (no warning: nothing can be stranded), and a message sent after
+    the stop is there, visible, for the next consumer.
+
+    Catches a stop that waits for open polls on every client: on the in-memory SQS every
+    test would spend its consumers' wait time (here: the whole shutdown budget) stopping.
+    """
+    memory.create_queue("idle")
+    app = App(client=memory, shutdown_timeout=60)
+
+    @app.consumer("idle", wait_time=20)
+    async def handle(message: Message) -> None:
+        raise AssertionError("nothing is sent while it runs")
+
+    with anyio.fail_after(10):
+        async with app:
+            await anyio.sleep(0.05)  # its polls are open
+    await send(memory, "idle", {"MessageBody": "after the stop"})
+    assert memory.counts("idle") == QueueCounts(visible=1)
+    assert not [r for r in caplog.records if "abandoning" in r.getMessage()]
 
 
 # Visibility, receive counts, redrive.
@@ -713,7 +737,10 @@ def test_an_app_takes_a_client_instance_and_refuses_what_is_not_one() -> None:
 
     with pytest.raises(
         ConfigurationError,
-        match=r"HalfAClient lacks resolve_queue_url, .*receive_messages \(must be async\)",
+        match=(
+            r"HalfAClient lacks cancelled_polls_take_messages, resolve_queue_url, "
+            r".*receive_messages \(must be async\)"
+        ),
     ):
         App(client=HalfAClient())  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"endpoint_url=.* cannot be used with client="):

@@ -110,6 +110,13 @@ class SQSClient(Protocol):
     @property
     def endpoint(self) -> Endpoint: ...
 
+    @property
+    def cancelled_polls_take_messages(self) -> bool:
+        """Whether a long poll given up while open can still take messages, which then stay
+        invisible for their visibility timeout: true over HTTP (SQS does not see the client
+        go), so a graceful stop lets open polls finish instead."""
+        ...
+
     async def resolve_queue_url(self, queue: str) -> str: ...
 
     async def get_queue_attributes(self, queue_url: str) -> dict[str, str]: ...

@@ -127,6 +127,9 @@ def _error_code(status: int, headers: Mapping[str, str], payload: Any) -> tuple[
 class FastSQSClient:
     """`SQSClient` with the hot calls over aiohttp; the rest delegated to aiobotocore."""
 
+    #: SQS hands messages to a long poll whose client has gone away.
+    cancelled_polls_take_messages = True
+
     def __init__(
         self,
         fallback: AioBotocoreSQSClient,

@@ -300,6 +300,9 @@ class MemorySQS:
 
     # The SQSClient protocol.
 
+    #: A cancelled long poll takes nothing here, so a stopping app need not wait for it.
+    cancelled_polls_take_messages = False
+
     @property
     def endpoint(self) -> Endpoint:
         return self._endpoint
