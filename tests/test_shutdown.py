@@ -283,7 +283,6 @@ async def test_run_in_a_task_group_until_another_task_calls_stop(
     assert await sqs.counts(queue) == (0, 0)
 
 
-@pytest.mark.also_in_memory
 async def test_a_cancelled_host_still_releases_and_flushes(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
