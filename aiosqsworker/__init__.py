@@ -36,6 +36,8 @@ from ._logging import log_to
 from ._message import Message
 from ._producer import Producer, SendOptions
 from ._registry import ConsumerSpec, consumer
+from ._sqs.base import BatchEntryFailure, BatchResult, SendBatchResult, SQSClient
+from ._sqs.errors import Endpoint
 from ._worker import WorkerState
 
 __version__ = "0.1.0"
@@ -45,12 +47,15 @@ __all__ = [
     "AioSQSWorkerError",
     "App",
     "AppConfig",
+    "BatchEntryFailure",
+    "BatchResult",
     "ConfigurationError",
     "ConsumerConfig",
     "ConsumerSettings",
     "ConsumerSpec",
     "ConsumerStatistics",
     "CredentialsError",
+    "Endpoint",
     "HandlerSignatureError",
     "Message",
     "MessageDecodeError",
@@ -63,7 +68,9 @@ __all__ = [
     "ReceiptHandleInvalidError",
     "Reject",
     "Retry",
+    "SQSClient",
     "SQSError",
+    "SendBatchResult",
     "SendOptions",
     "TransientSQSError",
     "WorkerState",

@@ -22,6 +22,7 @@ from ._errors import AioSQSWorkerError, single_error
 from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
+from ._sqs.base import SQSClient
 from ._worker import Worker, WorkerState
 
 if TYPE_CHECKING:
@@ -48,6 +49,10 @@ class App:
     # or: await app.run()    # until app.stop() is called or the task is cancelled
     ```
 
+    `client` picks how it talks to SQS: ``"fast"`` (the default) or ``"botocore"``, or an
+    `SQSClient` instance used as it is, such as ``aiosqsworker.testing.MemorySQS()`` for
+    tests that need no server.
+
     Embedding never touches signal handlers; `run(handle_signals=True)` (what the CLI uses)
     turns SIGTERM/SIGINT into a graceful stop, and a second one into a forced stop.
 
@@ -63,7 +68,7 @@ class App:
         endpoint_url: str | None = None,
         profile: str | None = None,
         shutdown_timeout: float = 30.0,
-        client: Literal["fast", "botocore"] = "fast",
+        client: Literal["fast", "botocore"] | SQSClient = "fast",
         middleware: Sequence[Middleware] = (),
         consumers: Iterable[ConsumerSpec] = (),
         concurrency: int | None = None,

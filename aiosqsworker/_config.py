@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
+from ._sqs.base import SQSClient, missing_client_members
 
 __all__ = [
     "ENV_PREFIX",
@@ -48,6 +49,8 @@ PayloadOffload = Literal["over-limit", "always"]
 
 # S3's bucket naming rules, in short: 3 to 63 lowercase letters, digits, dots and hyphens.
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: The clients `App(client=...)` and `Producer(client=...)` open by name.
+CLIENT_NAMES = ("fast", "botocore")
 
 Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
 """``async def middleware(message, call_next) -> object``: runs around a handler call.
@@ -321,7 +324,10 @@ class AppConfig:
         profile: a named profile from the shared AWS config files.
         shutdown_timeout: seconds running handlers get to finish after a stop is requested.
         client: ``"fast"`` serves the hot calls (receive, delete, visibility, send) over
-            aiohttp directly; ``"botocore"`` sends every call through aiobotocore.
+            aiohttp directly; ``"botocore"`` sends every call through aiobotocore. Or a
+            client instance (an `SQSClient`, such as ``aiosqsworker.testing.MemorySQS()``),
+            used as it is: the app neither opens nor closes it, and region, endpoint and
+            profile do not apply.
         middleware: async callables ``(message, call_next)`` around every consumer's handler,
             outermost first.
         concurrency: when given, every consumer's concurrency, whatever its own
@@ -345,7 +351,7 @@ class AppConfig:
     endpoint_url: str | None = None
     profile: str | None = None
     shutdown_timeout: float = 30.0
-    client: Literal["fast", "botocore"] = "fast"
+    client: Literal["fast", "botocore"] | SQSClient = "fast"
     middleware: Sequence[Middleware] = ()
     concurrency: int | None = None
     only: Sequence[str] | None = None
@@ -364,10 +370,7 @@ class AppConfig:
         _check_text("region", self.region, "an AWS region such as 'eu-west-1'", empty_ok=True)
         _check_text("profile", self.profile, "a profile of the AWS config files", empty_ok=True)
         object.__setattr__(self, "middleware", _check_middleware(self.middleware))
-        if self.client not in ("fast", "botocore"):
-            raise ConfigurationError(
-                f"client={self.client!r} is invalid: it must be 'fast' or 'botocore'"
-            )
+        self._check_client()
         _check_endpoint("endpoint_url", self.endpoint_url)
         _check_endpoint("s3_endpoint_url", self.s3_endpoint_url)
         if self.payload_bucket is not None and (
@@ -379,6 +382,32 @@ class AppConfig:
             )
         _check_choice("payload_offload", self.payload_offload, typing.get_args(PayloadOffload))
         _check_bool("delete_payloads", self.delete_payloads)
+
+    def _check_client(self) -> None:
+        """A client named ``"fast"`` or ``"botocore"``, or an instance with every call."""
+        client = self.client
+        if isinstance(client, str):
+            if client not in CLIENT_NAMES:
+                close = difflib.get_close_matches(client, CLIENT_NAMES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigurationError(
+                    f"client={client!r} is invalid{hint}: it must be 'fast' or 'botocore', or an "
+                    "SQSClient instance such as aiosqsworker.testing.MemorySQS()"
+                )
+            return
+        missing = missing_client_members(client)
+        if missing:
+            raise ConfigurationError(
+                f"client={client!r} is invalid: it must be 'fast' or 'botocore', or an "
+                f"SQSClient instance; {type(client).__name__} lacks {', '.join(missing)}"
+            )
+        for name in ("region", "endpoint_url", "profile"):
+            if getattr(self, name):
+                raise ConfigurationError(
+                    f"{name}={getattr(self, name)!r} cannot be used with client="
+                    f"{type(client).__name__}(...): a client instance already knows where its "
+                    f"requests go; give {name} or the instance, not both"
+                )
 
 
 #: The prefix of the environment variables the command line and `App.from_env` read.

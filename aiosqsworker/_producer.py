@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +30,7 @@ from ._backoff import backoff
 from ._config import MAX_BATCH, AppConfig, PayloadOffload, check_seconds, checked_settings
 from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
+from ._sqs.checksums import md5_of_body
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import (
     RESERVED_ATTRIBUTES,
@@ -415,10 +415,7 @@ class BatchingSender:
                 if sent is not None:
                     message_id, md5 = sent
                     body = entry.request["MessageBody"]
-                    if (
-                        md5 is not None
-                        and md5 != hashlib.md5(body.encode(), usedforsecurity=False).hexdigest()
-                    ):
+                    if md5 is not None and md5 != md5_of_body(body):
                         entry.error = SQSError(
                             f"message {message_id}: the MD5 SQS computed of the body does not "
                             "match what was sent",
@@ -477,7 +474,8 @@ class Producer:
     Concurrent sends share SendMessageBatch calls. Queues are given by name or URL. A body
     over its queue's MaximumMessageSize goes through S3 when `payload_bucket` is given (every
     body, with ``payload_offload="always"``), in the format AWS's extended clients read; the
-    settings are those of `AppConfig`.
+    settings are those of `AppConfig`. `client` is ``"fast"``, ``"botocore"`` or an
+    `SQSClient` instance, as for `App`.
     """
 
     @checked_settings("Producer")
@@ -487,7 +485,7 @@ class Producer:
         region: str | None = None,
         endpoint_url: str | None = None,
         profile: str | None = None,
-        client: Literal["fast", "botocore"] = "fast",
+        client: Literal["fast", "botocore"] | SQSClient = "fast",
         linger: float = 0.01,
         payload_bucket: str | None = None,
         payload_offload: PayloadOffload = "over-limit",

@@ -1,4 +1,4 @@
-"""What the scenarios share: a test-side SQS client over HTTP and small waiting helpers."""
+"""What the scenarios share: a test-side view of the SQS under test and small waiting helpers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from typing import Any
 import anyio
 from aiobotocore.session import get_session
 
+from aiosqsworker import Endpoint, SQSClient
 from aiosqsworker._consumer.queue import RedrivePolicy
+from aiosqsworker._sqs.botocore import AioBotocoreSQSClient
+from aiosqsworker.testing import MemorySQS
 
 REGION = "us-east-1"
 _names = itertools.count()
@@ -24,12 +27,34 @@ class Queue:
     url: str
 
 
-class SQSKit:
-    """Arranges and inspects queues on the test server; the worker under test has its own client."""
+#: Creates a queue with CreateQueue's attributes; returns its URL.
+CreateQueue = Callable[[str, dict[str, str]], Awaitable[str]]
 
-    def __init__(self, client: Any, test_name: str) -> None:
-        self.client = client
+
+class SQSKit:
+    """Arranges and inspects queues on the SQS under test; the worker under test has its own client.
+
+    The kit speaks the framework's client protocol, so that the same scenario runs against
+    the test server over HTTP and against the in-memory SQS. `client` is the test server's
+    raw aiobotocore client, for scenarios that call its API directly (server only).
+    """
+
+    def __init__(
+        self, sqs: SQSClient, create: CreateQueue, test_name: str, *, client: Any = None
+    ) -> None:
+        self.sqs = sqs
+        self._create = create
+        self._client = client
         self._prefix = "".join(c if c.isalnum() else "-" for c in test_name)[:50]
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            raise AssertionError(
+                "this scenario calls the test server's API directly: it cannot run on the "
+                "in-memory SQS"
+            )
+        return self._client
 
     def unique_name(self, label: str = "q") -> str:
         return f"{self._prefix}-{label}-{next(_names)}-{time.monotonic_ns() % 100000}"
@@ -46,37 +71,28 @@ class SQSKit:
         name = self.unique_name(label)
         attrs = {"VisibilityTimeout": str(visibility_timeout), **(attributes or {})}
         if max_receive_count is not None:
-            dlq = await self.client.create_queue(QueueName=f"{name}-dlq")
-            dlq_arn = (
-                await self.client.get_queue_attributes(
-                    QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
-                )
-            )["Attributes"]["QueueArn"]
+            dlq_url = await self._create(f"{name}-dlq", {})
+            dlq_arn = (await self.sqs.get_queue_attributes(dlq_url))["QueueArn"]
             attrs["RedrivePolicy"] = RedrivePolicy(dlq_arn, max_receive_count).attribute()
-        response = await self.client.create_queue(QueueName=name, Attributes=attrs)
-        return Queue(name=name, url=response["QueueUrl"])
+        return Queue(name=name, url=await self._create(name, attrs))
 
     async def dlq_of(self, queue: Queue) -> Queue:
         name = f"{queue.name}-dlq"
-        response = await self.client.get_queue_url(QueueName=name)
-        return Queue(name=name, url=response["QueueUrl"])
+        return Queue(name=name, url=await self.sqs.resolve_queue_url(name))
+
+    async def _send_batch(self, queue: Queue, entries: list[dict[str, Any]]) -> list[str]:
+        result = await self.sqs.send_message_batch(queue.url, entries)
+        assert not result.failed, result.failed
+        return [result.sent[entry["Id"]][0] for entry in entries]
 
     async def send(self, queue: Queue, bodies: Iterable[str]) -> list[str]:
         """Send bodies in batches of ten; returns the message ids in order."""
         ids: list[str] = []
-        batch: list[str] = []
-        for body in [*bodies, None]:
-            if body is not None:
-                batch.append(body)
-            if batch and (len(batch) == 10 or body is None):
-                response = await self.client.send_message_batch(
-                    QueueUrl=queue.url,
-                    Entries=[{"Id": str(i), "MessageBody": b} for i, b in enumerate(batch)],
-                )
-                assert not response.get("Failed"), response
-                order = {int(entry["Id"]): entry["MessageId"] for entry in response["Successful"]}
-                ids.extend(order[i] for i in range(len(batch)))
-                batch = []
+        pending = list(bodies)
+        for start in range(0, len(pending), 10):
+            batch = pending[start : start + 10]
+            entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(batch)]
+            ids.extend(await self._send_batch(queue, entries))
         return ids
 
     async def create_fifo_queue(
@@ -93,8 +109,7 @@ class SQSKit:
             "VisibilityTimeout": str(visibility_timeout),
             **(attributes or {}),
         }
-        response = await self.client.create_queue(QueueName=name, Attributes=attrs)
-        return Queue(name=name, url=response["QueueUrl"])
+        return Queue(name=name, url=await self._create(name, attrs))
 
     async def send_grouped(self, queue: Queue, messages: Iterable[tuple[str, str]]) -> list[str]:
         """Send (group id, body) pairs to a FIFO queue, in order, ten a call; returns the ids.
@@ -105,90 +120,88 @@ class SQSKit:
         pending = list(messages)
         for start in range(0, len(pending), 10):
             batch = pending[start : start + 10]
-            response = await self.client.send_message_batch(
-                QueueUrl=queue.url,
-                Entries=[
-                    {
-                        "Id": str(i),
-                        "MessageBody": body,
-                        "MessageGroupId": group,
-                        "MessageDeduplicationId": f"{start + i}-{next(_names)}",
-                    }
-                    for i, (group, body) in enumerate(batch)
-                ],
-            )
-            assert not response.get("Failed"), response
-            order = {int(entry["Id"]): entry["MessageId"] for entry in response["Successful"]}
-            ids.extend(order[i] for i in range(len(batch)))
+            entries = [
+                {
+                    "Id": str(i),
+                    "MessageBody": body,
+                    "MessageGroupId": group,
+                    "MessageDeduplicationId": f"{start + i}-{next(_names)}",
+                }
+                for i, (group, body) in enumerate(batch)
+            ]
+            ids.extend(await self._send_batch(queue, entries))
         return ids
+
+    async def receive(
+        self,
+        queue: Queue,
+        *,
+        max_messages: int = 10,
+        wait_time: int = 0,
+        visibility_timeout: int = 30,
+    ) -> list[dict[str, Any]]:
+        """One ReceiveMessage, with every attribute; nothing is deleted."""
+        return await self.sqs.receive_messages(
+            queue.url,
+            max_messages=max_messages,
+            wait_time=wait_time,
+            visibility_timeout=visibility_timeout,
+        )
+
+    async def delete(self, queue: Queue, receipt_handle: str) -> None:
+        """Delete one received message (as another worker would)."""
+        result = await self.sqs.delete_message_batch(queue.url, [("0", receipt_handle)])
+        assert not result.failed, result.failed
 
     async def drain_with_attributes(
         self, queue: Queue, *, wait_time: int = 1
     ) -> list[dict[str, Any]]:
-        """Like `drain`, with the message attributes too (a dead letter's failure record)."""
+        """Receive (and delete) everything visible now, with every attribute."""
         received: list[dict[str, Any]] = []
         while True:
-            response = await self.client.receive_message(
-                QueueUrl=queue.url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=wait_time,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            )
-            messages = response.get("Messages", [])
+            messages = await self.receive(queue, wait_time=wait_time)
             if not messages:
                 return received
             received.extend(messages)
-            await self.client.delete_message_batch(
-                QueueUrl=queue.url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ],
+            result = await self.sqs.delete_message_batch(
+                queue.url, [(str(i), m["ReceiptHandle"]) for i, m in enumerate(messages)]
             )
+            assert not result.failed, result.failed
+
+    drain = drain_with_attributes
 
     async def counts(self, queue: Queue) -> tuple[int, int]:
-        """(visible, in flight) as the server reports them."""
-        response = await self.client.get_queue_attributes(
-            QueueUrl=queue.url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )
-        attrs = response["Attributes"]
+        """(visible, in flight) as the SQS under test reports them."""
+        attrs = await self.sqs.get_queue_attributes(queue.url)
         return (
             int(attrs["ApproximateNumberOfMessages"]),
             int(attrs["ApproximateNumberOfMessagesNotVisible"]),
         )
 
-    async def drain(self, queue: Queue, *, wait_time: int = 1) -> list[dict[str, Any]]:
-        """Receive (and delete) everything visible now."""
-        received: list[dict[str, Any]] = []
-        while True:
-            response = await self.client.receive_message(
-                QueueUrl=queue.url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=wait_time,
-                MessageSystemAttributeNames=["All"],
-            )
-            messages = response.get("Messages", [])
-            if not messages:
-                return received
-            received.extend(messages)
-            await self.client.delete_message_batch(
-                QueueUrl=queue.url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ],
-            )
-
 
 @asynccontextmanager
 async def open_kit(endpoint_url: str, test_name: str) -> AsyncIterator[SQSKit]:
+    """A kit on the test server at `endpoint_url`, over HTTP."""
     session = get_session()
     async with session.create_client(
         "sqs", region_name=REGION, endpoint_url=endpoint_url
     ) as client:
-        yield SQSKit(client, test_name)
+
+        async def create(name: str, attributes: dict[str, str]) -> str:
+            response = await client.create_queue(QueueName=name, Attributes=attributes)
+            return str(response["QueueUrl"])
+
+        sqs = AioBotocoreSQSClient(client, Endpoint(region=REGION, url=endpoint_url))
+        yield SQSKit(sqs, create, test_name, client=client)
+
+
+def memory_kit(memory: MemorySQS, test_name: str) -> SQSKit:
+    """A kit on an in-memory SQS."""
+
+    async def create(name: str, attributes: dict[str, str]) -> str:
+        return memory.create_queue(name, attributes=attributes)
+
+    return SQSKit(memory, create, test_name)
 
 
 async def eventually(

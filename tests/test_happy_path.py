@@ -6,10 +6,13 @@ from collections import Counter
 from collections.abc import Callable
 
 import anyio
+import pytest
 
 from aiosqsworker import App, Message, WorkerState
 
 from .kit import SQSKit, eventually
+
+pytestmark = pytest.mark.also_in_memory
 
 
 async def test_every_message_is_handled_once_and_deleted(

@@ -1,7 +1,7 @@
 """The test server keeps SQS's delivery guarantees, so tests that count deliveries can trust it.
 
 moto alone breaks two of them when requests arrive together (see `aiosqsworker.testing.motoserver`);
-these scenarios fail against plain ``python -m moto.server``.
+these scenarios fail against plain ``python -m moto.server``. The in-memory SQS keeps them too.
 """
 
 from __future__ import annotations
@@ -30,10 +30,7 @@ async def test_simultaneous_polls_never_share_a_message(sqs: SQSKit) -> None:
 
         async def poll(queue: Queue = queue, received: Counter[str] = received) -> None:
             while True:
-                response = await sqs.client.receive_message(
-                    QueueUrl=queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-                )
-                messages = response.get("Messages", [])
+                messages = await sqs.receive(queue, wait_time=1, visibility_timeout=60)
                 if not messages:
                     return
                 received.update(message["Body"] for message in messages)
@@ -45,6 +42,7 @@ async def test_simultaneous_polls_never_share_a_message(sqs: SQSKit) -> None:
         assert [body for body, count in received.items() if count > 1] == []
 
 
+@pytest.mark.also_in_memory
 async def test_a_waiting_fifo_poll_keeps_each_group_in_order(sqs: SQSKit) -> None:
     """Z0 Z1 Y0 Z2 sent; Z0 and Y0 (1 s visibility) taken; a long poll waits; Z0 is deleted.
 
@@ -56,14 +54,12 @@ async def test_a_waiting_fifo_poll_keeps_each_group_in_order(sqs: SQSKit) -> Non
     await sqs.send_grouped(queue, [("Z", "Z0"), ("Z", "Z1"), ("Y", "Y0"), ("Z", "Z2")])
 
     async def receive(wait: int, visibility: int = 30) -> list[dict[str, Any]]:
-        response = await sqs.client.receive_message(
-            QueueUrl=queue.url,
-            MaxNumberOfMessages=10 if wait else 1,
-            WaitTimeSeconds=wait,
-            VisibilityTimeout=visibility,
+        return await sqs.receive(
+            queue,
+            max_messages=10 if wait else 1,
+            wait_time=wait,
+            visibility_timeout=visibility,
         )
-        messages: list[dict[str, Any]] = response.get("Messages", [])
-        return messages
 
     [z0] = await receive(0)
     [y0] = await receive(0, visibility=1)
@@ -76,7 +72,7 @@ async def test_a_waiting_fifo_poll_keeps_each_group_in_order(sqs: SQSKit) -> Non
     async with anyio.create_task_group() as tg:
         tg.start_soon(wait_for_messages)
         await anyio.sleep(0.3)
-        await sqs.client.delete_message(QueueUrl=queue.url, ReceiptHandle=z0["ReceiptHandle"])
+        await sqs.delete(queue, z0["ReceiptHandle"])
     group_z = [message["Body"] for message in long_poll if message["Body"].startswith("Z")]
     assert group_z in (["Z1"], ["Z1", "Z2"]), [message["Body"] for message in long_poll]
 

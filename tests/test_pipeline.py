@@ -5,6 +5,7 @@ server shows as well as what the worker counted. A 2 s visibility timeout where 
 the point, one-second long polls and a handful of messages keep each within a few seconds;
 where a retry delay is the point, the queue's own timeout is made much longer than that
 delay, so that only the worker's visibility change can bring the message back in time.
+Those marked ``also_in_memory`` run on the in-memory SQS too (see `conftest.py`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from aiosqsworker import App, ConsumerStatistics, Message, Reject, Retry, WorkerState
 from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest
 
-from .kit import Queue, SQSKit, eventually
+from .kit import SQSKit, eventually
 
 
 def stats_of(app: App, name: str = "handle") -> ConsumerStatistics:
@@ -38,26 +39,6 @@ async def every(interval: float, action: Callable[[], None]) -> None:
     while True:
         action()
         await anyio.sleep(interval)
-
-
-async def receive_all(sqs: SQSKit, queue: Queue) -> list[dict[str, Any]]:
-    """Receive and delete everything visible now, with the senders' message attributes."""
-    received: list[dict[str, Any]] = []
-    while True:
-        response = await sqs.client.receive_message(
-            QueueUrl=queue.url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=1,
-            MessageAttributeNames=["All"],
-        )
-        messages = response.get("Messages", [])
-        if not messages:
-            return received
-        received.extend(messages)
-        for message in messages:
-            await sqs.client.delete_message(
-                QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"]
-            )
 
 
 @dataclass(frozen=True)
@@ -98,6 +79,7 @@ class BatchRecorder(FaultProxy):
 # (1) Back-pressure.
 
 
+@pytest.mark.also_in_memory
 async def test_blocked_handlers_hold_at_most_concurrency_plus_prefetch_messages(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -272,7 +254,7 @@ async def test_a_failing_message_backs_off_then_is_dead_lettered(
         assert delay - 0.05 <= waited <= delay + 2.0, (delay, waited)
     assert (stats.failed, stats.retried, stats.dead_lettered) == (3, 2, 1)
     assert await sqs.counts(queue) == (0, 0)
-    [dead] = await receive_all(sqs, dlq)
+    [dead] = await sqs.drain_with_attributes(dlq)
     assert dead["Body"] == '{"order": 7}'
     record = json.loads(dead["MessageAttributes"]["aiosqsworker.failure"]["StringValue"])
     assert record["exception"] == "builtins.ValueError"
@@ -378,7 +360,7 @@ async def test_raising_handlers_never_stop_the_worker(
     assert stats.dead_lettered == len(expected_dead)
     assert stats.succeeded == len(expected_ok) + 1
     assert await sqs.counts(queue) == (0, 0)
-    dead = await receive_all(sqs, dlq)
+    dead = await sqs.drain_with_attributes(dlq)
     assert sorted(m["Body"] for m in dead) == sorted(expected_dead)
     records = {
         m["Body"]: json.loads(m["MessageAttributes"]["aiosqsworker.failure"]["StringValue"])
@@ -463,9 +445,10 @@ async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted
     assert (stats.deleted, stats.leases_lost, stats.delete_failures) == (total - 1, 2, 0)
     assert stats.succeeded == total - 1  # what SQS confirmed deleted, not every return
     assert await sqs.counts(queue) == (0, 0)
-    assert sorted(m["Body"] for m in await receive_all(sqs, dlq)) == ["1", "4"]
+    assert sorted(m["Body"] for m in await sqs.drain_with_attributes(dlq)) == ["1", "4"]
 
 
+@pytest.mark.also_in_memory
 async def test_free_handlers_do_not_wait_for_a_full_batch_of_room(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:

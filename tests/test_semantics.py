@@ -3,7 +3,8 @@ bodies, timeouts, lost leases and middleware.
 
 Every scenario runs a real worker against the test server over HTTP, counts what the
 handlers saw per message id, and checks what the server holds afterwards. Retry back-offs
-are kept at a second so that redeliveries come back quickly.
+are kept at a second so that redeliveries come back quickly. Those marked
+``also_in_memory`` run on the in-memory SQS too (see `conftest.py`).
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ PER_GROUP = 40
 
 
 @pytest.mark.slow
+@pytest.mark.also_in_memory
 async def test_fifo_groups_finish_in_order_in_parallel_through_failures_and_long_jobs(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -166,6 +168,7 @@ async def test_fifo_groups_finish_in_order_in_parallel_through_failures_and_long
 
 
 @pytest.mark.parametrize("how", ["returned", "raised", "exception"])
+@pytest.mark.also_in_memory
 async def test_a_batch_handler_fails_one_message_or_the_whole_batch(
     sqs: SQSKit, make_app: Callable[..., App], how: str
 ) -> None:
@@ -226,6 +229,7 @@ async def test_a_batch_handler_fails_one_message_or_the_whole_batch(
 # (3) Dead letters carry why they failed.
 
 
+@pytest.mark.also_in_memory
 async def test_a_poison_message_reaches_the_dead_letter_queue_with_its_failure_record(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -299,6 +303,7 @@ async def test_reject_dead_letters_after_one_attempt(
     assert record["message_id"] == message_id
 
 
+@pytest.mark.also_in_memory
 async def test_reject_without_a_dead_letter_queue_keeps_the_message(
     sqs: SQSKit, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -574,6 +579,7 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_its_message_fails(
 # (6) A lease lost for real.
 
 
+@pytest.mark.also_in_memory
 async def test_a_message_deleted_behind_the_workers_back_cancels_its_handler(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -606,7 +612,7 @@ async def test_a_message_deleted_behind_the_workers_back_cancels_its_handler(
         # The lease is really held: at least one extension went through first.
         await eventually(lambda: stats_of(app, "handle").leases_extended >= 1, within=10)
         assert stats_of(app, "handle").leases_lost == 0
-        await sqs.client.delete_message(QueueUrl=queue.url, ReceiptHandle=handles[0])
+        await sqs.delete(queue, handles[0])
         with anyio.fail_after(10):
             await cancelled.wait()
         await eventually(lambda: stats_of(app, "handle").leases_lost == 1, within=5)

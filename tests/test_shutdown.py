@@ -2,7 +2,8 @@
 
 Every scenario runs against the real local server, on a queue whose visibility timeout (30 s)
 is far longer than the test: a message the server shows as visible right after a stop was
-released with visibility 0, not left to time out.
+released with visibility 0, not left to time out. Those marked ``also_in_memory`` run on
+the in-memory SQS too (see `conftest.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import anyio
+import pytest
 
 from aiosqsworker import App, ConsumerStatistics, Message, WorkerState
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
@@ -64,6 +66,7 @@ def _signal_handlers() -> dict[int, object]:
     return {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
 
 
+@pytest.mark.also_in_memory
 async def test_graceful_stop_finishes_running_handlers_and_releases_the_buffered(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -155,6 +158,7 @@ async def test_a_handler_past_the_shutdown_timeout_is_cancelled_and_released(
     assert left["MessageId"] == slow_id != quick_id
 
 
+@pytest.mark.also_in_memory
 async def test_a_second_stop_forces_running_handlers_to_end_now(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -195,6 +199,7 @@ async def test_a_second_stop_forces_running_handlers_to_end_now(
     assert {m["MessageId"] for m in await sqs.drain(queue)} == set(ids)
 
 
+@pytest.mark.also_in_memory
 async def test_the_app_runs_in_the_background_of_async_with_without_touching_signals(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -236,6 +241,7 @@ async def test_the_app_runs_in_the_background_of_async_with_without_touching_sig
     assert await sqs.counts(queue) == (0, 0)
 
 
+@pytest.mark.also_in_memory
 async def test_run_in_a_task_group_until_another_task_calls_stop(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:

@@ -8,7 +8,8 @@ shutdown in order:
 3. let running handlers finish within the shutdown timeout, then cancel them (released),
 4. let the polls still open finish within what is left of that budget (they return within
    `wait_time`, and what they bring is released), then abandon any still open; a forced
-   stop abandons them at once; stop the lease keeper,
+   stop abandons them at once, and so does any stop on a client whose abandoned polls
+   take nothing (`cancelled_polls_take_messages`); stop the lease keeper,
 5. flush the acker: every delete and visibility change queued is sent (time-boxed, and
    shielded from the caller's cancellation so that a cancelled host still flushes); then
    the S3 payloads of the messages it deleted (with ``delete_payloads``), in the same box.
@@ -77,6 +78,7 @@ class Pipeline:
         self.queue = queue
         self.shutdown_timeout = shutdown_timeout
         self.visibility_timeout = config.visibility_timeout or queue.visibility_timeout
+        self._polls_must_finish = client.cancelled_polls_take_messages
         self.counters = Counters()
         self._stop_requested = anyio.Event()
         self._capacity = Capacity(config.capacity)
@@ -235,10 +237,12 @@ class Pipeline:
             self._dispatcher.cancel()
             await self._dispatcher.finished.wait()
         # A poll abandoned now would strand what SQS hands it for a whole visibility
-        # timeout; it returns within `wait_time`, so wait for it while the budget lasts.
-        with anyio.move_on_after(self._time_left()):
-            await self._receiver.polls_finished()
-        if self._receiver.open_polls:
+        # timeout; it returns within `wait_time`, so wait for it while the budget lasts
+        # (unless the client's abandoned polls take nothing).
+        if self._polls_must_finish:
+            with anyio.move_on_after(self._time_left()):
+                await self._receiver.polls_finished()
+        if self._polls_must_finish and self._receiver.open_polls:
             logger.warning(
                 "[%s] abandoning %s (shutdown budget spent, or a forced stop): a message SQS "
                 "hands them now stays invisible for up to %d s",

@@ -9,7 +9,8 @@ On stop no new poll starts. A poll already open is let finish (it returns within
 then stay invisible for their whole timeout: what such a late poll returns is released at
 once. Only a forced stop, or a shutdown budget that runs out first, abandons open polls
 (`abandon`), which is the only way a message can be stranded: at most one poll's worth per
-poller, invisible for one visibility timeout.
+poller, invisible for one visibility timeout. (A client whose abandoned polls take nothing,
+the in-memory SQS, has its polls abandoned at every stop.)
 """
 
 from __future__ import annotations

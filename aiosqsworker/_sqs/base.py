@@ -8,6 +8,7 @@ one), as httpx's transports sit behind one interface.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ __all__ = [
     "SQSClient",
     "SendBatchResult",
     "message_size",
+    "missing_client_members",
 ]
 
 #: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
@@ -113,10 +115,23 @@ class SendBatchResult:
 
 
 class SQSClient(Protocol):
-    """The SQS calls the framework makes; everything else depends on this, not on botocore."""
+    """The SQS calls the framework makes; everything else depends on this, not on botocore.
+
+    `App(client=...)` and `Producer(client=...)` take any object with these members, such as
+    the in-memory `aiosqsworker.testing.MemorySQS`. Errors are the framework's own
+    (`SQSError` and its subclasses), and a batch call reports each entry that failed in its
+    result rather than raising.
+    """
 
     @property
     def endpoint(self) -> Endpoint: ...
+
+    @property
+    def cancelled_polls_take_messages(self) -> bool:
+        """Whether a long poll given up while open can still take messages, which then stay
+        invisible for their visibility timeout: true over HTTP (SQS does not see the client
+        go), so a graceful stop lets open polls finish instead."""
+        ...
 
     async def resolve_queue_url(self, queue: str) -> str: ...
 
@@ -151,3 +166,18 @@ class QueueAdmin(SQSClient, Protocol):
     async def purge_queue(self, queue_url: str) -> None: ...
 
     async def delete_queue(self, queue_url: str) -> None: ...
+
+
+def missing_client_members(candidate: object) -> list[str]:
+    """The members of `SQSClient` that `candidate` lacks, or has as plain (not async) methods."""
+    missing: list[str] = []
+    for name, member in vars(SQSClient).items():
+        if name.startswith("_"):
+            continue
+        if not hasattr(candidate, name):
+            missing.append(name)
+        elif inspect.iscoroutinefunction(member) and not inspect.iscoroutinefunction(
+            getattr(candidate, name)
+        ):
+            missing.append(f"{name} (must be async)")
+    return missing

@@ -44,6 +44,9 @@ class AioBotocoreSQSClient:
     """`SQSClient` (and `QueueAdmin`) over aiobotocore: the usual credential chain, region and
     endpoint rules."""
 
+    #: SQS hands messages to a long poll whose client has gone away.
+    cancelled_polls_take_messages = True
+
     def __init__(self, client: Any, endpoint: Endpoint) -> None:
         self._client = client
         self._endpoint = endpoint

@@ -22,7 +22,6 @@ DeleteMessageBatch, ChangeMessageVisibilityBatch and SendMessage(Batch) itself:
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import logging
@@ -38,6 +37,7 @@ from .._backoff import backoff
 from .._errors import CredentialsError, TransientSQSError
 from .base import BatchResult, SendBatchResult
 from .botocore import AioBotocoreSQSClient
+from .checksums import md5_of_body
 from .errors import Endpoint, sqs_error
 from .sigv4 import FrozenCredentials, RequestSigner
 
@@ -74,16 +74,12 @@ def _action_headers(action: str) -> Mapping[str, str]:
     return {"Content-Type": CONTENT_TYPE, "X-Amz-Target": f"AmazonSQS.{action}"}
 
 
-def _md5(text: str) -> str:
-    return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
-
-
 def verified_messages(messages: list[dict[str, Any]], queue: str) -> list[dict[str, Any]]:
     """The messages whose body matches its MD5OfBody; the others are logged and left out."""
     good: list[dict[str, Any]] = []
     for message in messages:
         expected = message.get("MD5OfBody")
-        if expected is not None and _md5(message.get("Body", "")) != expected:
+        if expected is not None and md5_of_body(message.get("Body", "")) != expected:
             logger.error(
                 "message %s from %s failed its MD5 check (corrupted in transit?): not handed "
                 "to a handler; SQS delivers it again after its visibility timeout",
@@ -130,6 +126,9 @@ def _error_code(status: int, headers: Mapping[str, str], payload: Any) -> tuple[
 
 class FastSQSClient:
     """`SQSClient` with the hot calls over aiohttp; the rest delegated to aiobotocore."""
+
+    #: SQS hands messages to a long poll whose client has gone away.
+    cancelled_polls_take_messages = True
 
     def __init__(
         self,

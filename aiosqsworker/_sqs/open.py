@@ -130,7 +130,12 @@ async def open_sqs_client(
     max_connections: int,
     longest_wait: int,
 ) -> SQSClient:
-    """Create the client (closed by `stack`), failing early on missing region or credentials."""
+    """Create the client (closed by `stack`), failing early on missing region or credentials.
+
+    A client instance in `config.client` is used as it is, neither opened nor closed here.
+    """
+    if not isinstance(config.client, str):
+        return config.client
     base_client, credentials = await _open_base_client(
         stack, config, max_connections=max_connections, longest_wait=longest_wait
     )

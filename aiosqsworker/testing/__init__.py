@@ -9,6 +9,10 @@ outcome = await call_consumer(handle_order, make_message({"id": 1}))
 assert outcome.action == "ack"
 ```
 
+Without a server process, `MemorySQS` is SQS in memory behind the framework's client
+protocol: ``App(client=MemorySQS())`` runs consumers end to end in milliseconds, with SQS's
+visibility, redrive, FIFO and batch rules, on the event loop's clock or a `ManualClock`.
+
 Against a real SQS-protocol server, `run_until_empty` runs an app until its queues are empty
 ("burst" mode), so a test can send, run and assert deterministically. The pytest plugin
 (``aiosqsworker.pytest_plugin``, loaded automatically) provides the fixtures
@@ -38,16 +42,24 @@ from .._message import Message
 from .._producer import encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
 from .._run.burst import wait_until_empty
+from .clock import Clock, ManualClock, RealClock
 from .faultproxy import Answer, FaultProxy, ProxiedRequest
+from .memory import MemorySQS, QueueCounts, QueuedMessage
 from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 
 __all__ = [
     "LOCAL_CREDENTIALS",
     "Answer",
+    "Clock",
     "FaultProxy",
     "HandlerOutcome",
     "LocalSQSServer",
+    "ManualClock",
+    "MemorySQS",
     "ProxiedRequest",
+    "QueueCounts",
+    "QueuedMessage",
+    "RealClock",
     "call_consumer",
     "free_port",
     "make_message",

@@ -1,0 +1,397 @@
+"""What SQS accepts in a request, and the code and words it refuses the rest with.
+
+Pure checks for `MemorySQS`: a queue's name and attributes (CreateQueue), a batch call's
+entry ids, a SendMessage entry (body characters and size, message attributes, delay, FIFO
+parameters), a visibility timeout. Each raises `Refused` with SQS's error code; the caller
+turns it into the framework's error for a whole call, or a failed entry of a batch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .._config import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
+from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
+
+__all__ = [
+    "DEDUPLICATION_WINDOW",
+    "MAX_BATCH",
+    "MAX_BATCH_BYTES",
+    "MAX_VISIBILITY",
+    "MAX_WAIT_TIME",
+    "Refused",
+    "SendEntry",
+    "check_batch_ids",
+    "check_batch_size",
+    "check_queue",
+    "check_send_entry",
+    "whole_seconds",
+]
+
+#: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
+MAX_ATTRIBUTES = 10
+DEDUPLICATION_WINDOW = 300
+
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
+_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,256}")
+_FIFO_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
+_FORBIDDEN_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_ALLOWED_CHARACTERS = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
+_NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
+
+#: Queue attributes with a range, their defaults, and the others CreateQueue takes.
+_RANGES = {
+    "DelaySeconds": (0, MAX_DELAY),
+    "MaximumMessageSize": (1024, MAX_MESSAGE_BYTES),
+    "MessageRetentionPeriod": (60, 1_209_600),
+    "ReceiveMessageWaitTimeSeconds": (0, MAX_WAIT_TIME),
+    "VisibilityTimeout": (0, MAX_VISIBILITY),
+}
+_DEFAULTS = {
+    "DelaySeconds": "0",
+    "MaximumMessageSize": str(MAX_MESSAGE_BYTES),
+    "MessageRetentionPeriod": "345600",
+    "ReceiveMessageWaitTimeSeconds": "0",
+    "VisibilityTimeout": "30",
+}
+_FIFO_DEFAULTS = {
+    "FifoQueue": "true",
+    "ContentBasedDeduplication": "false",
+    "DeduplicationScope": "queue",
+    "FifoThroughputLimit": "perQueue",
+}
+_FIFO_CHOICES = {
+    "FifoQueue": ("true", "false"),
+    "ContentBasedDeduplication": ("true", "false"),
+    "DeduplicationScope": ("queue", "messageGroup"),
+    "FifoThroughputLimit": ("perQueue", "perMessageGroupId"),
+}
+_OTHER_ATTRIBUTES = (
+    "RedrivePolicy",
+    "RedriveAllowPolicy",
+    "Policy",
+    "KmsMasterKeyId",
+    "KmsDataKeyReusePeriodSeconds",
+    "SqsManagedSseEnabled",
+)
+_QUEUE_ATTRIBUTES = (*_RANGES, *_FIFO_CHOICES, *_OTHER_ATTRIBUTES)
+_ENTRY_FIELDS = (
+    "Id",
+    "MessageBody",
+    "DelaySeconds",
+    "MessageAttributes",
+    "MessageSystemAttributes",
+    "MessageDeduplicationId",
+    "MessageGroupId",
+)
+
+
+class Refused(Exception):
+    """What SQS answers a request, or one entry of a batch, that it refuses."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _hint(word: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_queue(name: str, given: Mapping[str, str]) -> dict[str, str]:
+    """CreateQueue's checks of a name and attributes; the queue's attributes with defaults.
+
+    The RedrivePolicy is only checked to be one: whether its target exists is the caller's.
+    """
+    for key in given:
+        if key not in _QUEUE_ATTRIBUTES:
+            raise Refused(
+                "InvalidAttributeName", f"Unknown Attribute {key}.{_hint(key, _QUEUE_ATTRIBUTES)}"
+            )
+    fifo = given.get("FifoQueue") == "true"
+    base = name.removesuffix(".fifo") if fifo else name
+    if not _QUEUE_NAME.fullmatch(base) or len(name) > 80 or (fifo and base == name):
+        raise Refused(
+            "InvalidParameterValue",
+            f"Queue name {name!r} is invalid: it can only include alphanumeric characters, "
+            "hyphens, or underscores, 1 to 80 in length"
+            + (", and a FIFO queue's must end in .fifo" if fifo else "")
+            + (" (a name ending in .fifo needs FifoQueue=true)" if "." in base else ""),
+        )
+    attributes = {**_DEFAULTS, **(_FIFO_DEFAULTS if fifo else {})}
+    for key, value in given.items():
+        if key in _RANGES:
+            low, high = _RANGES[key]
+            if not str(value).isdigit() or not low <= int(value) <= high:
+                raise Refused(
+                    "InvalidAttributeValue",
+                    f"Invalid value for the parameter {key}: {value!r} (from {low} to {high}).",
+                )
+        elif key in _FIFO_CHOICES:
+            if key != "FifoQueue" and not fifo:
+                raise Refused("InvalidAttributeName", f"Unknown Attribute {key}.")
+            if value not in _FIFO_CHOICES[key]:
+                raise Refused(
+                    "InvalidAttributeValue",
+                    f"Invalid value for the parameter {key}: {value!r} (one of "
+                    f"{', '.join(_FIFO_CHOICES[key])}).",
+                )
+            if key == "FifoQueue" and not fifo:
+                continue  # a standard queue lists no FifoQueue attribute
+        attributes[key] = str(value)
+    return attributes
+
+
+def check_batch_ids(operation: str, ids: Sequence[object]) -> None:
+    """The whole-call errors of a batch call: its number of entries and their ids."""
+    if not ids:
+        raise Refused(
+            "AWS.SimpleQueueService.EmptyBatchRequest",
+            f"There should be at least one {operation}RequestEntry in the request.",
+        )
+    if len(ids) > MAX_BATCH:
+        raise Refused(
+            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
+            f"Maximum number of entries per request are {MAX_BATCH}. You have sent {len(ids)}.",
+        )
+    for id_ in ids:
+        if not isinstance(id_, str) or not _BATCH_ID.fullmatch(id_):
+            raise Refused(
+                "AWS.SimpleQueueService.InvalidBatchEntryId",
+                "A batch entry id can only contain alphanumeric characters, hyphens and "
+                "underscores. It can be at most 80 letters long.",
+            )
+    seen: set[object] = set()
+    for id_ in ids:
+        if id_ in seen:
+            raise Refused("AWS.SimpleQueueService.BatchEntryIdsNotDistinct", f"Id {id_} repeated.")
+        seen.add(id_)
+
+
+def check_batch_size(entries: Sequence[Mapping[str, Any]]) -> None:
+    """SendMessageBatch's whole-call errors beyond the ids: unknown fields, total size."""
+    for entry in entries:
+        unknown = sorted(set(entry) - set(_ENTRY_FIELDS))
+        if unknown:
+            raise Refused(
+                "InvalidParameterValue",
+                f"Unknown parameter {unknown[0]!r} in entry {entry.get('Id')}"
+                f"{_hint(unknown[0], _ENTRY_FIELDS)}",
+            )
+    total = sum(
+        message_size(str(entry.get("MessageBody", "")), _as_given(entry.get("MessageAttributes")))
+        for entry in entries
+    )
+    if total > MAX_BATCH_BYTES:
+        raise Refused(
+            "AWS.SimpleQueueService.BatchRequestTooLong",
+            f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent "
+            f"{total} bytes.",
+        )
+
+
+def whole_seconds(value: object, parameter: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise Refused(
+            "InvalidParameterValue",
+            f"Value {value} for parameter {parameter} is invalid. Reason: Must be between "
+            f"{low} and {high}, if provided.",
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SendEntry:
+    """A SendMessage entry SQS accepts, normalized."""
+
+    body: str
+    message_attributes: dict[str, dict[str, Any]]
+    system_attributes: dict[str, str]
+    delay: int | None  # None: the queue's DelaySeconds
+    group_id: str | None
+    deduplication_id: str | None  # on a FIFO queue: given, or the body's SHA-256
+
+
+def check_send_entry(
+    entry: Mapping[str, Any], *, fifo: bool, content_based: bool, max_size: int
+) -> SendEntry:
+    """One SendMessage entry, checked as SQS checks it for a queue of that kind."""
+    body = entry.get("MessageBody")
+    if not isinstance(body, str) or not body:
+        raise Refused("MissingParameter", "The request must contain the parameter MessageBody.")
+    _check_text(body, "the message body")
+    attributes = _message_attributes(entry.get("MessageAttributes"))
+    if message_size(body, attributes) > max_size:
+        raise Refused(
+            "InvalidParameterValue",
+            "One or more parameters are invalid. Reason: Message must be shorter than "
+            f"{max_size} bytes.",
+        )
+    group_id = entry.get("MessageGroupId")
+    deduplication_id = entry.get("MessageDeduplicationId")
+    for parameter, value in (
+        ("MessageGroupId", group_id),
+        ("MessageDeduplicationId", deduplication_id),
+    ):
+        if value is not None and (not isinstance(value, str) or not _FIFO_ID.fullmatch(value)):
+            raise Refused(
+                "InvalidParameterValue",
+                f"Value {value} for parameter {parameter} is invalid. Reason: {parameter} can "
+                "only include alphanumeric and punctuation characters. 1 to 128 in length.",
+            )
+    delay = entry.get("DelaySeconds")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY:
+            raise Refused(
+                "InvalidParameterValue",
+                f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds "
+                f"must be >= 0 and <= {MAX_DELAY}.",
+            )
+        if fifo and delay:
+            raise Refused(
+                "InvalidParameterValue",
+                f"Value {delay} for parameter DelaySeconds is invalid. Reason: "
+                f"{_NOT_FOR_THIS_QUEUE}",
+            )
+    if fifo:
+        if group_id is None:
+            raise Refused(
+                "MissingParameter", "The request must contain the parameter MessageGroupId."
+            )
+        if deduplication_id is None:
+            if not content_based:
+                raise Refused(
+                    "InvalidParameterValue",
+                    "The queue should either have ContentBasedDeduplication enabled or "
+                    "MessageDeduplicationId provided explicitly",
+                )
+            deduplication_id = hashlib.sha256(body.encode()).hexdigest()
+    elif deduplication_id is not None:
+        raise Refused(
+            "InvalidParameterValue",
+            f"Value {deduplication_id} for parameter MessageDeduplicationId is invalid. "
+            f"Reason: {_NOT_FOR_THIS_QUEUE}",
+        )
+    return SendEntry(
+        body=body,
+        message_attributes=attributes,
+        system_attributes=_system_attributes(entry.get("MessageSystemAttributes")),
+        delay=delay,
+        group_id=group_id,
+        deduplication_id=deduplication_id,
+    )
+
+
+def _check_text(text: str, where: str) -> None:
+    bad = _FORBIDDEN_CHARACTER.search(text)
+    if bad is not None:
+        raise Refused(
+            "InvalidMessageContents",
+            f"Invalid binary character '#x{ord(bad.group()):X}' was found in {where}, the set "
+            f"of allowed characters is {_ALLOWED_CHARACTERS}",
+        )
+
+
+def _as_given(attributes: object) -> dict[str, dict[str, Any]]:
+    """Attributes as sent, for counting a batch's bytes before each entry is checked."""
+    if not isinstance(attributes, Mapping):
+        return {}
+    return {
+        str(name): dict(value) for name, value in attributes.items() if isinstance(value, Mapping)
+    }
+
+
+def _message_attributes(raw: object) -> dict[str, dict[str, Any]]:
+    """A SendMessage's MessageAttributes, checked as SQS checks them, normalized."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise Refused("InvalidParameterValue", "MessageAttributes must be a map of attributes.")
+    if len(raw) > MAX_ATTRIBUTES:
+        raise Refused(
+            "InvalidParameterValue",
+            f"Number of message attributes [{len(raw)}] exceeds the allowed maximum "
+            f"[{MAX_ATTRIBUTES}].",
+        )
+    attributes: dict[str, dict[str, Any]] = {}
+    for name, value in raw.items():
+        if (
+            not isinstance(name, str)
+            or not _ATTRIBUTE_NAME.fullmatch(name)
+            or name.startswith(".")
+            or name.endswith(".")
+            or ".." in name
+            or name.lower().startswith(("aws.", "amazon."))
+        ):
+            raise Refused(
+                "InvalidParameterValue",
+                f"Message (user) attribute name {name!r} is invalid: use 1 to 256 of A-Z, a-z, "
+                "0-9, '_', '-' and '.', not starting or ending with '.', without '..', and not "
+                "starting with 'AWS.' or 'Amazon.'.",
+            )
+        attributes[name] = _attribute_value(name, value)
+    return attributes
+
+
+def _attribute_value(name: str, value: object) -> dict[str, Any]:
+    data_type = value.get("DataType") if isinstance(value, Mapping) else None
+    if not isinstance(value, Mapping) or not isinstance(data_type, str):
+        data_type = ""
+    base = data_type.partition(".")[0]
+    if not isinstance(value, Mapping) or base not in ("String", "Number", "Binary"):
+        raise Refused(
+            "InvalidParameterValue",
+            f"The message attribute '{name}' has an invalid message attribute type, the set of "
+            "supported type prefixes is Binary, Number, and String.",
+        )
+    empty = Refused(
+        "InvalidParameterValue",
+        f"The message attribute '{name}' must contain non-empty message attribute value for "
+        f"message attribute type '{data_type}'.",
+    )
+    if base == "Binary":
+        binary = value.get("BinaryValue")
+        if isinstance(binary, str):
+            binary = binary.encode()
+        if not isinstance(binary, bytes | bytearray) or not binary:
+            raise empty
+        return {"DataType": data_type, "BinaryValue": bytes(binary)}
+    text = value.get("StringValue")
+    if not isinstance(text, str) or not text:
+        raise empty
+    _check_text(text, f"the value of message attribute '{name}'")
+    if base == "Number":
+        try:
+            finite = Decimal(text).is_finite()
+        except InvalidOperation:
+            finite = False
+        if not finite:
+            raise Refused(
+                "InvalidParameterValue",
+                f"Can't cast the value of message (user) attribute '{name}' to a number.",
+            )
+    return {"DataType": data_type, "StringValue": text}
+
+
+def _system_attributes(raw: object) -> dict[str, str]:
+    """A SendMessage's MessageSystemAttributes: only AWSTraceHeader exists."""
+    if raw is None:
+        return {}
+    value = raw.get("AWSTraceHeader") if isinstance(raw, Mapping) else None
+    text = value.get("StringValue") if isinstance(value, Mapping) else None
+    if not isinstance(raw, Mapping) or set(raw) != {"AWSTraceHeader"} or not text:
+        raise Refused(
+            "InvalidParameterValue",
+            "MessageSystemAttributes may only hold AWSTraceHeader, a non-empty String.",
+        )
+    return {"AWSTraceHeader": str(text)}
