@@ -23,7 +23,7 @@ from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
 from ._sqs.base import SQSClient
-from ._worker import Worker, WorkerState
+from ._worker import StopRequest, Worker, WorkerState
 
 if TYPE_CHECKING:
     from typing import Self
@@ -97,7 +97,7 @@ class App:
             self._registry.add(spec)
         self._worker: Worker | None = None
         self._task_group: TaskGroup | None = None
-        self._early_stop: str | None = None  # a stop() that came before the run
+        self._next_stop = StopRequest()  # a stop() that came before the next run
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **settings: Any) -> Self:
@@ -187,7 +187,7 @@ class App:
         if self._worker is not None and self._worker.state is not WorkerState.STOPPED:
             self._worker.request_stop(force=force)
         else:
-            self._early_stop = "force" if force else "graceful"
+            self._next_stop.ask(force=force)
 
     def _new_worker(self) -> Worker:
         if self._worker is not None and self._worker.state not in (
@@ -198,10 +198,8 @@ class App:
         specs = select_consumers(
             self.consumers, only=self.config.only, concurrency=self.config.concurrency
         )
-        self._worker = Worker(self.config, specs)
-        if self._early_stop is not None:
-            self._worker.request_stop(force=self._early_stop == "force")
-            self._early_stop = None
+        self._worker = Worker(self.config, specs, stop=self._next_stop)
+        self._next_stop = StopRequest()
         return self._worker
 
     async def run(self, *, handle_signals: bool = False) -> None:

@@ -10,6 +10,7 @@ import enum
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
@@ -32,9 +33,25 @@ from .tracing import with_trace_context
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["Worker", "WorkerState"]
+__all__ = ["StopRequest", "Worker", "WorkerState"]
 
 logger = logging.getLogger("aiosqsworker")
+
+
+@dataclass(slots=True)
+class StopRequest:
+    """Whether a stop was asked for a run, and whether by force: one per run.
+
+    `App.stop()` before a run has begun files it here, and the run honours it as soon as it
+    has started; during the run, `Worker.request_stop` files it too.
+    """
+
+    asked: bool = False
+    forced: bool = False
+
+    def ask(self, *, force: bool) -> None:
+        self.asked = True
+        self.forced = self.forced or force
 
 
 class WorkerState(enum.Enum):
@@ -53,7 +70,12 @@ def _connections_needed(specs: Sequence[ConsumerSpec]) -> int:
 class Worker:
     """Runs a set of consumers until stopped."""
 
-    def __init__(self, config: AppConfig, specs: Sequence[ConsumerSpec]) -> None:
+    def __init__(
+        self,
+        config: AppConfig,
+        specs: Sequence[ConsumerSpec],
+        stop: StopRequest | None = None,
+    ) -> None:
         if not specs:
             raise AioSQSWorkerError(
                 "no consumers to run: decorate an async handler with @consumer(...) or "
@@ -62,12 +84,11 @@ class Worker:
         self.config = config
         self.specs = list(specs)
         self.state = WorkerState.NEW
-        self.forced = False
+        self.stop = stop if stop is not None else StopRequest()
         self._pipelines: list[Pipeline] = []
         self._client: SQSClient | None = None
         self._sender: BatchingSender | None = None
         self._urls: QueueUrls | None = None
-        self._stop_requested = False
         self._fatal: AioSQSWorkerError | None = None
         self._exit_request: BaseException | None = None
 
@@ -114,10 +135,13 @@ class Worker:
         """Consumers whose polling has silently stopped (for a liveness probe)."""
         return [pipeline.name for pipeline in self._pipelines if pipeline.stalled()]
 
+    @property
+    def forced(self) -> bool:
+        return self.stop.forced
+
     def request_stop(self, *, force: bool = False) -> None:
         """Begin a graceful shutdown; `force` also cancels running handlers."""
-        self._stop_requested = True
-        self.forced = self.forced or force
+        self.stop.ask(force=force)
         if self.state in (WorkerState.RUNNING, WorkerState.STARTING):
             self.state = WorkerState.STOPPING
         for pipeline in self._pipelines:
@@ -164,8 +188,8 @@ class Worker:
                         client.endpoint.url,
                         client.endpoint.region,
                     )
-                    if self._stop_requested:
-                        self.request_stop(force=self.forced)
+                    if self.stop.asked:  # asked before the run had begun, or while starting
+                        self.request_stop(force=self.stop.forced)
                     task_status.started()
         finally:
             self.state = WorkerState.STOPPED
