@@ -17,6 +17,7 @@ from ._config import (
     PayloadOffload,
     checked_settings,
 )
+from ._consumer.procpool import in_handler_process
 from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, single_error
 from ._producer import SendOptions
@@ -53,6 +54,11 @@ class App:
     `SQSClient` instance used as it is, such as ``aiosqsworker.testing.MemorySQS()`` for
     tests that need no server.
 
+    A plain ``def`` handler runs in a worker thread, and with ``run_in="process"`` in the
+    app's pool of `processes` child processes (one per CPU by default), started at the
+    first such message and ended with the app. The `watchdog` warns, naming the handler,
+    when the event loop stays blocked longer than that many seconds.
+
     Embedding never touches signal handlers; `run(handle_signals=True)` (what the CLI uses)
     turns SIGTERM/SIGINT into a graceful stop, and a second one into a forced stop.
 
@@ -70,6 +76,8 @@ class App:
         shutdown_timeout: float = 30.0,
         client: Literal["fast", "botocore"] | SQSClient = "fast",
         middleware: Sequence[Middleware] = (),
+        processes: int | None = None,
+        watchdog: float | None = 1.0,
         consumers: Iterable[ConsumerSpec] = (),
         concurrency: int | None = None,
         only: Sequence[str] | None = None,
@@ -91,6 +99,8 @@ class App:
             payload_offload=payload_offload,
             delete_payloads=delete_payloads,
             s3_endpoint_url=s3_endpoint_url,
+            processes=processes,
+            watchdog=watchdog,
         )
         self._registry = Registry()
         for spec in consumers:
@@ -132,7 +142,7 @@ class App:
         return self._worker is not None and self._worker.forced
 
     def consumer(self, queue: str, **settings: Unpack[ConsumerSettings]) -> Callable[[H], H]:
-        """Register an async handler for `queue`; the settings are those of `@consumer`."""
+        """Register a handler for `queue`; the settings are those of `@consumer`."""
         return self._registry.decorator(queue, **settings)
 
     def statistics(self) -> dict[str, ConsumerStatistics]:
@@ -190,6 +200,12 @@ class App:
             self._next_stop.ask(force=force)
 
     def _new_worker(self) -> Worker:
+        if in_handler_process():
+            raise AioSQSWorkerError(
+                "an App was started in a handler process: the child that runs a "
+                "run_in='process' handler imports the script that defines it, and this script "
+                "starts the app when imported. Start it under `if __name__ == '__main__':`"
+            )
         if self._worker is not None and self._worker.state not in (
             WorkerState.NEW,
             WorkerState.STOPPED,

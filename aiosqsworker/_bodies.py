@@ -31,13 +31,23 @@ from ._errors import ConfigurationError, HandlerSignatureError, MessageDecodeErr
 from ._message import Message
 from ._text import public_text
 
-__all__ = ["Envelope", "build_invoker", "decoder_for", "unwrap_envelope"]
+__all__ = [
+    "Arguments",
+    "Envelope",
+    "arguments_for",
+    "build_invoker",
+    "call_with",
+    "decoder_for",
+    "unwrap_envelope",
+]
 
 Envelope = Literal["sns", "eventbridge", "s3"]
 ENVELOPES: tuple[str, ...] = typing.get_args(Envelope)
 
 Decoder = Callable[[Message], Any]
 Invoker = Callable[[Message], Awaitable[object]]
+#: The positional arguments a typed handler is called with, made from the message.
+Arguments = Callable[[Message], tuple[Any, ...]]
 
 _fast_loads: Callable[[str], Any] | None
 try:  # a fast JSON parser where installed (the "fast" extra): decoding is on every message's path
@@ -226,13 +236,14 @@ def decoder_for(
     )
 
 
-def build_invoker(
-    handler: Callable[..., Awaitable[object]],
+def arguments_for(
+    handler: Callable[..., object],
     envelope: Envelope | None,
     *,
     unknown_fields: UnknownFields = "refuse",
-) -> Invoker:
-    """`await invoker(message)` decodes the body as the handler asks and calls it."""
+) -> Arguments | None:
+    """The handler's positional arguments made from a message, or None when it takes the
+    message itself (the common case: no decoding, no extra call)."""
     signature = inspect.signature(handler)
     positional = [
         p
@@ -248,15 +259,29 @@ def build_invoker(
     decode = decoder_for(annotation, envelope, unknown_fields=unknown_fields)
     wants_message = len(positional) > 1 and hints.get(positional[1].name) is Message
     if annotation in (inspect.Parameter.empty, Message) and not wants_message:
-        return handler  # the common case: no decoding, no extra call
+        return None
     if wants_message:
+        return lambda message: (decode(message), message)
+    return lambda message: (decode(message),)
 
-        async def invoke_with_message(message: Message) -> object:
-            return await handler(decode(message), message)
 
-        return invoke_with_message
+def build_invoker(
+    handler: Callable[..., Awaitable[object]],
+    envelope: Envelope | None,
+    *,
+    unknown_fields: UnknownFields = "refuse",
+) -> Invoker:
+    """`await invoker(message)` decodes the body as the handler asks and calls it."""
+    return call_with(handler, arguments_for(handler, envelope, unknown_fields=unknown_fields))
+
+
+def call_with(handler: Callable[..., Awaitable[object]], arguments: Arguments | None) -> Invoker:
+    """`await call(message)` makes the async handler's arguments and calls it."""
+    if arguments is None:
+        return handler
+    build = arguments
 
     async def invoke(message: Message) -> object:
-        return await handler(decode(message))
+        return await handler(*build(message))
 
     return invoke

@@ -28,9 +28,11 @@ __all__ = [
     "ConsumerSettings",
     "EnvironmentSettings",
     "Middleware",
+    "RunIn",
     "check_seconds",
     "checked_settings",
     "unknown_setting",
+    "worker_count",
 ]
 
 #: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
@@ -39,6 +41,13 @@ MAX_WAIT_TIME = 20
 MAX_BATCH = 10
 MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
+MAX_PROCESSES = 1024
+MAX_WORKERS = 1024
+
+#: Where a handler runs: on the event loop (``async def``), in a worker thread (a plain
+#: ``def``) or in a child process of the app's pool (a top-level ``def``).
+RunIn = Literal["loop", "thread", "process"]
+RUN_IN: tuple[str, ...] = ("loop", "thread", "process")
 
 #: What a consumer does with a message whose body does not decode (or whose payload is gone).
 DecodeErrorAction = Literal["dead-letter", "retry"]
@@ -107,6 +116,14 @@ def checked_settings(
         return checked
 
     return decorate
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity mask
+        return os.cpu_count() or 1
 
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
@@ -221,6 +238,10 @@ class ConsumerConfig:
         unknown_fields: a dataclass body's JSON fields it does not declare: ``"refuse"``
             them (a `MessageDecodeError`) or ``"ignore"`` them (a producer that adds a field
             then breaks nothing). Pydantic models follow their own ``model_config``.
+        run_in: where the handler runs: ``"loop"`` (the default for ``async def``),
+            ``"thread"`` (the default for a plain ``def``: a worker thread, at most
+            `concurrency` of them) or ``"process"`` (a top-level ``def`` run in a child
+            process of the app's pool, for CPU-bound work). ``None``: by the handler's kind.
     """
 
     queue: str
@@ -242,6 +263,7 @@ class ConsumerConfig:
     middleware: Sequence[Middleware] = ()
     on_decode_error: DecodeErrorAction = "dead-letter"
     unknown_fields: UnknownFields = "refuse"
+    run_in: RunIn | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue.strip():
@@ -277,6 +299,8 @@ class ConsumerConfig:
         object.__setattr__(self, "middleware", _check_middleware(self.middleware))
         _check_choice("on_decode_error", self.on_decode_error, typing.get_args(DecodeErrorAction))
         _check_choice("unknown_fields", self.unknown_fields, typing.get_args(UnknownFields))
+        if self.run_in is not None:
+            _check_choice("run_in", self.run_in, RUN_IN)
 
     @property
     def messages_per_call(self) -> int:
@@ -310,6 +334,7 @@ class ConsumerSettings(TypedDict, total=False):
     middleware: Sequence[Middleware]
     on_decode_error: DecodeErrorAction
     unknown_fields: UnknownFields
+    run_in: RunIn | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -345,6 +370,11 @@ class AppConfig:
             default, as in AWS's client: a lifecycle rule on the bucket is the usual cleanup.
         s3_endpoint_url: the S3 endpoint. ``None`` follows botocore: ``AWS_ENDPOINT_URL_S3``,
             ``AWS_ENDPOINT_URL``, then the region's AWS endpoint.
+        processes: the size of the app's process pool, where ``run_in="process"`` handlers
+            run. ``None``: one per CPU this process may use. Started at the first such
+            message, shut down with the app.
+        watchdog: seconds the event loop may go without turning before a warning names the
+            handler blocking it (and `loop_blocks` counts it). ``None`` turns it off.
     """
 
     region: str | None = None
@@ -360,10 +390,22 @@ class AppConfig:
     delete_payloads: bool = False
     s3_endpoint_url: str | None = None
 
+    processes: int | None = None
+    watchdog: float | None = 1.0
+
+    @property
+    def pool_size(self) -> int:
+        """The processes of the app's pool: `processes`, or one per available CPU."""
+        return self.processes if self.processes is not None else available_cpus()
+
     def __post_init__(self) -> None:
         check_seconds("shutdown_timeout", self.shutdown_timeout, 0, MAX_SHUTDOWN_TIMEOUT)
         if self.concurrency is not None:
             _check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        if self.processes is not None:
+            _check_int("processes", self.processes, 1, MAX_PROCESSES)
+        if self.watchdog is not None:
+            check_seconds("watchdog", self.watchdog, 0.05, 3600)
         if self.only is not None:
             object.__setattr__(self, "only", _check_names(self.only))
         # Empty strings stay allowed: they mean "not given" (`--region "$REGION"` unset).
@@ -464,6 +506,23 @@ def _env_choice(
     return value
 
 
+def worker_count(raw: str, given_as: str) -> int:
+    """The worker processes `raw` asks for: a whole number, or ``auto`` (one per CPU)."""
+    text = raw.strip().lower()
+    if text == "auto":
+        return available_cpus()
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if not 1 <= workers <= MAX_WORKERS:
+        raise ConfigurationError(
+            f"{given_as} is invalid: give a whole number from 1 to {MAX_WORKERS}, or auto (one "
+            "per CPU)"
+        )
+    return workers
+
+
 def _env_names(name: str, raw: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not names:
@@ -479,7 +538,7 @@ _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
     "CLIENT": lambda n, raw: _env_choice(n, raw, ("fast", "botocore")),
     "CONCURRENCY": lambda n, raw: _env_whole(n, raw, 1, MAX_CONCURRENCY),
     "CONSUMERS": _env_names,
-    "WORKERS": lambda n, raw: _env_whole(n, raw, 1, 1024),
+    "WORKERS": lambda n, raw: worker_count(raw, f"{ENV_PREFIX}{n}={raw!r}"),
     "METRICS_PORT": _env_port,
     "METRICS_HOST": lambda n, raw: raw,
     "LOG_LEVEL": lambda n, raw: _env_choice(n, raw, LOG_LEVELS, str.upper),
@@ -502,7 +561,8 @@ class EnvironmentSettings:
         client: ``AIOSQSWORKER_CLIENT``, ``fast`` or ``botocore``.
         concurrency: ``AIOSQSWORKER_CONCURRENCY``: every consumer's concurrency.
         only: ``AIOSQSWORKER_CONSUMERS``: the consumers to run, names separated by commas.
-        workers: ``AIOSQSWORKER_WORKERS``: worker processes (command line only).
+        workers: ``AIOSQSWORKER_WORKERS``: worker processes, or ``auto`` for one per CPU
+            (command line only).
         metrics_port: ``AIOSQSWORKER_METRICS_PORT`` (command line only).
         metrics_host: ``AIOSQSWORKER_METRICS_HOST`` (command line only).
         log_level: ``AIOSQSWORKER_LOG_LEVEL`` (command line only).

@@ -5,6 +5,7 @@ AioSQSWorkerError
 ├── ConfigurationError            an invalid setting (also a ValueError)
 ├── HandlerSignatureError         a handler the framework cannot call (also a TypeError)
 ├── MessageDecodeError            a body that does not decode (also a ValueError)
+├── HandlerProcessError           a run_in="process" job that could not run or report back
 ├── PayloadError                  an S3 payload could not be stored, fetched or deleted
 │   └── PayloadNotFoundError      its object or bucket is gone (also a MessageDecodeError)
 └── SQSError                      SQS said no, or could not be reached
@@ -16,7 +17,8 @@ AioSQSWorkerError
 ```
 
 `Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
-flow a handler raises to choose what happens to its messages.
+flow a handler raises to choose what happens to its messages. Every exception here survives
+pickling with its fields, so that a handler run in a child process can raise them too.
 
 Errors raised by botocore and aiohttp never leave `_sqs/`: `map_sqs_errors` and
 `map_s3_errors` turn them into this tree at the boundary, so the rest of the code (and users)
@@ -25,14 +27,17 @@ catch only these.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 __all__ = [
     "AccessDeniedError",
     "AioSQSWorkerError",
     "ConfigurationError",
     "CredentialsError",
+    "HandlerProcessError",
     "HandlerSignatureError",
     "MessageDecodeError",
     "PartialBatchFailure",
@@ -96,6 +101,15 @@ class PayloadNotFoundError(PayloadError, MessageDecodeError):
     """
 
 
+class HandlerProcessError(AioSQSWorkerError):
+    """A ``run_in="process"`` job did not come back: its process died or was killed, or the
+    call or its outcome could not cross to or from the process.
+
+    Raised in place of the handler's own outcome, it is an ordinary failure: the message is
+    retried and, on its last attempt, dead-lettered with this error in its failure record.
+    """
+
+
 class SQSError(AioSQSWorkerError):
     """SQS refused a request or could not be reached.
 
@@ -107,6 +121,10 @@ class SQSError(AioSQSWorkerError):
         super().__init__(message)
         self.code = code
         self.operation = operation
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild = functools.partial(type(self), code=self.code, operation=self.operation)
+        return rebuild, self.args
 
 
 class QueueNotFoundError(SQSError):
@@ -151,6 +169,9 @@ class Retry(Exception):
         super().__init__(f"retry requested in {delay:g} s")
         self.delay = float(delay)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.delay,)
+
 
 class Reject(Exception):
     """Raise from a handler to give up on the message now: no retry.
@@ -185,6 +206,9 @@ class PartialBatchFailure(Exception):
         super().__init__(reason)
         self.failed = list(failed)
         self.errors = dict(errors or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.failed, *self.args)
 
 
 def leaf_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib.util
 import inspect
+import sys
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from ._bodies import build_invoker
-from ._config import ConsumerConfig, ConsumerSettings, unknown_setting
+from ._bodies import Arguments, arguments_for, call_with
+from ._config import ConsumerConfig, ConsumerSettings, RunIn, unknown_setting
 from ._errors import ConfigurationError, HandlerSignatureError
 from ._message import Message
 from ._text import public_text
@@ -23,6 +25,7 @@ __all__ = [
     "check_handler",
     "consumer",
     "default_registry",
+    "resolve_run_in",
     "select_consumers",
 ]
 
@@ -64,7 +67,7 @@ def _takes_message_too(signature: inspect.Signature, handler: object) -> bool:
 
 
 def check_handler(handler: object, *, batch: bool = False) -> None:
-    """Refuse a handler the framework cannot call as ``await handler(message)``.
+    """Refuse a handler the framework cannot call as ``handler(message)``.
 
     A typed handler may take the Message as a second parameter; a batch handler takes one
     parameter, the list of messages.
@@ -73,12 +76,6 @@ def check_handler(handler: object, *, batch: bool = False) -> None:
     if not callable(handler):
         raise HandlerSignatureError(f"handler {name} is not callable")
     shape = "messages: list[Message]" if batch else "message: Message"
-    if not _is_async(handler):
-        raise HandlerSignatureError(
-            f"handler {name} is not async: define it as `async def {_short_name(handler)}"
-            f"({shape}) -> None` (a blocking handler would stall every other message of the "
-            "worker)"
-        )
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):  # some builtins have no signature: let them be
@@ -95,6 +92,60 @@ def check_handler(handler: object, *, batch: bool = False) -> None:
         ) from None
 
 
+def resolve_run_in(handler: object, requested: RunIn | None) -> RunIn:
+    """Where the handler runs: as asked, else on the loop if async and in a thread if not."""
+    name = _describe(handler)
+    is_async = _is_async(handler)
+    if requested is None:
+        return "loop" if is_async else "thread"
+    if requested == "loop" and not is_async:
+        raise HandlerSignatureError(
+            f"handler {name} is a plain def: run_in='loop' would run it on the event loop, "
+            "where blocking code stalls every lease and poll of the worker. Leave run_in out "
+            f"(a def runs in a thread) or define it as `async def {_short_name(handler)}`"
+        )
+    if requested != "loop" and is_async:
+        raise HandlerSignatureError(
+            f"handler {name} is async: run_in={requested!r} is for a plain def, which runs "
+            "in a worker thread or a child process. Leave run_in out (an async handler runs "
+            f"on the event loop) or define it as `def {_short_name(handler)}`"
+        )
+    if requested == "process":
+        check_process_target(handler, name)
+    return requested
+
+
+def check_process_target(handler: object, name: str) -> None:
+    """Refuse a ``run_in="process"`` handler a child process could not import by its name."""
+    if not inspect.isfunction(handler):
+        raise HandlerSignatureError(
+            f"handler {name} cannot run in a process: run_in='process' takes a plain function "
+            "defined with def at the top level of a module (not a partial, a method or a "
+            "callable object)"
+        )
+    qualname = handler.__qualname__
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        what = "a lambda" if "<lambda>" in qualname else "defined inside another function"
+        raise HandlerSignatureError(
+            f"handler {name} cannot run in a process: it is {what}, and a child process "
+            "finds its handler by module and name. Define it with def at the top level of "
+            "a module"
+        )
+    module = handler.__module__
+    if module != "__main__" and (module not in sys.modules or _find_spec(module) is None):
+        raise HandlerSignatureError(
+            f"handler {name} cannot run in a process: its module {module!r} cannot be "
+            "imported by name in a child process. Define it in a module of your project"
+        )
+
+
+def _find_spec(module: str) -> object:
+    try:
+        return importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a module with no spec (built by hand, exec'd)
+        return None
+
+
 def _short_name(handler: object) -> str:
     name = str(getattr(handler, "__name__", None) or "handle")
     return name if name.isidentifier() else "handle"  # a lambda's is "<lambda>"
@@ -104,30 +155,56 @@ def _short_name(handler: object) -> str:
 class ConsumerSpec:
     """A handler and the settings it consumes its queue with.
 
-    `invoke` is what the dispatcher awaits: the handler itself, or a wrapper that decodes a
-    typed body first (built once, at decoration).
+    `run_in` is where the handler runs (``"loop"``, ``"thread"`` or ``"process"``);
+    `arguments` makes a typed handler's arguments from a message (``None``: it takes the
+    message itself). Both are settled at decoration; `_consumer.offload.invoker_for` builds
+    what the slots await.
     """
 
-    handler: Callable[..., Awaitable[object]]
+    handler: Callable[..., object]
     config: ConsumerConfig
-    invoke: Callable[[Any], Awaitable[object]]
+    run_in: RunIn = "loop"
+    arguments: Arguments | None = None
 
     @classmethod
-    def build(
-        cls, handler: Callable[..., Awaitable[object]], config: ConsumerConfig
-    ) -> ConsumerSpec:
+    def build(cls, handler: Callable[..., object], config: ConsumerConfig) -> ConsumerSpec:
         """Check the handler against the settings and prepare how it is called."""
         check_handler(handler, batch=config.batch)
+        run_in = resolve_run_in(handler, config.run_in)
         if config.batch:
             if config.envelope is not None:
                 raise ConfigurationError(
                     "envelope= applies to one-message handlers; a batch handler receives "
                     "Message objects and can decode each body itself"
                 )
-            invoke: Callable[[Any], Awaitable[object]] = handler
+            arguments = None
         else:
-            invoke = build_invoker(handler, config.envelope, unknown_fields=config.unknown_fields)
-        return cls(handler=handler, config=config, invoke=invoke)
+            arguments = arguments_for(
+                handler, config.envelope, unknown_fields=config.unknown_fields
+            )
+        return cls(handler=handler, config=config, run_in=run_in, arguments=arguments)
+
+    @property
+    def label(self) -> str:
+        """How logs name the handler: ``handler orders.handle of consumer 'orders'``."""
+        return f"handler {_describe(self.handler)} of consumer {self.name!r}"
+
+    @property
+    def slot_timeout(self) -> float | None:
+        """The time limit the slots put on a call: none for a process handler, whose pool
+        times the job itself (starting a child, or waiting for a free one, is not the
+        handler's time)."""
+        return None if self.run_in == "process" else self.config.timeout
+
+    @property
+    def invoke(self) -> Callable[[Any], Awaitable[object]]:
+        """What the slots await for an ``async def``: the body decoded, the handler called.
+
+        A ``def`` handler's call is built for each run, where it runs (`_consumer.offload`).
+        """
+        if self.run_in != "loop":
+            raise AttributeError(f"{self.label} runs in a {self.run_in}: see invoker_for")
+        return call_with(cast(Callable[..., Awaitable[object]], self.handler), self.arguments)
 
     @property
     def name(self) -> str:
@@ -212,7 +289,7 @@ default_registry = Registry()
 
 
 def consumer(queue: str, **settings: Unpack[ConsumerSettings]) -> Callable[[H], H]:
-    """Register an async handler for `queue` (a name or URL) in the default registry.
+    """Register a handler for `queue` (a name or URL) in the default registry.
 
     ```python
     @consumer("orders", concurrency=50, visibility_timeout=30)
@@ -223,9 +300,14 @@ def consumer(queue: str, **settings: Unpack[ConsumerSettings]) -> Callable[[H], 
     The settings (`ConsumerSettings`) are those of `ConsumerConfig`, where each is described:
     ``name``, ``concurrency``, ``prefetch``, ``visibility_timeout``, ``wait_time``,
     ``max_messages``, ``retry_base_delay``, ``retry_max_delay``, ``ack_linger``, ``timeout``,
-    ``batch``, ``batch_size``, ``batch_window``, ``envelope``, ``dead_letter_queue`` and
-    ``middleware``. Wrong ones raise `ConfigurationError` here (a misspelled name gets "did
-    you mean"), and a handler the framework cannot call raises `HandlerSignatureError`. The
-    handler is returned unchanged, so it can still be called directly in tests.
+    ``batch``, ``batch_size``, ``batch_window``, ``envelope``, ``dead_letter_queue``,
+    ``middleware``, ``on_decode_error``, ``unknown_fields`` and ``run_in``. Wrong ones raise
+    `ConfigurationError` here (a misspelled name gets "did you mean"), and a handler the
+    framework cannot call raises `HandlerSignatureError`. The handler is returned unchanged,
+    so it can still be called directly in tests.
+
+    An ``async def`` runs on the event loop; a plain ``def`` runs in a worker thread (at
+    most `concurrency` at once), and with ``run_in="process"`` in the app's process pool
+    (for CPU-bound work).
     """
     return default_registry.decorator(queue, **settings)

@@ -18,12 +18,14 @@ from anyio.abc import TaskStatus
 
 from ._config import AppConfig
 from ._consumer.pipeline import Pipeline
+from ._consumer.procpool import ProcessPool
 from ._consumer.queue import QueueInfo
 from ._consumer.receiver import poller_count
 from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, SQSError
 from ._producer import BatchingSender, PayloadSending, QueueUrls, SendOptions
 from ._registry import ConsumerSpec
+from ._run.watchdog import LoopWatchdog, code_of
 from ._sqs.base import SQSClient
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import PayloadStore
@@ -78,7 +80,7 @@ class Worker:
     ) -> None:
         if not specs:
             raise AioSQSWorkerError(
-                "no consumers to run: decorate an async handler with @consumer(...) or "
+                "no consumers to run: decorate a handler with @consumer(...) or "
                 "@app.consumer(...) first"
             )
         self.config = config
@@ -176,7 +178,13 @@ class Worker:
                     ),
                 )
                 self._urls = QueueUrls(client)
-                await self._build_pipelines(client, payloads)
+                processes = None
+                if any(spec.run_in == "process" for spec in self.specs):
+                    # Children start at the first job; the pool ends after the pipelines.
+                    processes = await stack.enter_async_context(ProcessPool(self.config.pool_size))
+                await self._build_pipelines(client, payloads, processes)
+                if self.config.watchdog is not None:
+                    stack.enter_context(self._watchdog(self.config.watchdog))
                 async with anyio.create_task_group() as tg:
                     for pipeline in self._pipelines:
                         await tg.start(self._run_pipeline, pipeline)
@@ -199,7 +207,25 @@ class Worker:
         if self._exit_request is not None:
             raise self._exit_request
 
-    async def _build_pipelines(self, client: SQSClient, payloads: PayloadStore) -> None:
+    def _watchdog(self, threshold: float) -> LoopWatchdog:
+        pipelines = {pipeline.name: pipeline for pipeline in self._pipelines}
+        handlers = {
+            code: pipeline.name
+            for pipeline in self._pipelines
+            if (code := code_of(pipeline.spec.handler)) is not None
+        }
+
+        def count(consumer: str | None, seconds: float) -> None:
+            pipeline = pipelines.get(consumer) if consumer is not None else None
+            if pipeline is not None:
+                pipeline.counters.loop_blocks += 1
+                pipeline.counters.loop_blocked_seconds += seconds
+
+        return LoopWatchdog(threshold, handlers, count)
+
+    async def _build_pipelines(
+        self, client: SQSClient, payloads: PayloadStore, processes: ProcessPool | None
+    ) -> None:
         for spec in self.specs:
             queue = await QueueInfo.fetch(client, spec.config)
             self._pipelines.append(
@@ -213,6 +239,7 @@ class Worker:
                     payloads=payloads,
                     payload_bucket=self.config.payload_bucket,
                     delete_payloads=self.config.delete_payloads,
+                    processes=processes,
                 )
             )
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .blocking import run_blocking
 from .harness import PROJECT_ROOT, Contender
 from .moto_run import run_moto
 from .peer_setup import PEERS, prepare_peers
@@ -56,6 +57,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling curve")
     parser.add_argument("--no-moto", action="store_true", help="skip the run against moto")
+    parser.add_argument(
+        "--no-blocking",
+        action="store_true",
+        help="skip the CPU-bound handlers on the loop, in threads, in processes",
+    )
     parser.add_argument(
         "--peers",
         type=_names,
@@ -156,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
             loop=plan.loop,
             progress=print_progress,
         )
+    if not args.no_blocking:
+        log("blocking and CPU-bound handlers against moto ...")
+        results.blocking = run_blocking(quick=args.quick)
     results.seconds = watch.elapsed
     output = args.output
     if output is None and not args.quick:

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .blocking import table as blocking_table
+from .blocking import workloads
 from .harness import Outcome, Summary, summarize
 from .suite import REFERENCE, Plan, Results
 
@@ -240,6 +242,40 @@ def render_markdown(
             "when the server is slow; the throughput is mostly moto's.",
             "",
             *_contender_table(results.moto, results.labels, requests=False),
+            "",
+        ]
+    if results.blocking:
+        out += [
+            "## Blocking and CPU-bound handlers",
+            "",
+            "The same CPU-bound job (pure Python arithmetic for a set CPU time) four ways: an "
+            "`async def` doing it on the event loop, a plain `def` (a worker thread), a `def` "
+            'with `run_in="process"` in a pool of two processes, and the `async def` under '
+            "`--workers 2` (see [blocking and CPU-bound work](blocking-and-cpu.md)). Each "
+            "runs `python -m aiosqsworker benchmarks.blocking_service:app` against moto "
+            "(real visibility timeouts) on a fresh queue with a 2 s visibility timeout, "
+            "concurrency 2 and no prefetch, timed from its first job's start to its last "
+            "job's end; one run each. A duplicate run is a job started again because its "
+            "lease expired while it ran: the event loop that should have extended it was "
+            "busy with the job.",
+            "",
+        ]
+        for workload in workloads(quick):
+            out += [
+                f"### {workload.name.capitalize()} jobs: {workload.messages} jobs of "
+                f"{workload.seconds:g} s of CPU",
+                "",
+                *blocking_table(results.blocking, workload.name),
+                "",
+            ]
+        out += [
+            "Threads keep the leases (a job that outlives its visibility timeout runs once) "
+            "but not the CPU: the interpreter lock lets one thread compute at a time. "
+            "Processes keep both. Whole workers on the loop use the cores too, but a job "
+            "longer than the visibility timeout blocks the loop that should extend its "
+            "lease, and another worker runs it again. (One worker on the loop shows no "
+            "duplicate only because nothing else polls the queue while its loop is blocked: "
+            "its expired message waits for that same loop.)",
             "",
         ]
     out += ["## Peers", ""]

@@ -7,7 +7,9 @@ Scenarios:
   machine's speed spreads over all of them;
 - scaling: the I/O-bound handler at concurrency 1, 10, 100 and 1000 (throughput, and peak
   RSS against the messages in flight);
-- end to end: against moto's server with a small refilled backlog.
+- end to end: against moto's server with a small refilled backlog;
+- blocking and CPU-bound handlers: on the loop, in a thread, in processes and with
+  ``--workers 2``, against moto (`benchmarks/blocking.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from .blocking import BlockingOutcome
 from .harness import Contender, Outcome, run_contender
 from .responder import ResponderProcess
 
@@ -86,6 +89,7 @@ class Results:
     client_cost: dict[str, dict[str, list[Outcome]]] = field(default_factory=dict)
     scaling: dict[int, dict[str, list[Outcome]]] = field(default_factory=dict)
     moto: dict[str, list[Outcome]] = field(default_factory=dict)
+    blocking: list[BlockingOutcome] = field(default_factory=list)
     peers: dict[str, str] = field(default_factory=dict)  # peer -> "ran" or why not
     labels: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0

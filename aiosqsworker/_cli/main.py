@@ -18,6 +18,7 @@ from .._config import (
     MAX_CONCURRENCY,
     MAX_PORT,
     EnvironmentSettings,
+    worker_count,
 )
 from .._errors import AioSQSWorkerError, ConfigurationError
 from .._logging import configure_logging
@@ -42,7 +43,7 @@ environment:
   AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...
                                    credentials, through botocore's usual chain
   AIOSQSWORKER_SHUTDOWN_TIMEOUT    default of --shutdown-timeout
-  AIOSQSWORKER_WORKERS             default of --workers
+  AIOSQSWORKER_WORKERS             default of --workers (a number, or auto)
   AIOSQSWORKER_CLIENT              default of --client
   AIOSQSWORKER_CONCURRENCY         default of --concurrency
   AIOSQSWORKER_CONSUMERS           default of --consumer (names separated by commas)
@@ -69,6 +70,7 @@ examples:
   python -m aiosqsworker myservice.orders --workers 4 --metrics-port 9090
   python -m aiosqsworker myservice.orders --burst --concurrency 50
   python -m aiosqsworker myservice.orders --consumer process_order --reload
+  python -m aiosqsworker myservice.orders --workers auto
   AWS_ENDPOINT_URL_SQS=http://127.0.0.1:4566 python -m aiosqsworker myservice.orders
 """
 
@@ -155,6 +157,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _workers_option(raw: str) -> int:
+    try:
+        return worker_count(raw, repr(raw))
+    except ConfigurationError as exc:  # argparse shows only this kind's message
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentParser:
     env = env or EnvironmentSettings()
     logging_options = _logging_options(env)
@@ -193,9 +202,11 @@ def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentPa
     )
     run_parser.add_argument(
         "--workers",
-        type=int,
+        metavar="N|auto",
+        type=_workers_option,
         help="worker processes, under a supervisor that forwards signals and restarts "
-        "crashed workers (default: AIOSQSWORKER_WORKERS, else 1: no supervisor)",
+        "crashed workers; auto: one per CPU (default: AIOSQSWORKER_WORKERS, else 1: no "
+        "supervisor)",
     )
     run_parser.add_argument(
         "--client",
@@ -347,7 +358,7 @@ def load_app(target: str) -> App:
         return app
     if not len(default_registry):
         raise ConfigurationError(
-            f"module {module_name!r} registered no consumers: decorate async handlers with "
+            f"module {module_name!r} registered no consumers: decorate handlers with "
             "@consumer(...), or point to an App with MODULE:APP"
         )
     return App(consumers=default_registry)
@@ -409,8 +420,6 @@ class _Invocation:
 def _command_run(call: _Invocation) -> int:
     args, env = call.args, call.env
     workers = args.workers if args.workers is not None else (env.workers or 1)
-    if workers < 1:
-        raise ConfigurationError(f"--workers {workers} is invalid: it must be 1 or more")
     if args.reload and args.burst:
         raise ConfigurationError(
             "--reload and --burst do not go together: a burst ends when the queues are empty, "

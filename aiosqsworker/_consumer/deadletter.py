@@ -43,6 +43,7 @@ from .._sqs.payloads import (
     pointer_body,
 )
 from .._text import plural, public_name
+from .procpool import RemoteTraceback
 from .receivecount import has_receive_count
 
 __all__ = [
@@ -75,6 +76,13 @@ def _error_text(error: BaseException) -> str:
         return "<exception str() failed>"
 
 
+def _frames(error: BaseException) -> list[traceback.FrameSummary]:
+    """Where `error` was raised: in the handler's process, for one that ran in a child."""
+    if isinstance(error.__cause__, RemoteTraceback):
+        return error.__cause__.frames
+    return traceback.extract_tb(error.__traceback__)
+
+
 def failure_record(
     message: Message,
     error: BaseException,
@@ -84,7 +92,7 @@ def failure_record(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """What the DLQ reader needs to know about why `message` ended there."""
-    frames = traceback.extract_tb(error.__traceback__)
+    frames = _frames(error)
     shape = "|".join(f"{frame.filename}:{frame.name}" for frame in frames)
     kind = type(error)
     innermost = frames[-1] if frames else None

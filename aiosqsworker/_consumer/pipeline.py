@@ -21,6 +21,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import anyio
 from anyio.abc import TaskStatus
@@ -36,7 +37,9 @@ from .buffer import Buffer, Capacity, MessageBuffer
 from .fifo import GroupedBuffer
 from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
+from .offload import invoker_for
 from .outcomes import Outcome
+from .procpool import ProcessPool
 from .queue import QueueInfo
 from .receiver import Receiver
 from .resolve import resolving_payloads
@@ -66,6 +69,7 @@ class Pipeline:
         payloads: PayloadStore | None = None,
         payload_bucket: str | None = None,
         delete_payloads: bool = False,
+        processes: ProcessPool | None = None,
     ) -> None:
         config = spec.config
         if config.batch and queue.fifo:
@@ -110,7 +114,7 @@ class Pipeline:
             self.counters,
             consumer=self.name,
         )
-        call = chain_middleware([*middleware, *config.middleware], spec.invoke)
+        call = chain_middleware([*middleware, *config.middleware], invoker_for(spec, processes))
         dead_letters = queue.dead_letters
         if payloads is not None:
             call = resolving_payloads(payloads, call, batch=config.batch)
@@ -120,7 +124,7 @@ class Pipeline:
                 )
         self._dispatcher = Dispatcher(
             call,
-            config,
+            replace(config, timeout=spec.slot_timeout),
             self._buffer,
             self._capacity,
             self._inflight,

@@ -59,6 +59,8 @@ class Counters:
     poll_errors: int = 0
     deletes_unconfirmed: int = 0
     running: int = 0
+    loop_blocks: int = 0
+    loop_blocked_seconds: float = 0.0
     last_poll_at: float | None = None  # wall clock (time.time()) of the last completed poll
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
@@ -93,6 +95,9 @@ class ConsumerStatistics:
         in_flight: messages received and not yet finished, buffered ones included.
         buffered: messages received and waiting for a free handler.
         running: handlers running now.
+        loop_blocks: times the event loop stood still past the watchdog's threshold while
+            this consumer's handler was on it (`App(watchdog=...)`).
+        loop_blocked_seconds: how long those stalls lasted in all.
         last_poll_at: when the last ReceiveMessage call completed (seconds since the epoch),
             or None before the first.
         latency_p50, latency_p90, latency_p99: handler durations in seconds (upper bounds of
@@ -119,6 +124,8 @@ class ConsumerStatistics:
     in_flight: int
     buffered: int
     running: int
+    loop_blocks: int
+    loop_blocked_seconds: float
     last_poll_at: float | None
     latency_p50: float | None
     latency_p90: float | None

@@ -41,6 +41,8 @@ _HELP = {
     "buffered": "messages waiting for a free handler",
     "running": "handlers running now",
     "last_poll_at": "when the last ReceiveMessage call completed (unix time)",
+    "loop_blocks": "stalls of the event loop past the watchdog's threshold in this handler",
+    "loop_blocked_seconds": "seconds the event loop stood still in those stalls",
 }
 
 
@@ -49,7 +51,7 @@ def _metric_name(field: str) -> str:
         return f"aiosqsworker_{field}"
     if field in {"polls", "poll_errors"}:
         return f"aiosqsworker_{field}_total"
-    if field.startswith(("leases_", "lease_")):
+    if field.startswith(("leases_", "lease_", "loop_")):
         return f"aiosqsworker_{field}_total"
     if field.endswith(("_failures", "_errors", "_unconfirmed")):
         return f"aiosqsworker_{field}_total"

@@ -29,6 +29,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,7 +37,9 @@ import anyio
 
 from .._app import App
 from .._config import ConsumerConfig
+from .._consumer.offload import invoker_for
 from .._consumer.outcomes import Outcome, decide, retry_delay_for
+from .._consumer.procpool import ProcessPool
 from .._consumer.slots import chain_middleware
 from .._message import Message
 from .._producer import encode_attributes, encode_body
@@ -144,24 +147,30 @@ async def call_consumer(
     """Run a consumer's handler on `message` as the framework would, without any server.
 
     `target` is a handler decorated with `@consumer` (or `@app.consumer`, then pass `app` so
-    that its middleware runs too), a `ConsumerSpec`, or any async handler. Typed bodies are
-    decoded, middleware and `timeout=` apply. `max_receive_count` stands for the queue's
-    RedrivePolicy: on that receive a failure is dead-lettered. The queue is taken to have a
-    dead-letter queue, as every queue should, so a `Reject` is ``"dead-letter"``; with
-    ``dead_letter_queue=False`` (and no ``dead_letter_queue=`` on the consumer) it is a
-    ``"retry"`` after the longest back-off, as the framework does without one.
+    that its middleware runs too), a `ConsumerSpec`, or any handler. Typed bodies are
+    decoded, middleware and `timeout=` apply; a plain ``def`` runs in a thread, and a
+    ``run_in="process"`` handler in a process of its own, started for the call.
+    `max_receive_count` stands for the queue's RedrivePolicy: on that receive a failure is
+    dead-lettered. The queue is taken to have a dead-letter queue, as every queue should,
+    so a `Reject` is ``"dead-letter"``; with ``dead_letter_queue=False`` (and no
+    ``dead_letter_queue=`` on the consumer) it is a ``"retry"`` after the longest back-off,
+    as the framework does without one.
     """
     spec = _spec_of(target, app)
     config = spec.config
     middleware = [*(app.config.middleware if app is not None else ()), *config.middleware]
-    call = chain_middleware(middleware, spec.invoke)
     error: BaseException | None = None
     returned: object = None
-    try:
-        with anyio.fail_after(config.timeout):
-            returned = await call([message] if config.batch else message)
-    except Exception as exc:  # noqa: BLE001 - the outcome is what is reported
-        error = exc
+    async with AsyncExitStack() as stack:
+        processes = None
+        if spec.run_in == "process":  # a pool of one for the call: the message is pickled
+            processes = await stack.enter_async_context(ProcessPool(1))
+        call = chain_middleware(middleware, invoker_for(spec, processes))
+        try:
+            with anyio.fail_after(spec.slot_timeout):
+                returned = await call([message] if config.batch else message)
+        except Exception as exc:  # noqa: BLE001 - the outcome is what is reported
+            error = exc
     has_dlq = (
         dead_letter_queue
         or max_receive_count is not None  # a RedrivePolicy names a dead-letter queue

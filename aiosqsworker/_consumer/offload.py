@@ -1,0 +1,122 @@
+"""Handlers off the event loop: a plain ``def`` in a thread, ``run_in="process"`` in a child.
+
+The event loop keeps every lease, poll and acknowledgement of the process going, so code that
+blocks it (a synchronous SDK call, heavy CPU work) stalls all of them. These calls take the
+handler elsewhere and leave the loop free; the slot awaits them like an ``async`` handler, so
+middleware, typed bodies, outcomes and FIFO order are the same for every kind of handler.
+
+- **thread**: anyio's worker threads, with a limiter of the consumer's own (`concurrency`
+  tokens) rather than anyio's default one, shared by the whole process. Cancelled (the
+  consumer's `timeout=`, a lost lease, a forced stop), the call returns at once and the
+  message takes its path; the thread itself cannot be stopped: it runs on, and what it
+  returns or raises is ignored.
+- **process**: the app's `ProcessPool`. The body is decoded here, the handler and its
+  arguments are pickled to a child (the handler by reference: a top-level function of an
+  importable module), and the outcome comes back. The pool times `timeout=` itself, from
+  the moment a child has the job; past it, or cancelled, the child is killed.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from .._bodies import Arguments
+from .._errors import ConfigurationError
+from .._registry import ConsumerSpec
+from .procpool import ProcessPool
+
+__all__ = ["check_picklable", "in_process", "in_thread", "invoker_for"]
+
+logger = logging.getLogger("aiosqsworker.offload")
+
+Call = Callable[[Any], Awaitable[object]]
+
+
+def invoker_for(spec: ConsumerSpec, processes: ProcessPool | None = None) -> Call:
+    """What the slots await for one run of `spec`: the body decoded, the handler called
+    where it runs. A ``run_in="process"`` handler needs the app's pool, `processes`."""
+    if spec.run_in == "loop":
+        return spec.invoke
+    if spec.run_in == "thread":
+        return in_thread(
+            spec.handler, spec.arguments, tokens=spec.config.concurrency, label=spec.label
+        )
+    if processes is None:
+        raise ConfigurationError(
+            f"{spec.label} runs in a process (run_in='process'): it needs an app's process pool"
+        )
+    return in_process(
+        spec.handler,
+        spec.arguments,
+        processes,
+        keep_result=spec.config.batch,
+        timeout=spec.config.timeout,
+        label=spec.label,
+    )
+
+
+def in_thread(
+    handler: Callable[..., object], arguments: Arguments | None, *, tokens: int, label: str
+) -> Call:
+    """An awaitable call of the sync `handler` in a worker thread, at most `tokens` at once."""
+    limiter = anyio.CapacityLimiter(tokens)
+
+    async def call(item: Any) -> object:
+        args = (item,) if arguments is None else arguments(item)
+        try:
+            return await anyio.to_thread.run_sync(
+                handler, *args, abandon_on_cancel=True, limiter=limiter
+            )
+        except anyio.get_cancelled_exc_class():
+            logger.warning(
+                "%s was cancelled (timeout, lost lease or forced stop): a thread cannot be "
+                "stopped, so it runs on and what it returns or raises is ignored",
+                label,
+            )
+            raise
+
+    return call
+
+
+def in_process(
+    handler: Callable[..., object],
+    arguments: Arguments | None,
+    pool: ProcessPool,
+    *,
+    keep_result: bool,
+    timeout: float | None,
+    label: str,
+) -> Call:
+    """An awaitable call of `handler` in one of the pool's processes.
+
+    `keep_result`: send the return value back (a batch handler's failed messages); a
+    one-message handler's is ignored, so it need not be picklable. `timeout` is timed by
+    the pool, from the moment a child has the job.
+    """
+    check_picklable(handler, label)
+
+    async def call(item: Any) -> object:
+        args = (item,) if arguments is None else arguments(item)
+        return await pool.run(
+            handler, args, keep_result=keep_result, time_limit=timeout, label=label
+        )
+
+    return call
+
+
+def check_picklable(handler: Callable[..., object], label: str) -> None:
+    """Refuse, at start, a handler that its module's name no longer leads to."""
+    try:
+        pickle.dumps(handler)
+    except Exception as exc:  # noqa: BLE001 - pickle raises several kinds for this
+        raise ConfigurationError(
+            f"{label} cannot be sent to a process ({exc}): its module must reach it by "
+            f"its name {handler.__module__}.{handler.__qualname__}. Is it wrapped by another "
+            "decorator above @consumer? Put @consumer outermost"
+        ) from None

@@ -1,0 +1,144 @@
+"""The loop watchdog: a thread that notices when the event loop stops turning, and names why.
+
+Every lease extension, poll and acknowledgement of the process waits for the event loop; an
+``async`` handler that calls blocking code (``time.sleep``, a synchronous SDK, heavy CPU
+work) stops all of them. The loop stamps a heartbeat a few times a second; a thread checks
+it, and once the loop has missed it for longer than the threshold, the thread logs a WARNING
+while the loop is still stuck, naming the consumer and handler on the loop's stack and the
+line it is at. When the loop turns again, the stall's length is handed to the loop
+(`on_block`, which counts it in the consumer's statistics) and logged.
+
+Reading the loop thread's stack from another thread uses `sys._current_frames`, CPython's
+documented hook for such monitors (faulthandler and profilers use the same).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Mapping
+
+__all__ = ["LoopWatchdog", "code_of"]
+
+logger = logging.getLogger("aiosqsworker.watchdog")
+
+#: The heartbeat's period, at most: fine enough to measure a stall to a quarter second.
+MAX_BEAT = 0.25
+
+
+def code_of(handler: object) -> types.CodeType | None:
+    """The code object that runs when `handler` is called (a function, partial or object)."""
+    while isinstance(handler, functools.partial):
+        handler = handler.func
+    code = getattr(handler, "__code__", None)
+    if code is None:
+        call = getattr(type(handler), "__call__", None)  # noqa: B004 - the method, not callable()
+        code = getattr(call, "__code__", None)
+    return code if isinstance(code, types.CodeType) else None
+
+
+class LoopWatchdog:
+    """Watches the running event loop from a thread while the ``with`` block lasts.
+
+    `handlers` maps each handler's code object to its consumer's name; `on_block(consumer,
+    seconds)` is called on the loop after each stall, with the consumer found on the stack
+    (or None).
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        handlers: Mapping[types.CodeType, str],
+        on_block: Callable[[str | None, float], None],
+    ) -> None:
+        self.threshold = threshold
+        self._handlers = dict(handlers)
+        self._on_block = on_block
+        self._beat_every = min(MAX_BEAT, threshold / 4)
+        self._last_beat = time.monotonic()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._watch, name="aiosqsworker-watchdog", daemon=True
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop_thread = 0
+
+    def __enter__(self) -> LoopWatchdog:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._stopping.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        assert self._loop is not None
+        self._last_beat = time.monotonic()
+        self._timer = self._loop.call_later(self._beat_every, self._beat)
+
+    def _watch(self) -> None:
+        stalled_at: float | None = None  # the last beat before the current stall
+        consumer: str | None = None
+        while not self._stopping.wait(self._beat_every):
+            last = self._last_beat
+            if stalled_at is None:
+                stuck = time.monotonic() - last
+                if stuck > self.threshold:
+                    stalled_at = last
+                    consumer, where = self._culprit()
+                    logger.warning(
+                        "the event loop has not turned for %.1f s: %s. Leases, polls and "
+                        "acknowledgements of every consumer wait meanwhile. Make a handler "
+                        "that blocks a plain def (it then runs in a thread), or await the "
+                        "blocking call in anyio.to_thread.run_sync",
+                        stuck,
+                        where,
+                    )
+            elif last != stalled_at:  # the loop turned again
+                seconds = last - stalled_at
+                logger.warning(
+                    "the event loop ran again after about %.1f s%s",
+                    seconds,
+                    f" blocked by consumer {consumer!r}" if consumer else "",
+                )
+                self._report(consumer, seconds)
+                stalled_at, consumer = None, None
+
+    def _report(self, consumer: str | None, seconds: float) -> None:
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to count it
+            self._loop.call_soon_threadsafe(self._on_block, consumer, seconds)
+
+    def _culprit(self) -> tuple[str | None, str]:
+        """The consumer whose handler is on the loop's stack, and where the loop is."""
+        frame: types.FrameType | None = sys._current_frames().get(self._loop_thread)
+        if frame is None:
+            return None, "the loop's thread is gone"
+        innermost = _place(frame)
+        current: types.FrameType | None = frame
+        while current is not None:
+            consumer = self._handlers.get(current.f_code)
+            if consumer is not None:
+                handler = f"{current.f_globals.get('__name__', '?')}.{current.f_code.co_qualname}"
+                where = f"consumer {consumer!r} is running handler {handler} at {_place(current)}"
+                if current is not frame:
+                    where += f" (innermost: {innermost})"
+                return consumer, where
+            current = current.f_back
+        return None, f"no handler is on the loop's stack; it is at {innermost}"
+
+
+def _place(frame: types.FrameType) -> str:
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
