@@ -56,8 +56,8 @@ def test_every_setting_is_read_and_checked() -> None:
 @pytest.mark.parametrize(
     ("variable", "value", "error"),
     [
-        ("AIOSQSWORKER_WORKERS", "two", "AIOSQSWORKER_WORKERS='two' is invalid: it must be a "
-         "whole number from 1 to 1024"),
+        ("AIOSQSWORKER_WORKERS", "two", "AIOSQSWORKER_WORKERS='two' is invalid: give a "
+         "whole number from 1 to 1024, or auto"),
         ("AIOSQSWORKER_CONCURRENCY", "0", "from 1 to 10000"),
         ("AIOSQSWORKER_SHUTDOWN_TIMEOUT", "-1", "a number of seconds from 0 to 86400"),
         ("AIOSQSWORKER_SHUTDOWN_TIMEOUT", "nan", "a number of seconds"),
