@@ -328,13 +328,19 @@ async def test_an_idle_consumer_keeps_one_poll_and_widens_for_a_burst(
 
 def test_the_progress_line_shows_the_flow_controls() -> None:
     counters = Counters(succeeded=10, deleted=10)
+    flows = {"orders": (20, True, 1), "billing": (None, False, 4)}
     current = {
-        "orders": ConsumerStatistics.capture(
-            "orders", "q", counters, concurrency=10, max_rate=20, paused=True, polling_width=1
-        ),
-        "billing": ConsumerStatistics.capture(
-            "billing", "q", counters, concurrency=10, max_rate=None, paused=False, polling_width=4
-        ),
+        name: ConsumerStatistics.capture(
+            name,
+            "q",
+            counters,
+            buffered=0,
+            concurrency=10,
+            max_rate=rate,
+            paused=paused,
+            polling_width=width,
+        )
+        for name, (rate, paused, width) in flows.items()
     }
     line = format_progress({}, current, 1.0, {})
     orders, billing = line.split(" | ")
