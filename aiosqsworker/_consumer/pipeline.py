@@ -42,7 +42,7 @@ from .offload import invoker_for
 from .outcomes import Outcome
 from .procpool import ProcessPool
 from .queue import QueueInfo
-from .receiver import Receiver
+from .receiver import Receiver, poll_cap
 from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters
@@ -109,7 +109,13 @@ class Pipeline:
             consumer=self.name,
             on_acked=self._janitor.discard if self._janitor is not None else None,
         )
-        self._acker = Acker(client, queue.url, self._inflight, linger=config.ack_linger)
+        self._acker = Acker(
+            client,
+            queue.url,
+            self._inflight,
+            linger=config.ack_linger,
+            calls_in_flight=poll_cap(self._capacity.total, config.max_messages),
+        )
         call = chain_middleware([*middleware, *config.middleware], invoker_for(spec, processes))
         dead_letters = queue.dead_letters
         if payloads is not None:
@@ -189,7 +195,9 @@ class Pipeline:
     def set_concurrency(self, concurrency: int) -> None:
         """Change how many handlers may run at once; running ones are never cancelled."""
         before = self._dispatcher.concurrency
-        self._capacity.resize(self.spec.config.capacity_at(concurrency))
+        config = self.spec.config
+        self._capacity.resize(config.capacity_at(concurrency))
+        self._acker.widen(poll_cap(self._capacity.total, config.max_messages))
         self._dispatcher.set_concurrency(concurrency)
         if concurrency != before:
             logger.info(

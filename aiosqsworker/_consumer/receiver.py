@@ -243,6 +243,7 @@ class Receiver:
             self.last_completed_poll = now()
             self._flow.give_back(room - len(raw_messages))
             accepted = self._accept(raw_messages, sent_at)
+            del raw_messages  # not kept alive while this poller waits for room
             if not self._stopping:
                 self._widen(
                     next_width(
