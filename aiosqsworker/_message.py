@@ -22,6 +22,7 @@ def from_epoch_millis(value: object) -> datetime | None:
     except (ValueError, OverflowError):
         return None
 
+
 #: What a message without message attributes carries: one shared empty mapping, not a dict
 #: per message.
 _NONE: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
