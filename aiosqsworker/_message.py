@@ -6,7 +6,6 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 from ._errors import MessageDecodeError
@@ -21,11 +20,6 @@ def from_epoch_millis(value: object) -> datetime | None:
         return datetime.fromtimestamp(int(str(value)) / 1000, tz=UTC)
     except (ValueError, OverflowError):
         return None
-
-
-#: What a message without message attributes carries: one shared empty mapping, not a dict
-#: per message.
-_NONE: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,5 +86,5 @@ class Message:
             receipt_handle=raw["ReceiptHandle"],
             queue=queue,
             attributes=raw.get("Attributes") or {},
-            message_attributes=raw.get("MessageAttributes") or _NONE,
+            message_attributes=raw.get("MessageAttributes") or {},
         )
