@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -15,11 +16,12 @@ from ._config import (
     EnvironmentSettings,
     Middleware,
     PayloadOffload,
+    check_concurrency,
     checked_settings,
 )
 from ._consumer.procpool import in_handler_process
 from ._consumer.stats import ConsumerStatistics
-from ._errors import AioSQSWorkerError, single_error
+from ._errors import AioSQSWorkerError, ConfigurationError, single_error
 from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
@@ -64,6 +66,10 @@ class App:
 
     The settings are those of `AppConfig`: the S3 ones (`payload_bucket`, `payload_offload`,
     `delete_payloads`, `s3_endpoint_url`) are for large messages.
+
+    Flow control at run time (`pause`, `resume`, `set_concurrency`) are plain methods: each
+    takes effect at once and returns; running handlers are never cancelled by them, and
+    `statistics()` shows when they have finished.
     """
 
     @checked_settings("App")
@@ -108,6 +114,10 @@ class App:
         self._worker: Worker | None = None
         self._task_group: TaskGroup | None = None
         self._next_stop = StopRequest()  # a stop() that came before the next run
+        # Flow controls outlive a run: a consumer paused when one run ends starts the next
+        # paused, and one paused before the first run starts paused.
+        self._paused: set[str] = set()
+        self._concurrency: dict[str, int] = {}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **settings: Any) -> Self:
@@ -184,9 +194,64 @@ class App:
         return True, "polling"
 
     def ready(self) -> tuple[bool, str]:
-        """Readiness: (True, ...) once every queue was found and consumers run, until a stop."""
+        """Readiness: (True, ...) once every queue was found and consumers run, until a stop.
+
+        A paused consumer keeps its app ready (it is idle on purpose); the text names it.
+        """
         state = self.state
-        return state is WorkerState.RUNNING, f"state {state.value}"
+        why = f"state {state.value}"
+        paused = self._worker.paused_consumers() if self._worker is not None else []
+        if paused:
+            why += "; paused: " + ", ".join(paused)
+        return state is WorkerState.RUNNING, why
+
+    def pause(self, name: str | None = None) -> None:
+        """Pause one consumer (by its name) or, without a name, every consumer.
+
+        A paused consumer starts no poll and no handler and holds no message: its buffered
+        messages, and whatever polls still open bring, are released at once (visible again
+        for other workers); running handlers finish and their messages are acknowledged as
+        usual. Called before a run, the consumer starts paused. Returns at once.
+        """
+        for consumer in self._consumer_names(name):
+            self._paused.add(consumer)
+            if self._worker is not None:
+                self._worker.pause(consumer)
+
+    def resume(self, name: str | None = None) -> None:
+        """Resume one paused consumer (by its name) or, without a name, every consumer."""
+        for consumer in self._consumer_names(name):
+            self._paused.discard(consumer)
+            if self._worker is not None:
+                self._worker.resume(consumer)
+
+    def set_concurrency(self, name: str, concurrency: int) -> None:
+        """Let consumer `name` run `concurrency` handlers at once, from now on.
+
+        Growing takes effect at once (slots are made as messages arrive, and the polling
+        widens with the room). Shrinking never cancels a handler: no new one starts until
+        fewer than `concurrency` run. Called before a run, it applies to the run. Returns at
+        once.
+        """
+        check_concurrency(concurrency)
+        for consumer in self._consumer_names(name):
+            self._concurrency[consumer] = concurrency
+            if self._worker is not None:
+                self._worker.set_concurrency(consumer, concurrency)
+
+    def _consumer_names(self, name: str | None) -> list[str]:
+        """Every consumer's name for None, else `name`, refused with a hint when unknown."""
+        names = [spec.name for spec in self._registry]
+        if name is None:
+            return names
+        if name in names:
+            return [name]
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigurationError(
+            f"no consumer is named {name!r}{hint}; the consumers of this app are: "
+            + (", ".join(names) or "none yet")
+        )
 
     def stop(self, *, force: bool = False) -> None:
         """Ask a running app to shut down gracefully (or, with `force`, at once).
@@ -214,7 +279,13 @@ class App:
         specs = select_consumers(
             self.consumers, only=self.config.only, concurrency=self.config.concurrency
         )
-        self._worker = Worker(self.config, specs, stop=self._next_stop)
+        self._worker = Worker(
+            self.config,
+            specs,
+            stop=self._next_stop,
+            paused=self._paused,
+            concurrency=self._concurrency,
+        )
         self._next_stop = StopRequest()
         return self._worker
 

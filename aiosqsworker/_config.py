@@ -29,6 +29,7 @@ __all__ = [
     "EnvironmentSettings",
     "Middleware",
     "RunIn",
+    "check_concurrency",
     "check_seconds",
     "checked_settings",
     "unknown_setting",
@@ -48,6 +49,9 @@ MAX_WORKERS = 1024
 #: ``def``) or in a child process of the app's pool (a top-level ``def``).
 RunIn = Literal["loop", "thread", "process"]
 RUN_IN: tuple[str, ...] = ("loop", "thread", "process")
+#: The range of `max_rate`, in handler starts per second.
+MIN_RATE = 0.01
+MAX_RATE = 100_000
 
 #: What a consumer does with a message whose body does not decode (or whose payload is gone).
 DecodeErrorAction = Literal["dead-letter", "retry"]
@@ -192,6 +196,26 @@ def _check_middleware(value: object) -> tuple[Middleware, ...]:
     return layers
 
 
+def check_concurrency(value: object) -> None:
+    """A number of handlers running at once, as `concurrency=` takes it."""
+    _check_int("concurrency", value, 1, MAX_CONCURRENCY)
+
+
+def _check_rate(value: object) -> None:
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not MIN_RATE <= value <= MAX_RATE
+    ):
+        raise ConfigurationError(
+            f"max_rate={value!r} is invalid: it must be a number of handler starts per second "
+            f"from {MIN_RATE:g} to {MAX_RATE:g}, or None for no limit"
+        )
+
+
 def check_seconds(name: str, value: object, low: float, high: float) -> None:
     if (
         isinstance(value, bool)
@@ -211,7 +235,8 @@ class ConsumerConfig:
     Attributes:
         queue: the queue's name (resolved in the app's region) or its full URL.
         name: a label for logs and statistics; defaults to the handler's qualified name.
-        concurrency: handlers running at once.
+        concurrency: handlers running at once (change it while running with
+            `App.set_concurrency`).
         prefetch: messages received ahead of a free handler, waiting in the buffer. Their
             leases are kept alive too, but a large prefetch only delays other workers.
         visibility_timeout: seconds a received message stays hidden before the lease keeper
@@ -242,6 +267,10 @@ class ConsumerConfig:
             ``"thread"`` (the default for a plain ``def``: a worker thread, at most
             `concurrency` of them) or ``"process"`` (a top-level ``def`` run in a child
             process of the app's pool, for CPU-bound work). ``None``: by the handler's kind.
+        max_rate: most handler starts per second in this process (messages, for a batch
+            consumer), with a burst of a tenth of a second's worth; ``None``: no limit.
+            Messages are received about as fast as they start: at most a second's worth
+            waits unstarted.
     """
 
     queue: str
@@ -264,13 +293,14 @@ class ConsumerConfig:
     on_decode_error: DecodeErrorAction = "dead-letter"
     unknown_fields: UnknownFields = "refuse"
     run_in: RunIn | None = None
+    max_rate: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue.strip():
             raise ConfigurationError(
                 f"queue={self.queue!r} is invalid: give the queue's name or its URL"
             )
-        _check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        check_concurrency(self.concurrency)
         _check_int("prefetch", self.prefetch, 0, MAX_CONCURRENCY)
         if self.visibility_timeout is not None:
             _check_int("visibility_timeout", self.visibility_timeout, 1, MAX_VISIBILITY)
@@ -301,6 +331,7 @@ class ConsumerConfig:
         _check_choice("unknown_fields", self.unknown_fields, typing.get_args(UnknownFields))
         if self.run_in is not None:
             _check_choice("run_in", self.run_in, RUN_IN)
+        _check_rate(self.max_rate)
 
     @property
     def messages_per_call(self) -> int:
@@ -310,7 +341,11 @@ class ConsumerConfig:
     @property
     def capacity(self) -> int:
         """Most messages received and not yet finished: handlers plus buffer."""
-        return self.concurrency * self.messages_per_call + self.prefetch
+        return self.capacity_at(self.concurrency)
+
+    def capacity_at(self, concurrency: int) -> int:
+        """`capacity` with `concurrency` handlers (a live change of concurrency)."""
+        return concurrency * self.messages_per_call + self.prefetch
 
 
 class ConsumerSettings(TypedDict, total=False):
@@ -335,6 +370,7 @@ class ConsumerSettings(TypedDict, total=False):
     on_decode_error: DecodeErrorAction
     unknown_fields: UnknownFields
     run_in: RunIn | None
+    max_rate: float | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -20,7 +20,7 @@ from ._config import AppConfig
 from ._consumer.pipeline import Pipeline
 from ._consumer.procpool import ProcessPool
 from ._consumer.queue import QueueInfo
-from ._consumer.receiver import poller_count
+from ._consumer.receiver import MAX_POLLS
 from ._consumer.stats import ConsumerStatistics
 from ._errors import AioSQSWorkerError, SQSError
 from ._producer import BatchingSender, PayloadSending, QueueUrls, SendOptions
@@ -66,7 +66,9 @@ class WorkerState(enum.Enum):
 
 def _connections_needed(specs: Sequence[ConsumerSpec]) -> int:
     # Every open long poll holds a connection; deletes, extensions and releases need some too.
-    return sum(poller_count(spec.config) + 24 for spec in specs)
+    # The widest polling any concurrency can reach, so that a live change never outgrows the
+    # pool (connections open only when used).
+    return sum(MAX_POLLS + 24 for _ in specs)
 
 
 class Worker:
@@ -77,6 +79,9 @@ class Worker:
         config: AppConfig,
         specs: Sequence[ConsumerSpec],
         stop: StopRequest | None = None,
+        *,
+        paused: Iterable[str] = (),
+        concurrency: Mapping[str, int] | None = None,
     ) -> None:
         if not specs:
             raise AioSQSWorkerError(
@@ -93,9 +98,33 @@ class Worker:
         self._urls: QueueUrls | None = None
         self._fatal: AioSQSWorkerError | None = None
         self._exit_request: BaseException | None = None
+        # Flow controls asked for before the pipelines exist: applied as they are built.
+        self._paused = set(paused)
+        self._concurrency = dict(concurrency or {})
 
     def statistics(self) -> dict[str, ConsumerStatistics]:
         return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
+
+    def paused_consumers(self) -> list[str]:
+        return [pipeline.name for pipeline in self._pipelines if pipeline.paused]
+
+    def pause(self, name: str) -> None:
+        self._paused.add(name)
+        for pipeline in self._pipelines_named(name):
+            pipeline.pause()
+
+    def resume(self, name: str) -> None:
+        self._paused.discard(name)
+        for pipeline in self._pipelines_named(name):
+            pipeline.resume()
+
+    def set_concurrency(self, name: str, concurrency: int) -> None:
+        self._concurrency[name] = concurrency
+        for pipeline in self._pipelines_named(name):
+            pipeline.set_concurrency(concurrency)
+
+    def _pipelines_named(self, name: str) -> list[Pipeline]:
+        return [pipeline for pipeline in self._pipelines if pipeline.name == name]
 
     async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send through the worker's client (see `BatchingSender.send`)."""
@@ -240,6 +269,8 @@ class Worker:
                     payload_bucket=self.config.payload_bucket,
                     delete_payloads=self.config.delete_payloads,
                     processes=processes,
+                    concurrency=self._concurrency.get(spec.name),
+                    paused=spec.name in self._paused,
                 )
             )
 

@@ -1,7 +1,7 @@
 """``python -m benchmarks``: run the suite, write docs/benchmarks.md and its chart.
 
-``make bench`` runs it with no arguments (the full suite, about ten minutes on two cores, a
-little more the first time, while the peers install). ``--quick`` is a smoke run of a minute
+``make bench`` runs it with no arguments (the full suite, about twelve minutes on two cores,
+a little more the first time, while the peers install). ``--quick`` is a smoke run of a minute
 or so that prints its tables and writes nothing unless ``--output`` is given.
 """
 
@@ -27,6 +27,8 @@ from .suite import (
     log,
     print_progress,
     run_client_cost,
+    run_idle,
+    run_inflight,
     run_scaling,
 )
 
@@ -56,6 +58,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling curve")
+    parser.add_argument(
+        "--no-inflight", action="store_true", help="skip the 1,000 and 10,000 in flight rows"
+    )
+    parser.add_argument(
+        "--no-idle", action="store_true", help="skip the idle ReceiveMessage-per-minute figure"
+    )
     parser.add_argument("--no-moto", action="store_true", help="skip the run against moto")
     parser.add_argument(
         "--no-blocking",
@@ -149,6 +157,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_scaling:
             log("scaling: I/O-bound handler against concurrency ...")
             results.scaling = run_scaling(plan, own, responder)
+        if not args.no_inflight:
+            log("in flight: a 1 s handler at high concurrency ...")
+            results.inflight = run_inflight(plan, own, responder)
+        if not args.no_idle:
+            idle = [c for c in own if c.name != "aiosqsworker-botocore"]  # polls alike
+            log(f"idle: an empty queue for {plan.idle_seconds:.0f} s, every contender at once ...")
+            results.idle = run_idle(plan, idle, responder, progress=log)
+            results.idle_seconds = plan.idle_seconds
     for name, status in results.peers.items():
         results.peers[name] = peer_status(name, status, results)
     if not args.no_moto:

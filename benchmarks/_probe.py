@@ -204,7 +204,7 @@ def parse_options(argv: list[str] | None, contenders: list[str], prog: str) -> O
     parser.add_argument("--endpoint", required=True, help="SQS endpoint URL")
     parser.add_argument("--queue", default="bench")
     parser.add_argument("--messages", type=int, required=True)
-    parser.add_argument("--handler", choices=("noop", "io", "cpu"), default="noop")
+    parser.add_argument("--handler", choices=("noop", "io", "cpu", "slow"), default="noop")
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--start-url", help="POSTed ?messages=N when the window opens")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds, then give up")

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from .blocking import table as blocking_table
 from .blocking import workloads
+from .contender import WAIT_TIME
 from .harness import Outcome, Summary, summarize
-from .suite import REFERENCE, Plan, Results
+from .suite import REFERENCE, Plan, Results, ideal_rate
 
 __all__ = ["command_line", "machine_note", "render_markdown", "write_chart"]
 
@@ -138,6 +139,74 @@ def _scaling_tables(results: Results) -> list[str]:
     return lines
 
 
+#: SQS standard queues, US East, beyond the free tier: dollars per million requests.
+PRICE_PER_MILLION = 0.40
+IDLE_PODS = 100
+MINUTES_PER_MONTH = 60 * 24 * 30
+
+
+def _inflight_table(results: Results) -> list[str]:
+    levels = sorted(results.inflight)
+    if len(levels) < 2:
+        return []
+    low, high = levels[0], levels[-1]
+    names = list(results.inflight[low])
+    header = (
+        f"| contender | {low:,}: messages/s (% of ideal) | {high:,}: messages/s (% of ideal) "
+        f"| peak RSS MiB at {low:,} / {high:,} | RSS per in-flight message, {low:,} to "
+        f"{high:,} |"
+    )
+    lines = [header, "|---|---:|---:|---:|---:|"]
+    for name in names:
+        runs = {
+            level: [o for o in results.inflight[level].get(name, []) if o.ok] for level in levels
+        }
+        if not runs[low] or not runs[high]:
+            errors = [o.error for level in levels for o in results.inflight[level].get(name, [])]
+            why = next((e for e in errors if e), "no run")
+            lines.append(f"| {results.labels.get(name, name)} | did not run: {why[:160]} | | | |")
+            continue
+        cells = []
+        for level in (low, high):
+            outcome = runs[level][0]
+            share = outcome.rate / ideal_rate(level)
+            note = " (time-boxed)" if outcome.timed_out else ""
+            cells.append(f"{outcome.rate:,.0f} ({share:.1%}){note}")
+        a, b = runs[low][0], runs[high][0]
+        messages = b.peak_running - a.peak_running
+        per_message = (b.peak_rss_kib - a.peak_rss_kib) / messages if messages > 0 else 0.0
+        lines.append(
+            f"| {results.labels.get(name, name)} | {cells[0]} | {cells[1]} | "
+            f"{a.peak_rss_kib / 1024:.1f} / {b.peak_rss_kib / 1024:.1f} | "
+            f"{per_message:.1f} KiB |"
+        )
+    return lines
+
+
+def _idle_table(results: Results) -> list[str]:
+    levels = sorted(results.idle)
+    names = list(next(iter(results.idle.values()))) if results.idle else []
+    one_poll = 60 / WAIT_TIME
+    lines = [
+        "| concurrency | " + " | ".join(f"{results.labels.get(n, n)}" for n in names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for level in levels:
+        cells = []
+        for name in names:
+            run = results.idle[level][name]
+            if run.error:
+                cells.append(f"failed: {run.error[:80]}")
+                continue
+            dollars = run.per_minute * MINUTES_PER_MONTH * IDLE_PODS * PRICE_PER_MILLION / 1e6
+            cells.append(
+                f"{run.per_minute:.1f}/min ({run.per_minute / one_poll:.2f}x one poll), "
+                f"${dollars:,.0f}"
+            )
+        lines.append(f"| {level:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render_markdown(
     results: Results, plan: Plan, *, command: str, chart: str | None, quick: bool
 ) -> str:
@@ -193,9 +262,11 @@ def render_markdown(
         "no checks: the floor of a Python asyncio consumer;",
         "- peers from PyPI and npm, each in its own environment (see below).",
         "",
-        "The bare loops open as many long polls as aiosqsworker does at the same "
-        "concurrency (up to 16), so the comparison is of client and framework cost, not of "
-        "polling strategy. The server is a local SQS responder (`benchmarks/responder.py`): "
+        "The bare loops keep open as many long polls as aiosqsworker opens at most at the "
+        "same concurrency (16 up to 1,600 messages of room, then one per 100, at most 128), "
+        "so that under load the comparison is of client and framework cost, not of polling "
+        "strategy (on an idle queue, the idle figure below, it is). The server is a local "
+        "SQS responder (`benchmarks/responder.py`): "
         "an aiohttp server in its own process speaking SQS's JSON protocol, answering at "
         "once, never redelivering; its budget of messages is released when the window "
         "opens. Against it, everything left is the client's own cost.",
@@ -226,6 +297,36 @@ def render_markdown(
             f"{plan.scaling_repetitions} run per point:",
             "",
             *_scaling_tables(results),
+            "",
+        ]
+    if results.inflight:
+        levels = sorted(results.inflight)
+        out += [
+            f"## {levels[-1]:,} in flight",
+            "",
+            "A handler that waits 1 s, so that the concurrency is the number of messages in "
+            f"flight, {plan.inflight_rounds} s of work per handler slot. The ideal is "
+            "concurrency messages a second; RSS per in-flight message is the growth of the "
+            f"peak RSS from {levels[0]:,} to {levels[-1]:,} handlers running, divided by "
+            "the growth in handlers running (each line from one run per point):",
+            "",
+            *_inflight_table(results),
+            "",
+        ]
+    if results.idle:
+        out += [
+            "## Idle: ReceiveMessage calls on an empty queue",
+            "",
+            f"Every contender at once for {results.idle_seconds:.0f} s, each on an empty queue "
+            f"of its own, long polls of {WAIT_TIME} s: one open poll makes "
+            f"{60 / WAIT_TIME:.0f} calls a minute. The calls are counted by the responder "
+            "within each contender's measuring window; the dollars are what "
+            f"{IDLE_PODS} such idle pods cost in a month at ${PRICE_PER_MILLION:.2f} per "
+            "million requests (standard queue, beyond the free tier). The bare loops keep "
+            "all their polls open; aiosqsworker keeps one on an idle queue and widens as "
+            "polls come back full:",
+            "",
+            *_idle_table(results),
             "",
         ]
     if results.moto:

@@ -18,6 +18,8 @@ Control endpoints (plain HTTP, for the harness):
 - ``GET /_counts``: requests by action, messages received and deleted, when the last
   delete came (wall clock), budget left, and the responder's own CPU seconds (to tell when
   the responder, not the client, is the limit);
+- ``GET /_receives``: when each ReceiveMessage arrived (wall clock), by queue name: the
+  idle figure counts a consumer's polls over a window of its own;
 - ``POST /_reset?messages=N``: zero every count and set a new budget;
 - ``POST /_release?messages=N``: add N to the budget and wake the waiting polls (the
   contender calls it when it opens its measuring window). With ``&replay=1`` the messages
@@ -110,6 +112,7 @@ class Responder:
     def reset(self, messages: int) -> None:
         self.generation = getattr(self, "generation", 0) + 1
         self.requests: Counter[str] = Counter()
+        self.receive_times: dict[str, list[float]] = {}
         self.remaining = messages
         self.received = 0
         self.deleted = 0
@@ -152,6 +155,9 @@ class Responder:
 
     async def handle_counts(self, request: web.Request) -> web.Response:
         return web.json_response(self.counts())
+
+    async def handle_receives(self, request: web.Request) -> web.Response:
+        return web.json_response(self.receive_times)
 
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.reset(int(request.query.get("messages", "0")))
@@ -235,6 +241,8 @@ class Responder:
         return {}
 
     async def _ReceiveMessage(self, payload: dict[str, Any]) -> dict[str, Any]:
+        queue = str(payload.get("QueueUrl", "")).rstrip("/").rpartition("/")[2]
+        self.receive_times.setdefault(queue, []).append(time.time())
         wanted = int(payload.get("MaxNumberOfMessages", 1))
         wait = float(payload.get("WaitTimeSeconds", 0))
         generation = self.generation
@@ -331,6 +339,7 @@ class Responder:
 def build_app(responder: Responder) -> web.Application:
     app = web.Application(client_max_size=4 * 1024 * 1024)
     app.router.add_get("/_counts", responder.handle_counts)
+    app.router.add_get("/_receives", responder.handle_receives)
     app.router.add_post("/_reset", responder.handle_reset)
     app.router.add_post("/_release", responder.handle_release)
     app.router.add_post("/{tail:.*}", responder.handle_sqs)
@@ -422,6 +431,10 @@ class ResponderProcess:
 
     def counts(self) -> dict[str, Any]:
         return self._call("GET", "/_counts")
+
+    def receive_times(self) -> dict[str, list[float]]:
+        """When each ReceiveMessage arrived (wall clock), by queue name, since the reset."""
+        return self._call("GET", "/_receives")
 
     def reset(self, messages: int = 0) -> dict[str, Any]:
         return self._call("POST", f"/_reset?messages={messages}")

@@ -7,6 +7,10 @@ Scenarios:
   machine's speed spreads over all of them;
 - scaling: the I/O-bound handler at concurrency 1, 10, 100 and 1000 (throughput, and peak
   RSS against the messages in flight);
+- in flight: a 1 s handler at concurrency 1,000 and 10,000 (share of the ideal throughput,
+  and RSS per message in flight between the two);
+- idle: ReceiveMessage calls per minute on an empty queue at concurrency 10, 100 and 1,000,
+  every contender at once for a minute, each on a queue of its own;
 - end to end: against moto's server with a small refilled backlog;
 - blocking and CPU-bound handlers: on the loop, in a thread, in processes and with
   ``--workers 2``, against moto (`benchmarks/blocking.py`).
@@ -17,18 +21,24 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .blocking import BlockingOutcome
+from .contender import WAIT_TIME
+from .handlers import SLOW_SECONDS
 from .harness import Contender, Outcome, run_contender
 from .responder import ResponderProcess
 
 __all__ = [
     "OWN_CONTENDERS",
     "REFERENCE",
+    "IdleRun",
     "Plan",
     "Results",
     "run_client_cost",
+    "run_idle",
+    "run_inflight",
     "run_scaling",
 ]
 
@@ -60,6 +70,12 @@ class Plan:
         default_factory=lambda: {1: 60, 10: 400, 100: 4000, 1000: 20000}
     )
     scaling_repetitions: int = 1
+    #: The 1 s handler at these concurrencies, `inflight_rounds` messages per handler slot.
+    inflight_levels: tuple[int, ...] = (1000, 10_000)
+    inflight_rounds: int = 4
+    #: Empty queue, every contender at once, for `idle_seconds` (three long polls of 20 s).
+    idle_levels: tuple[int, ...] = (10, 100, 1000)
+    idle_seconds: float = 60.0
     moto_messages: int = 1000
     moto_backlog: int = 300
     moto_repetitions: int = 1
@@ -75,6 +91,10 @@ class Plan:
             repetitions={"noop": 1, "io": 1, "cpu": 1},
             scaling_levels=(1, 10, 100),
             scaling_messages={1: 20, 10: 100, 100: 500},
+            inflight_levels=(100, 1000),
+            inflight_rounds=2,
+            idle_levels=(100,),
+            idle_seconds=25.0,
             moto_messages=200,
             moto_backlog=100,
             peer_deadline=15.0,
@@ -88,6 +108,9 @@ class Results:
 
     client_cost: dict[str, dict[str, list[Outcome]]] = field(default_factory=dict)
     scaling: dict[int, dict[str, list[Outcome]]] = field(default_factory=dict)
+    inflight: dict[int, dict[str, list[Outcome]]] = field(default_factory=dict)
+    idle: dict[int, dict[str, IdleRun]] = field(default_factory=dict)
+    idle_seconds: float = 0.0
     moto: dict[str, list[Outcome]] = field(default_factory=dict)
     blocking: list[BlockingOutcome] = field(default_factory=list)
     peers: dict[str, str] = field(default_factory=dict)  # peer -> "ran" or why not
@@ -177,6 +200,108 @@ def run_scaling(
                 by_contender[contender.name].append(outcome)
                 progress(f"io c={level}", contender, rep, outcome)
         results[level] = by_contender
+    return results
+
+
+def run_inflight(
+    plan: Plan,
+    contenders: Sequence[Contender],
+    responder: ResponderProcess,
+    *,
+    progress: Progress = print_progress,
+) -> dict[int, dict[str, list[Outcome]]]:
+    """The 1 s handler at each in-flight level: every slot busy for `inflight_rounds` s."""
+    results: dict[int, dict[str, list[Outcome]]] = {}
+    for level in plan.inflight_levels:
+        by_contender: dict[str, list[Outcome]] = {c.name: [] for c in contenders}
+        for contender in contenders:
+            outcome = run_contender(
+                contender,
+                endpoint=responder.endpoint_url,
+                handler="slow",
+                concurrency=level,
+                messages=level * plan.inflight_rounds,
+                deadline=plan.deadline,
+                loop=plan.loop,
+                responder=responder,
+            )
+            by_contender[contender.name].append(outcome)
+            progress(f"slow c={level:,}", contender, 0, outcome)
+        results[level] = by_contender
+    return results
+
+
+def ideal_rate(concurrency: int) -> float:
+    """Messages a second of `concurrency` handlers that each take `SLOW_SECONDS`."""
+    return concurrency / SLOW_SECONDS
+
+
+@dataclass(frozen=True)
+class IdleRun:
+    """One contender idle on an empty queue: its ReceiveMessage calls within its window."""
+
+    contender: str
+    concurrency: int
+    receives: int
+    seconds: float
+    error: str | None = None
+
+    @property
+    def per_minute(self) -> float:
+        return 60.0 * self.receives / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def polls_worth(self) -> float:
+        """Receives per minute as a multiple of one long poll's (60 / wait_time)."""
+        return self.per_minute / (60.0 / WAIT_TIME)
+
+
+def run_idle(
+    plan: Plan,
+    contenders: Sequence[Contender],
+    responder: ResponderProcess,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> dict[int, dict[str, IdleRun]]:
+    """Every contender at every idle level at once, each on its own empty queue.
+
+    An idle consumer costs almost no CPU, so they share the minute; the responder records
+    when each ReceiveMessage arrived, by queue, and each run's calls are counted within its
+    own measuring window (after its set-up, before its shutdown).
+    """
+    responder.reset(0)
+    runs = [(c, level) for level in plan.idle_levels for c in contenders]
+
+    def idle(run: tuple[Contender, int]) -> tuple[Contender, int, Outcome]:
+        contender, level = run
+        outcome = run_contender(
+            contender,
+            endpoint=responder.endpoint_url,
+            handler="noop",
+            concurrency=level,
+            messages=0,
+            deadline=plan.idle_seconds,
+            loop=plan.loop,
+            queue=f"idle-{contender.name}-{level}",
+        )
+        return contender, level, outcome
+
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        finished = list(pool.map(idle, runs))
+    arrivals = responder.receive_times()
+    results: dict[int, dict[str, IdleRun]] = {level: {} for level in plan.idle_levels}
+    for contender, level, outcome in finished:
+        started = float(outcome.extra.get("started_at", 0.0))
+        seconds = outcome.seconds
+        times = arrivals.get(f"idle-{contender.name}-{level}", [])
+        receives = sum(1 for t in times if started <= t < started + seconds)
+        run = IdleRun(contender.name, level, receives, seconds, outcome.error)
+        results[level][contender.name] = run
+        if progress is not None:
+            progress(
+                f"  [idle c={level:,}] {contender.name:<24} "
+                + (f"FAILED: {run.error}" if run.error else f"{run.per_minute:.1f} receives/min")
+            )
     return results
 
 

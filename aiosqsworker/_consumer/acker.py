@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 import anyio
+from anyio.abc import TaskGroup
 
 from .._backoff import backoff
 from .._config import MAX_BATCH
@@ -42,8 +43,9 @@ T = TypeVar("T")
 #: Attempts of one batch before its remaining entries are given up (the message then
 #: simply becomes visible again: redelivered, never lost).
 MAX_ATTEMPTS = 6
-#: Batch calls of one kind in flight at once: as many as the most polls one consumer keeps
-#: open, so that deletes keep pace with receives.
+#: Batch calls of one kind in flight at once, at the least: as many as the most polls a
+#: consumer keeps open (`receiver.poll_cap`, which grows with the room), so that deletes keep
+#: pace with receives.
 MAX_CALLS_IN_FLIGHT = 16
 
 
@@ -102,6 +104,7 @@ class _Outbox(Generic[T]):
         on_unknown: Callable[[list[T]], None],
         *,
         linger: float,
+        calls: int = MAX_CALLS_IN_FLIGHT,
     ) -> None:
         self._name = name
         self._send = send
@@ -118,9 +121,24 @@ class _Outbox(Generic[T]):
         self._batches: MessageBuffer[list[T] | None] = MessageBuffer()
         self._in_flight = 0
         self._courier_free = asyncio.Event()
+        self._calls = calls
+        self._couriers = 0
+        self._task_group: TaskGroup | None = None
 
     def __len__(self) -> int:
         return len(self._pending)
+
+    def widen(self, calls: int) -> None:
+        """Allow `calls` calls in flight (more couriers at once; fewer as they come back)."""
+        self._calls = calls
+        self._hire()
+
+    def _hire(self) -> None:
+        if self._task_group is None or self._closed:
+            return
+        while self._couriers < self._calls:
+            self._couriers += 1
+            self._task_group.start_soon(self._courier)
 
     def put(self, entry: T, *, urgent: bool = False) -> None:
         """Queue `entry`; an `urgent` one is sent without waiting for the linger."""
@@ -137,12 +155,13 @@ class _Outbox(Generic[T]):
 
     async def run(self) -> None:
         async with anyio.create_task_group() as tg:
-            for _ in range(MAX_CALLS_IN_FLIGHT):
-                tg.start_soon(self._courier)
+            self._task_group = tg
+            self._hire()
             try:
                 await self._form_batches()
             finally:
-                for _ in range(MAX_CALLS_IN_FLIGHT):
+                self._task_group = None
+                for _ in range(self._couriers):
                     self._batches.put(None)  # a courier stops after the batches before it
 
     async def _form_batches(self) -> None:
@@ -162,7 +181,7 @@ class _Outbox(Generic[T]):
                 finally:
                     linger.cancel()
             # Every courier busy: wait here, so that what arrives meanwhile fills the batch.
-            while self._in_flight >= MAX_CALLS_IN_FLIGHT:
+            while self._in_flight >= self._calls:
                 self._courier_free.clear()
                 await self._courier_free.wait()
             batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
@@ -233,23 +252,32 @@ class Acker:
         inflight: InFlight,
         *,
         linger: float,
+        calls_in_flight: int = MAX_CALLS_IN_FLIGHT,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
         self._inflight = inflight
+        calls = max(MAX_CALLS_IN_FLIGHT, calls_in_flight)
         self._deletes: _Outbox[Settling] = self._outbox(
-            "DeleteMessageBatch", self._send_deletes, linger
+            "DeleteMessageBatch", self._send_deletes, linger, calls
         )
         self._changes: _Outbox[Settling] = self._outbox(
-            "ChangeMessageVisibilityBatch", self._send_changes, linger
+            "ChangeMessageVisibilityBatch", self._send_changes, linger, calls
         )
         inflight.connect(self)
+
+    def widen(self, calls_in_flight: int) -> None:
+        """Keep up with wider polling: as many calls of each kind in flight as polls."""
+        calls = max(MAX_CALLS_IN_FLIGHT, calls_in_flight)
+        self._deletes.widen(calls)
+        self._changes.widen(calls)
 
     def _outbox(
         self,
         name: str,
         send: Callable[[list[Settling]], Awaitable[BatchResult]],
         linger: float,
+        calls: int,
     ) -> _Outbox[Settling]:
         return _Outbox(
             name,
@@ -260,6 +288,7 @@ class Acker:
             ),
             _mark_unconfirmed,
             linger=linger,
+            calls=calls,
         )
 
     @property

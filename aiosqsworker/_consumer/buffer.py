@@ -30,6 +30,8 @@ class Buffer(Protocol[T]):
 
     def task_done(self, item: T, *, succeeded: bool) -> list[T]: ...
 
+    def take_waiting(self) -> list[T]: ...
+
     def close(self) -> list[T]: ...
 
 
@@ -85,7 +87,7 @@ class Capacity:
             return 0
         taken = min(at_most, self._free)
         self._free -= taken
-        if self._free and self._waiters:
+        if self._free > 0 and self._waiters:
             self.wake()  # room left over: the next waiter may fit
         return taken
 
@@ -94,9 +96,18 @@ class Capacity:
             self._free += count
             self.wake()
 
+    def resize(self, total: int) -> None:
+        """Make the room `total`: more is free at once; less is taken back as messages end.
+
+        Shrunk below what is held, no reservation fits until enough has been released.
+        """
+        self._free += total - self.total
+        self.total = total
+        self.wake()
+
     def wake(self) -> None:
         """Wake the first waiting `reserve` that can take room now (its `or_when` may hold)."""
-        if not self._free:
+        if self._free <= 0:
             return
         for waiter in self._waiters:
             if waiter.wakeup.done():
@@ -165,11 +176,16 @@ class MessageBuffer(Generic[T]):
         """An item handed out has ended; nothing waits on it here (see `GroupedBuffer`)."""
         return []
 
+    def take_waiting(self) -> list[T]:
+        """Take back every item not handed out yet (a pause); the buffer stays open."""
+        waiting = list(self._items)
+        self._items.clear()
+        return waiting
+
     def close(self) -> list[T]:
         """Stop handing out items; return those never handed out, and wake every waiter."""
         self._closed = True
-        leftover = list(self._items)
-        self._items.clear()
+        leftover = self.take_waiting()
         while self._waiters:
             self._wake_one()
         return leftover

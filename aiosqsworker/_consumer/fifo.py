@@ -80,11 +80,16 @@ class GroupedBuffer:
         self._changed.set()
         return successors
 
+    def take_waiting(self) -> list[Lease]:
+        """Take back every message not started yet (a pause); running groups stay busy."""
+        waiting = [lease for leases in self._waiting.values() for lease in leases]
+        self._waiting.clear()
+        self._count = 0
+        return waiting
+
     def close(self) -> list[Lease]:
         """Stop handing out messages; return every one never started, and wake the slots."""
         self._closed = True
-        leftover = [lease for leases in self._waiting.values() for lease in leases]
-        self._waiting.clear()
-        self._count = 0
+        leftover = self.take_waiting()
         self._changed.set()
         return leftover

@@ -190,7 +190,7 @@ class LeaseKeeper:
         self._visibility_timeout = visibility_timeout
         self._counters = counters
         self._consumer = consumer
-        self._leases: dict[int, Lease] = {}
+        self._leases: set[Lease] = set()  # by identity: a Lease compares by identity
         self._wake = anyio.Event()
         self._wake_at = math.inf
         self._failures = 0
@@ -203,14 +203,14 @@ class LeaseKeeper:
             received_at=received_at,
             expires_at=received_at + self._visibility_timeout,
         )
-        self._leases[id(lease)] = lease
+        self._leases.add(lease)
         if lease.expires_at - self._lead < self._wake_at:
             self._wake.set()
         return lease
 
     def finish(self, lease: Lease) -> None:
         lease.finish()
-        self._leases.pop(id(lease), None)
+        self._leases.discard(lease)
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -220,13 +220,13 @@ class LeaseKeeper:
         async with anyio.create_task_group() as tg:
             while True:
                 now = anyio.current_time()
-                due = leases_due(self._leases.values(), now, self._visibility_timeout)
+                due = leases_due(self._leases, now, self._visibility_timeout)
                 for batch in self._batches(due, now):
                     done = anyio.Event()
                     for lease, _ in batch:
                         lease.extension_started(done)
                     tg.start_soon(self._extend_batch, batch, now, done)
-                self._wake_at = next_wake(self._leases.values(), self._visibility_timeout)
+                self._wake_at = next_wake(self._leases, self._visibility_timeout)
                 self._wake = anyio.Event()
                 with anyio.move_on_after(max(0.0, self._wake_at - now)):
                     await self._wake.wait()
@@ -238,7 +238,7 @@ class LeaseKeeper:
             timeout = extension_timeout(lease, now, self._visibility_timeout)
             if timeout < self._visibility_timeout:
                 # The last extension SQS allows: after it, the lease runs out at the cap.
-                self._leases.pop(id(lease), None)
+                self._leases.discard(lease)
                 logger.warning(
                     "[%s] message %s reaches SQS's 12-hour visibility cap in %d s: it will "
                     "then become visible again and may be received by another worker",
@@ -315,7 +315,7 @@ class LeaseKeeper:
             lease.not_before = not_before
 
     def _lose(self, lease: Lease, code: str) -> None:
-        self._leases.pop(id(lease), None)
+        self._leases.discard(lease)
         lease.lost = True
         self._counters.leases_lost += 1
         logger.warning(

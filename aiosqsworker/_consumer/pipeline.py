@@ -35,13 +35,14 @@ from .._text import plural
 from .acker import Acker
 from .buffer import Buffer, Capacity, MessageBuffer
 from .fifo import GroupedBuffer
+from .flow import Flow
 from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
 from .offload import invoker_for
 from .outcomes import Outcome
 from .procpool import ProcessPool
 from .queue import QueueInfo
-from .receiver import Receiver
+from .receiver import Receiver, poll_cap
 from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters
@@ -70,6 +71,8 @@ class Pipeline:
         payload_bucket: str | None = None,
         delete_payloads: bool = False,
         processes: ProcessPool | None = None,
+        concurrency: int | None = None,
+        paused: bool = False,
     ) -> None:
         config = spec.config
         if config.batch and queue.fifo:
@@ -85,7 +88,11 @@ class Pipeline:
         self._polls_must_finish = client.cancelled_polls_take_messages
         self.counters = Counters()
         self._stop_requested = anyio.Event()
-        self._capacity = Capacity(config.capacity)
+        concurrency = config.concurrency if concurrency is None else concurrency
+        self._capacity = Capacity(config.capacity_at(concurrency))
+        self._flow = Flow(self._capacity, max_rate=config.max_rate)
+        if paused:
+            self._flow.pause()
         self._buffer: Buffer[Lease] = GroupedBuffer() if queue.fifo else MessageBuffer()
         self._leases = LeaseKeeper(
             client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
@@ -102,17 +109,12 @@ class Pipeline:
             consumer=self.name,
             on_acked=self._janitor.discard if self._janitor is not None else None,
         )
-        self._acker = Acker(client, queue.url, self._inflight, linger=config.ack_linger)
-        self._receiver = Receiver(
+        self._acker = Acker(
             client,
             queue.url,
-            config,
-            self.visibility_timeout,
-            self._capacity,
-            self._buffer,
             self._inflight,
-            self.counters,
-            consumer=self.name,
+            linger=config.ack_linger,
+            calls_in_flight=poll_cap(self._capacity.total, config.max_messages),
         )
         call = chain_middleware([*middleware, *config.middleware], invoker_for(spec, processes))
         dead_letters = queue.dead_letters
@@ -126,7 +128,7 @@ class Pipeline:
             call,
             replace(config, timeout=spec.slot_timeout),
             self._buffer,
-            self._capacity,
+            self._flow,
             self._inflight,
             self.counters,
             client=client,
@@ -134,12 +136,77 @@ class Pipeline:
             consumer=self.name,
             on_exit=on_exit,
         )
+        self._dispatcher.set_concurrency(concurrency)
+        self._receiver = Receiver(
+            client,
+            queue.url,
+            config,
+            self.visibility_timeout,
+            self._flow,
+            self._buffer,
+            self._inflight,
+            self.counters,
+            consumer=self.name,
+            on_buffered=self._dispatcher.staff,
+        )
         self._stop_deadline = math.inf
+
+    @property
+    def paused(self) -> bool:
+        return self._flow.paused
 
     def statistics(self) -> ConsumerStatistics:
         return ConsumerStatistics.capture(
-            self.name, self.spec.config.queue, self.counters, buffered=len(self._buffer)
+            self.name,
+            self.spec.config.queue,
+            self.counters,
+            buffered=len(self._buffer) + self._flow.waiting_to_start,
+            concurrency=self._dispatcher.concurrency,
+            max_rate=self._flow.max_rate,
+            paused=self._flow.paused,
+            polling_width=self._receiver.width,
         )
+
+    def pause(self) -> None:
+        """Start no poll and no handler; hand back every message that has not started.
+
+        Running handlers finish and their messages are acknowledged as usual; what polls
+        still open bring is released as it arrives.
+        """
+        if self._flow.paused:
+            return
+        self._flow.pause()
+        waiting = self._buffer.take_waiting()
+        for lease in waiting:
+            self._inflight.settle(lease, Outcome.RELEASE)
+        self._flow.not_started(len(waiting))
+        logger.info(
+            "[%s] paused: %d buffered messages released, %d running handlers finish",
+            self.name,
+            len(waiting),
+            self.counters.running,
+        )
+
+    def resume(self) -> None:
+        if self._flow.paused:
+            self._flow.resume()
+            logger.info("[%s] resumed", self.name)
+
+    def set_concurrency(self, concurrency: int) -> None:
+        """Change how many handlers may run at once; running ones are never cancelled."""
+        before = self._dispatcher.concurrency
+        config = self.spec.config
+        self._capacity.resize(config.capacity_at(concurrency))
+        self._acker.widen(poll_cap(self._capacity.total, config.max_messages))
+        self._dispatcher.set_concurrency(concurrency)
+        if concurrency != before:
+            logger.info(
+                "[%s] concurrency %d -> %d (%d handlers running)",
+                self.name,
+                before,
+                concurrency,
+                self.counters.running,
+            )
 
     def stalled(self) -> bool:
         """Whether polling has silently stopped (see `Receiver.stalled`)."""
@@ -204,12 +271,14 @@ class Pipeline:
             tg.start_soon(self._receiver.run)
             tg.start_soon(self._dispatcher.run)
             logger.info(
-                "[%s] consuming %s (concurrency %d, prefetch %d, visibility %d s)",
+                "[%s] consuming %s (concurrency %d, prefetch %d, visibility %d s%s%s)",
                 self.name,
                 self.queue.url,
-                self.spec.config.concurrency,
+                self._dispatcher.concurrency,
                 self.spec.config.prefetch,
                 self.visibility_timeout,
+                "" if self._flow.max_rate is None else f", at most {self._flow.max_rate:g}/s",
+                ", paused" if self._flow.paused else "",
             )
             task_status.started()
             await self._stop_requested.wait()

@@ -1,7 +1,15 @@
 """Handler slots: run handlers and carry out the outcome of each message.
 
-`concurrency` slots take leases from the buffer and call the handler (through the
-middleware chain and, for a typed handler, the body decoder). What happens to each message
+Up to `concurrency` slots take leases from the buffer and call the handler (through the
+middleware chain and, for a typed handler, the body decoder). Slots are made when messages
+wait and no slot is idle, not all up front, and the limit can change while running
+(`set_concurrency`): a slot over a lowered limit retires when its handler has finished, and
+idle ones at once. A slot is a plain asyncio task (anyio's task bookkeeping would cost
+twice the task itself at 10,000 slots); the dispatcher owns them as a task group would: it
+waits for every one, cancels them all when cancelled, and raises what one of them raised.
+With a rate limit, a slot waits for the rate (`Flow.start`) before it calls the handler.
+
+What happens to each message
 is decided by `outcomes.decide`, in one place (`_outcome`); the slot then settles it
 through `InFlight`, which queues the delete or visibility change with the acker without
 waiting for the network. Only a dead-lettering awaits I/O in the slot: the copy must be in
@@ -25,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -39,6 +48,7 @@ from .._text import plural
 from .buffer import Buffer, Capacity
 from .clock import now
 from .deadletter import DeadLetterQueue
+from .flow import Flow
 from .inflight import InFlight
 from .leases import Lease
 from .outcomes import Outcome, batch_failures, dead_letter_reason, decide, retry_delay_for
@@ -84,15 +94,34 @@ def describe(error: BaseException) -> str:
     return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
+class _LostLeaseCancel:
+    """Cancels a slot's running handler when its lease is lost: the slot's task, natively.
+
+    One per slot, reused for every message (an anyio cancel scope per slot costs about a
+    kilobyte of bookkeeping, 10 MB at 10,000 slots). `fired` tells the slot that a
+    cancellation was its lease's, to be taken back (`Task.uncancel`) before the next one.
+    """
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
 class Dispatcher:
-    """Runs one consumer's handler in `concurrency` slots fed by the buffer."""
+    """Runs one consumer's handler in up to `concurrency` slots fed by the buffer."""
 
     def __init__(
         self,
         call: Call,
         config: ConsumerConfig,
         buffer: Buffer[Lease],
-        capacity: Capacity,
+        flow: Flow,
         inflight: InFlight,
         counters: Counters,
         *,
@@ -104,29 +133,97 @@ class Dispatcher:
         self._call = call
         self._config = config
         self._buffer = buffer
-        self._capacity = capacity
+        self._flow = flow
+        self._capacity: Capacity = flow.capacity
         self._inflight = inflight
         self._counters = counters
         self._client = client
         self._dead_letters = dead_letters
         self._consumer = consumer
         self._on_exit = on_exit
-        self._scope = anyio.CancelScope()
+        self._limit = config.concurrency
+        self._slots: set[asyncio.Task[None]] = set()
+        self._staffed = 0  # slots not retiring
+        self._idle: set[asyncio.Task[None]] = set()  # slots waiting for a message
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._all_ended: asyncio.Event | None = None
+        self._crash: BaseException | None = None
+        self._cancelled = False
         self.finished = anyio.Event()
+
+    @property
+    def concurrency(self) -> int:
+        return self._limit
+
+    @property
+    def slot_count(self) -> int:
+        """Slots made and not yet ended (idle ones included)."""
+        return len(self._slots)
+
+    def set_concurrency(self, concurrency: int) -> None:
+        """Run at most `concurrency` handlers from now on; running ones are never cancelled."""
+        self._limit = concurrency
+        for task in list(self._idle):
+            if self._staffed <= concurrency:
+                break
+            self._retire(task)
+            task.cancel()  # idle: it holds nothing, and leaves at once
+        self.staff()
+
+    def staff(self) -> None:
+        """Make slots for the messages waiting that no idle slot will take, within the limit."""
+        if self._all_ended is None or self._cancelled:
+            return
+        waiting = math.ceil(len(self._buffer) / self._config.messages_per_call)
+        for _ in range(min(waiting - len(self._idle), self._limit - self._staffed)):
+            self._spawn()
 
     def cancel(self) -> None:
         """Cancel running handlers (a forced shutdown); their messages are released."""
-        self._scope.cancel()
+        self._cancelled = True
+        for task in self._slots:
+            task.cancel()
 
     async def run(self) -> None:
-        slot = self._batch_slot if self._config.batch else self._slot
+        self._all_ended = asyncio.Event()
         try:
-            with self._scope:
-                async with anyio.create_task_group() as tg:
-                    for _ in range(self._config.concurrency):
-                        tg.start_soon(slot)
+            self._spawn()  # one slot from the start: it sees the buffer close
+            self.staff()
+            try:
+                await self._all_ended.wait()
+            except BaseException:
+                self.cancel()  # cancelled from outside: the slots go too, releasing
+                with anyio.CancelScope(shield=True):
+                    await self._all_ended.wait()
+                raise
+            if self._crash is not None:
+                raise self._crash
         finally:
             self.finished.set()
+
+    def _spawn(self) -> None:
+        slot = self._batch_slot if self._config.batch else self._slot
+        task = asyncio.get_running_loop().create_task(slot())
+        self._slots.add(task)
+        self._staffed += 1
+        task.add_done_callback(self._slot_ended)
+
+    def _retire(self, task: asyncio.Task[None]) -> None:
+        self._retiring.add(task)
+        self._staffed -= 1
+
+    def _slot_ended(self, task: asyncio.Task[None]) -> None:
+        self._slots.discard(task)
+        self._idle.discard(task)
+        if task in self._retiring:
+            self._retiring.discard(task)
+        else:
+            self._staffed -= 1
+        if not task.cancelled() and (error := task.exception()) is not None and not self._crash:
+            self._crash = error
+            self.cancel()
+        if not self._slots and self._all_ended is not None:
+            self._all_ended.set()
 
     def _time_limit(self) -> contextlib.AbstractContextManager[object]:
         """`timeout=` as a cancel scope; none at all without one (a scope per message costs)."""
@@ -134,14 +231,50 @@ class Dispatcher:
         return _NO_TIME_LIMIT if timeout is None else anyio.fail_after(timeout)
 
     async def _next(self) -> Lease | None:
-        """The next buffered message still ours, or None once the buffer is closed."""
-        while (lease := await self._buffer.get()) is not None:
+        """The next buffered message still ours and free to start, or None once this slot
+        should end (the buffer is closed, or the slot retires under a lowered limit)."""
+        task = asyncio.current_task()
+        assert task is not None
+        while True:
+            if task in self._retiring:
+                return None
+            if self._staffed > self._limit:
+                self._retire(task)
+                return None
+            self._idle.add(task)
+            try:
+                lease = await self._buffer.get()
+            except asyncio.CancelledError:
+                if task not in self._retiring or self._cancelled:
+                    raise
+                task.uncancel()  # retired while idle (`set_concurrency`): it holds nothing
+                return None
+            finally:
+                self._idle.discard(task)
+            if lease is None:
+                return None
+            if self._flow.paced:
+                try:
+                    may_start = await self._flow.start()
+                except BaseException:  # cancelled while waiting for the rate
+                    self._hand_back(lease)
+                    raise
+                if not may_start:  # paused or stopped while waiting for the rate
+                    self._hand_back(lease)
+                    continue
             if not len(self._buffer):
                 self._capacity.wake()  # the receiver may refill now rather than wait for room
             if not lease.lost:
                 return lease
             self._conclude(lease, Outcome.LOST, None)
-        return None
+
+    def _hand_back(self, lease: Lease) -> None:
+        """A message taken from the buffer that will not start now: visible again at once."""
+        self._flow.not_started()
+        self._inflight.settle(lease, Outcome.LOST if lease.lost else Outcome.RELEASE)
+        successors = self._buffer.task_done(lease, succeeded=False)
+        if successors:
+            self._release_successors(successors)
 
     async def _invoke(self, item: object) -> tuple[bool, BaseException | None, object]:
         """Call the handler: (whether it ended by itself, what it raised, what it returned).
@@ -184,32 +317,31 @@ class Dispatcher:
     # One message per call.
 
     async def _slot(self) -> None:
-        # A lost lease cancels its handler through the slot's cancel scope. A scope per
-        # message would cost more than the rest of the slot's work, so a slot keeps one
-        # until a lost lease has used it up, then opens a fresh one.
-        while True:
-            with anyio.CancelScope() as scope:
-                while (lease := await self._next()) is not None:
-                    await self._handle(lease, scope)
-                    if scope.cancel_called:
-                        break
-                else:
-                    return
-
-    async def _handle(self, lease: Lease, scope: anyio.CancelScope) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        lost = _LostLeaseCancel(task)
         counters = self._counters
-        counters.running += 1
-        ended, error = False, None
-        try:
-            lease.on_lost = scope.cancel
-            ended, error, _ = await self._invoke(lease.message)
-        finally:
-            lease.on_lost = None
-            counters.running -= 1
-            if not ended:  # cancelled: by its lost lease, or by a forced shutdown
-                self._conclude(lease, self._outcome(lease, None, cancelled=True), None)
-        self._log_timeout(lease, error)
-        await self._settle(lease, error)
+        while (lease := await self._next()) is not None:
+            counters.running += 1
+            ended, error = False, None
+            try:
+                lease.on_lost = lost
+                ended, error, _ = await self._invoke(lease.message)
+            except asyncio.CancelledError:
+                if not lost.fired or task.uncancel():  # not (only) its lease's: a stop
+                    raise
+            finally:
+                lease.on_lost = None
+                counters.running -= 1
+                if not ended:  # cancelled: by its lost lease, or by a forced shutdown
+                    self._conclude(lease, self._outcome(lease, None, cancelled=True), None)
+            if lost.fired:
+                lost.fired = False
+                if ended:  # the handler swallowed its lease's cancellation: take it back
+                    task.uncancel()
+            if ended:
+                self._log_timeout(lease, error)
+                await self._settle(lease, error)
 
     # A list of messages per call.
 

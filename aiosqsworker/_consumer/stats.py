@@ -102,6 +102,11 @@ class ConsumerStatistics:
             or None before the first.
         latency_p50, latency_p90, latency_p99: handler durations in seconds (upper bounds of
             logarithmic buckets 25 % wide), or None before the first handler ended.
+        concurrency: most handlers running at once now (`App.set_concurrency` changes it).
+        max_rate: most handler starts per second, or None without a limit.
+        paused: whether the consumer is paused (`App.pause`): no poll, no new handler.
+        polling_width: long polls kept now, open or waiting for room: one on an idle
+            queue, more as polls come back full.
     """
 
     name: str
@@ -130,12 +135,26 @@ class ConsumerStatistics:
     latency_p50: float | None
     latency_p90: float | None
     latency_p99: float | None
+    concurrency: int
+    max_rate: float | None
+    paused: bool
+    polling_width: int
 
     @classmethod
     def capture(
-        cls, name: str, queue: str, counters: Counters, *, buffered: int
+        cls,
+        name: str,
+        queue: str,
+        counters: Counters,
+        *,
+        buffered: int,
+        concurrency: int,
+        max_rate: float | None,
+        paused: bool,
+        polling_width: int,
     ) -> ConsumerStatistics:
-        """A snapshot of `counters`, with `buffered` messages waiting for a handler."""
+        """A snapshot of `counters`, with `buffered` messages waiting for a handler and the
+        consumer's flow control as it is now."""
         values = {
             f.name: getattr(counters, f.name) for f in fields(Counters) if f.name != "latency"
         }
@@ -148,5 +167,9 @@ class ConsumerStatistics:
             latency_p50=latency.quantile(0.5),
             latency_p90=latency.quantile(0.9),
             latency_p99=latency.quantile(0.99),
+            concurrency=concurrency,
+            max_rate=max_rate,
+            paused=paused,
+            polling_width=polling_width,
             **values,
         )

@@ -34,7 +34,16 @@ __all__ = ["metric_families", "register_collector", "serve_metrics"]
 
 logger = logging.getLogger("aiosqsworker.metrics")
 
-_GAUGES = {"in_flight", "buffered", "running", "last_poll_at"}
+_GAUGES = {
+    "in_flight",
+    "buffered",
+    "running",
+    "last_poll_at",
+    "concurrency",
+    "max_rate",
+    "paused",
+    "polling_width",
+}
 _SKIPPED = {"name", "queue", "latency_p50", "latency_p90", "latency_p99"}
 _HELP = {
     "in_flight": "messages received and not yet finished, buffered ones included",
@@ -43,6 +52,10 @@ _HELP = {
     "last_poll_at": "when the last ReceiveMessage call completed (unix time)",
     "loop_blocks": "stalls of the event loop past the watchdog's threshold in this handler",
     "loop_blocked_seconds": "seconds the event loop stood still in those stalls",
+    "concurrency": "most handlers running at once now",
+    "max_rate": "most handler starts per second (absent without a limit)",
+    "paused": "1 while the consumer is paused, else 0",
+    "polling_width": "long polls kept now, open or waiting for room",
 }
 
 

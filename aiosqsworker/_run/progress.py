@@ -1,4 +1,4 @@
-"""A progress line for interactive runs: rate, in flight, backlog, failures.
+"""A progress line for interactive runs: rate, in flight, backlog, failures, flow control.
 
 `report_progress` prints one line every `interval` seconds from `App.statistics()` and, every
 few lines, the queues' backlog (one GetQueueAttributes per queue: cheap, but not free, hence
@@ -25,7 +25,8 @@ def format_progress(
     elapsed: float,
     backlog: dict[str, int],
 ) -> str:
-    """One line: for each consumer, messages/s over `elapsed`, in flight, failures, backlog."""
+    """One line: for each consumer, messages/s over `elapsed`, in flight, failures, backlog,
+    and its flow control: paused, the rate limit, the polls kept."""
     parts = []
     for name, stats in current.items():
         before = previous.get(name)
@@ -39,6 +40,11 @@ def format_progress(
         )
         if name in backlog:
             part += f", backlog {backlog[name]}"
+        if stats.paused:
+            part += ", paused"
+        if stats.max_rate is not None:
+            part += f", at most {stats.max_rate:g}/s"
+        part += f", {stats.polling_width} poll{'s' if stats.polling_width != 1 else ''}"
         parts.append(part)
     return " | ".join(parts) if parts else "starting..."
 

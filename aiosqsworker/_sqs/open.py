@@ -146,6 +146,8 @@ async def open_sqs_client(
             connector=aiohttp.TCPConnector(limit=max_connections),
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=longest_wait + 15),
             skip_auto_headers=("User-Agent",),
+            # SQS sets no cookies; the default jar filters its (empty) contents per request.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
     )
     return FastSQSClient(base_client, credentials, http)

@@ -186,3 +186,24 @@ async def test_a_waiter_cancelled_before_any_put_does_not_swallow_a_wake_up() ->
             await wait_all_tasks_blocked()
             buffer.put("x")
     assert got == ["x"]
+
+
+async def test_capacity_resized_below_what_is_held_waits_for_releases() -> None:
+    capacity = Capacity(20)
+    assert await capacity.reserve(20, 20) == 20
+    capacity.resize(10)
+    capacity.release(5)
+    got: list[int] = []
+
+    async def reserve() -> None:
+        got.append(await capacity.reserve(1, 10))
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reserve)
+            await wait_all_tasks_blocked()
+            assert got == [], "15 held of a room of 10: nothing is free"
+            capacity.release(6)
+    assert got == [1]
+    capacity.resize(30)
+    assert await capacity.reserve(10, 30) == 20

@@ -14,7 +14,14 @@ import pytest
 from aiosqsworker import (
     ConsumerConfig,
 )
-from aiosqsworker._consumer.receiver import MAX_POLLERS, poll_pause, poller_count
+from aiosqsworker._consumer.receiver import (
+    MAX_POLLERS,
+    MAX_POLLS,
+    next_width,
+    poll_cap,
+    poll_pause,
+    poller_count,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,12 +31,52 @@ from aiosqsworker._consumer.receiver import MAX_POLLERS, poll_pause, poller_coun
         ({"concurrency": 10, "prefetch": 10}, 2),
         ({"concurrency": 50, "prefetch": 10}, 6),
         ({"concurrency": 1000}, MAX_POLLERS),
+        ({"concurrency": 3000}, 31),
+        ({"concurrency": 10_000}, 101),
+        ({"concurrency": 100, "batch": True, "batch_size": 1000}, MAX_POLLS),
         ({"concurrency": 3, "prefetch": 0, "max_messages": 1}, 3),
         ({"concurrency": 2, "prefetch": 0, "batch": True, "batch_size": 10}, 2),
     ],
 )
 def test_poller_count(settings: dict[str, Any], pollers: int) -> None:
+    """The most polls open at once: one batch each to fill the room, a bound that grows."""
     assert poller_count(ConsumerConfig(queue="orders", **settings)) == pollers
+
+
+def test_the_poll_cap_follows_the_room_as_it_changes() -> None:
+    assert poll_cap(20, 10) == 2
+    assert poll_cap(10_010, 10) == 101
+    assert poll_cap(5, 10) == 1
+    assert poll_cap(0, 10) == 1
+
+
+WIDTH = {"batch": 10, "cap": 16}
+
+
+def test_an_empty_poll_narrows_the_polling_by_one_down_to_one() -> None:
+    assert next_width(5, asked=10, brought=0, open_polls=4, free=100, **WIDTH) == 4
+    assert next_width(1, asked=10, brought=0, open_polls=0, free=100, **WIDTH) == 1
+
+
+def test_a_full_poll_widens_at_once_to_what_the_free_room_needs() -> None:
+    # An idle consumer of room 110 wakes up to a burst: ten polls at once, not one per trip.
+    assert next_width(1, asked=10, brought=10, open_polls=0, free=100, **WIDTH) == 10
+    # The polls still out count: their room is not free any more.
+    assert next_width(3, asked=10, brought=10, open_polls=2, free=35, **WIDTH) == 6
+    # Never past the cap, and a full consumer keeps the width it has.
+    assert next_width(1, asked=10, brought=10, open_polls=0, free=10_000, **WIDTH) == 16
+    assert next_width(6, asked=10, brought=10, open_polls=0, free=0, **WIDTH) == 6
+
+
+def test_a_partly_filled_poll_keeps_the_width() -> None:
+    """The queue ran dry under that poll: a trickle keeps one poll, not sixteen."""
+    assert next_width(1, asked=10, brought=3, open_polls=0, free=100, **WIDTH) == 1
+    assert next_width(4, asked=10, brought=9, open_polls=3, free=100, **WIDTH) == 4
+
+
+def test_a_lowered_cap_narrows_the_width_as_polls_come_back() -> None:
+    assert next_width(16, asked=10, brought=4, open_polls=0, free=5, batch=10, cap=2) == 2
+    assert next_width(16, asked=10, brought=0, open_polls=0, free=5, batch=10, cap=2) == 1
 
 
 @pytest.mark.parametrize(
