@@ -1,6 +1,6 @@
 """``python -m benchmarks``: run the suite, write docs/benchmarks.md and its chart.
 
-``make bench`` runs it with no arguments (the full suite, about twelve minutes on two cores,
+``make bench`` runs it with no arguments (the full suite, about seventeen minutes on two cores,
 a little more the first time, while the peers install). ``--quick`` is a smoke run of a minute
 or so that prints its tables and writes nothing unless ``--output`` is given.
 """
