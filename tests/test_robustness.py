@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aiosqsworker.testing import FaultProxy, LocalSQSServer
+from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest
 
 from .clikit import cli, counts_become, exit_code, ids_of, logged, read_ledger, tail
 from .kit import REGION, Queue, SQSKit, eventually
@@ -257,3 +257,53 @@ async def test_a_rolling_restart_of_an_idle_worker_hides_no_message(
     assert code == 0, tail(log)
     assert ids_of(read_ledger(ledger), "start")[late] == 1
     assert "abandoning" not in log.read_text()
+
+
+class RefusingFirstDelete(FaultProxy):
+    """Answers the first DeleteMessageBatch's first entry with ReceiptHandleIsInvalid (and
+    does not forward it), as SQS does for a message whose lease ran out before its delete."""
+
+    refused = False
+
+    async def forward(self, request: ProxiedRequest) -> Answer:
+        if request.action != "DeleteMessageBatch" or self.refused:
+            return await super().forward(request)
+        self.refused = True
+        body = request.json()
+        victim = body["Entries"].pop(0)
+        failed = {"Id": victim["Id"], "Code": "ReceiptHandleIsInvalid", "SenderFault": True}
+        failed["Message"] = "The receipt handle has expired."
+        if not body["Entries"]:
+            return Answer.of_json({"Successful": [], "Failed": [failed]})
+        request.body = json.dumps(body).encode()
+        answer = await super().forward(request)
+        response = answer.json()
+        response["Failed"] = [*response.get("Failed", []), failed]
+        answer.payload = json.dumps(response).encode()
+        return answer
+
+
+async def test_a_success_whose_lease_was_lost_before_its_delete_is_not_counted_as_one(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """Three handlers succeed; SQS refuses one delete because the lease ran out meanwhile.
+
+    Naive code it catches: counting `succeeded` when the handler returns: the worker's
+    summary would say 3 succeeded although one message was never deleted and will come back.
+    Here it says what happened: 2 succeeded, 2 deleted, 1 lease lost.
+    """
+    queue = await sqs.create_queue(visibility_timeout=2)
+    await sqs.send(queue, orders("ok", range(3)))
+    ledger, log = tmp_path / "ledger", tmp_path / "log"
+    async with RefusingFirstDelete(sqs_server.endpoint_url) as proxy:
+        env = env_for(proxy.url, queue, ledger, wait_time="1")
+        async with cli([APP], env, log) as worker:
+            await eventually(lambda: len(ids_of(read_ledger(ledger), "done")) >= 3, within=20)
+            await eventually(lambda: proxy.refused, within=10)
+            await logged(log, "before its delete was sent")
+            worker.send_signal(signal.SIGTERM)
+            code, _ = await exit_code(worker, log, within=15)
+    assert code == 0, tail(log)
+    summary = next(line for line in log.read_text().splitlines() if "stopped:" in line)
+    assert "2 succeeded" in summary, summary
+    assert "1 lease lost" in summary, summary

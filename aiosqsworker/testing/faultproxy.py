@@ -37,7 +37,7 @@ import contextlib
 import json
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import aiohttp
 
@@ -149,7 +149,7 @@ class FaultProxy:
                 return queue.popleft()
         return self._always.get(action) or self._always.get("*")
 
-    async def __aenter__(self) -> FaultProxy:
+    async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
             # A fresh upstream connection per request: no stale keep-alive can add faults of
             # its own to the ones injected.
