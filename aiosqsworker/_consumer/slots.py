@@ -113,6 +113,15 @@ class _LostLeaseCancel:
         self.task.cancel()
 
 
+def _what_follows(error: BaseException) -> str:
+    """What the log line of an odd exception adds to "a failure of that message"."""
+    if isinstance(error, EXIT_REQUESTS):
+        return ", and the worker stops gracefully"
+    if isinstance(error, asyncio.CancelledError):
+        return " (not a cancellation by the framework: the slot carries on)"
+    return ""
+
+
 class Dispatcher:
     """Runs one consumer's handler in up to `concurrency` slots fed by the buffer."""
 
@@ -476,11 +485,7 @@ class Dispatcher:
                 describe(error),
                 message.message_id,
                 message.receive_count,
-                ", and the worker stops gracefully"
-                if isinstance(error, EXIT_REQUESTS)
-                else " (not a cancellation by the framework: the slot carries on)"
-                if isinstance(error, asyncio.CancelledError)
-                else "",
+                _what_follows(error),
                 delay,
                 exc_info=error,
                 extra=context,
