@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import pytest
@@ -49,6 +49,22 @@ DEAD_ENDPOINT = "http://127.0.0.1:9"
 def error_text(error: BaseException) -> str:
     """What a user sees: the error and everything Python prints with it."""
     return "".join(traceback.format_exception(error))
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+async def start_up_error(app: App, queue: str, kind: type[E]) -> E:
+    """What `async with app:` raises at start, with one consumer of `queue` registered."""
+
+    @app.consumer(queue, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(30), pytest.raises(kind) as info:
+        async with app:
+            pass
+    return info.value
 
 
 # Handlers the framework cannot call.
@@ -329,14 +345,8 @@ async def test_an_unknown_queue_names_the_queue_region_and_endpoint(
     missing = sqs.unique_name("missing")
     app = make_app()
 
-    @app.consumer(missing, wait_time=1)
-    async def handle(message: Message) -> None:
-        pass
-
-    with anyio.fail_after(30), pytest.raises(QueueNotFoundError) as info:
-        async with app:
-            pass
-    text = str(info.value)
+    error = await start_up_error(app, missing, QueueNotFoundError)
+    text = str(error)
     assert repr(missing) in text
     assert f"region {REGION}" in text
     assert sqs_server.endpoint_url.rstrip("/") in text
@@ -372,18 +382,12 @@ async def test_missing_credentials_say_so(
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     app = make_app()
 
-    @app.consumer(queue.name, wait_time=1)
-    async def handle(message: Message) -> None:
-        pass
-
-    with anyio.fail_after(30), pytest.raises(CredentialsError) as info:
-        async with app:
-            pass
-    text = str(info.value)
+    error = await start_up_error(app, queue.name, CredentialsError)
+    text = str(error)
     assert "no AWS credentials found" in text
     assert "AWS_ACCESS_KEY_ID" in text
     assert f"region {REGION}" in text
-    assert "botocore" not in error_text(info.value)
+    assert "botocore" not in error_text(error)
 
 
 async def test_partial_credentials_say_which_one_is_missing(
@@ -436,14 +440,8 @@ async def test_no_region_at_all_says_how_to_set_one(
     queue = await sqs.create_queue()
     app = App(endpoint_url=sqs_server.endpoint_url)
 
-    @app.consumer(queue.name, wait_time=1)
-    async def handle(message: Message) -> None:
-        pass
-
-    with anyio.fail_after(30), pytest.raises(ConfigurationError) as info:
-        async with app:
-            pass
-    text = str(info.value)
+    error = await start_up_error(app, queue.name, ConfigurationError)
+    text = str(error)
     assert "no AWS region configured" in text
     assert "AWS_REGION" in text
     assert "region=" in text
@@ -659,17 +657,11 @@ async def test_an_endpoint_variable_without_a_scheme_is_named_with_the_fix(
     monkeypatch.setenv(variable, value)
     app = App()
 
-    @app.consumer("orders", wait_time=1)
-    async def handle(message: Message) -> None:
-        pass
-
-    with anyio.fail_after(30), pytest.raises(ConfigurationError) as info:
-        async with app:
-            pass
-    text = str(info.value)
+    error = await start_up_error(app, "orders", ConfigurationError)
+    text = str(error)
     assert f"{variable}={value!r} is invalid: it must start with http:// or https://" in text
     assert f"{variable}=http://{value}" in text  # the fix, spelled out
-    assert "botocore" not in error_text(info.value)
+    assert "botocore" not in error_text(error)
 
 
 @pytest.mark.parametrize(
