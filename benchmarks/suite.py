@@ -174,6 +174,40 @@ def run_client_cost(
     return results
 
 
+def _run_levels(
+    plan: Plan,
+    contenders: Sequence[Contender],
+    responder: ResponderProcess,
+    progress: Progress,
+    *,
+    handler: str,
+    levels: Sequence[int],
+    messages: Callable[[int], int],
+    repetitions: int,
+    label: Callable[[int], str],
+) -> dict[int, dict[str, list[Outcome]]]:
+    """`handler` at each concurrency of `levels`, every contender `repetitions` times."""
+    results: dict[int, dict[str, list[Outcome]]] = {}
+    for level in levels:
+        by_contender: dict[str, list[Outcome]] = {c.name: [] for c in contenders}
+        for rep in range(repetitions):
+            for contender in contenders:
+                outcome = run_contender(
+                    contender,
+                    endpoint=responder.endpoint_url,
+                    handler=handler,
+                    concurrency=level,
+                    messages=messages(level),
+                    deadline=plan.deadline,
+                    loop=plan.loop,
+                    responder=responder,
+                )
+                by_contender[contender.name].append(outcome)
+                progress(label(level), contender, rep, outcome)
+        results[level] = by_contender
+    return results
+
+
 def run_scaling(
     plan: Plan,
     contenders: Sequence[Contender],
@@ -182,25 +216,17 @@ def run_scaling(
     progress: Progress = print_progress,
 ) -> dict[int, dict[str, list[Outcome]]]:
     """The I/O-bound handler at each concurrency level."""
-    results: dict[int, dict[str, list[Outcome]]] = {}
-    for level in plan.scaling_levels:
-        by_contender: dict[str, list[Outcome]] = {c.name: [] for c in contenders}
-        for rep in range(plan.scaling_repetitions):
-            for contender in contenders:
-                outcome = run_contender(
-                    contender,
-                    endpoint=responder.endpoint_url,
-                    handler="io",
-                    concurrency=level,
-                    messages=plan.scaling_messages[level],
-                    deadline=plan.deadline,
-                    loop=plan.loop,
-                    responder=responder,
-                )
-                by_contender[contender.name].append(outcome)
-                progress(f"io c={level}", contender, rep, outcome)
-        results[level] = by_contender
-    return results
+    return _run_levels(
+        plan,
+        contenders,
+        responder,
+        progress,
+        handler="io",
+        levels=plan.scaling_levels,
+        messages=lambda level: plan.scaling_messages[level],
+        repetitions=plan.scaling_repetitions,
+        label=lambda level: f"io c={level}",
+    )
 
 
 def run_inflight(
@@ -211,24 +237,17 @@ def run_inflight(
     progress: Progress = print_progress,
 ) -> dict[int, dict[str, list[Outcome]]]:
     """The 1 s handler at each in-flight level: every slot busy for `inflight_rounds` s."""
-    results: dict[int, dict[str, list[Outcome]]] = {}
-    for level in plan.inflight_levels:
-        by_contender: dict[str, list[Outcome]] = {c.name: [] for c in contenders}
-        for contender in contenders:
-            outcome = run_contender(
-                contender,
-                endpoint=responder.endpoint_url,
-                handler="slow",
-                concurrency=level,
-                messages=level * plan.inflight_rounds,
-                deadline=plan.deadline,
-                loop=plan.loop,
-                responder=responder,
-            )
-            by_contender[contender.name].append(outcome)
-            progress(f"slow c={level:,}", contender, 0, outcome)
-        results[level] = by_contender
-    return results
+    return _run_levels(
+        plan,
+        contenders,
+        responder,
+        progress,
+        handler="slow",
+        levels=plan.inflight_levels,
+        messages=lambda level: level * plan.inflight_rounds,
+        repetitions=1,
+        label=lambda level: f"slow c={level:,}",
+    )
 
 
 def ideal_rate(concurrency: int) -> float:
