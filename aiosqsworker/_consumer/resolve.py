@@ -43,12 +43,18 @@ def resolving_payloads(store: PayloadStore, call: Call, *, batch: bool) -> Call:
 
         return call_with_bodies
 
-    async def call_with_body(message: Message) -> object:
+    # Not a coroutine of its own: most messages carry their body, and their call should
+    # not hold one more frame for as long as the handler runs.
+    def call_with_body(message: Message) -> Awaitable[object]:
         if has_pointer(message.message_attributes):
-            message = await store.resolve(message)
-        return await call(message)
+            return _call_resolved(store, call, message)
+        return call(message)
 
     return call_with_body
+
+
+async def _call_resolved(store: PayloadStore, call: Call, message: Message) -> object:
+    return await call(await store.resolve(message))
 
 
 async def _call_batch(store: PayloadStore, call: Call, messages: list[Message]) -> object:
