@@ -6,11 +6,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from ._errors import MessageDecodeError
 
 __all__ = ["Message", "from_epoch_millis"]
+
+#: Shared by every message without attributes (most carry no message attributes at all).
+_NONE: Mapping[str, Any] = MappingProxyType({})
 
 
 def from_epoch_millis(value: object) -> datetime | None:
@@ -78,13 +82,24 @@ class Message:
             ) from exc
 
     @classmethod
-    def from_sqs(cls, raw: Mapping[str, Any], queue: str) -> Message:
-        """Build a Message from one entry of a ReceiveMessage response."""
+    def from_sqs(
+        cls, raw: Mapping[str, Any], queue: str, shared: dict[str, str] | None = None
+    ) -> Message:
+        """Build a Message from one entry of a ReceiveMessage response.
+
+        With `shared` (one dict for the messages of one response), system attribute values
+        that repeat from message to message (the sender, the receive count, timestamps of
+        the same millisecond) are held once rather than once per message.
+        """
+        attributes = raw.get("Attributes")
+        if attributes and shared is not None:
+            for name, value in attributes.items():
+                attributes[name] = shared.setdefault(value, value)
         return cls(
             message_id=raw["MessageId"],
             body=raw.get("Body", ""),
             receipt_handle=raw["ReceiptHandle"],
             queue=queue,
-            attributes=raw.get("Attributes") or {},
-            message_attributes=raw.get("MessageAttributes") or {},
+            attributes=attributes or _NONE,
+            message_attributes=raw.get("MessageAttributes") or _NONE,
         )

@@ -266,8 +266,10 @@ class Receiver:
         """Admit and buffer what a poll brought; returns how many were buffered."""
         self._receive_counts.observe(raw_messages)
         handing_back = self._stopping or self._flow.paused
+        shared: dict[str, str] = {}
         for raw in raw_messages:
-            lease = self._inflight.admit(Message.from_sqs(raw, self._queue_url), sent_at)
+            message = Message.from_sqs(raw, self._queue_url, shared)
+            lease = self._inflight.admit(message, sent_at)
             if handing_back:
                 # A poll that was open when the stop or the pause came: hand its messages
                 # straight back.
