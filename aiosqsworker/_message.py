@@ -6,15 +6,25 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 from typing import Any
 
 from ._errors import MessageDecodeError
 
 __all__ = ["Message", "from_epoch_millis"]
 
-#: Shared by every message without attributes (most carry no message attributes at all).
-_NONE: Mapping[str, Any] = MappingProxyType({})
+
+class _NoAttributes(dict[str, Any]):
+    """The attributes of a message that has none, shared by all such messages (most carry
+    no message attributes): read-only, and still a dict, so `json.dumps` takes it."""
+
+    def _read_only(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("a message's attributes are read-only")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+
+_NONE: Mapping[str, Any] = _NoAttributes()
 
 
 def from_epoch_millis(value: object) -> datetime | None:

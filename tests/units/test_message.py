@@ -5,7 +5,11 @@ Pure decisions and small parts, called directly: no server here.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from aiosqsworker import (
     Message,
@@ -42,6 +46,25 @@ def test_message_without_attributes() -> None:
     assert bare.group_id is None
     assert bare.attributes == {}
     assert bare.message_attributes == {}
+    # One empty mapping is shared by such messages: read-only, yet still a dict.
+    assert json.dumps(bare.message_attributes) == "{}"
+    with pytest.raises(TypeError, match="read-only"):
+        bare.message_attributes["tenant"] = {"StringValue": "acme"}  # type: ignore[index]
+
+
+def test_messages_of_one_response_share_repeated_attribute_values() -> None:
+    def parsed() -> dict[str, Any]:  # each value a string of its own, as a JSON parser makes
+        raw = raw_message(ApproximateReceiveCount="1")
+        raw["Attributes"] = {k: v.encode().decode() for k, v in raw["Attributes"].items()}
+        return raw
+
+    one, other = parsed(), parsed()
+    assert one["Attributes"]["SenderId"] is not other["Attributes"]["SenderId"]
+    shared: dict[str, str] = {}
+    first, second = (Message.from_sqs(raw, QUEUE_URL, shared) for raw in (one, other))
+    assert first.attributes == second.attributes
+    assert first.attributes["SenderId"] is second.attributes["SenderId"]
+    assert first.attributes["SentTimestamp"] is second.attributes["SentTimestamp"]
 
 
 def test_message_with_malformed_attributes() -> None:
