@@ -114,7 +114,7 @@ class Pipeline:
             queue.url,
             self._inflight,
             linger=config.ack_linger,
-            calls_in_flight=poll_cap(self._capacity.total, config.max_messages),
+            polls=poll_cap(self._capacity.total, config.max_messages),
         )
         call = chain_middleware([*middleware, *config.middleware], invoker_for(spec, processes))
         dead_letters = queue.dead_letters

@@ -5,7 +5,7 @@ Pure decisions and small parts, called directly: no server here.
 
 from __future__ import annotations
 
-from aiosqsworker._consumer.acker import retry_pause, split_batch_result
+from aiosqsworker._consumer.acker import calls_for, retry_pause, split_batch_result
 from aiosqsworker._sqs.base import BatchResult
 
 from .test_sqs_results import DELETE_RESPONSE
@@ -45,3 +45,7 @@ def test_an_entry_the_response_does_not_mention_is_retried_not_taken_as_done() -
     assert done == ["a"]
     assert [entry for entry, _ in retry] == ["b"]
     assert give_up == []
+
+
+def test_batch_calls_in_flight_grow_with_the_polling_at_half_its_width() -> None:
+    assert [calls_for(polls) for polls in (1, 16, 32, 33, 101, 128)] == [16, 16, 16, 17, 51, 64]
