@@ -32,6 +32,7 @@ from .._errors import SQSError, TransientSQSError
 from .._message import Message
 from .._sqs.base import SQSClient
 from .._text import plural
+from . import clock
 from .stats import Counters
 
 __all__ = [
@@ -167,7 +168,7 @@ def call_budget(leases: Iterable[Lease], now: float) -> float:
 async def within_leases(call: Awaitable[T], leases: Iterable[Lease], operation: str) -> T:
     """Await an SQS call for at most the `call_budget` of the leases it carries; a call
     that misses it is abandoned (its connection with it) as a `TransientSQSError`."""
-    budget = call_budget(leases, asyncio.get_running_loop().time())
+    budget = call_budget(leases, clock.now())
     try:
         # asyncio's timeout, not anyio's cancel scope: this runs for every batch of deletes
         # and costs less than half as much (see `clock`).

@@ -346,21 +346,17 @@ class Dispatcher:
         counters = self._counters
         counters.running += len(batch)
         messages = [lease.message for lease in batch]
-        ended, error, returned = False, None, None
+        error, returned = None, None
         started = now()
         try:
             returned = await self._call(messages)
         except BaseException as exc:
-            if (error := self._failure(exc)) is None:
-                raise
-            ended = True
-        else:
-            ended = True
-        finally:
-            counters.running -= len(batch)
-            if not ended:
+            if (error := self._failure(exc)) is None:  # cancelled: by a stop
                 for lease in batch:
                     self._conclude(lease, self._outcome(lease, None, cancelled=True), None)
+                raise
+        finally:
+            counters.running -= len(batch)
         counters.latency.record(now() - started)
         failures = batch_failures(messages, returned, error)
         for lease in batch:
