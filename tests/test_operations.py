@@ -144,6 +144,20 @@ async def test_scale_recommends_workers_for_a_known_backlog_and_rate(
     assert "backlog 300 visible" in out
 
 
+def _ops_service_env(
+    sqs_server: LocalSQSServer, queue: str, ledger: Path, *, job_seconds: float
+) -> dict[str, str]:
+    """The environment of `tests.apps.ops_service`: its queue, job length and ledger file."""
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
+        "AWS_REGION": REGION,
+        "OPS_QUEUE": queue,
+        "OPS_JOB_SECONDS": str(job_seconds),
+        "OPS_LEDGER": str(ledger),
+    }
+
+
 def _ledger(path: Path) -> list[tuple[int, str]]:
     if not path.exists():
         return []
@@ -160,14 +174,7 @@ async def test_two_worker_processes_survive_a_kill_and_drain_on_sigterm(
     queue = await sqs.create_queue()
     ids = set(await sqs.send(queue, (str(n) for n in range(120))))
     ledger = tmp_path / "ledger"
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
-        "AWS_REGION": REGION,
-        "OPS_QUEUE": queue.name,
-        "OPS_JOB_SECONDS": "0.3",
-        "OPS_LEDGER": str(ledger),
-    }
+    env = _ops_service_env(sqs_server, queue.name, ledger, job_seconds=0.3)
     stderr = tmp_path / "stderr"
     with stderr.open("wb") as log_file:
         supervisor = await anyio.open_process(
@@ -224,14 +231,7 @@ async def test_ctrl_c_under_workers_drains_gracefully_and_every_line_names_its_w
     queue = await sqs.create_queue()
     ids = set(await sqs.send(queue, (str(n) for n in range(40))))
     ledger, stderr = tmp_path / "ledger", tmp_path / "stderr"
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
-        "AWS_REGION": REGION,
-        "OPS_QUEUE": queue.name,
-        "OPS_JOB_SECONDS": "0.5",
-        "OPS_LEDGER": str(ledger),
-    }
+    env = _ops_service_env(sqs_server, queue.name, ledger, job_seconds=0.5)
     with stderr.open("wb") as log_file:
         supervisor = await anyio.open_process(
             [sys.executable, "-m", "aiosqsworker", "tests.apps.ops_service", "--workers", "2",
@@ -433,14 +433,7 @@ async def test_workers_drain_when_their_supervisor_is_killed_and_a_new_one_takes
     ids = set(await sqs.send(queue, (str(n) for n in range(200))))
     ledger = tmp_path / "ledger"
     port = _free_port_pair()
-    env = {
-        **os.environ,
-        "AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url,
-        "AWS_REGION": REGION,
-        "OPS_QUEUE": queue.name,
-        "OPS_JOB_SECONDS": "0.5",
-        "OPS_LEDGER": str(ledger),
-    }
+    env = _ops_service_env(sqs_server, queue.name, ledger, job_seconds=0.5)
     argv = [
         *(sys.executable, "-m", "aiosqsworker", "tests.apps.ops_service", "--workers", "2"),
         *("--metrics-port", str(port), "--log-format", "json", "--shutdown-timeout", "10"),
