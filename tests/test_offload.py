@@ -476,12 +476,18 @@ async def test_children_outlive_the_idle_threads_of_their_parent() -> None:
 
     Catches: starting children in a worker thread (``anyio.to_thread.run_sync(process
     .start)``) once they ask for a signal at their parent's death. Linux sends it when the
-    thread that started the process ends, and anyio ends a thread idle for 10 s: every idle
-    child would be killed.
+    thread that started the process ends, and anyio ends a thread idle for 10 s when another
+    call comes: every idle child would be killed.
     """
     async with ProcessPool(1) as pool:
         first = await pool.run(pool_jobs.pid, ())
-        await anyio.sleep(11)
+        # Two idle threads, the one used first on the left: after 10 s, the next call ends it.
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(anyio.to_thread.run_sync, time.sleep, 0)
+            tasks.start_soon(anyio.to_thread.run_sync, time.sleep, 0.2)
+        await anyio.sleep(10.5)
+        await anyio.to_thread.run_sync(time.sleep, 0)
+        await anyio.sleep(0.5)
         assert await pool.run(pool_jobs.pid, ()) == first
         assert pool.started == 1
 

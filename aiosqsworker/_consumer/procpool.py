@@ -220,6 +220,7 @@ class _Child:
     #: A pidfd: readable once the child has exited, and it stays unreaped until we reap it
     #: (so its pid still names its process group). None where there are no pidfds.
     exit_fd: int | None
+    exitcode: int | None = None  # once closed
 
     @classmethod
     def watch(cls, process: BaseProcess, conn: Connection) -> _Child:
@@ -273,21 +274,26 @@ class _Child:
         """SIGKILL to the child and to its process group: whatever its handler forked."""
         pid = self.process.pid
         if pid is not None:
-            # Its pid names no other group: the child is not reaped yet (see `exit_fd`).
+            # Its pid names no other group: a pid is not reused before its process is
+            # reaped (see `exit_fd`), nor while a group of that number has members.
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         self.process.kill()  # in case it had not yet led a group of its own
 
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
     def close(self) -> int | None:
         """Reap the child, if it has exited, and let go of its descriptors: its exit code."""
-        exitcode = self.process.exitcode
+        self.exitcode = self.process.exitcode
         self.conn.close()
         if self.exit_fd is not None:
             os.close(self.exit_fd)
             self.exit_fd = None
-        if exitcode is not None:
+        if self.exitcode is not None:
             self.process.close()
-        return exitcode
+        return self.exitcode
 
 
 class ProcessPool:
@@ -420,6 +426,8 @@ class ProcessPool:
     async def _end(self, child: _Child, *, kill: bool) -> int | None:
         """Stop a child (at once with `kill`) and reap it; its exit code."""
         self._busy.discard(child)
+        if child.closed:  # ended by `aclose` while its job was being given up
+            return child.exitcode
         with anyio.CancelScope(shield=True):
             if not kill:
                 try:
