@@ -8,6 +8,7 @@ The scenarios run the user module `tests.apps.offload_service` through
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -71,6 +72,14 @@ def read_events(path: Path) -> list[Event]:
 def runs(events: list[Event], kind: str, ids: set[str] | None = None) -> Counter[str]:
     return Counter(
         e.message_id for e in events if e.kind == kind and (ids is None or e.message_id in ids)
+    )
+
+
+async def all_done(ledger: Path, ids: set[str], *, within: float) -> None:
+    await eventually(
+        lambda: set(runs(read_events(ledger), "done")) >= ids,
+        within=within,
+        what="every message handled",
     )
 
 
@@ -156,11 +165,7 @@ async def test_a_blocking_def_handler_keeps_its_leases_while_an_async_consumer_f
     )
 
     async with cli([SERVICE], env, log) as worker:
-        await eventually(
-            lambda: set(runs(read_events(ledger), "done")) >= slow_ids | flowing_ids,
-            within=60,
-            what="every message handled",
-        )
+        await all_done(ledger, slow_ids | flowing_ids, within=60)
         await counts_become(sqs, slow, (0, 0))
         await stop(worker, log)
 
@@ -394,11 +399,7 @@ async def test_a_process_handler_that_forks_then_dies_fails_its_message_and_the_
         forked = [e.n for e in read_events(ledger) if e.kind == "forked"]
         assert len(forked) == 2, tail(log)
         await eventually(lambda: all(map(gone, forked)), within=5, what="the forked ones killed")
-        await eventually(
-            lambda: set(runs(read_events(ledger), "done")) >= innocent,
-            within=30,
-            what="the other messages handled",
-        )
+        await all_done(ledger, innocent, within=30)
         await counts_become(sqs, queue, (0, 0))
         await stop(worker, log)
 
@@ -452,11 +453,20 @@ async def test_a_child_that_dies_fails_its_job_only_and_is_replaced() -> None:
         assert pool.started == 2
 
 
+def refuse_pidfd(pid: int) -> int:
+    raise PermissionError(errno.EPERM, "pidfd_open refused by the sandbox")
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no pidfd"])
 async def test_a_child_that_forks_then_dies_fails_its_job_and_what_it_forked_is_killed(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
 ) -> None:
-    """Catches: waiting for a job's answer on the pipe alone. The forked process keeps a copy
+    """With pidfds, and without them (a kernel before 5.3, a sandbox that refuses them).
+
+    Catches: waiting for a job's answer on the pipe alone. The forked process keeps a copy
     of the pipe open, so no EOF comes when the child dies, and the job waits for ever."""
+    if not pidfd:
+        monkeypatch.setattr(os, "pidfd_open", refuse_pidfd)
     pid_file = tmp_path / "forked"
     async with ProcessPool(1) as pool:
         with (

@@ -220,15 +220,23 @@ class _Child:
     #: A pidfd: readable once the child has exited, and it stays unreaped until we reap it
     #: (so its pid still names its process group). None where there are no pidfds.
     exit_fd: int | None
+    #: The pipe and `exit_fd` in one epoll set, which the loop waits on as one descriptor:
+    #: readable when there is an answer or the child is gone. None where there is none.
+    answer_or_exit: select.epoll | None
     exitcode: int | None = None  # once closed
 
     @classmethod
     def watch(cls, process: BaseProcess, conn: Connection) -> _Child:
-        exit_fd = None
-        if sys.platform == "linux":
-            with suppress(OSError):  # a kernel before 5.3, or a sandbox that refuses it
-                exit_fd = os.pidfd_open(process.pid or 0)
-        return cls(process, conn, exit_fd)
+        if sys.platform != "linux":
+            return cls(process, conn, None, None)
+        try:
+            exit_fd = os.pidfd_open(process.pid or 0)
+        except OSError:  # a kernel before 5.3, or a sandbox that refuses it
+            return cls(process, conn, None, None)
+        answer_or_exit = select.epoll()
+        answer_or_exit.register(conn.fileno(), select.EPOLLIN)
+        answer_or_exit.register(exit_fd, select.EPOLLIN)
+        return cls(process, conn, exit_fd, answer_or_exit)
 
     async def exchange(self, payload: bytes) -> bytes:
         """Send a job and wait for its answer; EOFError or OSError if the child died."""
@@ -241,15 +249,13 @@ class _Child:
         Waits for the child's exit as well as for the pipe: a process the handler forked
         has a copy of the pipe, and holds it open after the child died, so EOF may never come.
         """
-        async with anyio.create_task_group() as tasks:
-
-            async def stop_waiting_at_exit() -> None:
-                await self.exited()
-                tasks.cancel_scope.cancel()
-
-            tasks.start_soon(stop_waiting_at_exit)
-            await anyio.wait_readable(self.conn)
-            tasks.cancel_scope.cancel()
+        if self.answer_or_exit is not None:
+            await anyio.wait_readable(self.answer_or_exit.fileno())
+        else:
+            while not self.has_exited():
+                with anyio.move_on_after(DEATH_POLL_INTERVAL):
+                    await anyio.wait_readable(self.conn)
+                    break
         if self.has_exited():
             self.kill()  # nobody else may write to the pipe: what is in it is all there is
         if not self.conn.poll():
@@ -288,6 +294,8 @@ class _Child:
         """Reap the child, if it has exited, and let go of its descriptors: its exit code."""
         self.exitcode = self.process.exitcode
         self.conn.close()
+        if self.answer_or_exit is not None:
+            self.answer_or_exit.close()
         if self.exit_fd is not None:
             os.close(self.exit_fd)
             self.exit_fd = None
