@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -503,10 +504,10 @@ async def test_children_outlive_the_idle_threads_of_their_parent() -> None:
 
 
 ORPHAN = """
-import os, time
+import os, threading, time
 from aiosqsworker._consumer.procpool import die_with_parent
 die_with_parent(os.getppid(), kernel={kernel})
-print(os.getpid(), flush=True)
+print(os.getpid(), threading.active_count(), flush=True)
 time.sleep(60)
 """
 
@@ -516,8 +517,9 @@ def test_a_process_that_asks_to_die_with_its_parent_does(kernel: bool) -> None:
     """The kernel's parent-death signal, and the thread that watches for the parent where
     there is none, each end a process within two seconds of its parent's SIGKILL.
 
-    Catches: a prctl call that does nothing (a wrong option number fails silently), and a
-    watch that compares the parent with itself."""
+    Catches: a prctl call that does nothing (a wrong option number fails silently), one that
+    fails and leaves the work to the thread unseen, and a watch that compares the parent with
+    itself."""
     code = ORPHAN.format(kernel=kernel)
     parent_code = (
         f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {code!r}])\n"
@@ -525,13 +527,19 @@ def test_a_process_that_asks_to_die_with_its_parent_does(kernel: bool) -> None:
     )
     with subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE) as parent:
         assert parent.stdout is not None
-        child = int(parent.stdout.readline())
+        child, threads = map(int, parent.stdout.readline().split())
         parent.kill()
-        parent.wait()
+    try:
         deadline = time.monotonic() + 2
         while not gone(child) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert gone(child), f"process {child} outlived its parent by 2 s"
+        assert threads == (1 if kernel else 2), (
+            "the kernel was not asked, or the thread not started"
+        )
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 async def test_a_cancelled_job_ends_its_child_and_exceptions_keep_their_traceback() -> None:
