@@ -17,8 +17,6 @@ import anyio
 import pytest
 
 from aiosqsworker import App, ConsumerStatistics, Message
-from aiosqsworker._consumer.leases import Lease
-from aiosqsworker._consumer.leasethread import leases_to_rescue, loop_condition, takeover_after
 from aiosqsworker.testing import LocalSQSServer
 
 from .kit import REGION, SQSKit, eventually
@@ -221,55 +219,3 @@ async def test_a_one_second_visibility_timeout_is_extended_and_nothing_runs_twic
     assert first.leases_extended >= 4 * first.succeeded
     assert second.statistics["handle"].leases_lost == 0
     assert await sqs.counts(queue) == (0, 0)
-
-
-# The pure decisions of the lease keeper's thread.
-
-
-def lease(expires_at: float, *, received_at: float = 0.0, handle: str = "h") -> Lease:
-    message = Message(message_id=f"id-{handle}", body="", receipt_handle=handle, queue="q")
-    return Lease(message=message, received_at=received_at, expires_at=expires_at)
-
-
-def test_the_loop_is_blocked_after_half_the_lead_and_stuck_past_the_limit() -> None:
-    """Half the keeper's lead, at most 1 s: a 1 s window is taken over after 0.25 s (in time
-    for its expiry), a 5 s window after 1 s; past the limit nobody extends.
-
-    Naive code it catches: one fixed takeover delay longer than a short window.
-    """
-    assert takeover_after(1) == 0.25
-    assert takeover_after(5) == 1.0
-    assert takeover_after(30) == 1.0
-    assert loop_condition(0.2, 0.25, 300) == "turning"
-    assert loop_condition(0.25, 0.25, 300) == "blocked"
-    assert loop_condition(299.9, 1.0, 300) == "blocked"
-    assert loop_condition(300, 1.0, 300) == "stuck"
-
-
-def test_the_thread_extends_due_leases_counting_its_own_extensions() -> None:
-    """Due past the keeper's lead, from the later of the keeper's expiry and the thread's
-    own; not finished, lost, backing off, or cut short by the 12-hour cap.
-
-    Naive code it catches: a thread that reads only the keeper's (stale, while the loop is
-    blocked) expiries and extends every lease on every tick, or one that extends a lease
-    the loop has finished.
-    """
-    vt = 5  # lead 4 s
-    due, later, finished, lost, waiting, extended, capped = (
-        lease(10.0, handle="due"),
-        lease(20.0, handle="later"),
-        lease(10.0, handle="finished"),
-        lease(10.0, handle="lost"),
-        lease(10.0, handle="waiting"),
-        lease(10.0, handle="extended"),
-        lease(43_203.0, received_at=0.0, handle="capped"),
-    )
-    finished.finish()
-    lost.lost = True
-    leases = [due, later, finished, lost, waiting, extended, capped]
-    chosen = leases_to_rescue(
-        leases, {"extended": 16.0}, {"waiting": 7.0}, now=6.5, visibility_timeout=vt
-    )
-    assert chosen == [(due, 5)]
-    at_cap = leases_to_rescue([capped], {}, {}, now=43_198.0, visibility_timeout=vt)
-    assert at_cap == []  # 2 s left before the cap: the keeper's last extension, not the thread's

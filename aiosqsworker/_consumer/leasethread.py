@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -129,7 +129,8 @@ class LeaseBoard:
     thread claims the due ones, and answers for them, all under one lock.
     """
 
-    thread: LeaseThread
+    #: Freezes the client's credentials for the thread (on the loop, rate-limited).
+    refresh_credentials: Callable[[], Awaitable[None]]
     queue_url: str
     visibility_timeout: int
     consumer: str
@@ -169,7 +170,7 @@ class LeaseBoard:
         try:
             while True:
                 self.last_beat = time.monotonic()
-                await self.thread.refresh_credentials()
+                await self.refresh_credentials()
                 with self._lock:
                     reports, self._reports = self._reports, []
                 if reports:
@@ -270,7 +271,7 @@ class LeaseThread:
     def board(self, queue_url: str, visibility_timeout: int, consumer: str) -> LeaseBoard:
         """A board for one consumer's keeper (called on the loop)."""
         board = LeaseBoard(
-            self,
+            self.refresh_credentials,
             queue_url,
             visibility_timeout,
             consumer,
@@ -287,7 +288,8 @@ class LeaseThread:
         self._credentials_at = now
         try:
             self._credentials = await self._client.signing_credentials()
-        except SQSError as exc:  # the client's own calls report it; keep the last ones
+        except Exception as exc:  # noqa: BLE001 - the client's own calls report it
+            # Keep the last ones: a refresh that fails now must not end the keeper.
             logger.debug("could not freeze credentials for the lease keeper's thread: %s", exc)
 
     def __enter__(self) -> LeaseThread:
@@ -321,21 +323,23 @@ class LeaseThread:
                     self._let_go(boards, silent_for)
                 continue
             for board in boards:
-                self._rescue(board, stall)
+                try:
+                    self._rescue(board, stall)
+                except Exception:  # a bug here must not end the thread for good
+                    logger.exception("[%s] the lease keeper's thread failed", board.consumer)
 
     def _rescue(self, board: LeaseBoard, stall: _Stall) -> None:
+        credentials = self._credentials
+        if credentials is None:  # none could be frozen yet: nothing to sign with
+            return
         now = time.monotonic() - board.offset
         due, earliest = board.claim(now)
         if not due:
             return
-        credentials = self._credentials
         # Half of what the earliest lease has left, as `call_budget` gives the keeper's calls.
         timeout = max(MIN_CALL_TIME, min(MAX_CALL_TIME, (earliest - now) / 2))
         for start in range(0, len(due), MAX_BATCH):
             batch = due[start : start + MAX_BATCH]
-            if credentials is None:
-                board.failed(batch, now + 1.0)
-                continue
             sent_at = time.monotonic() - board.offset
             try:
                 result = self._calls.change_visibility_batch(
@@ -376,6 +380,9 @@ class LeaseThread:
         stall, self._stall = self._stall, None
         if stall is None:
             return
+        # Idle until the next stall, which may be hours away: a kept-alive connection would
+        # be closed by the server by then, and fail the first call of that stall.
+        self._calls.close()
         if stall.stuck:
             logger.warning(
                 "the event loop turned again after %.1f s, past blocked_loop_limit: the "
