@@ -92,17 +92,23 @@ BLOCK = 15.0
 @pytest.mark.slow
 @pytest.mark.parametrize("client", ["fast", "botocore"])
 async def test_leases_hold_while_an_async_handler_blocks_the_loop(
-    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App], client: str
+    sqs: SQSKit,
+    sqs_server: LocalSQSServer,
+    make_app: Callable[..., App],
+    client: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An ``async`` handler calls ``time.sleep(15)`` on a 5 s visibility timeout, a second
     worker polling the queue all along: the message runs once, on the first worker, and is
-    deleted; the lease keeper's thread extended it while the loop could not.
+    deleted; the lease keeper's thread extended it while the loop could not, and says so
+    once the loop turns again. The watchdog still names the handler blocking the loop.
 
     Naive code it catches: leases kept by the event loop alone (the keeper's task never runs
     while the handler blocks: the lease runs out at 5 s and the second worker runs the
     message again, 2 to 4 times in 15 s); and a thread that stops extending after its first
     call, or that signs differently from the client in use.
     """
+    caplog.set_level(logging.INFO, logger="aiosqsworker")
     queue = await sqs.create_queue(visibility_timeout=5)
     runs: list[Run] = []
     blocking = threading.Event()
@@ -125,6 +131,10 @@ async def test_leases_hold_while_an_async_handler_blocks_the_loop(
     assert [(worker, id_, count) for worker, id_, count, _ in runs] == [("first", message_id, 1)]
     assert extended >= 3  # about one extension a second after the first, for 15 s
     assert stats_of(app).leases_lost == 0
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("consumer 'handle'" in line for line in lines if "has not turned" in line)
+    handed_back = [line for line in lines if "the lease keeper's thread extended" in line]
+    assert len(handed_back) == 1, handed_back
     assert await sqs.counts(queue) == (0, 0)
 
 
