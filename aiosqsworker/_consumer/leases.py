@@ -10,6 +10,11 @@ Each extension call runs on its own and is time-boxed by what its leases have le
 (`call_budget`): a call that stalls (a half-open connection, a stuck proxy) is abandoned in
 time and retried on a fresh connection, and it holds up no other lease's extension.
 
+The keeper runs on the event loop; while the loop is blocked (an ``async`` handler calling
+blocking code), the lease keeper's thread extends in its place (`leasethread`): the keeper
+shares its leases with it on a `LeaseBoard` and applies what the thread reports, so it stays
+the one owner of the lease records.
+
 Which leases to extend, when, by how much and for how long a call may take are pure
 functions (`leases_due`, `next_wake`, `extension_timeout`, `call_budget`) that tests call
 directly; `LeaseKeeper` does the I/O around them.

@@ -62,6 +62,8 @@ TICK = 0.1
 CREDENTIALS_EVERY = 60.0
 #: How long a delete waits between looks at a thread's call on its handle.
 SETTLE_POLL = 0.02
+#: How long a lease whose extension SQS refused (not as lost) waits before the next try.
+RETRY_PAUSE = 0.5
 
 LoopCondition = Literal["turning", "blocked", "stuck"]
 
@@ -223,8 +225,8 @@ class LeaseBoard:
                 elif failure.receipt_invalid:
                     self._leases.pop(handle, None)
                     self._reports.append(LeaseReport(lease, "lost", code=failure.code))
-                else:
-                    self._waiting_until[handle] = sent_at + 0.5
+                else:  # refused for now (throttled, say): tried again shortly
+                    self._waiting_until[handle] = sent_at + RETRY_PAUSE
                     self._reports.append(LeaseReport(lease, "failed"))
                 self._claimed.discard(handle)
         return extended
