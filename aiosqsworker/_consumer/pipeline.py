@@ -38,6 +38,7 @@ from .fifo import GroupedBuffer
 from .flow import Flow
 from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
+from .leasethread import LeaseThread
 from .offload import invoker_for
 from .outcomes import Outcome
 from .procpool import ProcessPool
@@ -71,6 +72,7 @@ class Pipeline:
         payload_bucket: str | None = None,
         delete_payloads: bool = False,
         processes: ProcessPool | None = None,
+        lease_thread: LeaseThread | None = None,
         concurrency: int | None = None,
         paused: bool = False,
     ) -> None:
@@ -95,7 +97,14 @@ class Pipeline:
             self._flow.pause()
         self._buffer: Buffer[Lease] = GroupedBuffer() if queue.fifo else MessageBuffer()
         self._leases = LeaseKeeper(
-            client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
+            client,
+            queue.url,
+            self.visibility_timeout,
+            self.counters,
+            consumer=self.name,
+            board=lease_thread.board(queue.url, self.visibility_timeout, self.name)
+            if lease_thread is not None
+            else None,
         )
         self._janitor = (
             PayloadJanitor(payloads, consumer=self.name)
