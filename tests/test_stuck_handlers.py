@@ -1,14 +1,204 @@
-"""Handlers that hang: a loop blocked by one handler call after another."""
+"""Handlers that hang: threads given up at a timeout or a stop, what a timeout tells, and a
+loop blocked by one handler call after another.
+
+The command-line scenarios run `tests.apps.offload_service` (see `test_offload.py` for its
+ledger): a ``def`` handler's thread cannot be stopped, so the worker must bound how many it
+leaves running, and exit after a drain without waiting for them.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import signal
+import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import pytest
 
+from aiosqsworker import App, Message
+from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
 from aiosqsworker._run.watchdog import LoopWatchdog, code_of
+from aiosqsworker.testing import LocalSQSServer
+
+from .clikit import cli, counts_become, exit_code, tail
+from .kit import Queue, SQSKit, eventually
+from .test_offload import SERVICE, Event, offload_env, read_events, runs
+
+
+def hang(count: int, seconds: float, *, first: int = 0) -> list[str]:
+    return [
+        json.dumps({"n": n, "do": "hang", "seconds": seconds}) for n in range(first, first + count)
+    ]
+
+
+def most_alive_at_once(events: list[Event]) -> int:
+    """The most handler calls between their ``start`` and ``done`` at one moment."""
+    changes = sorted(
+        [(e.at, 1) for e in events if e.kind == "start"]
+        + [(e.at, -1) for e in events if e.kind == "done"],
+        key=lambda change: (change[0], change[1]),  # an end before a start at the same time
+    )
+    alive = most = 0
+    for _, step in changes:
+        alive += step
+        most = max(most, alive)
+    return most
+
+
+async def failure_records(sqs: SQSKit, queue: Queue) -> dict[int, dict[str, object]]:
+    """The dead letters' failure records, by the body's ``n``."""
+    records = {}
+    for message in await sqs.drain_with_attributes(await sqs.dlq_of(queue)):
+        attribute = message["MessageAttributes"][FAILURE_ATTRIBUTE]["StringValue"]
+        records[json.loads(message["Body"])["n"]] = json.loads(attribute)
+    return records
+
+
+# Threads abandoned at a timeout are bounded.
+
+
+async def test_threads_abandoned_at_a_timeout_count_against_the_consumers_bound(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """``concurrency=2, timeout=1``: two handlers hang for 12 s, six quick messages follow.
+    At most two handler threads are alive at any moment; the quick messages wait (their
+    leases kept) and are each handled once after a stuck thread returns; the hung ones are
+    dead-lettered; the log and the statistics say why handlers wait.
+
+    Naive code it catches: giving the limiter's slot back when the call is abandoned while
+    its thread runs on (anyio's ``abandon_on_cancel`` releases it): every timeout starts
+    another thread beside the hung ones, 16 at once within 8 s, as many sockets or
+    connections held against a dependency that is already hung.
+    """
+    queue = await sqs.create_queue(visibility_timeout=2, max_receive_count=1)
+    stuck = set(await sqs.send(queue, hang(2, 12)))
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = offload_env(sqs_server, ledger, commands_thread=queue.name, timeout="1", concurrency="2")
+    async with cli([SERVICE], env, log) as worker:
+        await eventually(lambda: set(runs(read_events(ledger), "start")) >= stuck, within=30)
+        quick = set(
+            await sqs.send(queue, (json.dumps({"n": n, "do": "ok"}) for n in range(10, 16)))
+        )
+        await eventually(
+            lambda: set(runs(read_events(ledger), "done")) >= quick | stuck,
+            within=40,
+            what=f"every message handled; log:\n{tail(log)}",
+        )
+        await counts_become(sqs, queue, (0, 0))
+        worker.send_signal(signal.SIGTERM)
+        code, _ = await exit_code(worker, log, within=20)
+    assert code == 0, tail(log)
+    events = read_events(ledger)
+    assert most_alive_at_once(events) <= 2, [(e.kind, e.n, e.at) for e in events]
+    assert runs(events, "start", quick) == dict.fromkeys(quick, 1), tail(log)
+    assert runs(events, "done", quick) == dict.fromkeys(quick, 1)
+    assert set(await failure_records(sqs, queue)) == {0, 1}
+    text = log.read_text()
+    assert "the consumer starts no new handler until one returns" in text
+    assert "2 handler threads abandoned after a timeout or cancellation still run" in text
+    assert "an abandoned handler thread returned" in text
+
+
+async def test_the_statistics_count_abandoned_threads_until_they_return(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """An embedded app: one ``def`` handler times out and hangs on; `abandoned_threads` shows
+    it while it runs and goes back to 0 when it returns, and the next message waits for it
+    (``concurrency=1``) rather than starting a second thread.
+
+    Naive code it catches: counting an abandoned thread nowhere, so that an operator sees
+    ``running == 0`` while the worker holds a thread on a hung dependency.
+    """
+    queue = await sqs.create_queue(visibility_timeout=30, max_receive_count=1)
+    await sqs.send(queue, ["hang", "quick"])
+    release = threading.Event()
+    starts: list[str] = []
+    app = make_app()
+
+    @app.consumer(queue.name, concurrency=1, prefetch=1, timeout=0.5, wait_time=1)
+    def handle(message: Message) -> None:
+        starts.append(message.body)
+        if message.body == "hang":
+            release.wait(30)  # a blocking call that ignores cancellation, as most do
+
+    async with app:
+        await eventually(lambda: app.statistics()["handle"].abandoned_threads == 1)
+        await anyio.sleep(1)  # room for a second thread, if one were started
+        assert starts == ["hang"]
+        release.set()
+        await eventually(lambda: starts == ["hang", "quick"])
+        await eventually(lambda: app.statistics()["handle"].abandoned_threads == 0)
+        await eventually(lambda: app.statistics()["handle"].succeeded == 1)
+        app.stop()
+
+
+# What a timeout tells.
+
+
+async def test_a_timeout_says_how_long_and_where_for_async_thread_and_process_handlers(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """An ``async``, a ``def`` and a ``run_in="process"`` handler each run past ``timeout=1``
+    on their only allowed receive: each failure record says "timed out after 1 s
+    (timeout=1)" with the handler's name, and its ``where`` is in the handler's module; so
+    does the log line of each.
+
+    Naive code it catches: letting anyio's bare ``TimeoutError`` through: a record with
+    ``"error": ""`` and a ``where`` in anyio's ``fail_at``, which says neither how long nor
+    which code ran out of time.
+    """
+    names = ("loop", "thread", "process")
+    queues = {
+        name: await sqs.create_queue(name, visibility_timeout=30, max_receive_count=1)
+        for name in names
+    }
+    ids = {name: (await sqs.send(queue, hang(1, 4)))[0] for name, queue in queues.items()}
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = offload_env(
+        sqs_server,
+        ledger,
+        timeout="1",
+        visibility="30",
+        **{f"commands_{name}": queue.name for name, queue in queues.items()},
+    )
+    async with cli([SERVICE], env, log) as worker:
+        for queue in queues.values():
+            await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
+        worker.send_signal(signal.SIGTERM)
+        code, _ = await exit_code(worker, log, within=20)
+    assert code == 0, tail(log)
+    functions = {
+        "loop": "commands_on_the_loop",
+        "thread": "commands_in_thread",
+        "process": "commands_in_process",
+    }
+    # Where each was: the await in the async one, the sleep in the thread, the process's
+    # handler itself (its child is killed, so only its definition is known).
+    innermost = {
+        "loop": "commands_on_the_loop",
+        "thread": "_obey",
+        "process": "commands_in_process",
+    }
+    text = log.read_text()
+    for name, queue in queues.items():
+        [record] = (await failure_records(sqs, queue)).values()
+        function = functions[name]
+        assert record["exception"] == "builtins.TimeoutError"
+        assert record["error"] == (
+            f"handler tests.apps.offload_service.{function} of consumer {function!r} "
+            "timed out after 1 s (timeout=1)"
+        ), record
+        where = str(record["where"])
+        assert where.split(":")[0].endswith("tests/apps/offload_service.py"), record
+        assert where.endswith(f" in {innermost[name]}"), record
+        line = next(line for line in text.splitlines() if f"on message {ids[name]}, at " in line)
+        assert "timed out after 1 s (timeout=1)" in line
+        assert line.endswith(where), line
+
 
 # The loop watchdog.
 

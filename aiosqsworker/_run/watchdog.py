@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sys
 import threading
@@ -30,23 +29,14 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .._consumer.timeouts import code_of
+
 __all__ = ["LoopWatchdog", "code_of"]
 
 logger = logging.getLogger("aiosqsworker.watchdog")
 
 #: The heartbeat's period, at most: fine enough to measure a stall to a quarter second.
 MAX_BEAT = 0.25
-
-
-def code_of(handler: object) -> types.CodeType | None:
-    """The code object that runs when `handler` is called (a function, partial or object)."""
-    while isinstance(handler, functools.partial):
-        handler = handler.func
-    code = getattr(handler, "__code__", None)
-    if code is None:
-        call = getattr(type(handler), "__call__", None)  # noqa: B004 - the method, not callable()
-        code = getattr(call, "__code__", None)
-    return code if isinstance(code, types.CodeType) else None
 
 
 class LoopWatchdog:
