@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -26,7 +27,7 @@ from aiosqsworker.testing import LocalSQSServer
 
 from .clikit import cli, counts_become, exit_code, tail
 from .kit import Queue, SQSKit, eventually
-from .test_offload import SERVICE, Event, offload_env, read_events, runs
+from .test_offload import SERVICE, Event, offload_env, read_events, runs, stop
 
 
 def hang(count: int, seconds: float, *, first: int = 0) -> list[str]:
@@ -36,17 +37,26 @@ def hang(count: int, seconds: float, *, first: int = 0) -> list[str]:
 
 
 def most_alive_at_once(events: list[Event]) -> int:
-    """The most handler calls between their ``start`` and ``done`` at one moment."""
-    changes = sorted(
-        [(e.at, 1) for e in events if e.kind == "start"]
-        + [(e.at, -1) for e in events if e.kind == "done"],
-        key=lambda change: (change[0], change[1]),  # an end before a start at the same time
+    """The most handler calls running at one moment: at each call's start, itself and the
+    calls that began before it and had not yet ended (a call that never ended counts on)."""
+    begun: dict[str, list[float]] = {}
+    spans: list[tuple[float, float]] = []
+    for event in sorted(events, key=lambda e: e.at):  # stable: a start before its own done
+        if event.kind == "start":
+            begun.setdefault(event.message_id, []).append(event.at)
+        elif event.kind == "done":
+            spans.append((begun[event.message_id].pop(0), event.at))
+    spans += [(at, math.inf) for starts in begun.values() for at in starts]
+    return max(
+        (
+            1
+            + sum(
+                other_start <= start < end for j, (other_start, end) in enumerate(spans) if j != i
+            )
+            for i, (start, _) in enumerate(spans)
+        ),
+        default=0,
     )
-    alive = most = 0
-    for _, step in changes:
-        alive += step
-        most = max(most, alive)
-    return most
 
 
 async def failure_records(sqs: SQSKit, queue: Queue) -> dict[int, dict[str, object]]:
@@ -131,9 +141,7 @@ async def test_threads_abandoned_at_a_timeout_count_against_the_consumers_bound(
             what=f"every message handled; log:\n{tail(log)}",
         )
         await counts_become(sqs, queue, (0, 0))
-        worker.send_signal(signal.SIGTERM)
-        code, _ = await exit_code(worker, log, within=20)
-    assert code == 0, tail(log)
+        await stop(worker, log)
     events = read_events(ledger)
     assert most_alive_at_once(events) <= 2, [(e.kind, e.n, e.at) for e in events]
     assert runs(events, "start", quick) == dict.fromkeys(quick, 1), tail(log)
@@ -210,9 +218,7 @@ async def test_a_timeout_says_how_long_and_where_for_async_thread_and_process_ha
     async with cli([SERVICE], env, log) as worker:
         for queue in queues.values():
             await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
-        worker.send_signal(signal.SIGTERM)
-        code, _ = await exit_code(worker, log, within=20)
-    assert code == 0, tail(log)
+        await stop(worker, log)
     functions = {
         "loop": "commands_on_the_loop",
         "thread": "commands_in_thread",
