@@ -193,12 +193,13 @@ class HandlerThreads:
         if job.abandoned_at is not None:
             self.abandoned -= 1
             self._counters.abandoned_threads = self.abandoned
+            start_again = self._said_full and self._waiting > 0
             logger.info(
                 "[%s] an abandoned handler thread returned %.1f s after it was given up%s",
                 self._consumer,
                 time.monotonic() - job.abandoned_at,
-                "; handlers start again" if self._said_full and self._waiting else "",
+                "; handlers start again" if start_again else "",
             )
-            if not self.abandoned:
-                self._said_full = False
+            if start_again or not self.abandoned:
+                self._said_full = False  # said once; the next time the bound is reached too
         self._returned.set()
