@@ -71,32 +71,38 @@ async def failure_records(sqs: SQSKit, queue: Queue) -> dict[int, dict[str, obje
 # A def handler that never returns.
 
 
-@pytest.mark.parametrize("burst", [False, True], ids=["sigterm", "burst"])
+@pytest.mark.parametrize("mode", ["sigterm", "burst", "workers"])
 async def test_a_drained_worker_exits_though_a_def_handler_never_returns(
-    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path, burst: bool
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path, mode: str
 ) -> None:
     """A ``def`` handler sleeps for an hour; the worker drains (SIGTERM with
-    ``--shutdown-timeout 3``, or ``--burst`` once its timeout of 1 s dead-lettered the message)
-    and must then exit, saying which handler it left running.
+    ``--shutdown-timeout 3``, alone or as one of ``--workers 2``, or ``--burst`` once its
+    timeout of 1 s dead-lettered the message) and must then exit, saying which handler it
+    left running.
 
     Naive code it catches: returning from the run and letting the interpreter end as usual:
     it waits at exit for every thread still running, so the drained worker hangs until the
-    handler returns (an hour), and a pod runs to its grace period, ``--burst`` never ends.
+    handler returns (an hour): a pod runs to its grace period, ``--burst`` never ends, the
+    supervisor of ``--workers`` waits for its worker.
     """
     queue = await sqs.create_queue(visibility_timeout=30, max_receive_count=1)
     [stuck] = await sqs.send(queue, hang(1, 3600))
     ledger, log = tmp_path / "ledger", tmp_path / "stderr"
     settings = {"commands_thread": queue.name, "visibility": "30"}
-    if burst:
+    args = {
+        "sigterm": [SERVICE, "--shutdown-timeout", "3"],
+        "workers": [SERVICE, "--shutdown-timeout", "3", "--workers", "2"],
+        "burst": [SERVICE, "--burst"],
+    }[mode]
+    if mode == "burst":
         settings["timeout"] = "1"
-    args = [SERVICE, "--burst"] if burst else [SERVICE, "--shutdown-timeout", "3"]
     async with cli(args, offload_env(sqs_server, ledger, **settings), log) as worker:
         await eventually(lambda: stuck in runs(read_events(ledger), "start"), within=30)
-        if not burst:
+        if mode != "burst":
             worker.send_signal(signal.SIGTERM)
         code, took = await exit_code(worker, log, within=20)
     assert code == 0, tail(log)
-    assert took < (12 if burst else 10), f"exited {took:.1f} s after the stop"
+    assert took < (12 if mode == "burst" else 10), f"exited {took:.1f} s after the stop"
     text = log.read_text()
     lines = [line for line in text.splitlines() if "it abandoned still running" in line]
     assert len(lines) == 1, tail(log)
@@ -104,7 +110,7 @@ async def test_a_drained_worker_exits_though_a_def_handler_never_returns(
         "1 handler thread it abandoned still running (a thread cannot be stopped): handler "
         "tests.apps.offload_service.commands_in_thread of consumer 'commands_in_thread' (1)"
     ) in lines[0]
-    if burst:  # timed out on its only allowed receive: dead-lettered
+    if mode == "burst":  # timed out on its only allowed receive: dead-lettered
         await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
     else:  # cancelled at the shutdown timeout: released, visible again at once
         assert await sqs.counts(queue) == (1, 0)
