@@ -16,7 +16,9 @@ A body is JSON: ``{"n": 1, "seconds": 0.3}`` (how long to sleep, or how much CPU
 burn), or for the command handlers ``{"n": 1, "do": "retry"}``. OFFLOAD_VISIBILITY (default
 2), OFFLOAD_CONCURRENCY (default 2) and OFFLOAD_TIMEOUT (default none) configure the
 consumers; the app's pool has OFFLOAD_PROCESSES processes (default 2). Events go to the
-ledger (`tests.apps._ledger`): ``start`` and ``done`` with the label ``<n>@<unix time>``.
+ledger (`tests.apps._ledger`): ``start`` and ``done`` with the label ``<n>@<unix time>``
+(``"do": "fork-then-crash"`` forks a process that sleeps a minute, records a ``forked``
+event whose n is that process's pid, and dies).
 """
 
 from __future__ import annotations
@@ -103,6 +105,13 @@ def _obey(message: Message) -> None:
     if do == "fail":
         raise HandlerFailure(f"message {n} failed")
     if do == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if do == "fork-then-crash":  # the forked process keeps every descriptor, pipes included
+        grandchild = os.fork()
+        if grandchild == 0:
+            time.sleep(60)
+            os._exit(0)
+        _event("forked", message, grandchild)
         os.kill(os.getpid(), signal.SIGKILL)
     if do == "hang":
         time.sleep(body.get("seconds", 6))
