@@ -235,11 +235,27 @@ class Worker:
                     task_status.started()
         finally:
             self.state = WorkerState.STOPPED
+            self._report_abandoned_threads()
         if self._fatal is not None:
             raise self._fatal
         logger.info("worker stopped")
         if self._exit_request is not None:
             raise self._exit_request
+
+    def _report_abandoned_threads(self) -> None:
+        """One line naming the ``def`` handlers whose abandoned threads outlive the run."""
+        left = {
+            pipeline.spec.label: pipeline.counters.abandoned_threads
+            for pipeline in self._pipelines
+            if pipeline.counters.abandoned_threads
+        }
+        if left:
+            logger.warning(
+                "the worker has stopped, leaving %s it abandoned still running (a thread "
+                "cannot be stopped): %s. python -m aiosqsworker exits without waiting for them",
+                plural(sum(left.values()), "handler thread"),
+                ", ".join(f"{label} ({count})" for label, count in left.items()),
+            )
 
     def _watchdog(self, threshold: float) -> LoopWatchdog:
         pipelines = {pipeline.name: pipeline for pipeline in self._pipelines}

@@ -566,7 +566,7 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_its_message_fails(
     assert finished == []
     assert stats.succeeded == 0
     assert stats.failed == 2
-    assert any("ran past its timeout of 0.5 s" in r.getMessage() for r in caplog.records)
+    assert any("timed out after 0.5 s (timeout=0.5)" in r.getMessage() for r in caplog.records)
     letters = await sqs.drain_with_attributes(await sqs.dlq_of(queue))
     assert len(letters) == 1
     record = failure_of(letters[0])

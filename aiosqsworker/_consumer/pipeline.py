@@ -47,6 +47,7 @@ from .receiver import Receiver, poll_cap
 from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters
+from .timeouts import time_limit_of
 
 __all__ = ["Pipeline"]
 
@@ -125,7 +126,8 @@ class Pipeline:
             linger=config.ack_linger,
             polls=poll_cap(self._capacity.total, config.max_messages),
         )
-        call = chain_middleware([*middleware, *config.middleware], invoker_for(spec, processes))
+        invoker = invoker_for(spec, processes, self.counters, lambda: self._dispatcher.concurrency)
+        call = chain_middleware([*middleware, *config.middleware], invoker)
         dead_letters = queue.dead_letters
         if payloads is not None:
             call = resolving_payloads(payloads, call, batch=config.batch)
@@ -144,6 +146,7 @@ class Pipeline:
             dead_letters=dead_letters,
             consumer=self.name,
             on_exit=on_exit,
+            time_limit=time_limit_of(spec),
         )
         self._dispatcher.set_concurrency(concurrency)
         self._receiver = Receiver(

@@ -48,6 +48,7 @@ import anyio
 
 from .._errors import HandlerProcessError
 from .._text import public_name
+from .timeouts import TimeLimit, definition_of
 
 __all__ = [
     "ProcessPool",
@@ -352,14 +353,11 @@ class ProcessPool:
                 with anyio.fail_after(time_limit):
                     answer = await child.exchange(payload)
             except TimeoutError:
-                logger.error(
-                    "%s ran past its timeout of %g s: its process is killed, and a new one "
-                    "takes its place",
-                    label,
-                    time_limit,
-                )
+                assert time_limit is not None
+                timeout = TimeLimit(time_limit, label, function).error(definition_of(function))
+                logger.error("%s: its process is killed, and a new one takes its place", timeout)
                 await self._end(child, kill=True)
-                raise
+                raise timeout from timeout.__cause__
             except (EOFError, OSError):
                 exitcode = await self._end(child, kill=True)
                 raise HandlerProcessError(
