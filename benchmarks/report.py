@@ -335,13 +335,13 @@ def render_markdown(
             "## A sparse queue: requests per message",
             "",
             f"The default consumer on moto, {sparse.messages} messages, one every "
-            f"{sparse.interval:.0f} s, a handler that returns at once, every request counted "
-            "by a proxy (`benchmarks/sparse.py`). Nearly every message is caught by the idle "
-            "consumer's watch poll, which asks for a 5 s visibility timeout so that a stop "
-            "can give it up at once; the lease keeper extends what it brings to the full "
-            "timeout straight away ([shutdown](shutdown.md#watch-polls-and-busy-polls-the-"
-            "trade-in-numbers)). A busy queue pays none of it (busy polls keep the full "
-            "timeout):",
+            f"{sparse.interval:.0f} s on average, a handler that returns at once, every "
+            "request counted by a proxy (`benchmarks/sparse.py`). Nearly every message is "
+            "caught by the idle consumer's watch poll, which asks for a 5 s visibility "
+            "timeout so that a stop can give it up at once; the lease keeper extends what it "
+            "brings to the full timeout straight away ([shutdown](shutdown.md#watch-polls-"
+            "and-busy-polls-the-trade-in-numbers)). A busy queue pays none of it (busy polls "
+            "keep the full timeout):",
             "",
             "| per message | ReceiveMessage | ChangeMessageVisibility | DeleteMessage |",
             "|---|---:|---:|---:|",

@@ -12,6 +12,7 @@ counting proxy, with a handler that returns at once.
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -32,7 +33,8 @@ VISIBILITY = 30
 
 @dataclass(frozen=True)
 class SparseOutcome:
-    """Requests by action over a run of `messages` messages, one every `interval` s."""
+    """Requests by action over a run of `messages` messages, one every `interval` s on
+    average (between half and one and a half of it)."""
 
     messages: int
     interval: float
@@ -78,8 +80,12 @@ async def _run(endpoint: str, messages: int, interval: float) -> SparseOutcome:
 
             started = time.monotonic()
             async with app:
+                jitter = random.Random(7)  # the same arrival times on every run
                 for sent in range(messages):
-                    await anyio.sleep(interval)  # the queue idle meanwhile
+                    # Idle meanwhile. The jitter spreads arrivals over the phase of the open
+                    # long poll: how long it has been open decides whether the old rule
+                    # (a lease counted from the poll's send) extended at once as well.
+                    await anyio.sleep(interval * jitter.uniform(0.5, 1.5))
                     await sqs.send_message(QueueUrl=url, MessageBody=f"sparse {sent}")
                 with anyio.fail_after(30):
                     await all_handled.wait()

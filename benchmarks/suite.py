@@ -79,7 +79,7 @@ class Plan:
     idle_levels: tuple[int, ...] = (10, 100, 1000)
     idle_seconds: float = 60.0
     #: A message every `sparse_interval` seconds on moto, `sparse_messages` of them.
-    sparse_messages: int = 3
+    sparse_messages: int = 5
     sparse_interval: float = 60.0
     moto_messages: int = 1000
     moto_backlog: int = 300
