@@ -419,6 +419,15 @@ async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted
 
         async with app:
             await eventually(lambda: len(running) == total, within=10)
+            # What an idle consumer's watch poll brought is extended at once: let those
+            # calls end first, or a slow one refused for a victim loses its lease here.
+            await eventually(
+                lambda: (
+                    proxy.requests["ChangeMessageVisibilityBatch"]
+                    == len(proxy.of("ChangeMessageVisibilityBatch"))
+                ),
+                within=10,
+            )
             victims = [running[ids[1]], running[ids[4]]]
             for victim in victims:
                 await sqs.client.change_message_visibility(

@@ -48,7 +48,7 @@ from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "stop_waits"]
 
 logger = logging.getLogger("aiosqsworker")
 
@@ -334,17 +334,10 @@ class Pipeline:
         self._receiver.abandon()
 
     def _what_the_stop_waits_for(self) -> str:
-        """The stop's waits, with their numbers: running handlers (at most the shutdown
-        timeout) and busy polls (at most what is left of their wait)."""
-        budget = self._time_left()
-        waits = []
-        running = self.counters.running
-        if running:
-            waits.append(f"up to {_seconds(budget)} s for {plural(running, 'running handler')}")
         polls, left = self._receiver.polls_to_wait_for(anyio.current_time())
-        if polls:
-            waits.append(f"up to {_seconds(min(left, budget))} s for {plural(polls, 'open poll')}")
-        return "waiting " + " and ".join(waits) if waits else "nothing to wait for"
+        return stop_waits(
+            running=self.counters.running, budget=self._time_left(), polls=polls, poll_left=left
+        )
 
     def _time_left(self) -> float:
         return max(0.0, self._stop_deadline - anyio.current_time())
@@ -355,6 +348,19 @@ class Pipeline:
             f"{c.received} received, {c.succeeded} succeeded, {c.failed} failed, "
             f"{c.deleted} deleted, {c.released} released, {plural(c.leases_lost, 'lease')} lost"
         )
+
+
+def stop_waits(*, running: int, budget: float, polls: int, poll_left: float) -> str:
+    """What a stop waits for, with its numbers: `running` handlers (for at most the
+    `budget` left of the shutdown timeout) and `polls` busy polls (for at most what is left
+    of their wait, `poll_left`, within that budget). Nothing is named that is not waited
+    for: never "up to 30 s for 0 running handlers"."""
+    waits = []
+    if running:
+        waits.append(f"up to {_seconds(budget)} s for {plural(running, 'running handler')}")
+    if polls:
+        waits.append(f"up to {_seconds(min(poll_left, budget))} s for {plural(polls, 'open poll')}")
+    return "waiting " + " and ".join(waits) if waits else "nothing to wait for"
 
 
 def _seconds(seconds: float) -> str:
