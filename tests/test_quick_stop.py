@@ -9,6 +9,7 @@ waits for the open poll, each of them takes far longer than it allows.
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from aiosqsworker import App, Message
 from aiosqsworker._run.burst import BURST_FAILED, wait_until_empty
 from aiosqsworker.testing import LocalSQSServer
 
-from .clikit import cli, exit_code, ids_of, logged, read_ledger, tail
+from .clikit import REPO, cli, exit_code, ids_of, logged, read_ledger, tail
 from .kit import SQSKit, eventually, eventually_async
 from .test_robustness import APP, dead_letters, env_for, failure_of, orders
 
@@ -167,3 +168,29 @@ async def test_a_burst_gives_up_a_poison_message_on_a_queue_without_a_dead_lette
 
     await eventually_async(drained, within=10, every=0.2)
     assert [message["MessageId"] for message in left] == [poison]
+
+
+async def test_burst_under_workers_passes_on_a_workers_failure_code(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """Naive code it catches: a supervisor that takes a worker's burst exit code 3 for a
+    crash: it restarts the worker, whose new run finds the queue empty and exits 0, and
+    the failure is lost."""
+    queue = await sqs.create_queue(visibility_timeout=60, max_receive_count=1)
+    await sqs.send(queue, orders("ok", range(5)))
+    [poison] = await sqs.send(queue, orders("poison", range(5, 6)))
+    ledger = tmp_path / "ledger"
+    env = env_for(sqs_server.endpoint_url, queue, ledger)
+    with anyio.fail_after(60):
+        result = await anyio.run_process(
+            [sys.executable, "-m", "aiosqsworker", APP, "--workers", "2", "--burst"],
+            cwd=REPO,
+            env=env,
+            check=False,
+        )
+    log = result.stderr.decode()
+    assert result.returncode == BURST_FAILED, log[-3000:]
+    assert "died unexpectedly" not in log
+    assert "finished its burst, with failures" in log, log[-3000:]
+    copies = await dead_letters(sqs, queue)
+    assert [str(failure_of(copy)["message_id"]) for copy in copies] == [poison]
