@@ -13,7 +13,6 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 
@@ -22,7 +21,7 @@ from aiosqsworker._run.burst import BURST_FAILED, wait_until_empty
 from aiosqsworker.testing import LocalSQSServer
 
 from .clikit import REPO, cli, exit_code, ids_of, logged, read_ledger, tail
-from .kit import SQSKit, eventually, eventually_async
+from .kit import SQSKit, eventually
 from .test_robustness import APP, dead_letters, env_for, failure_of, orders
 
 DEFAULT_WAIT = "20"
@@ -160,13 +159,7 @@ async def test_a_burst_gives_up_a_poison_message_on_a_queue_without_a_dead_lette
     assert stats.succeeded == 0
     assert stats.deleted == 0
 
-    left: list[dict[str, Any]] = []
-
-    async def drained() -> bool:  # visible again once its last back-off is over
-        left.extend(await sqs.drain(queue))
-        return bool(left)
-
-    await eventually_async(drained, within=10, every=0.2)
+    left = await sqs.drain_once_back(queue)  # once its last back-off is over
     assert [message["MessageId"] for message in left] == [poison]
 
 
