@@ -329,6 +329,25 @@ def render_markdown(
             *_idle_table(results),
             "",
         ]
+    if results.sparse is not None:
+        sparse = results.sparse
+        out += [
+            "## A sparse queue: requests per message",
+            "",
+            f"The default consumer on moto, {sparse.messages} messages, one every "
+            f"{sparse.interval:.0f} s on average, a handler that returns at once, every "
+            "request counted by a proxy (`benchmarks/sparse.py`). Nearly every message is "
+            "caught by the idle consumer's watch poll, which asks for a 5 s visibility "
+            "timeout so that a stop can give it up at once; the lease keeper extends what it "
+            "brings to the full timeout straight away ([shutdown](shutdown.md#watch-polls-"
+            "and-busy-polls-the-trade-in-numbers)). A busy queue pays none of it (busy polls "
+            "keep the full timeout):",
+            "",
+            "| per message | ReceiveMessage | ChangeMessageVisibility | DeleteMessage |",
+            "|---|---:|---:|---:|",
+            f"| calls | {sparse.receives:.2f} | {sparse.extensions:.2f} | {sparse.deletes:.2f} |",
+            "",
+        ]
     if results.moto:
         out += [
             "## End to end against moto's server",

@@ -215,12 +215,16 @@ class LeaseKeeper:
         self._failures = 0
         self._lead = extension_lead(visibility_timeout)
 
-    def lease(self, message: Message, received_at: float) -> Lease:
-        """Start watching a message received at `received_at` (before its request was sent)."""
+    def lease(
+        self, message: Message, received_at: float, visibility_timeout: int | None = None
+    ) -> Lease:
+        """Start watching a message received at `received_at` (before its request was sent)
+        and hidden for `visibility_timeout` (by default the consumer's). A poll's shorter
+        timeout makes the lease due at once: it is extended to the full one straight away."""
         lease = Lease(
             message=message,
             received_at=received_at,
-            expires_at=received_at + self._visibility_timeout,
+            expires_at=received_at + (visibility_timeout or self._visibility_timeout),
         )
         self._leases.add(lease)
         if self._board is not None:

@@ -21,7 +21,7 @@ import anyio
 
 from .._consumer.threads import running_handlers
 from .._errors import AioSQSWorkerError, single_error
-from .burst import wait_until_empty
+from .burst import burst_ended, stop_when_empty
 from .metrics import serve_metrics
 from .orphan import watch_supervisor
 from .probe import RunnableApp
@@ -48,7 +48,8 @@ def run(
 ) -> int:
     """Run `app` in a new event loop until a stop signal; return the process exit code.
 
-    0 after a graceful stop; 128 + the signal's number when a second signal forced it.
+    0 after a graceful stop; 128 + the signal's number when a second signal forced it; in
+    `burst` mode, `burst.BURST_FAILED` when a handler failed during the run.
     With `metrics_address`, /metrics, /healthz and /readyz are served there; with
     `progress_interval`, a progress line is printed that often. A worker of ``--workers N``
     or ``--reload`` (its `supervisor_pid` given) leaves SIGINT to its supervisor, and stops
@@ -73,7 +74,7 @@ def run(
             if progress_interval:
                 tg.start_soon(functools.partial(report_progress, app, interval=progress_interval))
             if burst:
-                tg.start_soon(_stop_when_empty, app)
+                tg.start_soon(stop_when_empty, app)
             if supervisor_pid is not None:
                 tg.start_soon(watch_supervisor, supervisor_pid, app.stop)
             with capture_signals(app.stop, stop_signals) as signals:
@@ -87,7 +88,9 @@ def run(
         if failure is not None:
             raise failure
         forced_by = signals.forced_by
-        return 128 + int(forced_by) if forced_by is not None else 0
+        if forced_by is not None:
+            return 128 + int(forced_by)
+        return burst_ended(app.statistics().values()) if burst else 0
 
     try:
         return anyio.run(main, backend="asyncio", backend_options={"use_uvloop": use_uvloop})
@@ -96,12 +99,6 @@ def run(
         if isinstance(error, AioSQSWorkerError):
             raise error from None
         raise
-
-
-async def _stop_when_empty(app: RunnableApp) -> None:
-    await wait_until_empty(app)
-    logger.info("burst: every queue is empty and nothing is in flight, stopping")
-    app.stop()
 
 
 def exit_process(status: int | str | None) -> NoReturn:
