@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from .._errors import TransientSQSError
 from .base import BatchResult
 from .errors import Endpoint, sqs_error
-from .fast import CONTENT_TYPE, _error_code
+from .jsonwire import CONTENT_TYPE, error_code
 from .sigv4 import FrozenCredentials, RequestSigner
 
 __all__ = ["BlockingVisibilityCalls"]
@@ -94,7 +94,7 @@ class BlockingVisibilityCalls:
                 f"{OPERATION}: SQS answered 200 with a body that is not JSON", operation=OPERATION
             )
         headers_in = {name.lower(): value for name, value in response.getheaders()}
-        code, detail = _error_code(response.status, headers_in, payload)
+        code, detail = error_code(response.status, headers_in, payload)
         raise sqs_error(
             code,
             response.status,

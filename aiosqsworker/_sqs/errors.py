@@ -11,18 +11,6 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import aiohttp
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
-
 from .._errors import (
     AccessDeniedError,
     CredentialsError,
@@ -135,6 +123,19 @@ def sqs_error(
 @contextlib.contextmanager
 def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None) -> Iterator[None]:
     """Turn botocore's and aiohttp's exceptions into the framework's tree."""
+    # Only botocore-backed calls come here: loaded by then, and kept off the import path.
+    import aiohttp
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
+    )
+
     where = f"region {endpoint.region}, endpoint {endpoint.url}"
     try:
         yield
