@@ -211,14 +211,14 @@ def open_payload_store(
 ) -> PayloadStore:
     """A `PayloadStore` whose S3 client opens on first use and is closed by `stack`.
 
-    Nothing is loaded or checked here: the SQS client, opened first, has checked the region
-    and the credentials of the same session (credential chain, profile, region).
+    Nothing is loaded (not even botocore) or checked here: the SQS client, opened first, has
+    checked the region and the credentials (credential chain, profile, region).
     """
-    session = _session(config)
 
     async def open_client() -> object:
         from aiobotocore.config import AioConfig
 
+        session = _session(config)
         client_config = AioConfig(
             connect_timeout=10,
             read_timeout=60,
