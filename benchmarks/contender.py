@@ -9,11 +9,15 @@ Contenders:
 
 - ``aiosqsworker``: the framework with its default settings (the fast path);
 - ``aiosqsworker-botocore``: the same with ``App(client="botocore")``;
+- ``aiosqsworker-aiohttp``: the same with ``App(client="aiohttp")`` (the hot calls over
+  aiohttp, the path that was the default before the lean client);
 - ``aiobotocore-loop``: a bare loop on aiobotocore: pollers calling ReceiveMessage(10) into a
   small bounded queue, N handler tasks, deletes batched by ten with a 50 ms linger. No
   leases, no retries, no shutdown care: the most anything built on aiobotocore can do;
 - ``aiohttp-loop``: the same loop over aiohttp with hand-built JSON, no signing and no
-  checks: the floor of a Python asyncio consumer.
+  checks: the floor of a Python asyncio consumer;
+- ``lean-loop``: the same loop over the framework's lean client alone (signed requests, MD5
+  checks): what the transport costs without the engine.
 
 The bare loops keep open as many polls as aiosqsworker opens at most for the same
 concurrency, so that under load the comparison is of client and framework cost, not of
@@ -81,7 +85,7 @@ async def _aiosqsworker(
     app = App(
         region=REGION,
         endpoint_url=options.endpoint,
-        client="botocore" if client == "botocore" else "fast",
+        client=client,  # type: ignore[arg-type]
         shutdown_timeout=10,
     )
 
@@ -109,6 +113,12 @@ async def aiosqsworker_botocore(
     options: Options, window: Window, tally: Tally, finished: asyncio.Event
 ) -> dict[str, Any]:
     return await _aiosqsworker(options, window, tally, finished, "botocore")
+
+
+async def aiosqsworker_aiohttp(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    return await _aiosqsworker(options, window, tally, finished, "aiohttp")
 
 
 # --- the bare loops -----------------------------------------------------------------------
@@ -295,11 +305,46 @@ async def aiohttp_loop(
         return await bare_loop(options, window, tally, finished, receive, delete)
 
 
+async def lean_loop(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    from aiosqsworker._sqs.errors import Endpoint
+    from aiosqsworker._sqs.lean import LeanSQSClient, StaticCredentials
+    from aiosqsworker._sqs.sigv4 import FrozenCredentials
+
+    client = LeanSQSClient(
+        Endpoint(REGION, options.endpoint),
+        StaticCredentials(FrozenCredentials("bench", "bench-secret")),
+        max_connections=poller_count(options.concurrency) + 8,
+        read_timeout=WAIT_TIME + 15,
+    )
+    try:
+        url = await client.resolve_queue_url(options.queue)
+
+        async def receive() -> list[tuple[str, str]]:
+            messages = await client.receive_messages(
+                url, max_messages=10, wait_time=WAIT_TIME, visibility_timeout=30
+            )
+            return [(m["Body"], m["ReceiptHandle"]) for m in messages]
+
+        async def delete(handles: list[str]) -> int:
+            result = await client.delete_message_batch(
+                url, [(str(i), h) for i, h in enumerate(handles)]
+            )
+            return len(result.failed)
+
+        return await bare_loop(options, window, tally, finished, receive, delete)
+    finally:
+        await client.close()
+
+
 CONTENDERS: dict[str, Consume] = {
     "aiosqsworker": aiosqsworker_fast,
     "aiosqsworker-botocore": aiosqsworker_botocore,
     "aiobotocore-loop": aiobotocore_loop,
     "aiohttp-loop": aiohttp_loop,
+    "aiosqsworker-aiohttp": aiosqsworker_aiohttp,
+    "lean-loop": lean_loop,
 }
 
 

@@ -49,6 +49,8 @@ OWN_CONTENDERS = (
     Contender.own("aiosqsworker-botocore", 'aiosqsworker (client="botocore")'),
     Contender.own("aiobotocore-loop", "bare aiobotocore loop (ceiling on aiobotocore)"),
     Contender.own("aiohttp-loop", "bare aiohttp loop, unsigned JSON (floor)"),
+    Contender.own("aiosqsworker-aiohttp", 'aiosqsworker (client="aiohttp")'),
+    Contender.own("lean-loop", "bare loop on the lean client alone, signed (transport floor)"),
 )
 #: Ratios are to this contender, measured in the same invocation.
 REFERENCE = "aiobotocore-loop"
