@@ -183,6 +183,22 @@ async def tls_front(upstream: str, directory: Path) -> AsyncIterator[tuple[str, 
         yield f"https://127.0.0.1:{port}", ca
 
 
+@contextlib.asynccontextmanager
+async def lean_client(url: str, *, read_timeout: float = 5) -> AsyncIterator[LeanSQSClient]:
+    """A lean client of its own to `url`, no proxy, no CA bundle, one connection."""
+    client = LeanSQSClient(
+        Endpoint(REGION, url),
+        StaticCredentials(FrozenCredentials("k", "s")),
+        max_connections=1,
+        read_timeout=read_timeout,
+        environ={},
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
 async def run_until_handled(app: App, queue_name: str, count: int) -> list[str]:
     seen: list[str] = []
 
@@ -220,19 +236,12 @@ async def test_an_untrusted_certificate_is_refused(
     """Without the authority in AWS_CA_BUNDLE, the server's certificate is not trusted.
 
     Catches a client that turns certificate checks off to make a self-signed server work."""
-    async with tls_front(sqs_server.endpoint_url, tmp_path) as (url, _):
-        client = LeanSQSClient(
-            Endpoint(REGION, url),
-            StaticCredentials(FrozenCredentials("k", "s")),
-            max_connections=2,
-            read_timeout=5,
-            environ={},
-        )
-        try:
-            with pytest.raises(TransientSQSError, match="CERTIFICATE_VERIFY_FAILED"):
-                await client._send_once("GetQueueUrl", b'{"QueueName":"x"}', "x")
-        finally:
-            await client.close()
+    async with (
+        tls_front(sqs_server.endpoint_url, tmp_path) as (url, _),
+        lean_client(url) as client,
+    ):
+        with pytest.raises(TransientSQSError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client._send_once("GetQueueUrl", b'{"QueueName":"x"}', "x")
 
 
 async def test_https_goes_through_a_connect_tunnel_of_https_proxy(
@@ -348,22 +357,15 @@ async def test_a_call_given_up_mid_flight_closes_its_connection() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload)
         await writer.drain()
 
-    async with serving(handle) as port:
-        client = LeanSQSClient(
-            Endpoint(REGION, f"http://127.0.0.1:{port}"),
-            StaticCredentials(FrozenCredentials("k", "s")),
-            max_connections=1,
-            read_timeout=30,
-            environ={},
-        )
-        try:
-            with pytest.raises(TimeoutError):
-                async with asyncio.timeout(0.5):
-                    await client.resolve_queue_url("stalled")
-            await asyncio.wait_for(closed.wait(), 5)
-            assert await client.resolve_queue_url("fresh") == "http://q/1/fresh"
-        finally:
-            await client.close()
+    async with (
+        serving(handle) as port,
+        lean_client(f"http://127.0.0.1:{port}", read_timeout=30) as client,
+    ):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await client.resolve_queue_url("stalled")
+        await asyncio.wait_for(closed.wait(), 5)
+        assert await client.resolve_queue_url("fresh") == "http://q/1/fresh"
     assert requests == 2
 
 
@@ -383,18 +385,8 @@ async def test_a_chunked_answer_is_read_whole() -> None:
         writer.write(b"0\r\n\r\n")
         await writer.drain()
 
-    async with serving(handle) as port:
-        client = LeanSQSClient(
-            Endpoint(REGION, f"http://127.0.0.1:{port}"),
-            StaticCredentials(FrozenCredentials("k", "s")),
-            max_connections=1,
-            read_timeout=5,
-            environ={},
-        )
-        try:
-            assert await client.get_queue_attributes("http://q/1/a") == {"VisibilityTimeout": "30"}
-        finally:
-            await client.close()
+    async with serving(handle) as port, lean_client(f"http://127.0.0.1:{port}") as client:
+        assert await client.get_queue_attributes("http://q/1/a") == {"VisibilityTimeout": "30"}
 
 
 async def test_a_worker_starts_and_handles_without_loading_botocore(
