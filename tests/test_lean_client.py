@@ -28,6 +28,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from aiosqsworker import App, Message, TransientSQSError
+from aiosqsworker._sqs.blocking import BlockingVisibilityCalls
 from aiosqsworker._sqs.errors import Endpoint
 from aiosqsworker._sqs.lean import LeanSQSClient, StaticCredentials
 from aiosqsworker._sqs.sigv4 import FrozenCredentials
@@ -242,6 +243,37 @@ async def test_an_untrusted_certificate_is_refused(
     ):
         with pytest.raises(TransientSQSError, match="CERTIFICATE_VERIFY_FAILED"):
             await client._send_once("GetQueueUrl", b'{"QueueName":"x"}', "x")
+
+
+async def test_the_lease_keeper_s_thread_trusts_aws_ca_bundle_too(
+    sqs: SQSKit,
+    sqs_server: LocalSQSServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The lease keeper's blocking connection (used while the loop is blocked) trusts the
+    same bundle as the client. Catches a thread that only knows the system's trust store:
+    its lease extensions would all fail on a server the client itself reaches."""
+    queue = await sqs.create_queue()
+    await sqs.send(queue, ["held"])
+    (message,) = await sqs.receive(queue)
+    async with tls_front(sqs_server.endpoint_url, tmp_path) as (url, ca):
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(ca))
+        calls = BlockingVisibilityCalls(Endpoint(REGION, url))
+        credentials = FrozenCredentials(
+            LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+        )
+        try:
+            result = await asyncio.to_thread(
+                calls.change_visibility_batch,
+                queue.url,
+                [("0", message["ReceiptHandle"], 40)],
+                credentials,
+                timeout=10,
+            )
+        finally:
+            calls.close()
+    assert result.successful == ("0",)
 
 
 async def test_https_goes_through_a_connect_tunnel_of_https_proxy(

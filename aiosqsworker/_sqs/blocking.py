@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import ssl
+import os
 import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from .._errors import TransientSQSError
 from .base import BatchResult
 from .errors import Endpoint, sqs_error
+from .http11 import ssl_context
 from .jsonwire import CONTENT_TYPE, error_code
 from .sigv4 import FrozenCredentials, RequestSigner
 
@@ -108,7 +109,7 @@ class BlockingVisibilityCalls:
         if self._connection is None:
             if self._https:
                 self._connection = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=ssl.create_default_context()
+                    self._host, self._port, timeout=timeout, context=ssl_context(os.environ)
                 )
             else:
                 self._connection = http.client.HTTPConnection(

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["ConnectionPool", "HttpError", "Origin", "Response", "proxy_for"]
+__all__ = ["ConnectionPool", "HttpError", "Origin", "Response", "proxy_for", "ssl_context"]
 
 _MAX_HEAD = 64 * 1024
 
@@ -59,6 +59,14 @@ class Origin:
         # what is sent.
         netloc = parts.netloc.rpartition("@")[2]
         return cls(parts.scheme, parts.hostname, port, netloc)
+
+
+def ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
+    """The system's trust store, or the bundle AWS_CA_BUNDLE names, as the SDKs do."""
+    bundle = environ.get("AWS_CA_BUNDLE")
+    context = ssl.create_default_context(cafile=bundle or None)
+    context.set_alpn_protocols(["http/1.1"])
+    return context
 
 
 def _no_proxy_matches(host: str, port: int, no_proxy: str) -> bool:

@@ -15,7 +15,6 @@ that a worker whose settings are plain (`awsconfig.py`) never imports botocore o
 from __future__ import annotations
 
 import os
-import ssl
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -23,11 +22,11 @@ from urllib.parse import urlsplit
 from .._errors import TransientSQSError
 from .base import parse_queue_arn
 from .errors import Endpoint
-from .http11 import ConnectionPool, Origin, proxy_for
+from .http11 import ConnectionPool, Origin, proxy_for, ssl_context
 from .jsonwire import CONTENT_TYPE, JsonProtocolCalls, action_headers, read_answer
 from .sigv4 import FrozenCredentials, RequestSigner
 
-__all__ = ["CredentialSource", "LeanSQSClient", "StaticCredentials", "ssl_context"]
+__all__ = ["BotocoreCredentials", "CredentialSource", "LeanSQSClient", "StaticCredentials"]
 
 USER_AGENT = "aiosqsworker-lean"
 
@@ -57,14 +56,6 @@ class BotocoreCredentials:
         if hasattr(frozen, "__await__"):  # aiobotocore's refreshable credentials
             frozen = await frozen
         return FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token)
-
-
-def ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
-    """The system's trust store, or the bundle AWS_CA_BUNDLE names, as the SDKs do."""
-    bundle = environ.get("AWS_CA_BUNDLE")
-    context = ssl.create_default_context(cafile=bundle or None)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
 
 
 class LeanSQSClient(JsonProtocolCalls):
