@@ -1,22 +1,12 @@
-"""The fast path: the hot SQS calls over aiohttp, speaking SQS's JSON protocol directly.
+"""The hot SQS calls over aiohttp (``client="aiohttp"``), the rest through aiobotocore.
 
-A profile of an aiobotocore consumer shows its time going to botocore's request
-serialization, event hooks, user-agent assembly and response parsing, not to the network.
-`FastSQSClient` keeps aiobotocore for what it is good at (the credential chain with refresh,
-region and endpoint resolution, every control-plane call) and serves ReceiveMessage,
-DeleteMessageBatch, ChangeMessageVisibilityBatch and SendMessage(Batch) itself:
-
-- one keep-alive aiohttp session, its read timeout longer than the long poll;
-- SigV4 with a signing key cached per day (`sigv4.py`), credentials from botocore's chain,
-  frozen per request so that refreshed ones are picked up;
-- compact JSON encoding and decoding (orjson when installed);
-- MD5 of every received body verified, as the SDKs for other languages do: a message whose
-  body does not match is not handed to a handler (it comes back after its visibility timeout);
-- the same error classification and mapping as the aiobotocore path (`classify_error_code`),
-  and the same retry policy as botocore's "standard" mode: three attempts with jittered
-  exponential back-off for throttling, 5xx and connection errors.
-
-`App(client="botocore")` turns it off; the integration tests run against both paths.
+The default client before the lean one (`lean.py`), kept for who needs aiohttp's
+transport. `FastSQSClient` keeps aiobotocore for the credential chain with refresh, region
+and endpoint resolution and every control-plane call, and serves ReceiveMessage,
+DeleteMessageBatch, ChangeMessageVisibilityBatch and SendMessage(Batch) over one keep-alive
+aiohttp session, its read timeout longer than the long poll. What the calls send and how
+their answers are read, checked and retried is SQS's JSON protocol as `jsonwire.py` speaks
+it, signed by `sigv4.py`.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
 from typing import Any
 
+import anyio
+
 from .._backoff import backoff
 from .._errors import TransientSQSError
 from .base import BatchResult, SendBatchResult
@@ -165,8 +167,6 @@ class JsonProtocolCalls:
                 if attempt == MAX_ATTEMPTS:
                     raise
                 # botocore's standard mode: "full jitter" up to 2^attempt-1 s, capped at 20 s.
-                import anyio  # already loaded by the engine; kept off the import path
-
                 await anyio.sleep(backoff(attempt - 1, base=1.0, cap=20.0, spread=1.0))
         raise AssertionError("unreachable")  # pragma: no cover
 
