@@ -13,7 +13,6 @@ A pure function of the environment and the files: tested directly.
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 from collections.abc import Mapping
@@ -68,6 +67,8 @@ class PlainSettings:
 
 def _profile_section(path: str, section: str) -> Mapping[str, str] | None:
     """One section of an AWS ini file, or None when the file or section is missing."""
+    import configparser  # only when a worker starts
+
     parser = configparser.RawConfigParser()
     try:
         with open(os.path.expanduser(path), encoding="utf-8") as file:

@@ -9,11 +9,11 @@ for it, and answers with the same `BatchResult` and error classes as the clients
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .._errors import TransientSQSError
@@ -22,6 +22,9 @@ from .errors import Endpoint, sqs_error
 from .http11 import ssl_context
 from .jsonwire import CONTENT_TYPE, error_code
 from .sigv4 import FrozenCredentials, RequestSigner
+
+if TYPE_CHECKING:
+    import http.client
 
 __all__ = ["BlockingVisibilityCalls"]
 
@@ -73,6 +76,8 @@ class BlockingVisibilityCalls:
             at=time.time(),
         )
         headers["Host"] = self._netloc
+        import http.client  # only once the loop is blocked: kept off the import path
+
         try:
             connection = self._connect(timeout)
             connection.request("POST", self._path, body=body, headers=headers)
@@ -106,6 +111,8 @@ class BlockingVisibilityCalls:
         )
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
         if self._connection is None:
             if self._https:
                 self._connection = http.client.HTTPSConnection(
