@@ -584,6 +584,10 @@ _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
 }
 
 
+#: Variables the supervisor sets for its workers: read, never offered to a user.
+_SET_BY_THE_SUPERVISOR = ("WORKER_INDEX", "SUPERVISOR_PID")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EnvironmentSettings:
     """The ``AIOSQSWORKER_*`` environment variables, read and checked in one place.
@@ -625,7 +629,7 @@ class EnvironmentSettings:
     def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentSettings:
         """The settings `environ` (default: ``os.environ``) holds."""
         environ = os.environ if environ is None else environ
-        known = list(_ENV_PARSERS)
+        known = [name for name in _ENV_PARSERS if name not in _SET_BY_THE_SUPERVISOR]
         for variable in environ:
             if not variable.startswith(ENV_PREFIX):
                 continue
