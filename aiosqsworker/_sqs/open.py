@@ -30,7 +30,13 @@ from .errors import Endpoint
 from .fast import FastSQSClient
 from .payloads import PayloadStore
 
-__all__ = ["ENDPOINT_VARIABLES", "open_payload_store", "open_queue_admin", "open_sqs_client"]
+__all__ = [
+    "ENDPOINT_VARIABLES",
+    "open_payload_store",
+    "open_queue_admin",
+    "open_s3_client",
+    "open_sqs_client",
+]
 
 #: Where botocore finds an endpoint when none is given, in its order (the config file after).
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
@@ -167,23 +173,29 @@ def open_payload_store(
     Nothing is loaded or checked here: the SQS client, opened first, has checked the region
     and the credentials of the same session (credential chain, profile, region).
     """
-    session = _session(config)
 
     async def open_client() -> object:
-        client_config = AioConfig(
-            connect_timeout=10,
-            read_timeout=60,
-            max_pool_connections=max_connections,
-            retries={"mode": "standard", "total_max_attempts": 3},
-            user_agent_extra="aiosqsworker",
-        )
-        return await stack.enter_async_context(
-            session.create_client(
-                "s3",
-                region_name=_resolve_region(session, config),
-                endpoint_url=config.s3_endpoint_url,
-                config=client_config,
-            )
-        )
+        return await open_s3_client(stack, config, max_connections=max_connections)
 
     return PayloadStore(open_client)
+
+
+async def open_s3_client(stack: AsyncExitStack, config: AppConfig, *, max_connections: int) -> Any:
+    """An aiobotocore S3 client (closed by `stack`) at `config.s3_endpoint_url`, else where
+    botocore finds one (``AWS_ENDPOINT_URL_S3``, ...)."""
+    session = _session(config)
+    client_config = AioConfig(
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max_connections,
+        retries={"mode": "standard", "total_max_attempts": 3},
+        user_agent_extra="aiosqsworker",
+    )
+    return await stack.enter_async_context(
+        session.create_client(
+            "s3",
+            region_name=_resolve_region(session, config),
+            endpoint_url=config.s3_endpoint_url,
+            config=client_config,
+        )
+    )

@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 from ..._config import MAX_VISIBILITY
 from ..._errors import ConfigurationError
 from ..._producer import MAX_DELAY
-from .queue import DEFAULT_MAX_RECEIVE_COUNT, MAX_RECEIVE_COUNT
+from ..._sqs.base import MAX_MESSAGE_BYTES
+from .queue import (
+    DEFAULT_MAX_RECEIVE_COUNT,
+    MAX_RECEIVE_COUNT,
+    MAX_RETENTION,
+    MIN_MESSAGE_SIZE,
+    MIN_RETENTION,
+)
 from .send import parse_attribute
 
 __all__ = ["add_admin_parsers"]
@@ -121,8 +128,9 @@ create:
   Creates NAME (a FIFO queue with --fifo or a name ending in .fifo). With
   --dead-letter-queue DLQ, DLQ is created too when it does not exist (a FIFO queue's must
   be FIFO), and NAME gets a RedrivePolicy: after --max-receive-count receives (default 5)
-  a message goes there. A queue that exists with the settings asked for is left as it is
-  (exit 0); one that exists with other settings is an error naming them.
+  a message goes there. --visibility-timeout, --max-message-size, --retention and --delay
+  set those attributes of NAME. A queue that exists with the settings asked for is left as
+  it is (exit 0); one that exists with other settings is an error naming them.
 
 purge, delete:
   purge deletes every message of NAME; delete deletes the queue (its dead-letter queue is
@@ -136,8 +144,23 @@ exit codes:
 examples:
   python -m aiosqsworker queue create orders --dead-letter-queue orders-dlq --max-receive-count 5
   python -m aiosqsworker queue create orders.fifo --content-based-deduplication
+  python -m aiosqsworker queue create reports --max-message-size 1048576 --retention 86400
   python -m aiosqsworker queue purge orders
   python -m aiosqsworker queue delete orders --yes
+"""
+
+BUCKET_EPILOG = """\
+create:
+  Creates bucket NAME at the S3 endpoint: --endpoint-url, else AWS_ENDPOINT_URL_S3, else
+  AWS_ENDPOINT_URL, else AWS's own (local-server serves S3 and prints AWS_ENDPOINT_URL_S3).
+  Outside us-east-1 the bucket is created in the region in use. A bucket that exists and
+  is yours is left as it is (exit 0).
+
+exit codes:
+  0 created or already yours; 1 an error (a name S3 refuses, another account's bucket).
+
+examples:
+  python -m aiosqsworker bucket create orders-payloads
 """
 
 
@@ -186,6 +209,16 @@ _receive_count = _checked_number(
     lambda value: 1 <= value <= MAX_RECEIVE_COUNT,
     f"a whole number from 1 to {MAX_RECEIVE_COUNT}",
 )
+_message_size = _checked_number(
+    int,
+    lambda value: MIN_MESSAGE_SIZE <= value <= MAX_MESSAGE_BYTES,
+    f"bytes from {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES}",
+)
+_retention = _checked_number(
+    int,
+    lambda value: MIN_RETENTION <= value <= MAX_RETENTION,
+    f"whole seconds from {MIN_RETENTION} to {MAX_RETENTION} (14 days)",
+)
 _seconds = _checked_number(
     float, lambda value: value > 0 and not math.isinf(value), "a positive number of seconds"
 )
@@ -219,7 +252,7 @@ def add_admin_parsers(
     connection_options: Callable[[argparse.ArgumentParser], None],
     logging_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """Add `send`, `stats`, `dlq` and `queue` to the CLI's subcommands."""
+    """Add `send`, `stats`, `dlq`, `queue` and `bucket` to the CLI's subcommands."""
     raw = argparse.RawDescriptionHelpFormatter
 
     prog = "python -m aiosqsworker"
@@ -365,6 +398,26 @@ def add_admin_parsers(
         help="the queue's VisibilityTimeout, 0 to 43200 (default: SQS's, 30)",
     )
     create.add_argument(
+        "--max-message-size",
+        type=_argument(_message_size),
+        metavar="BYTES",
+        help=f"the queue's MaximumMessageSize, {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES} "
+        "(default: SQS's)",
+    )
+    create.add_argument(
+        "--retention",
+        type=_argument(_retention),
+        metavar="SECONDS",
+        help=f"the queue's MessageRetentionPeriod, {MIN_RETENTION} to {MAX_RETENTION} "
+        "(default: SQS's, 4 days)",
+    )
+    create.add_argument(
+        "--delay",
+        type=_argument(_delay),
+        metavar="SECONDS",
+        help=f"the queue's DelaySeconds, 0 to {MAX_DELAY} (default: 0)",
+    )
+    create.add_argument(
         "--content-based-deduplication",
         action="store_true",
         help="FIFO queues: deduplicate by the body's SHA-256, so sends need no --dedup-id",
@@ -402,6 +455,33 @@ def add_admin_parsers(
         )
         destroyers.append(action)
 
+    bucket = sub.add_parser(
+        "bucket",
+        prog=f"{prog} bucket",
+        help="create the S3 bucket of large messages",
+        description="Create an S3 bucket, for large messages (payload_bucket=).",
+        epilog=BUCKET_EPILOG,
+        formatter_class=raw,
+    )
+    bucket_actions = bucket.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)
+    create_bucket = bucket_actions.add_parser(
+        "create",
+        prog=f"{prog} bucket create",
+        help="create a bucket (exit 0 if it exists and is yours)",
+        description="Create bucket NAME at the S3 endpoint (--endpoint-url, else "
+        "AWS_ENDPOINT_URL_S3, else AWS's).",
+        epilog=BUCKET_EPILOG,
+        formatter_class=raw,
+    )
+    create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
+
     for parser in (send, stats, inspect, redrive, create, *destroyers):
         connection_options(parser)
         logging_options(parser)
+    # The S3 endpoint is the bucket command's own.
+    create_bucket.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
+    create_bucket.add_argument(
+        "--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)"
+    )
+    create_bucket.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+    logging_options(create_bucket)
