@@ -112,6 +112,16 @@ def _what_follows(error: BaseException) -> str:
     return ""
 
 
+def successors_note(outcome: Outcome, head: str) -> str:
+    """Why a FIFO group's later messages were released after `head`'s `outcome`: they are
+    received again, in order, behind it or, when it was dead-lettered, without it."""
+    if outcome is Outcome.DEAD_LETTER:
+        return f"message {head} went to the dead-letter queue; they come again in order"
+    if outcome is Outcome.RETRY:
+        return f"message {head} is retried first, then they come again in order"
+    return f"message {head} is received again first, then they come in order"
+
+
 class Dispatcher:
     """Runs one consumer's handler in up to `concurrency` slots fed by the buffer."""
 
@@ -402,17 +412,18 @@ class Dispatcher:
         self._inflight.settle(lease, outcome, delay)
         successors = self._buffer.task_done(lease, succeeded=outcome is Outcome.ACK)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
-    def _release_successors(self, successors: list[Lease]) -> None:
-        """FIFO: a group's later messages wait for the failed one to be retried first."""
+    def _release_successors(self, successors: list[Lease], head: Lease, outcome: Outcome) -> None:
+        """FIFO: a group's later messages go back behind the one that did not succeed."""
         for lease in successors:
             self._inflight.settle(lease, Outcome.RELEASE)
         logger.info(
-            "[%s] released %s of group %s so that it is retried in order",
+            "[%s] released %s of group %s: %s",
             self._consumer,
             plural(len(successors), "later message"),
             successors[0].message.group_id,
+            successors_note(outcome, head.message.message_id),
         )
 
     def _log_timeout(self, lease: Lease, error: BaseException | None) -> None:
