@@ -278,10 +278,11 @@ class Dispatcher:
     def _hand_back(self, lease: Lease) -> None:
         """A message taken from the buffer that will not start now: visible again at once."""
         self._flow.not_started()
-        self._inflight.settle(lease, Outcome.LOST if lease.lost else Outcome.RELEASE)
+        outcome = Outcome.LOST if lease.lost else Outcome.RELEASE
+        self._inflight.settle(lease, outcome)
         successors = self._buffer.task_done(lease, succeeded=False)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
     def _failure(self, exc: BaseException) -> BaseException | None:
         """What a handler raised, as that message's failure; None for a cancellation of the
