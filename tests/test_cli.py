@@ -22,7 +22,7 @@ import aiosqsworker
 from aiosqsworker._cli.main import _build_parser
 from aiosqsworker._cli.main import main as cli_main
 from aiosqsworker._config import too_many_workers
-from aiosqsworker.testing import LocalSQSServer
+from aiosqsworker.testing import LocalSQSServer, free_port
 
 from .clikit import (
     REPO,
@@ -351,6 +351,12 @@ async def test_a_bad_environment_value_or_port_is_one_clear_line_and_exit_1(
                 ["stats", "orders"],
                 {"AIOSQSWORKER_LOG_LEVEL": "verbose"},
                 "AIOSQSWORKER_LOG_LEVEL='verbose' is invalid: choose one of DEBUG, INFO, WARNING",
+            ),
+            (
+                # Nothing listens there: a local server that is not running.
+                ["stats", "orders", "--endpoint-url", f"http://127.0.0.1:{free_port()}"],
+                {},
+                "Is the local server running (python -m aiosqsworker local-server)",
             ),
             (
                 [SERVICE, "--workers", "1000"],

@@ -161,10 +161,16 @@ async def test_scale_recommends_workers_for_a_known_backlog_and_rate(
     ]  # fmt: skip
     # 300 queued, nothing arriving: (0 + 300 / 30) / 4 = 2.5, so 3 workers.
     code = await anyio.to_thread.run_sync(cli_main, argv)
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 0
-    assert "desired workers 3 " in out, out
-    assert "backlog 300 visible" in out
+    assert "desired workers 3 " in captured.out, captured.out
+    assert "backlog 300 visible" in captured.out
+    # Catches a silent sample (10 s by default that look like a hang): what it saw first,
+    # and when the answer comes, go to stderr at once.
+    assert f"scale: {queue.name} now holds 300 visible, 0 in flight, 0 delayed; a second " in (
+        captured.err
+    )
+    assert "reading in 0.5 s" in captured.err
 
 
 def _ops_service_env(

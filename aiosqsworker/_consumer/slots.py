@@ -40,7 +40,7 @@ from typing import Any
 import anyio
 
 from .._config import ConsumerConfig, Middleware
-from .._errors import MessageDecodeError, Reject, Retry
+from .._errors import ConfigurationError, MessageDecodeError, PayloadError, Reject, Retry
 from .._logging import message_context
 from .._message import Message
 from .._sqs.base import SQSClient
@@ -454,6 +454,16 @@ class Dispatcher:
                 self._consumer,
                 message.message_id,
                 error.reason,
+                delay,
+                extra=context,
+            )
+        elif isinstance(error, PayloadError | ConfigurationError):  # it says all: no traceback
+            logger.error(
+                "[%s] message %s failed (receive %d): %s; visible again in %d s",
+                self._consumer,
+                message.message_id,
+                message.receive_count,
+                error,
                 delay,
                 extra=context,
             )

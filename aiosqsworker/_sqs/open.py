@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -36,6 +37,7 @@ __all__ = [
     "open_queue_admin",
     "open_s3_client",
     "open_sqs_client",
+    "s3_endpoint_problem",
 ]
 
 #: Where botocore finds an endpoint when none is given, in its order (the config file after).
@@ -191,11 +193,39 @@ async def open_s3_client(stack: AsyncExitStack, config: AppConfig, *, max_connec
         retries={"mode": "standard", "total_max_attempts": 3},
         user_agent_extra="aiosqsworker",
     )
-    return await stack.enter_async_context(
+    client = await stack.enter_async_context(
         session.create_client(
             "s3",
             region_name=_resolve_region(session, config),
             endpoint_url=config.s3_endpoint_url,
             config=client_config,
         )
+    )
+    problem = s3_endpoint_problem(_sqs_endpoint(config), str(client.meta.endpoint_url))
+    if problem:
+        raise ConfigurationError(problem)
+    return client
+
+
+def _sqs_endpoint(config: AppConfig) -> str | None:
+    """The SQS endpoint given (the App's, else the environment's), or None for AWS's."""
+    if config.endpoint_url:
+        return config.endpoint_url
+    return next((os.environ[name] for name in ENDPOINT_VARIABLES if os.environ.get(name)), None)
+
+
+def s3_endpoint_problem(sqs_endpoint: str | None, s3_endpoint: str) -> str | None:
+    """Why S3 calls would go astray: to AWS's S3 while SQS is a server of one's own (a local
+    server's export line without AWS_ENDPOINT_URL_S3). Every payload call would fail on and on
+    (or, with AWS credentials, touch a real bucket), so it is one error, at once."""
+    if sqs_endpoint is None:
+        return None
+    sqs_host = urlsplit(sqs_endpoint).hostname or ""
+    s3_host = urlsplit(s3_endpoint).hostname or ""
+    if sqs_host.endswith(".amazonaws.com") or not s3_host.endswith(".amazonaws.com"):
+        return None
+    return (
+        f"SQS is at {sqs_endpoint} but S3 at AWS's {s3_endpoint}: set AWS_ENDPOINT_URL_S3 "
+        f"(or s3_endpoint_url=) to your S3 server; local-server serves S3 on its SQS port "
+        f"(AWS_ENDPOINT_URL_S3={sqs_endpoint})"
     )
