@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from ..._config import MAX_VISIBILITY
 from ..._errors import ConfigurationError
@@ -29,13 +29,13 @@ __all__ = ["add_admin_parsers"]
 
 SEND_EPILOG = """\
 input:
-  Each BODY argument is one message, sent as it is (QUEUE and the BODY arguments go
-  together, options before or after them). With --file PATH (--file - or a
-  lone - reads stdin) each line is one message: its text without the line ending, so
-  JSON lines stay JSON text. Empty lines are skipped; lines must be UTF-8. A line the
-  queue cannot take (over its MaximumMessageSize, a character SQS refuses) is an error
-  that names it: a file is checked whole before anything is sent; from stdin, lines are
-  sent as they come and sending stops at the bad line.
+  Each BODY argument is one message, sent as it is; options go anywhere among QUEUE and
+  the BODY arguments. With --file PATH (--file - or a lone - reads stdin) each line is one
+  message: its text without the line ending, so JSON lines stay JSON text. Empty lines
+  are skipped; lines must be UTF-8. A line the queue cannot take (over its
+  MaximumMessageSize, a character SQS refuses) is an error that names it: a file is
+  checked whole before anything is sent; from stdin, lines are sent as they come and
+  sending stops at the bad line.
 
 sending:
   SendMessageBatch calls of ten, up to 100 messages in flight; on a FIFO queue one batch
@@ -246,6 +246,39 @@ def _dlq_action(
     return parser
 
 
+_PROG = "python -m aiosqsworker"
+_Actions: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _command_group(
+    sub: _Actions, name: str, *, help: str, description: str, epilog: str
+) -> _Actions:
+    """A command made of actions (`queue create`, ...): its parser's ACTION subcommands."""
+    group = sub.add_parser(
+        name,
+        prog=f"{_PROG} {name}",
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+def _action(
+    actions: _Actions, command: str, *, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    """One action of a command group; `command` is its whole name (``queue create``)."""
+    return actions.add_parser(
+        command.rsplit(" ", 1)[-1],
+        prog=f"{_PROG} {command}",
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_admin_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
@@ -255,7 +288,7 @@ def add_admin_parsers(
     """Add `send`, `stats`, `dlq`, `queue` and `bucket` to the CLI's subcommands."""
     raw = argparse.RawDescriptionHelpFormatter
 
-    prog = "python -m aiosqsworker"
+    prog = _PROG
     send = sub.add_parser(
         "send",
         prog=f"{prog} send",
@@ -370,24 +403,21 @@ def add_admin_parsers(
         help="print what would move; move nothing, leave everything visible",
     )
 
-    queue = sub.add_parser(
+    queue_actions = _command_group(
+        sub,
         "queue",
-        prog=f"{prog} queue",
         help="create, purge or delete a queue",
         description="Create a queue (and its dead-letter queue), delete its messages, or "
         "delete it.",
         epilog=QUEUE_EPILOG,
-        formatter_class=raw,
     )
-    queue_actions = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
-    create = queue_actions.add_parser(
-        "create",
-        prog=f"{prog} queue create",
+    create = _action(
+        queue_actions,
+        "queue create",
         help="create a queue, and its dead-letter queue",
         description="Create queue NAME; with --dead-letter-queue, that queue too when it does "
         "not exist, and a RedrivePolicy to it.",
         epilog=QUEUE_EPILOG,
-        formatter_class=raw,
     )
     create.add_argument("name", metavar="NAME", help="the queue's name (FIFO: ends in .fifo)")
     create.add_argument("--fifo", action="store_true", help="a FIFO queue (NAME ends in .fifo)")
@@ -439,13 +469,12 @@ def add_admin_parsers(
         ("purge", "delete every message of a queue"),
         ("delete", "delete a queue (its dead-letter queue is kept)"),
     ):
-        action = queue_actions.add_parser(
-            name,
-            prog=f"{prog} queue {name}",
+        action = _action(
+            queue_actions,
+            f"queue {name}",
             help=does,
             description=f"{does[0].upper()}{does[1:]}.",
             epilog=QUEUE_EPILOG,
-            formatter_class=raw,
         )
         action.add_argument("name", metavar="NAME", help="queue name or URL")
         action.add_argument(
@@ -455,23 +484,20 @@ def add_admin_parsers(
         )
         destroyers.append(action)
 
-    bucket = sub.add_parser(
+    bucket_actions = _command_group(
+        sub,
         "bucket",
-        prog=f"{prog} bucket",
         help="create the S3 bucket of large messages",
         description="Create an S3 bucket, for large messages (payload_bucket=).",
         epilog=BUCKET_EPILOG,
-        formatter_class=raw,
     )
-    bucket_actions = bucket.add_subparsers(dest="bucket_command", metavar="ACTION", required=True)
-    create_bucket = bucket_actions.add_parser(
-        "create",
-        prog=f"{prog} bucket create",
+    create_bucket = _action(
+        bucket_actions,
+        "bucket create",
         help="create a bucket (exit 0 if it exists and is yours)",
         description="Create bucket NAME at the S3 endpoint (--endpoint-url, else "
         "AWS_ENDPOINT_URL_S3, else AWS's).",
         epilog=BUCKET_EPILOG,
-        formatter_class=raw,
     )
     create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
 
