@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -578,7 +579,7 @@ async def test_a_missing_s3_endpoint_is_one_clear_line_per_attempt_and_the_messa
     network here, or a real bucket) and logged an 80-line traceback of DNS errors, for ever.
     """
     queue = await sqs.create_queue()
-    name = sqs.unique_name("lost").lower()[-60:].strip("-.")
+    name = f"lost-payloads-{uuid.uuid4().hex[:12]}"
     async with _bucket(sqs_server.endpoint_url, name):
         async with Producer(
             region=REGION,
