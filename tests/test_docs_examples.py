@@ -10,17 +10,23 @@ What a page shows an example printing is the comment after a ``print(...)`` call
 ``print(outcome.action)  # ack``. The script's output must hold each such line, in the order
 of the calls, whole; ``...`` in the comment stands for any text (``# handler ... is async``).
 A print without such a comment is not checked, so the comment is only for output.
+
+Every ``python -m aiosqsworker ...`` line of a console block (not a synopsis with
+placeholders) must be one the command line takes: its options exist, its arguments fit.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from aiosqsworker._cli.main import COMMANDS, _build_parser
 
 REPO = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)
@@ -135,3 +141,54 @@ def test_an_example_printing_other_than_its_page_fails(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="prints something else than its page"):
         run_example("page.md#1", "print('retry')  # ack\n", tmp_path)
     run_example("page.md#1", "print('ack')  # ack\n", tmp_path)
+
+
+CONSOLE_BLOCK = re.compile(r"```console\n(?P<lines>.*?)\n```", re.S)
+COMMAND = "python -m aiosqsworker"
+#: A synopsis (`stats QUEUE... [--json]`) shows the shape of a command, not one to type.
+SYNOPSIS = re.compile(r"[\[{]|\.\.\.|\b(QUEUE|NAME|MODULE|BODY|PORT|DLQ|URL|PATH|N|SECONDS)\b")
+
+
+def _command_lines() -> list[tuple[str, str]]:
+    """Every `python -m aiosqsworker ...` line of the pages' console blocks, as typed."""
+    lines = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]:
+        for block in CONSOLE_BLOCK.finditer(page.read_text()):
+            for line in block["lines"].replace("\\\n", " ").splitlines():
+                if COMMAND not in line:
+                    continue
+                typed = line[line.index(COMMAND) :].split(" | ")[0]  # not what it is piped to
+                if not SYNOPSIS.search(typed.split(" #")[0]):
+                    lines.append((page.name, typed))
+    return lines
+
+
+def command_line_problem(line: str) -> str | None:
+    """Why the command line would refuse `line` (a `python -m aiosqsworker ...`), or None."""
+    argv = shlex.split(line, comments=True)[len(COMMAND.split()) :]
+    if argv and argv[0] not in {*COMMANDS, "-h", "--help", "--version"}:
+        argv.insert(0, "run")
+    if {"-h", "--help", "--version"} & set(argv):
+        return None
+    try:
+        _, extras = _build_parser().parse_known_args(argv)
+    except SystemExit:
+        return "refused by the command line"
+    return f"the command line does not take {extras}" if extras else None
+
+
+@pytest.mark.parametrize(
+    ("page", "line"), _command_lines(), ids=[f"{p}: {c}" for p, c in _command_lines()]
+)
+def test_every_command_line_on_a_page_is_one_the_cli_takes(page: str, line: str) -> None:
+    """Catches a page whose command has an option the command line does not know (or lost),
+    which a reader pastes and gets a usage error for."""
+    problem = command_line_problem(line)
+    assert problem is None, f"{page}: {line!r}: {problem}"
+
+
+def test_a_command_line_the_cli_refuses_is_a_problem() -> None:
+    assert command_line_problem("python -m aiosqsworker stats orders --jsn") is not None
+    assert command_line_problem("python -m aiosqsworker queue create orders --fifo") is None
+    assert command_line_problem("python -m aiosqsworker queue create") is not None
+    assert command_line_problem("python -m aiosqsworker myservice.orders --burst") is None
