@@ -413,6 +413,11 @@ class AppConfig:
             message, shut down with the app.
         watchdog: seconds the event loop may go without turning before a warning names the
             handler blocking it (and `loop_blocks` counts it). ``None`` turns it off.
+        blocked_loop_limit: seconds a blocked event loop's leases are kept alive from the
+            lease keeper's thread (an ``async`` handler calling blocking code). Past it the
+            worker counts as stuck: one error line, and its leases are let go (their
+            messages become visible to other workers after their visibility timeout).
+            ``None``: leases are extended by the event loop only.
     """
 
     region: str | None = None
@@ -430,6 +435,7 @@ class AppConfig:
 
     processes: int | None = None
     watchdog: float | None = 1.0
+    blocked_loop_limit: float | None = 300.0
 
     @property
     def pool_size(self) -> int:
@@ -444,6 +450,8 @@ class AppConfig:
             _check_int("processes", self.processes, 1, MAX_PROCESSES)
         if self.watchdog is not None:
             check_seconds("watchdog", self.watchdog, 0.05, 3600)
+        if self.blocked_loop_limit is not None:
+            check_seconds("blocked_loop_limit", self.blocked_loop_limit, 1, MAX_VISIBILITY)
         if self.only is not None:
             object.__setattr__(self, "only", _check_names(self.only))
         # Empty strings stay allowed: they mean "not given" (`--region "$REGION"` unset).

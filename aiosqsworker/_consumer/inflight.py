@@ -108,7 +108,7 @@ class InFlight:
         """The acker is about to send: stop extending, and let an extension in flight end
         first (a delete never races an extension of the same handle)."""
         self._leases.finish(settling.lease)
-        await settling.lease.settled()
+        await self._leases.settled(settling.lease)
 
     def delivered(self, settlings: Sequence[Settling]) -> None:
         """SQS confirmed the call for these."""

@@ -38,6 +38,7 @@ from .fifo import GroupedBuffer
 from .flow import Flow
 from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
+from .leasethread import LeaseThread
 from .offload import invoker_for
 from .outcomes import Outcome
 from .procpool import ProcessPool
@@ -46,6 +47,7 @@ from .receiver import Receiver, poll_cap
 from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters
+from .timeouts import time_limit_of
 
 __all__ = ["Pipeline"]
 
@@ -71,6 +73,7 @@ class Pipeline:
         payload_bucket: str | None = None,
         delete_payloads: bool = False,
         processes: ProcessPool | None = None,
+        lease_thread: LeaseThread | None = None,
         concurrency: int | None = None,
         paused: bool = False,
     ) -> None:
@@ -95,7 +98,14 @@ class Pipeline:
             self._flow.pause()
         self._buffer: Buffer[Lease] = GroupedBuffer() if queue.fifo else MessageBuffer()
         self._leases = LeaseKeeper(
-            client, queue.url, self.visibility_timeout, self.counters, consumer=self.name
+            client,
+            queue.url,
+            self.visibility_timeout,
+            self.counters,
+            consumer=self.name,
+            board=lease_thread.board(queue.url, self.visibility_timeout, self.name)
+            if lease_thread is not None
+            else None,
         )
         self._janitor = (
             PayloadJanitor(payloads, consumer=self.name)
@@ -116,7 +126,8 @@ class Pipeline:
             linger=config.ack_linger,
             polls=poll_cap(self._capacity.total, config.max_messages),
         )
-        call = chain_middleware([*middleware, *config.middleware], invoker_for(spec, processes))
+        invoker = invoker_for(spec, processes, self.counters, lambda: self._dispatcher.concurrency)
+        call = chain_middleware([*middleware, *config.middleware], invoker)
         dead_letters = queue.dead_letters
         if payloads is not None:
             call = resolving_payloads(payloads, call, batch=config.batch)
@@ -135,6 +146,7 @@ class Pipeline:
             dead_letters=dead_letters,
             consumer=self.name,
             on_exit=on_exit,
+            time_limit=time_limit_of(spec),
         )
         self._dispatcher.set_concurrency(concurrency)
         self._receiver = Receiver(

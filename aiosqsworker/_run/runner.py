@@ -4,6 +4,7 @@ It picks the event loop (uvloop when installed), turns stop signals into `app.st
 (`signals.py`), serves the metrics and health endpoints and the progress line beside the
 app, and returns the process's exit code. It knows the app only through `probe.RunnableApp`.
 A worker of ``--workers N`` also stops gracefully when its supervisor dies (`orphan.py`).
+`exit_process` ends the process without waiting for handler threads the worker abandoned.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import os
 import signal
+import sys
+from typing import NoReturn
 
 import anyio
 
+from .._consumer.threads import running_handlers
 from .._errors import AioSQSWorkerError, single_error
 from .burst import wait_until_empty
 from .metrics import serve_metrics
@@ -23,7 +28,7 @@ from .probe import RunnableApp
 from .progress import report_progress
 from .signals import STOP_SIGNALS, capture_signals
 
-__all__ = ["run", "uvloop_available"]
+__all__ = ["exit_process", "run", "uvloop_available"]
 
 logger = logging.getLogger("aiosqsworker")
 
@@ -97,3 +102,23 @@ async def _stop_when_empty(app: RunnableApp) -> None:
     await wait_until_empty(app)
     logger.info("burst: every queue is empty and nothing is in flight, stopping")
     app.stop()
+
+
+def exit_process(status: int | str | None) -> NoReturn:
+    """End the process with `status`, as `sys.exit` takes it (0, a code, or a message).
+
+    The interpreter waits at exit for every thread still running, and a ``def`` handler's
+    thread abandoned at a timeout or at the shutdown timeout may never return: the worker has
+    drained and said which handlers it left (`Worker`), so the process ends without them.
+    """
+    if not running_handlers():
+        sys.exit(status)
+    if not isinstance(status, str):
+        code = status or 0
+    else:
+        print(status, file=sys.stderr)
+        code = 1
+    logging.shutdown()  # flush the logs: os._exit runs no exit handlers
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -128,7 +128,7 @@ async def _open_base_client(
             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
             "AWS_PROFILE, or run with an IAM role"
         )
-    return AioBotocoreSQSClient(client, endpoint), credentials
+    return AioBotocoreSQSClient(client, endpoint, credentials), credentials
 
 
 async def open_sqs_client(
