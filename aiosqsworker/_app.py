@@ -188,8 +188,11 @@ class App:
         return await self._worker.queue_totals() if self._worker is not None else {}
 
     def health(self) -> tuple[bool, str]:
-        """Liveness: (False, why) when a consumer's polling has silently stalled."""
-        if self._worker is None or self._worker.state is not WorkerState.RUNNING:
+        """Liveness: (False, why) when a consumer's polling has silently stalled, or the app
+        was never started (a service that forgot `async with app:` consumes nothing)."""
+        if self._worker is None:
+            return False, "state new: the app was never started (async with app, or app.run())"
+        if self._worker.state is not WorkerState.RUNNING:
             return True, f"state {self.state.value}"
         stalled = self._worker.stalled_consumers()
         if stalled:

@@ -20,6 +20,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
 from ._sqs.base import SQSClient, missing_client_members
+from ._text import plural
 
 __all__ = [
     "ENV_PREFIX",
@@ -32,6 +33,7 @@ __all__ = [
     "check_concurrency",
     "check_seconds",
     "checked_settings",
+    "too_many_workers",
     "unknown_setting",
     "worker_count",
 ]
@@ -567,6 +569,30 @@ def worker_count(raw: str, given_as: str) -> int:
     return workers
 
 
+#: Workers per CPU past which `run` warns (they compete for the CPUs), and refuses.
+WORKERS_PER_CPU_WARNED = 2
+WORKERS_PER_CPU_REFUSED = 8
+
+
+def too_many_workers(workers: int, cpus: int) -> tuple[bool, str] | None:
+    """(refused, why) when `workers` processes are more than `cpus` can use; else None.
+
+    Each worker is an event loop that overlaps its own waits on SQS, so more workers than
+    CPUs only compete for them (and hold connections and memory each)."""
+    if workers <= WORKERS_PER_CPU_WARNED * cpus:
+        return None
+    refused = workers > WORKERS_PER_CPU_REFUSED * cpus
+    why = (
+        f"--workers {workers} on {plural(cpus, 'CPU')}: each worker is a process with an event "
+        "loop that already overlaps its waits on SQS, so more than one or two per CPU only "
+        "compete for them; use --workers auto (one per CPU), or raise a consumer's "
+        "concurrency for more messages in flight"
+    )
+    if refused:
+        why += f" (more than {WORKERS_PER_CPU_REFUSED} per CPU is refused)"
+    return refused, why
+
+
 def _env_names(name: str, raw: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not names:
@@ -590,6 +616,10 @@ _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
     "WORKER_INDEX": lambda n, raw: _env_whole(n, raw, 0, 1023),
     "SUPERVISOR_PID": lambda n, raw: _env_whole(n, raw, 1, 2**31),
 }
+
+
+#: Variables the supervisor sets for its workers: read, never offered to a user.
+_SET_BY_THE_SUPERVISOR = ("WORKER_INDEX", "SUPERVISOR_PID")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -633,7 +663,7 @@ class EnvironmentSettings:
     def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentSettings:
         """The settings `environ` (default: ``os.environ``) holds."""
         environ = os.environ if environ is None else environ
-        known = list(_ENV_PARSERS)
+        known = [name for name in _ENV_PARSERS if name not in _SET_BY_THE_SUPERVISOR]
         for variable in environ:
             if not variable.startswith(ENV_PREFIX):
                 continue

@@ -40,7 +40,7 @@ from typing import Any
 import anyio
 
 from .._config import ConsumerConfig, Middleware
-from .._errors import MessageDecodeError, Reject, Retry
+from .._errors import ConfigurationError, MessageDecodeError, PayloadError, Reject, Retry
 from .._logging import message_context
 from .._message import Message
 from .._sqs.base import SQSClient
@@ -100,6 +100,16 @@ def _what_follows(error: BaseException) -> str:
     if isinstance(error, asyncio.CancelledError):
         return " (not a cancellation by the framework: the slot carries on)"
     return ""
+
+
+def successors_note(outcome: Outcome, head: str) -> str:
+    """Why a FIFO group's later messages were released after `head`'s `outcome`: they are
+    received again, in order, behind it or, when it was dead-lettered, without it."""
+    if outcome is Outcome.DEAD_LETTER:
+        return f"message {head} went to the dead-letter queue; they come again in order"
+    if outcome is Outcome.RETRY:
+        return f"message {head} is retried first, then they come again in order"
+    return f"message {head} is received again first, then they come in order"
 
 
 class Dispatcher:
@@ -263,10 +273,11 @@ class Dispatcher:
     def _hand_back(self, lease: Lease) -> None:
         """A message taken from the buffer that will not start now: visible again at once."""
         self._flow.not_started()
-        self._inflight.settle(lease, Outcome.LOST if lease.lost else Outcome.RELEASE)
+        outcome = Outcome.LOST if lease.lost else Outcome.RELEASE
+        self._inflight.settle(lease, outcome)
         successors = self._buffer.task_done(lease, succeeded=False)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
     def _failure(self, exc: BaseException) -> BaseException | None:
         """What a handler raised, as that message's failure; None for a cancellation of the
@@ -397,17 +408,18 @@ class Dispatcher:
         self._inflight.settle(lease, outcome, delay)
         successors = self._buffer.task_done(lease, succeeded=outcome is Outcome.ACK)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
-    def _release_successors(self, successors: list[Lease]) -> None:
-        """FIFO: a group's later messages wait for the failed one to be retried first."""
+    def _release_successors(self, successors: list[Lease], head: Lease, outcome: Outcome) -> None:
+        """FIFO: a group's later messages go back behind the one that did not succeed."""
         for lease in successors:
             self._inflight.settle(lease, Outcome.RELEASE)
         logger.info(
-            "[%s] released %s of group %s so that it is retried in order",
+            "[%s] released %s of group %s: %s",
             self._consumer,
             plural(len(successors), "later message"),
             successors[0].message.group_id,
+            successors_note(outcome, head.message.message_id),
         )
 
     def _log_timeout(self, lease: Lease, error: BaseException | None) -> None:
@@ -438,6 +450,16 @@ class Dispatcher:
                 self._consumer,
                 message.message_id,
                 error.reason,
+                delay,
+                extra=context,
+            )
+        elif isinstance(error, PayloadError | ConfigurationError):  # it says all: no traceback
+            logger.error(
+                "[%s] message %s failed (receive %d): %s; visible again in %d s",
+                self._consumer,
+                message.message_id,
+                message.receive_count,
+                error,
                 delay,
                 extra=context,
             )
