@@ -32,8 +32,10 @@ from .._errors import SQSError, TransientSQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SQSClient
 from .._text import plural
 from .buffer import MessageBuffer
+from .clock import now
 from .inflight import InFlight, Settling
 from .leases import within_leases
+from .outcomes import within_visibility_cap
 
 __all__ = ["Acker", "calls_for", "split_batch_result"]
 
@@ -337,8 +339,15 @@ class Acker:
     async def _send_changes(self, batch: list[Settling]) -> BatchResult:
         for settling in batch:
             await self._inflight.handing_over(settling)
+        # The 12-hour cap is cut again as the call leaves: a retry decided at receipt + 11:59:59
+        # and sent after the linger, a back-off or a slow loop would ask past it and be refused.
+        sent_at = now() + _IN_TRANSIT
         entries = [
-            (str(i), settling.lease.receipt_handle, settling.timeout)
+            (
+                str(i),
+                settling.lease.receipt_handle,
+                within_visibility_cap(settling.timeout, sent_at - settling.lease.received_at),
+            )
             for i, settling in enumerate(batch)
         ]
         return await within_leases(
@@ -346,6 +355,10 @@ class Acker:
             (settling.lease for settling in batch),
             "ChangeMessageVisibilityBatch",
         )
+
+
+# What the call itself may take to reach SQS, counted against the 12-hour cap.
+_IN_TRANSIT = 1.0
 
 
 def _mark_unconfirmed(batch: list[Settling]) -> None:
