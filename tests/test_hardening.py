@@ -49,7 +49,8 @@ async def test_two_receipts_of_one_message_in_one_delete_batch(
     """A message delivered twice to one worker (its first copy made visible again while
     its handler runs); both copies finish together and are deleted in one batch call.
 
-    The batch call succeeds as a whole, the message is gone, nothing is counted as failed.
+    The batch call succeeds as a whole and the message is gone; the stale receipt's entry is
+    at most refused on its own (counted as a lost lease, not a delete failure).
 
     Naive code it catches: entry ids taken from the message id (Spring Cloud AWS #1634):
     two entries with one id, and SQS refuses the whole batch with BatchEntryIdsNotDistinct.
@@ -72,8 +73,12 @@ async def test_two_receipts_of_one_message_in_one_delete_batch(
             with anyio.fail_after(20):
                 await both_running.wait()
 
+        def both_settled() -> bool:
+            stats = app.statistics()["handle"]
+            return stats.deleted + stats.leases_lost >= 2
+
         async with app:
-            await eventually(lambda: app.statistics()["handle"].deleted >= 2, within=30)
+            await eventually(both_settled, within=30)
         stats = app.statistics()["handle"]
     assert len(copies) == 2
     assert copies[0] != copies[1]
@@ -85,8 +90,13 @@ async def test_two_receipts_of_one_message_in_one_delete_batch(
     assert together, f"the two copies were not deleted in one call: {proxy.deletes}"
     entries, answer = together[0]
     assert len({entry["Id"] for entry in entries}) == len(entries)
-    assert answer.get("Failed", []) == []
-    assert (stats.deleted, stats.delete_failures, stats.leases_lost) == (2, 0, 0)
+    # The current receipt deletes the message. The stale one is either accepted (moto) or
+    # refused on its own as no longer valid (ministack, as SQS may): never the whole batch.
+    id_of = {entry["ReceiptHandle"]: entry["Id"] for entry in entries}
+    assert id_of[copies[1]] in {entry["Id"] for entry in answer.get("Successful", [])}
+    assert [f["Code"] for f in answer.get("Failed", [])] in ([], ["ReceiptHandleIsInvalid"])
+    assert stats.delete_failures == 0
+    assert (stats.deleted, stats.leases_lost) in ((2, 0), (1, 1))
     assert await sqs.counts(queue) == (0, 0)
     assert message_id  # one message, two receipts
 
