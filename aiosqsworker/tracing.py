@@ -86,7 +86,9 @@ def _close(span: AbstractContextManager[object], error: BaseException | None) ->
     """End `span` (recording the handler's `error`); its own failure is only logged."""
     try:
         span.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
-    except BaseException as exc:  # noqa: BLE001 - the handler's own error is raised by the caller
+    # Not BaseException: a cancellation that comes now must not be swallowed. The handler's
+    # own error, re-raised from here, is raised by the caller.
+    except Exception as exc:  # noqa: BLE001
         if exc is not error:
             _tracing_failed(exc)
 
