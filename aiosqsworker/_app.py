@@ -60,7 +60,8 @@ class App:
     A plain ``def`` handler runs in a worker thread, and with ``run_in="process"`` in the
     app's pool of `processes` child processes (one per CPU by default), started at the
     first such message and ended with the app. The `watchdog` warns, naming the handler,
-    when the event loop stays blocked longer than that many seconds.
+    when the event loop stays blocked longer than that many seconds; meanwhile a thread
+    keeps the leases alive, for at most `blocked_loop_limit` seconds.
 
     Embedding never touches signal handlers; `run(handle_signals=True)` (what the CLI uses)
     turns SIGTERM/SIGINT into a graceful stop, and a second one into a forced stop.
@@ -85,6 +86,7 @@ class App:
         middleware: Sequence[Middleware] = (),
         processes: int | None = None,
         watchdog: float | None = 1.0,
+        blocked_loop_limit: float | None = 300.0,
         consumers: Iterable[ConsumerSpec] = (),
         concurrency: int | None = None,
         only: Sequence[str] | None = None,
@@ -110,6 +112,7 @@ class App:
             processes=processes,
             watchdog=watchdog,
             credentials_outage_limit=credentials_outage_limit,
+            blocked_loop_limit=blocked_loop_limit,
         )
         self._registry = Registry()
         for spec in consumers:

@@ -417,6 +417,11 @@ class AppConfig:
             before the worker stops with a `CredentialsError`. Until then every call that
             needs them backs off and retries, and leases and deletes carry on once they
             come back.
+        blocked_loop_limit: seconds a blocked event loop's leases are kept alive from the
+            lease keeper's thread (an ``async`` handler calling blocking code). Past it the
+            worker counts as stuck: one error line, and its leases are let go (their
+            messages become visible to other workers after their visibility timeout).
+            ``None``: leases are extended by the event loop only.
     """
 
     region: str | None = None
@@ -435,6 +440,7 @@ class AppConfig:
     processes: int | None = None
     watchdog: float | None = 1.0
     credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT
+    blocked_loop_limit: float | None = 300.0
 
     @property
     def pool_size(self) -> int:
@@ -450,6 +456,8 @@ class AppConfig:
         if self.watchdog is not None:
             check_seconds("watchdog", self.watchdog, 0.05, 3600)
         check_seconds("credentials_outage_limit", self.credentials_outage_limit, 0, 86400)
+        if self.blocked_loop_limit is not None:
+            check_seconds("blocked_loop_limit", self.blocked_loop_limit, 1, MAX_VISIBILITY)
         if self.only is not None:
             object.__setattr__(self, "only", _check_names(self.only))
         # Empty strings stay allowed: they mean "not given" (`--region "$REGION"` unset).

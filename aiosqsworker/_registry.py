@@ -191,10 +191,10 @@ class ConsumerSpec:
 
     @property
     def slot_timeout(self) -> float | None:
-        """The time limit the slots put on a call: none for a process handler, whose pool
-        times the job itself (starting a child, or waiting for a free one, is not the
-        handler's time)."""
-        return None if self.run_in == "process" else self.config.timeout
+        """The time limit the slots put on a call: none for a thread or process handler,
+        which is timed where it runs (waiting for a free thread or child, or for one to
+        start, is not the handler's time)."""
+        return self.config.timeout if self.run_in == "loop" else None
 
     @property
     def invoke(self) -> Callable[[Any], Awaitable[object]]:

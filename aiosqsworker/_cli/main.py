@@ -61,8 +61,8 @@ signals:
 
 exit codes:
   0 stopped gracefully, or, with --burst, every queue empty; 1 a fatal error (unknown
-  queue, refused credentials, ...); 2 bad usage; 128+N forced by a second signal N
-  (143 SIGTERM, 130 SIGINT).
+  queue, refused credentials, ...); 2 bad usage; 3 with --burst, a handler failed
+  during the run; 128+N forced by a second signal N (143 SIGTERM, 130 SIGINT).
 
 examples:
   python -m aiosqsworker myservice.orders
@@ -237,8 +237,9 @@ def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentPa
     run_parser.add_argument(
         "--burst",
         action="store_true",
-        help="stop (exit 0) once every consumer's queue is empty and nothing is in flight, "
-        "as SQS counts them (visible, in flight, delayed) twice in a row",
+        help="stop once every consumer's queue is empty and nothing is in flight, as SQS "
+        "counts them (visible, in flight, delayed) twice in a row; exit 0, or 3 if a "
+        "handler failed during the run",
     )
     run_parser.add_argument(
         "--concurrency",

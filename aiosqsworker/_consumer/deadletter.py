@@ -45,6 +45,7 @@ from .._sqs.payloads import (
 from .._text import plural, public_name
 from .procpool import RemoteTraceback
 from .receivecount import has_receive_count
+from .timeouts import StuckAt
 
 __all__ = [
     "FAILURE_ATTRIBUTE",
@@ -77,9 +78,14 @@ def _error_text(error: BaseException) -> str:
 
 
 def _frames(error: BaseException) -> list[traceback.FrameSummary]:
-    """Where `error` was raised: in the handler's process, for one that ran in a child."""
-    if isinstance(error.__cause__, RemoteTraceback):
-        return error.__cause__.frames
+    """Where `error` was raised: in the handler's process, for one that ran in a child;
+    where the handler was, for a timeout (its innermost frame in the user's code last)."""
+    cause = error.__cause__
+    if isinstance(cause, RemoteTraceback):
+        return cause.frames
+    if isinstance(cause, StuckAt):
+        site = cause.site
+        return cause.frames[: cause.frames.index(site) + 1] if site is not None else []
     return traceback.extract_tb(error.__traceback__)
 
 

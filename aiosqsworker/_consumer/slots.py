@@ -53,6 +53,7 @@ from .inflight import InFlight
 from .leases import Lease
 from .outcomes import Outcome, batch_failures, dead_letter_reason, decide, retry_delay_for
 from .stats import Counters
+from .timeouts import TimeLimit, is_timeout, timeout_site
 
 __all__ = ["Dispatcher", "chain_middleware"]
 
@@ -69,17 +70,6 @@ def chain_middleware(middleware: Sequence[Middleware], call: Call) -> Call:
     for layer in reversed(middleware):
         call = _wrap(layer, call)
     return call
-
-
-def with_time_limit(call: Call, seconds: float) -> Call:
-    """`call` failing with TimeoutError after `seconds` (`timeout=`); without one, a handler
-    runs inside no `with` at all: one would hold a bound method for as long as it runs."""
-
-    async def time_limited(item: Any) -> object:
-        with anyio.fail_after(seconds):
-            return await call(item)
-
-    return time_limited
 
 
 def _wrap(layer: Middleware, call_next: Call) -> Call:
@@ -128,8 +118,13 @@ class Dispatcher:
         dead_letters: DeadLetterQueue | None,
         consumer: str,
         on_exit: Callable[[BaseException], None],
+        time_limit: TimeLimit | None = None,
     ) -> None:
-        self._call = call if config.timeout is None else with_time_limit(call, config.timeout)
+        if time_limit is None and config.timeout is not None:
+            time_limit = TimeLimit(config.timeout, f"the handler of consumer {consumer!r}")
+        # Without a limit a handler runs inside no `with` at all: one would hold a bound
+        # method for as long as it runs.
+        self._call = call if time_limit is None else time_limit.around(call)
         self._config = config
         self._buffer = buffer
         self._flow = flow
@@ -416,12 +411,13 @@ class Dispatcher:
         )
 
     def _log_timeout(self, lease: Lease, error: BaseException | None) -> None:
-        if isinstance(error, TimeoutError) and self._config.timeout is not None:
+        if error is not None and is_timeout(error):
             logger.error(
-                "[%s] handler ran past its timeout of %g s on message %s: cancelled",
+                "[%s] %s on message %s, at %s",
                 self._consumer,
-                self._config.timeout,
+                error,
                 lease.message.message_id,
+                timeout_site(error) or "an unknown place",
             )
 
     def _log_failure(self, message: Message, error: BaseException | None, delay: int) -> None:

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import (
+    CredentialsError,
     SQSError,
     TransientSQSError,
 )
 from .base import BatchResult, SendBatchResult
 from .credentials import CredentialSource
 from .errors import Endpoint, map_sqs_errors
+from .sigv4 import FrozenCredentials
 
 __all__ = ["AioBotocoreSQSClient"]
 
@@ -62,6 +64,16 @@ class AioBotocoreSQSClient:
     @property
     def endpoint(self) -> Endpoint:
         return self._endpoint
+
+    async def signing_credentials(self) -> FrozenCredentials:
+        """The credentials this client signs with now (refreshed ones once refreshed)."""
+        if self._credentials is None:
+            raise CredentialsError(
+                f"no AWS credentials known for SQS at {self._endpoint.url}: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
+                "AWS_PROFILE, or run with an IAM role"
+            )
+        return await self._credentials.frozen()
 
     @contextlib.asynccontextmanager
     async def _errors(self, operation: str, queue: str | None) -> AsyncIterator[None]:

@@ -40,7 +40,7 @@ from .botocore import AioBotocoreSQSClient
 from .checksums import md5_of_body
 from .credentials import CredentialSource
 from .errors import Endpoint, sqs_error
-from .sigv4 import RequestSigner
+from .sigv4 import FrozenCredentials, RequestSigner
 
 __all__ = ["FastSQSClient", "verified_messages"]
 
@@ -229,6 +229,10 @@ class FastSQSClient:
             queue_url,
         )
         return SendBatchResult.from_response(response)
+
+    async def signing_credentials(self) -> FrozenCredentials:
+        """The credentials the hot calls are signed with now."""
+        return await self._credentials.frozen()
 
     async def _call(self, action: str, request: dict[str, Any], queue: str) -> dict[str, Any]:
         body = _dumps(request)

@@ -41,6 +41,7 @@ from .._consumer.offload import invoker_for
 from .._consumer.outcomes import Outcome, decide, retry_delay_for
 from .._consumer.procpool import ProcessPool
 from .._consumer.slots import chain_middleware
+from .._consumer.timeouts import time_limit_of
 from .._message import Message
 from .._producer import encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
@@ -166,9 +167,11 @@ async def call_consumer(
         if spec.run_in == "process":  # a pool of one for the call: the message is pickled
             processes = await stack.enter_async_context(ProcessPool(1))
         call = chain_middleware(middleware, invoker_for(spec, processes))
+        time_limit = time_limit_of(spec)
+        if time_limit is not None:
+            call = time_limit.around(call)
         try:
-            with anyio.fail_after(spec.slot_timeout):
-                returned = await call([message] if config.batch else message)
+            returned = await call([message] if config.batch else message)
         except Exception as exc:  # noqa: BLE001 - the outcome is what is reported
             error = exc
     has_dlq = (

@@ -3,8 +3,10 @@
 Run by tests/test_refusals.py inside a network namespace of its own (``unshare -rn``), where
 port 80 may be bound without privileges: it starts the test server (moto, or ministack by
 ``AIOSQSWORKER_TEST_SERVER``), puts `SignatureCheckingProxy` on port 80 in front of it, and
-runs an app of the client given (``fast`` or ``botocore``) until five messages are deleted.
-It prints one JSON line: what was handled, and how many signatures did not match.
+runs an app of the client given (``fast`` or ``botocore``) until five messages are deleted,
+then extends one more message through the lease keeper's thread's own connection
+(`BlockingVisibilityCalls`). It prints one JSON line: what was handled, how many signatures
+did not match, and how the thread's call went.
 
 `SignatureCheckingProxy` checks each request's SigV4 signature as SQS does, over the request
 as it arrived (its Host header included), with botocore's signer as the reference, and
@@ -24,9 +26,12 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from aiosqsworker import App, Message
+from aiosqsworker._sqs.blocking import BlockingVisibilityCalls
+from aiosqsworker._sqs.errors import Endpoint
+from aiosqsworker._sqs.sigv4 import FrozenCredentials
 from aiosqsworker.testing import LOCAL_CREDENTIALS, Answer, FaultProxy, ProxiedRequest
 
-from ..kit import REGION, eventually, open_kit
+from ..kit import REGION, Queue, SQSKit, eventually, open_kit
 from ..servers import new_server
 
 _AUTHORIZATION = re.compile(
@@ -83,6 +88,26 @@ class SignatureCheckingProxy(FaultProxy):
         return await super().forward(request)
 
 
+async def lease_thread_call(sqs: SQSKit, queue: Queue) -> str:
+    """One extension through the lease keeper's thread's own connection and signer."""
+    await sqs.send(queue, ['{"n": "extended"}'])
+    [message] = await sqs.receive(queue, max_messages=1, wait_time=5)
+    calls = BlockingVisibilityCalls(Endpoint(region=REGION, url="http://127.0.0.1:80"))
+    credentials = FrozenCredentials(
+        LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    )
+    entries = [("0", message["ReceiptHandle"], 60)]
+    try:
+        result = await anyio.to_thread.run_sync(
+            lambda: calls.change_visibility_batch(queue.url, entries, credentials, timeout=10)
+        )
+    except Exception as exc:  # reported to the test
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        calls.close()
+    return "extended" if list(result.successful) == ["0"] else f"not extended: {result}"
+
+
 async def main(client: str) -> None:
     with new_server() as server:
         async with (
@@ -115,6 +140,7 @@ async def main(client: str) -> None:
                 "checked": proxy.checked,
                 "mismatches": proxy.mismatches,
                 "error": error,
+                "lease_thread_call": await lease_thread_call(sqs, queue),
             }
             print(json.dumps(result), flush=True)
 
