@@ -47,7 +47,8 @@ def burst_with_quiet_tenants() -> list[tuple[str, str]]:
     for position in range(len(noisy) + len(quiet)):
         use_quiet = quiet and position >= 5 and position % 6 == 5
         messages.append(quiet.pop(0) if use_quiet else noisy.pop(0))
-    assert not quiet and not noisy
+    assert not quiet
+    assert not noisy
     return messages
 
 
@@ -80,7 +81,8 @@ async def test_quiet_tenants_finish_before_the_noisy_tenants_hundredth_message(
     @app.consumer(queue.name, concurrency=12, prefetch=20, max_per_tenant=2, wait_time=1)
     async def handle(message: Message) -> None:
         tenant = message.tenant
-        assert tenant is not None and tenant == message.group_id
+        assert tenant is not None
+        assert tenant == message.group_id
         running[tenant] += 1
         peak[tenant] = max(peak[tenant], running[tenant])
         try:  # the noisy tenant's work is the heavier (and leaves time to receive 150)
@@ -127,7 +129,9 @@ async def test_per_tenant_metrics_name_the_busiest_tenants_and_sum_the_rest(
     async with app:
         await eventually(lambda: app.statistics()["handle"].succeeded == len(messages))
         families = {name: samples for name, _, _, samples in metric_families(app.statistics())}
-    handled = {labels["tenant"]: value for labels, value in families["aiosqsworker_tenant_handled_total"]}
+    handled = {
+        labels["tenant"]: value for labels, value in families["aiosqsworker_tenant_handled_total"]
+    }
     assert len(handled) == 11
     assert handled["t00"] == 15
     assert handled["other"] == sum(range(1, 6)), "t10 to t14 summed"
@@ -169,7 +173,9 @@ async def test_a_group_id_on_a_standard_queue_is_a_tenant_not_a_fifo_group(
     assert set(attempts) == set(ids)
 
 
-async def test_the_producer_sends_a_tenant_to_a_standard_queue(sqs: SQSKit, sqs_server: Any) -> None:
+async def test_the_producer_sends_a_tenant_to_a_standard_queue(
+    sqs: SQSKit, sqs_server: Any
+) -> None:
     """`Producer.send(..., group_id=...)` to a standard queue: received with its tenant.
 
     Catches a producer that refuses a group id on a standard queue (FIFO-only), or drops it.
