@@ -87,7 +87,9 @@ async def test_a_dependency_down_for_20_s_pauses_the_consumer_and_burns_no_recei
         tg.cancel_scope.cancel()
 
     first_start = starts[0][0]
-    late_starts = [at for at, _, _ in starts if first_start + 1.5 <= at < down_until]
+    back_at = down_until
+    assert back_at is not None
+    late_starts = [at for at, _, _ in starts if first_start + 1.5 <= at < back_at]
     assert 1 <= len(late_starts) <= 3, f"only the probes ran while down: {late_starts}"
     assert all(b - a >= 1.5 for a, b in itertools.pairwise(late_starts)), late_starts
     assert received_while_down <= len(late_starts), "only the probes were received"

@@ -110,7 +110,7 @@ class Pipeline:
                 on_surplus=self._release_surplus,
                 keep=self._keep,
                 latency=self._usual_latency,
-                prefetch=config.prefetch,
+                spare=lambda: self._capacity.total - config.max_messages,
             )
         else:
             self._buffer = MessageBuffer()

@@ -63,11 +63,12 @@ def next_tenant(
     return None
 
 
-def tenant_keeps(cap: int, latency: float, prefetch: int) -> int:
+def tenant_keeps(cap: int, latency: float, spare: int) -> int:
     """Messages one tenant keeps waiting: what it can start in a second (SQS counts a
     visibility in whole seconds, so its surplus comes back a second's worth at a time), at
-    least `cap`, at most half the prefetch (the other half stays free for other tenants)."""
-    return max(cap, min(math.ceil(cap / max(latency, 1e-6)), prefetch // 2))
+    least `cap`, at most half the `spare` room (the consumer's room less a poll's worth):
+    the rest stays free for polls that bring other tenants' messages."""
+    return max(cap, min(math.ceil(cap / max(latency, 1e-6)), spare // 2))
 
 
 def surplus_delay(due: float | None, at: float, keeps: int) -> tuple[float, int]:
@@ -117,10 +118,10 @@ class TenantBuffer:
         on_surplus: Callable[[Lease, int], None],
         keep: Callable[[Lease], bool] = lambda lease: False,
         latency: Callable[[], float] = lambda: 0.1,
-        prefetch: int = 0,
+        spare: Callable[[], int] = lambda: 0,
     ) -> None:
         self.max_per_tenant = max_per_tenant
-        self._prefetch = prefetch
+        self._spare = spare
         self._on_surplus = on_surplus
         self._keep = keep
         self._latency = latency
@@ -165,7 +166,7 @@ class TenantBuffer:
             leases = self._waiting[tenant] = deque()
         tally = self._tally(tenant)
         if len(leases) >= self.max_per_tenant:
-            keeps = tenant_keeps(self.max_per_tenant, self._latency(), self._prefetch)
+            keeps = tenant_keeps(self.max_per_tenant, self._latency(), self._spare())
             if len(leases) >= keeps and not self._keep(lease):
                 tally[3] += 1
                 self._on_surplus(lease, self._schedule(tenant, keeps))

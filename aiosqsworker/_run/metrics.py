@@ -9,7 +9,8 @@
 - ``/healthz``: liveness. 503 when a consumer with room to poll has not completed a
   ReceiveMessage for over twice its wait time: a silently stalled worker.
 - ``/readyz``: readiness. 200 once every queue was found and the consumers run; 503 while
-  starting and from the moment a shutdown begins.
+  starting, while a consumer's circuit breaker is open, and from the moment a shutdown
+  begins.
 
 It binds 127.0.0.1 unless told otherwise: metrics are no business of the network at large.
 """
