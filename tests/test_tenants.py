@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from aiosqsworker import App, ConfigurationError, Message, Producer
+from aiosqsworker._cli.main import main as cli_main
 from aiosqsworker._run.metrics import metric_families
 
 from .kit import Queue, SQSKit, eventually
@@ -210,3 +211,19 @@ async def test_max_per_tenant_on_a_fifo_queue_says_why_not(
         async with app:
             pass
     assert time.monotonic() - started < 10
+
+
+async def test_the_send_command_sends_a_tenant_to_a_standard_queue(
+    sqs: SQSKit, sqs_server: Any
+) -> None:
+    """``send QUEUE BODY --group-id acme`` on a standard queue: received with its tenant.
+
+    Catches a send command that takes --group-id only for FIFO queues.
+    """
+    queue = await sqs.create_queue()
+    argv = ["send", queue.name, "hello", "--group-id", "acme"]
+    argv += ["--endpoint-url", sqs_server.endpoint_url, "--region", "us-east-1"]
+    assert await anyio.to_thread.run_sync(cli_main, argv) == 0
+    received = await sqs.receive(queue, wait_time=1)
+    assert received[0]["Body"] == "hello"
+    assert received[0]["Attributes"]["MessageGroupId"] == "acme"
