@@ -132,3 +132,24 @@ async def test_a_pause_outlasts_a_breaker_that_closes() -> None:
     with anyio.move_on_after(0.05) as scope:
         await flow.reserve(1, 1)
     assert scope.cancelled_caught
+
+
+def test_the_progress_line_shows_a_breaker_that_is_not_closed() -> None:
+    from dataclasses import replace
+
+    from aiosqsworker._consumer.stats import ConsumerStatistics, Counters
+    from aiosqsworker._run.progress import format_progress
+
+    closed = ConsumerStatistics.capture(
+        "charge",
+        "q",
+        Counters(),
+        buffered=0,
+        concurrency=1,
+        max_rate=None,
+        paused=False,
+        polling_width=1,
+    )
+    assert "breaker" not in format_progress({}, {"charge": closed}, 1.0, {})
+    line = format_progress({}, {"charge": replace(closed, breaker="half-open")}, 1.0, {})
+    assert "circuit breaker half-open" in line
