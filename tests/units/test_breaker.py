@@ -4,6 +4,8 @@ failures, the cool-downs, trips and probes. Called directly: no server here.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import anyio
 from anyio import wait_all_tasks_blocked
 
@@ -16,6 +18,8 @@ from aiosqsworker._consumer.breaker import (
 )
 from aiosqsworker._consumer.buffer import Capacity
 from aiosqsworker._consumer.flow import Flow
+from aiosqsworker._consumer.stats import ConsumerStatistics, Counters
+from aiosqsworker._run.progress import format_progress
 
 
 def test_a_window_counts_failures_of_one_class_within_its_seconds() -> None:
@@ -135,11 +139,6 @@ async def test_a_pause_outlasts_a_breaker_that_closes() -> None:
 
 
 def test_the_progress_line_shows_a_breaker_that_is_not_closed() -> None:
-    from dataclasses import replace
-
-    from aiosqsworker._consumer.stats import ConsumerStatistics, Counters
-    from aiosqsworker._run.progress import format_progress
-
     closed = ConsumerStatistics.capture(
         "charge",
         "q",
