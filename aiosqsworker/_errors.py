@@ -72,7 +72,14 @@ class MessageDecodeError(AioSQSWorkerError, ValueError):
     The same body never decodes on another try, so by default the message goes to the
     dead-letter queue on its first failure, with its failure record (a consumer's
     ``on_decode_error="retry"`` retries it instead). It is never deleted without a copy.
+
+    Attributes:
+        handler_site: where the handler whose parameters asked for the type is defined
+            (``path:line in name``): the failure record's ``where``, for the decoding code
+            is the framework's, and the fix is in the handler or the sender.
     """
+
+    handler_site: str | None = None
 
 
 class PayloadError(AioSQSWorkerError):

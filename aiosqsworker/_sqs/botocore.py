@@ -11,11 +11,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._errors import (
+    CredentialsError,
     SQSError,
     TransientSQSError,
 )
 from .base import BatchResult, SendBatchResult
 from .errors import Endpoint, map_sqs_errors
+from .sigv4 import FrozenCredentials
 
 __all__ = ["AioBotocoreSQSClient"]
 
@@ -47,14 +49,30 @@ class AioBotocoreSQSClient:
     #: SQS hands messages to a long poll whose client has gone away.
     cancelled_polls_take_messages = True
 
-    def __init__(self, client: Any, endpoint: Endpoint) -> None:
+    def __init__(self, client: Any, endpoint: Endpoint, credentials: Any = None) -> None:
+        """`credentials`: the session's credentials object, the one `client` signs with
+        (`signing_credentials` freezes it for requests signed elsewhere)."""
         self._client = client
         self._endpoint = endpoint
+        self._credentials = credentials
         client.meta.events.register("before-parse.sqs.ReceiveMessage", _reject_cut_short_receive)
 
     @property
     def endpoint(self) -> Endpoint:
         return self._endpoint
+
+    async def signing_credentials(self) -> FrozenCredentials:
+        """The credentials this client signs with now (refreshed ones once refreshed)."""
+        if self._credentials is None:
+            raise CredentialsError(
+                f"no AWS credentials known for SQS at {self._endpoint.url}: set "
+                "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
+                "AWS_PROFILE, or run with an IAM role"
+            )
+        frozen = self._credentials.get_frozen_credentials()
+        if hasattr(frozen, "__await__"):  # aiobotocore's refreshable credentials
+            frozen = await frozen
+        return FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token)
 
     def _errors(self, operation: str, queue: str | None) -> contextlib.AbstractContextManager[None]:
         return map_sqs_errors(operation, self._endpoint, queue)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from botocore.exceptions import (
@@ -32,7 +33,7 @@ from .._errors import (
     TransientSQSError,
 )
 
-__all__ = ["Endpoint", "classify_error_code", "map_sqs_errors", "sqs_error"]
+__all__ = ["Endpoint", "classify_error_code", "map_sqs_errors", "sqs_error", "unreachable_hint"]
 
 _QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 _CREDENTIALS_REFUSED = {
@@ -132,6 +133,19 @@ def sqs_error(
     return kind(message, code=code, operation=operation)
 
 
+def unreachable_hint(url: str) -> str:
+    """What to check when `url` could not be reached: a local server that is not running, a
+    custom endpoint that is wrong; nothing for AWS's own (the network is the suspect)."""
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return (
+            ". Is the local server running (python -m aiosqsworker local-server), and on this port?"
+        )
+    if host.endswith(".amazonaws.com"):
+        return ""
+    return ". Check the endpoint (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_S3, endpoint_url=)"
+
+
 @contextlib.contextmanager
 def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None) -> Iterator[None]:
     """Turn botocore's and aiohttp's exceptions into the framework's tree."""
@@ -162,7 +176,8 @@ def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None)
         ConnectionError,
     ) as exc:
         raise TransientSQSError(
-            f"{operation} could not reach SQS at {where}: {exc}", operation=operation
+            f"{operation} could not reach SQS at {where}: {exc}{unreachable_hint(endpoint.url)}",
+            operation=operation,
         ) from exc
     except BotoCoreError as exc:
         raise SQSError(f"{operation} failed at {where}: {exc}", operation=operation) from exc

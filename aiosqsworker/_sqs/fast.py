@@ -223,6 +223,10 @@ class FastSQSClient:
         )
         return SendBatchResult.from_response(response)
 
+    async def signing_credentials(self) -> FrozenCredentials:
+        """The credentials the hot calls are signed with now."""
+        return await self._credentials()
+
     async def _credentials(self) -> FrozenCredentials:
         credentials = self._credentials_source
         if credentials is None:
