@@ -16,7 +16,7 @@ Receive counts. SQS counts every delivery, and the framework dead-letters a mess
 last receive its redrive policy allows. While the dependency is down, messages are not
 received (no poll) so their counts do not move; the message that tripped the breaker, and
 those failing the same way while it is open (running ones, probes), are retried after the
-cool-down (`retry_in`) and never dead-lettered for that failure: the failure was the
+next probe (`retry_in`) and never dead-lettered for that failure: the failure was the
 dependency's, not theirs. Only the probes are received meanwhile.
 
 The window of failures (`FailureWindow`) and the cool-downs (`next_cooldown`) are pure,
@@ -134,8 +134,12 @@ class CircuitBreaker:
             self._close()
 
     def retry_in(self) -> int:
-        """Seconds until the next probe: when a held message should be visible again."""
-        return max(1, math.ceil(self._probe_at - now()))
+        """Seconds until a held message is visible again: past the next probe and the
+        cool-down after it, should that probe fail. A held message is then not the next
+        probe: each probe costs its message a receive, and a message that were the probe
+        time after time would reach the redrive's maxReceiveCount."""
+        later = next_cooldown(self._cooldown, self.settings)
+        return max(1, math.ceil(self._probe_at - now() + later))
 
     def close(self) -> None:
         """The consumer stops: no probe will come."""

@@ -52,7 +52,14 @@ from .deadletter import DeadLetterQueue
 from .flow import Flow
 from .inflight import InFlight
 from .leases import Lease
-from .outcomes import Outcome, batch_failures, dead_letter_reason, decide, retry_delay_for
+from .outcomes import (
+    Outcome,
+    batch_failures,
+    dead_letter_reason,
+    decide,
+    retry_delay_for,
+    within_visibility_cap,
+)
 from .stats import Counters
 from .timeouts import TimeLimit, is_timeout, timeout_site
 
@@ -417,7 +424,7 @@ class Dispatcher:
         assert self._breaker is not None
         if lease.lost or not self._breaker.is_down(error):
             return False
-        delay = self._breaker.retry_in()
+        delay = within_visibility_cap(self._breaker.retry_in(), now() - lease.received_at)
         logger.info(
             "[%s] message %s failed while its dependency is down (%s): visible again in %d s, "
             "not counted toward dead-lettering",
