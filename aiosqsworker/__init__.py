@@ -13,7 +13,7 @@ service with ``async with app:``.
 """
 
 from ._app import App
-from ._config import AppConfig, ConsumerConfig, ConsumerSettings, Middleware
+from ._config import AppConfig, Breaker, ConsumerConfig, ConsumerSettings, Middleware
 from ._consumer.stats import ConsumerStatistics
 from ._errors import (
     AccessDeniedError,
@@ -21,6 +21,7 @@ from ._errors import (
     ConfigurationError,
     CredentialsError,
     CredentialsUnavailableError,
+    DependencyDown,
     HandlerProcessError,
     HandlerSignatureError,
     MessageDecodeError,
@@ -51,6 +52,7 @@ __all__ = [
     "AppConfig",
     "BatchEntryFailure",
     "BatchResult",
+    "Breaker",
     "ConfigurationError",
     "ConsumerConfig",
     "ConsumerSettings",
@@ -58,6 +60,7 @@ __all__ = [
     "ConsumerStatistics",
     "CredentialsError",
     "CredentialsUnavailableError",
+    "DependencyDown",
     "Endpoint",
     "HandlerProcessError",
     "HandlerSignatureError",

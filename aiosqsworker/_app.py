@@ -205,14 +205,19 @@ class App:
     def ready(self) -> tuple[bool, str]:
         """Readiness: (True, ...) once every queue was found and consumers run, until a stop.
 
-        A paused consumer keeps its app ready (it is idle on purpose); the text names it.
+        A paused consumer keeps its app ready (it is idle on purpose); the text names it. A
+        consumer whose circuit breaker is open (a dependency down) makes the app not ready
+        until the breaker closes: it cannot do its work.
         """
         state = self.state
         why = f"state {state.value}"
         paused = self._worker.paused_consumers() if self._worker is not None else []
         if paused:
             why += "; paused: " + ", ".join(paused)
-        return state is WorkerState.RUNNING, why
+        tripped = self._worker.open_breakers() if self._worker is not None else []
+        if tripped:
+            why += "; circuit breaker open: " + ", ".join(tripped)
+        return state is WorkerState.RUNNING and not tripped, why
 
     def pause(self, name: str | None = None) -> None:
         """Pause one consumer (by its name) or, without a name, every consumer.

@@ -26,6 +26,7 @@ from ._text import plural
 __all__ = [
     "ENV_PREFIX",
     "AppConfig",
+    "Breaker",
     "ConsumerConfig",
     "ConsumerSettings",
     "EnvironmentSettings",
@@ -231,6 +232,74 @@ def check_seconds(name: str, value: object, low: float, high: float) -> None:
         )
 
 
+def _check_exception_types(value: object) -> tuple[type[BaseException], ...]:
+    """`Breaker(trip_on=...)`: an exception class, or a list of them."""
+    kinds = (value,) if isinstance(value, type) else value
+    if isinstance(kinds, Iterable) and not isinstance(kinds, str):
+        kinds = tuple(kinds)
+        if all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds):
+            return kinds
+    raise ConfigurationError(
+        f"trip_on={value!r} is invalid: give an exception class or a list of them, such as "
+        "trip_on=[ConnectionError, TimeoutError]"
+    )
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Breaker:
+    """When a consumer's circuit breaker opens, and for how long (``@consumer(...,
+    breaker=Breaker(...))``).
+
+    A handler raising `DependencyDown` (or one of `trip_on`), or `failures` failures of the
+    same exception type within `window` seconds, opens the breaker: polling pauses, buffered
+    messages are released, running handlers finish. After `cooldown` seconds one probe
+    message is let through; its success closes the breaker, its failure opens it again for
+    twice as long (at most `max_cooldown`). The message that tripped it and those failing
+    the same way while it is open are retried after the cool-down, never dead-lettered for it.
+
+    Attributes:
+        trip_on: exception classes that open the breaker at once (`DependencyDown` always
+            does).
+        failures: open it after this many failures of one exception class within `window`
+            seconds; ``None``: only `trip_on` and `DependencyDown` open it.
+        window: the seconds those failures are counted over.
+        cooldown: seconds the breaker stays open before the first probe.
+        max_cooldown: the longest cool-down after failed probes.
+    """
+
+    trip_on: tuple[type[BaseException], ...]
+    failures: int | None
+    window: float
+    cooldown: float
+    max_cooldown: float
+
+    @checked_settings("Breaker")
+    def __init__(
+        self,
+        *,
+        trip_on: type[BaseException] | Iterable[type[BaseException]] = (),
+        failures: int | None = None,
+        window: float = 60.0,
+        cooldown: float = 20.0,
+        max_cooldown: float = 300.0,
+    ) -> None:
+        if failures is not None:
+            _check_int("failures", failures, 1, 10_000)
+        check_seconds("window", window, 0.001, MAX_VISIBILITY)
+        check_seconds("cooldown", cooldown, 0.001, MAX_VISIBILITY)
+        check_seconds("max_cooldown", max_cooldown, 0.001, MAX_VISIBILITY)
+        if max_cooldown < cooldown:
+            raise ConfigurationError(
+                f"max_cooldown={max_cooldown!r} is invalid: it must be at least cooldown "
+                f"({cooldown!r})"
+            )
+        object.__setattr__(self, "trip_on", _check_exception_types(trip_on))
+        object.__setattr__(self, "failures", failures)
+        object.__setattr__(self, "window", float(window))
+        object.__setattr__(self, "cooldown", float(cooldown))
+        object.__setattr__(self, "max_cooldown", float(max_cooldown))
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ConsumerConfig:
     """How one consumer reads and handles one queue.
@@ -274,6 +343,11 @@ class ConsumerConfig:
             consumer), with a burst of a tenth of a second's worth; ``None``: no limit.
             Messages are received about as fast as they start: at most a second's worth
             waits unstarted.
+        max_per_tenant: most handlers running at once for one tenant (a message's
+            MessageGroupId on a standard queue, see `Message.tenant`), with the buffered
+            messages started round-robin across tenants; ``None``: no tenant rule.
+        breaker: when the consumer's circuit breaker opens (`Breaker`); ``None``: the
+            default `Breaker()`, which only a `DependencyDown` opens.
     """
 
     queue: str
@@ -297,6 +371,8 @@ class ConsumerConfig:
     unknown_fields: UnknownFields = "refuse"
     run_in: RunIn | None = None
     max_rate: float | None = None
+    max_per_tenant: int | None = None
+    breaker: Breaker | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue.strip():
@@ -335,6 +411,12 @@ class ConsumerConfig:
         if self.run_in is not None:
             _check_choice("run_in", self.run_in, RUN_IN)
         _check_rate(self.max_rate)
+        if self.max_per_tenant is not None:
+            _check_int("max_per_tenant", self.max_per_tenant, 1, MAX_CONCURRENCY)
+        if self.breaker is not None and not isinstance(self.breaker, Breaker):
+            raise ConfigurationError(
+                f"breaker={self.breaker!r} is invalid: give aiosqsworker.Breaker(...), or None"
+            )
 
     @property
     def messages_per_call(self) -> int:
@@ -374,6 +456,8 @@ class ConsumerSettings(TypedDict, total=False):
     unknown_fields: UnknownFields
     run_in: RunIn | None
     max_rate: float | None
+    max_per_tenant: int | None
+    breaker: Breaker | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

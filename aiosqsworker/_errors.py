@@ -17,9 +17,10 @@ AioSQSWorkerError
         └── CredentialsUnavailableError  the credentials could not be fetched for now
 ```
 
-`Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
-flow a handler raises to choose what happens to its messages. Every exception here survives
-pickling with its fields, so that a handler run in a child process can raise them too.
+`Retry`, `Reject`, `PartialBatchFailure` and `DependencyDown` are not errors of the framework:
+they are control flow a handler raises to choose what happens to its messages. Every
+exception here survives pickling with its fields, so that a handler run in a child process
+can raise them too.
 
 Errors raised by botocore and aiohttp never leave `_sqs/`: `map_sqs_errors` and
 `map_s3_errors` turn them into this tree at the boundary, so the rest of the code (and users)
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigurationError",
     "CredentialsError",
     "CredentialsUnavailableError",
+    "DependencyDown",
     "HandlerProcessError",
     "HandlerSignatureError",
     "MessageDecodeError",
@@ -189,6 +191,31 @@ class Retry(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.delay,)
+
+
+class DependencyDown(Exception):
+    """Raise from a handler when something it needs is down: the consumer's circuit breaker
+    opens (polling pauses for a cool-down, buffered messages are released) and the message
+    is retried after the cool-down without counting toward dead-lettering.
+
+    ```python
+    @consumer("orders", breaker=Breaker(cooldown=20))
+    async def handle(message: Message) -> None:
+        try:
+            await payments.charge(message.json())
+        except PaymentsUnavailable as exc:
+            raise DependencyDown("payments") from exc
+    ```
+
+    Without `breaker=` on the consumer, the default `Breaker()` settings apply.
+    """
+
+    def __init__(self, dependency: str = "a dependency") -> None:
+        super().__init__(f"{dependency} is down")
+        self.dependency = dependency
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.dependency,)
 
 
 class Reject(Exception):
