@@ -351,7 +351,7 @@ async def test_an_explicit_default_port_is_signed_as_sent_through_http_proxy(
     """HTTP_PROXY: absolute-form requests; the Host header signed is the one sent.
 
     The endpoint ``http://sqs.example.test:80`` names the default port: a client that sends
-    ``Host: sqs.example.test`` but signs ``sqs.example.test:80`` (or the reverse) is refused
+    ``Host: sqs.example.test:80`` but signs ``sqs.example.test`` (or the reverse) is refused
     by SQS with SignatureDoesNotMatch; the proxy recomputes each signature from what it
     received. Also catches a client that ignores HTTP_PROXY (the name does not resolve)."""
     queue = await sqs.create_queue()
@@ -363,7 +363,7 @@ async def test_an_explicit_default_port_is_signed_as_sent_through_http_proxy(
         seen = await run_until_handled(app, queue.url, 5)
     assert len(seen) == 5
     assert proxy.targets
-    assert set(proxy.targets) == {"http://sqs.example.test:80/"}
+    assert set(proxy.targets) == {"http://sqs.example.test/"}
     assert proxy.bad_signatures == []
 
 

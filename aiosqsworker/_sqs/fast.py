@@ -6,19 +6,21 @@ and endpoint resolution and every control-plane call, and serves ReceiveMessage,
 DeleteMessageBatch, ChangeMessageVisibilityBatch and SendMessage(Batch) over one keep-alive
 aiohttp session, its read timeout longer than the long poll. What the calls send and how
 their answers are read, checked and retried is SQS's JSON protocol as `jsonwire.py` speaks
-it, signed by `sigv4.py`.
+it, signed by `sigv4.py` over the Host header it sends, with credentials from botocore's
+chain through `CredentialSource` (shared with aiobotocore: a credentials outage is one
+transient error).
 """
 
 from __future__ import annotations
 
 import io
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 
-from .._errors import CredentialsError, TransientSQSError
+from .._errors import TransientSQSError
 from .botocore import AioBotocoreSQSClient
+from .credentials import CredentialSource
 from .errors import Endpoint
 from .jsonwire import JsonProtocolCalls, action_headers, read_answer
 from .sigv4 import FrozenCredentials, RequestSigner
@@ -37,20 +39,16 @@ class FastSQSClient(JsonProtocolCalls):
     def __init__(
         self,
         fallback: AioBotocoreSQSClient,
-        credentials: Any,
+        credentials: CredentialSource,
         session: aiohttp.ClientSession,
     ) -> None:
-        """`credentials`: the session's credentials object (`AioSession.get_credentials()`),
-        the one botocore's own client signs with; refreshable ones refresh themselves."""
+        """`credentials`: the source `fallback` refreshes too (one outage, one limit)."""
         self._fallback = fallback
-        self._credentials_source = credentials
+        self._credentials = credentials
         self._session = session
-        parts = urlsplit(fallback.endpoint.url)
         self._url = fallback.endpoint.url.rstrip("/") + "/"
         self._region = fallback.endpoint.region
-        self._signer = RequestSigner(
-            host=parts.netloc, path=parts.path.rstrip("/") + "/", region=self._region, service="sqs"
-        )
+        self._signer = RequestSigner.for_url(self._url, region=self._region, service="sqs")
         self._user_agent = f"aiosqsworker aiohttp/{aiohttp.__version__}"
 
     @property
@@ -72,22 +70,11 @@ class FastSQSClient(JsonProtocolCalls):
 
     async def signing_credentials(self) -> FrozenCredentials:
         """The credentials the hot calls are signed with now."""
-        return await self._credentials()
-
-    async def _credentials(self) -> FrozenCredentials:
-        credentials = self._credentials_source
-        if credentials is None:
-            raise CredentialsError(
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "choose a profile with AWS_PROFILE, or run with an IAM role"
-            )
-        frozen = credentials.get_frozen_credentials()
-        if hasattr(frozen, "__await__"):
-            frozen = await frozen
-        return FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+        return await self._credentials.frozen()
 
     async def _send_once(self, action: str, body: bytes, queue: str | None) -> dict[str, Any]:
-        headers = self._signer.sign(action_headers(action), body, await self._credentials())
+        credentials = await self._credentials.frozen(action)
+        headers = self._signer.sign(action_headers(action), body, credentials)
         headers["User-Agent"] = self._user_agent
         try:
             # aiohttp warns about (and blocks the loop on) raw bytes over 1 MiB: a message near

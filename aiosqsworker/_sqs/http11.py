@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from .sigv4 import host_header
+
 __all__ = ["ConnectionPool", "HttpError", "Origin", "Response", "proxy_for", "ssl_context"]
 
 _MAX_HEAD = 64 * 1024
@@ -55,10 +57,8 @@ class Origin:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http:// or https:// URL")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        # Sent exactly as written in the URL (an explicit ":80" included): what is signed is
-        # what is sent.
-        netloc = parts.netloc.rpartition("@")[2]
-        return cls(parts.scheme, parts.hostname, port, netloc)
+        # The signer's own rule (no default port, lower case): what is signed is what is sent.
+        return cls(parts.scheme, parts.hostname, port, host_header(url))
 
 
 def ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 
 from .._backoff import backoff
-from .._errors import TransientSQSError
+from .._errors import CredentialsUnavailableError, TransientSQSError
 from .base import BatchResult, SendBatchResult
 from .checksums import md5_of_body
 from .errors import Endpoint, sqs_error
@@ -104,13 +104,23 @@ def encode_binary(entry: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def error_code(status: int, headers: Mapping[str, str], payload: Any) -> tuple[str, str]:
-    """(code, message) of an error response, as botocore's JSON parser would find them."""
+def error_code(
+    status: int, headers: Mapping[str, str], payload: Any, raw: bytes = b""
+) -> tuple[str, str]:
+    """(code, message) of an error response, as botocore's JSON parser would find them.
+
+    An answer that is not SQS's JSON (an HTML or XML page from a proxy or a gateway) has no
+    code: ``HTTP<status>``, with the start of its body as the message.
+    """
     message = ""
     code = ""
     if isinstance(payload, dict):
         message = str(payload.get("message") or payload.get("Message") or "")
         code = str(payload.get("__type") or payload.get("code") or "").rpartition("#")[2]
+    elif raw:
+        kind = headers.get("Content-Type") or headers.get("content-type") or "no Content-Type"
+        start = " ".join(raw[:120].decode(errors="replace").split())
+        message = f"a {kind} body: {start!r}"
     query_code = headers.get("x-amzn-query-error")
     if query_code:  # SQS's JSON protocol carries the classic code here
         code = query_code.partition(";")[0]
@@ -140,7 +150,7 @@ def read_answer(
             "cut short?)",
             operation=action,
         )
-    code, detail = error_code(status, headers, payload)
+    code, detail = error_code(status, headers, payload, raw)
     raise sqs_error(code, status, detail, operation=action, endpoint=endpoint, queue=queue)
 
 
@@ -163,6 +173,8 @@ class JsonProtocolCalls:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return await self._send_once(action, body, queue)
+            except CredentialsUnavailableError:
+                raise  # nothing was sent; the caller's own back-off paces the next fetch
             except TransientSQSError:
                 if attempt == MAX_ATTEMPTS:
                     raise

@@ -21,18 +21,21 @@ from urllib.parse import urlsplit
 
 from .._errors import TransientSQSError
 from .base import parse_queue_arn
-from .errors import Endpoint
+from .errors import Endpoint, unreachable_hint
 from .http11 import ConnectionPool, Origin, proxy_for, ssl_context
 from .jsonwire import CONTENT_TYPE, JsonProtocolCalls, action_headers, read_answer
 from .sigv4 import FrozenCredentials, RequestSigner
 
-__all__ = ["BotocoreCredentials", "CredentialSource", "LeanSQSClient", "StaticCredentials"]
+__all__ = ["LeanSQSClient", "SigningCredentials", "StaticCredentials"]
 
 USER_AGENT = "aiosqsworker-lean"
 
 
-class CredentialSource(Protocol):
-    async def frozen(self) -> FrozenCredentials: ...
+class SigningCredentials(Protocol):
+    """Where the credentials of each request come from: static keys, or botocore's chain
+    (`credentials.CredentialSource`, which bounds an outage of its source)."""
+
+    async def frozen(self, operation: str | None = None) -> FrozenCredentials: ...
 
 
 class StaticCredentials:
@@ -41,21 +44,8 @@ class StaticCredentials:
     def __init__(self, credentials: FrozenCredentials) -> None:
         self._credentials = credentials
 
-    async def frozen(self) -> FrozenCredentials:
+    async def frozen(self, operation: str | None = None) -> FrozenCredentials:
         return self._credentials
-
-
-class BotocoreCredentials:
-    """botocore's credentials object, refreshable ones refreshing themselves."""
-
-    def __init__(self, credentials: Any) -> None:
-        self._credentials = credentials
-
-    async def frozen(self) -> FrozenCredentials:
-        frozen = self._credentials.get_frozen_credentials()
-        if hasattr(frozen, "__await__"):  # aiobotocore's refreshable credentials
-            frozen = await frozen
-        return FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token)
 
 
 class LeanSQSClient(JsonProtocolCalls):
@@ -67,7 +57,7 @@ class LeanSQSClient(JsonProtocolCalls):
     def __init__(
         self,
         endpoint: Endpoint,
-        credentials: CredentialSource,
+        credentials: SigningCredentials,
         *,
         max_connections: int,
         read_timeout: float,
@@ -87,9 +77,7 @@ class LeanSQSClient(JsonProtocolCalls):
             proxy=proxy_for(origin, environ),
         )
         path = urlsplit(endpoint.url).path.rstrip("/") + "/"
-        self._signer = RequestSigner(
-            host=origin.host_header, path=path, region=endpoint.region, service="sqs"
-        )
+        self._signer = RequestSigner.for_url(endpoint.url, region=endpoint.region, service="sqs")
         self._prefix = (
             f"POST {self._pool.request_target_prefix}{path} HTTP/1.1\r\n"
             f"Host: {origin.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
@@ -108,7 +96,8 @@ class LeanSQSClient(JsonProtocolCalls):
         await self._pool.close()
 
     async def _send_once(self, action: str, body: bytes, queue: str | None) -> dict[str, Any]:
-        signed = self._signer.sign(action_headers(action), body, await self._credentials.frozen())
+        credentials = await self._credentials.frozen(action)
+        signed = self._signer.sign(action_headers(action), body, credentials)
         token = signed.get("X-Amz-Security-Token")
         head = (
             f"{self._prefix}X-Amz-Target: AmazonSQS.{action}\r\n"
@@ -121,7 +110,7 @@ class LeanSQSClient(JsonProtocolCalls):
         except OSError as exc:  # HttpError, TimeoutError, ssl.SSLError, refused connections
             raise TransientSQSError(
                 f"{action} could not reach SQS at region {self._endpoint.region}, endpoint "
-                f"{self._endpoint.url}: {exc!r}",
+                f"{self._endpoint.url}: {exc!r}{unreachable_hint(self._endpoint.url)}",
                 operation=action,
             ) from exc
         return read_answer(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .._config import AppConfig
 from .._errors import (
@@ -17,8 +18,9 @@ from .._errors import (
 )
 from .awsconfig import ENDPOINT_VARIABLES, plain_settings
 from .base import QueueAdmin, SQSClient
+from .credentials import CredentialSource
 from .errors import Endpoint
-from .lean import BotocoreCredentials, CredentialSource, LeanSQSClient, StaticCredentials
+from .lean import LeanSQSClient, SigningCredentials, StaticCredentials
 from .payloads import PayloadStore
 
 if TYPE_CHECKING:
@@ -29,7 +31,14 @@ if TYPE_CHECKING:
 # aiobotocore, botocore and aiohttp load only when a client needs them (a quarter of a
 # second of start-up): the lean client with plain settings needs none of them.
 
-__all__ = ["ENDPOINT_VARIABLES", "open_payload_store", "open_queue_admin", "open_sqs_client"]
+__all__ = [
+    "ENDPOINT_VARIABLES",
+    "open_payload_store",
+    "open_queue_admin",
+    "open_s3_client",
+    "open_sqs_client",
+    "s3_endpoint_problem",
+]
 
 URL_SCHEMES = ("http://", "https://")
 
@@ -76,9 +85,9 @@ async def _open_base_client(
     *,
     max_connections: int,
     longest_wait: int,
-) -> tuple[AioBotocoreSQSClient, Any]:
-    """The aiobotocore client's wrapper (the client closed by `stack`) and the session's
-    credentials, failing early on a missing region or credentials."""
+) -> tuple[AioBotocoreSQSClient, CredentialSource]:
+    """The aiobotocore client's wrapper (the client closed by `stack`) and the source of the
+    session's credentials it shares, failing early on a missing region or credentials."""
     from aiobotocore.config import AioConfig
     from botocore.exceptions import (
         CredentialRetrievalError,
@@ -128,7 +137,9 @@ async def _open_base_client(
             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
             "AWS_PROFILE, or run with an IAM role"
         )
-    return AioBotocoreSQSClient(client, endpoint, credentials), credentials
+    source = CredentialSource(credentials, outage_limit=config.credentials_outage_limit)
+    stack.callback(source.close)
+    return AioBotocoreSQSClient(client, endpoint, source), source
 
 
 async def open_sqs_client(
@@ -180,15 +191,16 @@ async def _open_lean_client(
     plain = plain_settings(
         os.environ, region=config.region, endpoint_url=config.endpoint_url, profile=config.profile
     )
-    credentials: CredentialSource
+    credentials: SigningCredentials
     if plain is not None:
         endpoint = Endpoint(region=plain.region, url=plain.endpoint_url)
         credentials = StaticCredentials(plain.credentials)
     else:
-        base_client, chain = await _open_base_client(
+        # botocore's chain, through the same outage-bounded source as the other clients.
+        base_client, credentials = await _open_base_client(
             stack, config, max_connections=1, longest_wait=longest_wait
         )
-        endpoint, credentials = base_client.endpoint, BotocoreCredentials(chain)
+        endpoint = base_client.endpoint
     client = LeanSQSClient(
         endpoint,
         credentials,
@@ -216,23 +228,57 @@ def open_payload_store(
     """
 
     async def open_client() -> object:
-        from aiobotocore.config import AioConfig
-
-        session = _session(config)
-        client_config = AioConfig(
-            connect_timeout=10,
-            read_timeout=60,
-            max_pool_connections=max_connections,
-            retries={"mode": "standard", "total_max_attempts": 3},
-            user_agent_extra="aiosqsworker",
-        )
-        return await stack.enter_async_context(
-            session.create_client(
-                "s3",
-                region_name=_resolve_region(session, config),
-                endpoint_url=config.s3_endpoint_url,
-                config=client_config,
-            )
-        )
+        return await open_s3_client(stack, config, max_connections=max_connections)
 
     return PayloadStore(open_client)
+
+
+async def open_s3_client(stack: AsyncExitStack, config: AppConfig, *, max_connections: int) -> Any:
+    """An aiobotocore S3 client (closed by `stack`) at `config.s3_endpoint_url`, else where
+    botocore finds one (``AWS_ENDPOINT_URL_S3``, ...)."""
+    from aiobotocore.config import AioConfig
+
+    session = _session(config)
+    client_config = AioConfig(
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max_connections,
+        retries={"mode": "standard", "total_max_attempts": 3},
+        user_agent_extra="aiosqsworker",
+    )
+    client = await stack.enter_async_context(
+        session.create_client(
+            "s3",
+            region_name=_resolve_region(session, config),
+            endpoint_url=config.s3_endpoint_url,
+            config=client_config,
+        )
+    )
+    problem = s3_endpoint_problem(_sqs_endpoint(config), str(client.meta.endpoint_url))
+    if problem:
+        raise ConfigurationError(problem)
+    return client
+
+
+def _sqs_endpoint(config: AppConfig) -> str | None:
+    """The SQS endpoint given (the App's, else the environment's), or None for AWS's."""
+    if config.endpoint_url:
+        return config.endpoint_url
+    return next((os.environ[name] for name in ENDPOINT_VARIABLES if os.environ.get(name)), None)
+
+
+def s3_endpoint_problem(sqs_endpoint: str | None, s3_endpoint: str) -> str | None:
+    """Why S3 calls would go astray: to AWS's S3 while SQS is a server of one's own (a local
+    server's export line without AWS_ENDPOINT_URL_S3). Every payload call would fail on and on
+    (or, with AWS credentials, touch a real bucket), so it is one error, at once."""
+    if sqs_endpoint is None:
+        return None
+    sqs_host = urlsplit(sqs_endpoint).hostname or ""
+    s3_host = urlsplit(s3_endpoint).hostname or ""
+    if sqs_host.endswith(".amazonaws.com") or not s3_host.endswith(".amazonaws.com"):
+        return None
+    return (
+        f"SQS is at {sqs_endpoint} but S3 at AWS's {s3_endpoint}: set AWS_ENDPOINT_URL_S3 "
+        f"(or s3_endpoint_url=) to your S3 server; local-server serves S3 on its SQS port "
+        f"(AWS_ENDPOINT_URL_S3={sqs_endpoint})"
+    )

@@ -125,7 +125,8 @@ def test_the_proxy_is_chosen_as_the_sdks_choose_it(
     assert proxy_for(Origin.of(url), environ) == proxy
 
 
-def test_the_host_header_is_the_url_s_as_written() -> None:
-    """An explicit default port is sent (and signed) as written."""
-    assert Origin.of("http://sqs.example.test:80/").host_header == "sqs.example.test:80"
+def test_the_host_header_is_the_signer_s() -> None:
+    """An explicit default port is left out of the Host header, as the signer signs it."""
+    assert Origin.of("http://sqs.example.test:80/").host_header == "sqs.example.test"
+    assert Origin.of("http://LocalHost:9324").host_header == "localhost:9324"
     assert Origin.of("https://sqs.eu-west-1.amazonaws.com").port == 443
