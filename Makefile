@@ -16,7 +16,7 @@ MINISTACK_ENV := AIOSQSWORKER_MINISTACK_VENV=$(abspath $(MINISTACK_VENV))
 MINISTACK_SUBSET ?= tests/test_happy_path.py tests/test_faults.py tests/test_robustness.py -k "happy_path or stale_receipt or lost_lease or partly_failed or queue_deleted or cut_short or stalled_extension or rolling_restart"
 
 .PHONY: help install test lint typecheck pytest demo bench docs clean test-ministack soak \
-	pytest-ministack-subset
+	pytest-ministack-subset redis-server
 
 help:
 	@echo "make demo   - run demo consumers against a local SQS server it starts itself"
@@ -52,8 +52,12 @@ typecheck: $(STAMP)
 # Two pytest processes: most scenarios wait on a server, so two share the two cores well.
 PYTEST_WORKERS ?= 2
 
-pytest: $(STAMP)
+pytest: $(STAMP) redis-server
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The idempotency tests start their own Redis server (Debian's package) on 127.0.0.1.
+redis-server:
+	command -v redis-server || (apt-get update && apt-get install -y redis-server)
 
 test: lint typecheck pytest pytest-ministack-subset
 

@@ -91,6 +91,7 @@ class App:
         payload_offload: PayloadOffload = "over-limit",
         delete_payloads: bool = False,
         s3_endpoint_url: str | None = None,
+        message_ages: bool = False,
     ) -> None:
         self.config = AppConfig(
             region=region,
@@ -107,6 +108,7 @@ class App:
             s3_endpoint_url=s3_endpoint_url,
             processes=processes,
             watchdog=watchdog,
+            message_ages=message_ages,
         )
         self._registry = Registry()
         for spec in consumers:

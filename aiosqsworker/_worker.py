@@ -271,6 +271,8 @@ class Worker:
                     processes=processes,
                     concurrency=self._concurrency.get(spec.name),
                     paused=spec.name in self._paused,
+                    send=self.send,
+                    message_ages=self.config.message_ages,
                 )
             )
 

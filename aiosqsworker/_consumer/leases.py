@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -191,10 +191,14 @@ class LeaseKeeper:
         counters: Counters,
         *,
         consumer: str,
+        on_extended: Callable[[Sequence[Lease]], None] | None = None,
     ) -> None:
         self._client = client
         self._queue_url = queue_url
         self._visibility_timeout = visibility_timeout
+        #: Told of the leases SQS confirmed extended (an idempotency store's records
+        #: follow them); None for most consumers, which pay nothing for it.
+        self._on_extended = on_extended
         self._counters = counters
         self._consumer = consumer
         self._leases: set[Lease] = set()  # by identity: a Lease compares by identity
@@ -312,6 +316,10 @@ class LeaseKeeper:
             self._back_off(refused)
         else:
             self._failures = 0
+        if self._on_extended is not None:
+            self._on_extended(
+                [lease for i, (lease, _) in enumerate(batch) if str(i) not in failures]
+            )
 
     def _back_off(self, leases: Iterable[Lease]) -> None:
         """Try these leases again after a short pause, well inside the lead time left."""
