@@ -120,7 +120,7 @@ class IdempotencyGuard:
                 claim = await self._store.claim(key, token, max(left, 1.0))
         except Exception as exc:  # a store failure: retried, never run unguarded
             self._store_failures += 1
-            delay = math.ceil(backoff(self._store_failures, base=1.0, cap=60.0))
+            delay = math.ceil(backoff(self._store_failures - 1, base=1.0, cap=60.0))
             logger.warning(
                 "[%s] idempotency store could not claim message %s (%s: %s): not handled "
                 "now, retried in %d s",
