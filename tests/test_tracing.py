@@ -30,7 +30,9 @@ async def test_a_span_per_message_continues_the_senders_trace(
 ) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    app = App(middleware=[opentelemetry_middleware(tracer_provider=provider)])
+    app = App(
+        middleware=[opentelemetry_middleware(tracer_provider=provider, producer_context="parent")]
+    )
 
     @app.consumer("orders")
     async def handle(message: Message) -> None:
@@ -48,6 +50,70 @@ async def test_a_span_per_message_continues_the_senders_trace(
     assert span.parent.span_id == int("00f067aa0ba902b7", 16)
     assert span.attributes is not None
     assert span.attributes["messaging.message.id"] == message.message_id
+
+
+async def test_by_default_the_span_links_to_the_senders_context_in_a_trace_of_its_own(
+    spans: InMemorySpanExporter,
+) -> None:
+    """The default, as OpenTelemetry's messaging conventions advise: the consumer span starts
+    its own trace (or continues the context it runs in) and links to the send.
+
+    Naive code it catches: the producer's context used as the parent whatever the option (a
+    message retried for a day stretches the producer's trace); a link to an invalid
+    context when the message carries none.
+    """
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = App(middleware=[opentelemetry_middleware(tracer_provider=provider)])
+
+    @app.consumer("orders")
+    async def handle(message: Message) -> None:
+        assert trace.get_current_span().get_span_context().trace_id != int(TRACE_ID, 16)
+
+    outcome = await call_consumer(
+        handle, make_message("hello", message_attributes={"traceparent": PARENT}), app=app
+    )
+    assert outcome.action == "ack", outcome.error
+    outcome = await call_consumer(handle, make_message("no context"), app=app)
+    assert outcome.action == "ack", outcome.error
+    linked, alone = spans.get_finished_spans()
+    for span in (linked, alone):
+        assert span.parent is None
+        assert span.context is not None
+        assert span.context.trace_id != int(TRACE_ID, 16)
+    (link,) = linked.links
+    assert link.context.trace_id == int(TRACE_ID, 16)
+    assert link.context.span_id == int("00f067aa0ba902b7", 16)
+    assert not alone.links
+
+
+async def test_a_linked_span_is_the_child_of_the_context_the_handler_runs_in(
+    spans: InMemorySpanExporter,
+) -> None:
+    """A span of the host's (a test, an embedding service) around the call is the consumer
+    span's parent; the producer's context is the link. Naive code it catches: a consumer
+    span forced to be a root (context=an empty Context), cutting the host's trace."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = App(middleware=[opentelemetry_middleware(tracer_provider=provider)])
+
+    @app.consumer("orders")
+    async def handle(message: Message) -> None:
+        pass
+
+    with provider.get_tracer("test").start_as_current_span("host") as host:
+        message = make_message("hello", message_attributes={"traceparent": PARENT})
+        outcome = await call_consumer(handle, message, app=app)
+    assert outcome.action == "ack", outcome.error
+    consumer = next(s for s in spans.get_finished_spans() if s.name == "test process")
+    assert consumer.parent is not None
+    assert consumer.parent.span_id == host.get_span_context().span_id
+    assert [link.context.trace_id for link in consumer.links] == [int(TRACE_ID, 16)]
+
+
+def test_producer_context_must_be_link_or_parent() -> None:
+    with pytest.raises(ValueError, match="'link' or 'parent'"):
+        opentelemetry_middleware(producer_context="child")  # type: ignore[arg-type]
 
 
 async def test_a_failing_handler_marks_its_span_as_an_error(
@@ -81,7 +147,9 @@ async def test_a_trace_continues_from_app_send_to_the_handler(
     provider.add_span_processor(SimpleSpanProcessor(spans))
     tracer = provider.get_tracer("test")
     queue = await sqs.create_queue()
-    app = make_app(middleware=[opentelemetry_middleware(tracer_provider=provider)])
+    app = make_app(
+        middleware=[opentelemetry_middleware(tracer_provider=provider, producer_context="parent")]
+    )
     seen: list[int] = []
 
     @app.consumer(queue.name, wait_time=1)
