@@ -13,13 +13,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from aiosqsworker.testing.server import free_port, stop_process
+
 __all__ = ["redis_server"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _answers(port: int) -> bool:
@@ -40,7 +36,7 @@ def redis_server() -> Iterator[str]:
             "redis-server is not installed: `make redis-server` installs Debian's package "
             "(apt-get install redis-server)"
         )
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
         stdout=subprocess.DEVNULL,
@@ -54,9 +50,4 @@ def redis_server() -> Iterator[str]:
             time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)

@@ -20,12 +20,14 @@ the lease it was tied to.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .._backlog import Backlog
 from .._backoff import backoff
 from .._config import MAX_VISIBILITY
 from .._errors import ConfigurationError, Retry
@@ -103,9 +105,7 @@ class IdempotencyGuard:
         self._counters = counters
         self._consumer = consumer
         self._held: dict[str, _Held] = {}  # by receipt handle: one per delivery
-        self._pending: list[Awaitable[object]] = []
-        self._arrived = asyncio.Event()
-        self._closed = False
+        self._later: Backlog[Callable[[], Awaitable[object]]] = Backlog()
         self._store_failures = 0
         self._prune_at = 0.0
 
@@ -155,7 +155,7 @@ class IdempotencyGuard:
             return await call(message)
         except BaseException:  # failed, or cancelled (lost lease, stop): the next one runs
             self._held.pop(message.receipt_handle, None)
-            self._later(self._store.release(key, token))
+            self._later.put(functools.partial(self._store.release, key, token))
             raise
 
     def _hold(self, receipt_handle: str, held: _Held) -> None:
@@ -173,40 +173,29 @@ class IdempotencyGuard:
             held = self._held.get(lease.message.receipt_handle)
             if held is not None:
                 held.expires_at = lease.expires_at
-                self._later(self._store.extend(held.key, held.token, lease.expires_at - now))
+                ttl = lease.expires_at - now
+                self._later.put(functools.partial(self._store.extend, held.key, held.token, ttl))
 
     def acked(self, messages: Sequence[Message]) -> None:
         """`InFlight`'s hook: SQS confirmed these deletes after their handler succeeded."""
         for message in messages:
             held = self._held.pop(message.receipt_handle, None)
             if held is not None:
-                self._later(self._store.complete(held.key, held.token))
-
-    def _later(self, call: Awaitable[object]) -> None:
-        self._pending.append(call)
-        self._arrived.set()
+                self._later.put(functools.partial(self._store.complete, held.key, held.token))
 
     def close(self) -> None:
         """Nothing more will be queued: `run` returns once the queued calls are made."""
-        self._closed = True
-        self._arrived.set()
+        self._later.close()
 
     async def run(self) -> None:
         """Make the queued store calls (extensions, releases, completions)."""
-        while True:
-            if not self._pending:
-                if self._closed:
-                    return
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            calls, self._pending = self._pending, []
+        async for calls in self._later.batches():
             await asyncio.gather(*(self._quietly(call) for call in calls))
 
-    async def _quietly(self, call: Awaitable[object]) -> None:
+    async def _quietly(self, call: Callable[[], Awaitable[object]]) -> None:
         try:
             async with asyncio.timeout(STORE_CALL_TIME):
-                await call
+                await call()
         except Exception as exc:  # noqa: BLE001 - the record expires with its lease
             logger.warning(
                 "[%s] idempotency store call failed (%s: %s): the record expires with its lease",
