@@ -10,7 +10,14 @@ import pytest
 
 from aiosqsworker import App, Message
 from aiosqsworker._errors import ConfigurationError
-from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest, make_message
+from aiosqsworker.testing import (
+    Answer,
+    FaultProxy,
+    LocalSQSServer,
+    ProxiedRequest,
+    call_consumer,
+    make_message,
+)
 
 from .kit import SQSKit, eventually
 
@@ -136,3 +143,28 @@ def test_a_fifo_send_without_a_group_is_refused_when_buffered() -> None:
     with pytest.raises(ConfigurationError, match="group_id"):
         outbox.send("target.fifo", "body")
     assert len(outbox) == 0
+
+
+async def test_call_consumer_reports_what_the_outbox_sent() -> None:
+    """A user's unit test sees the sends of a successful call, and none of a failed one."""
+    app = App()
+
+    @app.consumer("orders", outbox=True)
+    async def handle(message: Message) -> None:
+        message.outbox.send("invoices.fifo", message.body, group_id="g")
+        if message.body == "fail":
+            raise RuntimeError("after its send")
+
+    message = make_message("ok")
+    ok = await call_consumer(handle, message, app=app)
+    assert ok.action == "ack", ok.error
+    assert ok.sent == (
+        (
+            "invoices.fifo",
+            "ok",
+            {"group_id": "g", "deduplication_id": f"{message.message_id}-0", "attributes": None},
+        ),
+    )
+    failed = await call_consumer(handle, make_message("fail"), app=app)
+    assert failed.action == "retry"
+    assert failed.sent == ()
