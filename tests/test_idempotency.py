@@ -328,3 +328,43 @@ async def test_a_store_that_is_down_delays_the_message_without_losing_or_running
     assert runs == [3]
     assert stats.dead_lettered == 0
     assert await sqs.counts(await sqs.dlq_of(queue)) == (0, 0)
+
+
+class RefusedDeletes(FaultProxy):
+    """Answers every delete with "receipt handle invalid", passing nothing on: the message
+    stays in SQS, invisible until its visibility timeout runs out."""
+
+    async def forward(self, request: ProxiedRequest) -> Answer:
+        if request.action != "DeleteMessageBatch":
+            return await super().forward(request)
+        failed = [
+            {"Id": e["Id"], "Code": "ReceiptHandleIsInvalid", "Message": "x", "SenderFault": True}
+            for e in request.json()["Entries"]
+        ]
+        return Answer.of_json({"Successful": [], "Failed": failed})
+
+
+async def test_a_lease_found_lost_at_the_delete_removes_the_record(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
+) -> None:
+    """The handler succeeded, but its delete finds the lease lost: the message is not
+    deleted, so its record goes at once (the next delivery must run the handler), rather
+    than stay in progress for the rest of the 30 s window.
+
+    Naive code it catches: a record only ever removed by a failing handler, or only marked
+    done by a confirmed delete (here: in progress until the lease's expiry).
+    """
+    queue = await sqs.create_queue(visibility_timeout=30)
+    store = MemoryIdempotencyStore()
+    async with RefusedDeletes(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, name="orders", wait_time=1, idempotency=store)
+        async def handle(message: Message) -> None:
+            pass
+
+        async with app:
+            (message_id,) = await sqs.send(queue, ["x"])
+            await eventually(lambda: app.statistics()["orders"].leases_lost == 1)
+            await eventually(lambda: store.state(f"orders:{message_id}") == "absent", within=2)
+            app.stop()

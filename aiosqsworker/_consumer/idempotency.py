@@ -9,7 +9,8 @@ The slot calls `IdempotencyGuard.run` instead of the handler when the consumer h
   letter, never run unguarded).
 - Each lease extension SQS confirmed extends the record to the lease's new expiry
   (`extended`, the lease keeper's hook).
-- The handler failing, or being cancelled (its lease lost, a stop): the record is removed.
+- The handler failing, or being cancelled (its lease lost, a stop): the record is removed;
+  so is the record of a succeeded handler whose delete finds the lease lost (`lost`).
 - The delete confirmed (`acked`, the acker's hook through `InFlight`): the record is done.
 
 What follows the claim runs in the background (`run`), time-boxed, and a failure there is
@@ -154,8 +155,7 @@ class IdempotencyGuard:
         try:
             return await call(message)
         except BaseException:  # failed, or cancelled (lost lease, stop): the next one runs
-            self._held.pop(message.receipt_handle, None)
-            self._later.put(functools.partial(self._store.release, key, token))
+            self._release(message)
             raise
 
     def _hold(self, receipt_handle: str, held: _Held) -> None:
@@ -182,6 +182,16 @@ class IdempotencyGuard:
             held = self._held.pop(message.receipt_handle, None)
             if held is not None:
                 self._later.put(functools.partial(self._store.complete, held.key, held.token))
+
+    def lost(self, message: Message) -> None:
+        """`InFlight`'s hook: the lease was found lost when the message's delete was sent
+        (after its handler succeeded): the next delivery runs the handler."""
+        self._release(message)
+
+    def _release(self, message: Message) -> None:
+        held = self._held.pop(message.receipt_handle, None)
+        if held is not None:
+            self._later.put(functools.partial(self._store.release, held.key, held.token))
 
     def close(self) -> None:
         """Nothing more will be queued: `run` returns once the queued calls are made."""

@@ -133,6 +133,7 @@ class Pipeline:
                 self._janitor.discard if self._janitor is not None else None,
                 self._idempotency.acked if self._idempotency is not None else None,
             ),
+            on_lost=self._idempotency.lost if self._idempotency is not None else None,
         )
         self._acker = Acker(
             client,
