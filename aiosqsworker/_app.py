@@ -26,6 +26,7 @@ from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
 from ._sqs.base import SQSClient
+from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
 from ._worker import StopRequest, Worker, WorkerState
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class App:
         payload_offload: PayloadOffload = "over-limit",
         delete_payloads: bool = False,
         s3_endpoint_url: str | None = None,
+        credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT,
     ) -> None:
         self.config = AppConfig(
             region=region,
@@ -109,6 +111,7 @@ class App:
             s3_endpoint_url=s3_endpoint_url,
             processes=processes,
             watchdog=watchdog,
+            credentials_outage_limit=credentials_outage_limit,
             blocked_loop_limit=blocked_loop_limit,
         )
         self._registry = Registry()

@@ -20,6 +20,7 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
 from ._sqs.base import SQSClient, missing_client_members
+from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
 from ._text import plural
 
 __all__ = [
@@ -413,6 +414,11 @@ class AppConfig:
             message, shut down with the app.
         watchdog: seconds the event loop may go without turning before a warning names the
             handler blocking it (and `loop_blocks` counts it). ``None`` turns it off.
+        credentials_outage_limit: seconds the credentials may stay impossible to fetch or
+            refresh (a container or instance credentials endpoint down, STS unreachable)
+            before the worker stops with a `CredentialsError`. Until then every call that
+            needs them backs off and retries, and leases and deletes carry on once they
+            come back.
         blocked_loop_limit: seconds a blocked event loop's leases are kept alive from the
             lease keeper's thread (an ``async`` handler calling blocking code). Past it the
             worker counts as stuck: one error line, and its leases are let go (their
@@ -435,6 +441,7 @@ class AppConfig:
 
     processes: int | None = None
     watchdog: float | None = 1.0
+    credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT
     blocked_loop_limit: float | None = 300.0
 
     @property
@@ -450,6 +457,7 @@ class AppConfig:
             _check_int("processes", self.processes, 1, MAX_PROCESSES)
         if self.watchdog is not None:
             check_seconds("watchdog", self.watchdog, 0.05, 3600)
+        check_seconds("credentials_outage_limit", self.credentials_outage_limit, 0, 86400)
         if self.blocked_loop_limit is not None:
             check_seconds("blocked_loop_limit", self.blocked_loop_limit, 1, MAX_VISIBILITY)
         if self.only is not None:

@@ -14,6 +14,7 @@ AioSQSWorkerError
     ├── AccessDeniedError         credentials accepted, action not allowed
     ├── ReceiptHandleInvalidError the message is no longer ours (deleted, or re-received)
     └── TransientSQSError         worth retrying: throttling, 5xx, connection trouble
+        └── CredentialsUnavailableError  the credentials could not be fetched for now
 ```
 
 `Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
@@ -37,6 +38,7 @@ __all__ = [
     "AioSQSWorkerError",
     "ConfigurationError",
     "CredentialsError",
+    "CredentialsUnavailableError",
     "HandlerProcessError",
     "HandlerSignatureError",
     "MessageDecodeError",
@@ -152,6 +154,15 @@ class ReceiptHandleInvalidError(SQSError):
 
 class TransientSQSError(SQSError):
     """A failure that is worth retrying after a back-off: throttling, 5xx, a dropped connection."""
+
+
+class CredentialsUnavailableError(TransientSQSError):
+    """The credentials could not be fetched or refreshed for now (a credentials endpoint
+    down, STS unreachable): the call was not sent.
+
+    Retried like any transient error; an outage that lasts `credentials_outage_limit`
+    seconds becomes a `CredentialsError`.
+    """
 
 
 class Retry(Exception):

@@ -1,7 +1,8 @@
 """SQS's errors in the framework's own tree: one classification, one mapping for both clients.
 
 `classify_error_code` is the pure decision (an AWS error code or HTTP status to an error
-class); `sqs_error` words it for a person; `map_sqs_errors` turns botocore's and aiohttp's
+class: a 401 or 403 without one of SQS's codes, from a proxy, is a refusal as well);
+`sqs_error` words it for a person; `map_sqs_errors` turns botocore's and aiohttp's
 exceptions into those errors at the boundary, as httpcore's `map_exceptions` does.
 """
 
@@ -16,6 +17,7 @@ import aiohttp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -27,6 +29,7 @@ from botocore.exceptions import (
 from .._errors import (
     AccessDeniedError,
     CredentialsError,
+    CredentialsUnavailableError,
     QueueNotFoundError,
     ReceiptHandleInvalidError,
     SQSError,
@@ -88,9 +91,20 @@ def classify_error_code(code: str | None, status: int | None = None) -> type[SQS
         return ReceiptHandleInvalidError
     if code in _TRANSIENT or code in _CREDENTIALS_EXPIRED:
         return TransientSQSError
+    # A refusal without one of SQS's codes (a proxy's HTML page): no retry changes it.
+    if status == 401:
+        return CredentialsError
+    if status == 403:
+        return AccessDeniedError
     if status is not None and (status >= 500 or status == 429):
         return TransientSQSError
     return SQSError
+
+
+def not_from_sqs(code: str | None, status: int | None) -> bool:
+    """Whether an error answer carries none of SQS's codes: the code is only the HTTP status
+    (``HTTP403`` from the fast path, ``403`` from botocore's parser) or missing."""
+    return not code or code in (f"HTTP{status}", str(status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +127,14 @@ def sqs_error(
     """The framework's error for an error response of SQS, worded for a person."""
     where = f"region {endpoint.region}, endpoint {endpoint.url}"
     kind = classify_error_code(code, status)
-    if kind is QueueNotFoundError:
+    if kind in (CredentialsError, AccessDeniedError) and not_from_sqs(code, status):
+        message = (
+            f"{operation} was refused with HTTP {status} at {where} in an answer that is not "
+            f"SQS's ({detail or 'no body'}): a proxy or gateway in between, or an endpoint "
+            "that is not SQS, refused it. Check the endpoint (AWS_ENDPOINT_URL_SQS, "
+            "endpoint_url), any proxy in between, and the credentials"
+        )
+    elif kind is QueueNotFoundError:
         message = (
             f"queue {queue!r} does not exist in {where}. Check the queue's name and the "
             "region (AWS_REGION) and endpoint (AWS_ENDPOINT_URL_SQS) in use"
@@ -161,6 +182,12 @@ def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None)
             operation=operation,
             endpoint=endpoint,
             queue=queue,
+        ) from exc
+    except CredentialRetrievalError as exc:
+        # A refresh botocore made inside the call (the shared `CredentialSource` refreshes
+        # first, so this is rare): nothing was sent.
+        raise CredentialsUnavailableError(
+            f"{operation}: could not fetch AWS credentials: {exc}", operation=operation
         ) from exc
     except (NoCredentialsError, PartialCredentialsError) as exc:
         raise CredentialsError(

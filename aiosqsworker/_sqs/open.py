@@ -27,6 +27,7 @@ from .._errors import (
 )
 from .base import QueueAdmin, SQSClient
 from .botocore import AioBotocoreSQSClient
+from .credentials import CredentialSource
 from .errors import Endpoint
 from .fast import FastSQSClient
 from .payloads import PayloadStore
@@ -85,9 +86,9 @@ async def _open_base_client(
     *,
     max_connections: int,
     longest_wait: int,
-) -> tuple[AioBotocoreSQSClient, Any]:
-    """The aiobotocore client's wrapper (the client closed by `stack`) and the session's
-    credentials, failing early on a missing region or credentials."""
+) -> tuple[AioBotocoreSQSClient, CredentialSource]:
+    """The aiobotocore client's wrapper (the client closed by `stack`) and the source of the
+    session's credentials it shares, failing early on a missing region or credentials."""
     try:
         session = _session(config)
         region = _resolve_region(session, config)
@@ -128,7 +129,9 @@ async def _open_base_client(
             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
             "AWS_PROFILE, or run with an IAM role"
         )
-    return AioBotocoreSQSClient(client, endpoint, credentials), credentials
+    source = CredentialSource(credentials, outage_limit=config.credentials_outage_limit)
+    stack.callback(source.close)
+    return AioBotocoreSQSClient(client, endpoint, source), source
 
 
 async def open_sqs_client(
