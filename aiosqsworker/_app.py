@@ -26,6 +26,7 @@ from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
 from ._sqs.base import SQSClient
+from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
 from ._worker import StopRequest, Worker, WorkerState
 
 if TYPE_CHECKING:
@@ -59,7 +60,8 @@ class App:
     A plain ``def`` handler runs in a worker thread, and with ``run_in="process"`` in the
     app's pool of `processes` child processes (one per CPU by default), started at the
     first such message and ended with the app. The `watchdog` warns, naming the handler,
-    when the event loop stays blocked longer than that many seconds.
+    when the event loop stays blocked longer than that many seconds; meanwhile a thread
+    keeps the leases alive, for at most `blocked_loop_limit` seconds.
 
     Embedding never touches signal handlers; `run(handle_signals=True)` (what the CLI uses)
     turns SIGTERM/SIGINT into a graceful stop, and a second one into a forced stop.
@@ -84,6 +86,7 @@ class App:
         middleware: Sequence[Middleware] = (),
         processes: int | None = None,
         watchdog: float | None = 1.0,
+        blocked_loop_limit: float | None = 300.0,
         consumers: Iterable[ConsumerSpec] = (),
         concurrency: int | None = None,
         only: Sequence[str] | None = None,
@@ -92,6 +95,7 @@ class App:
         delete_payloads: bool = False,
         s3_endpoint_url: str | None = None,
         message_ages: bool = False,
+        credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT,
     ) -> None:
         self.config = AppConfig(
             region=region,
@@ -109,6 +113,8 @@ class App:
             processes=processes,
             watchdog=watchdog,
             message_ages=message_ages,
+            credentials_outage_limit=credentials_outage_limit,
+            blocked_loop_limit=blocked_loop_limit,
         )
         self._registry = Registry()
         for spec in consumers:
@@ -187,8 +193,11 @@ class App:
         return await self._worker.queue_totals() if self._worker is not None else {}
 
     def health(self) -> tuple[bool, str]:
-        """Liveness: (False, why) when a consumer's polling has silently stalled."""
-        if self._worker is None or self._worker.state is not WorkerState.RUNNING:
+        """Liveness: (False, why) when a consumer's polling has silently stalled, or the app
+        was never started (a service that forgot `async with app:` consumes nothing)."""
+        if self._worker is None:
+            return False, "state new: the app was never started (async with app, or app.run())"
+        if self._worker.state is not WorkerState.RUNNING:
             return True, f"state {self.state.value}"
         stalled = self._worker.stalled_consumers()
         if stalled:

@@ -20,6 +20,8 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
 from ._sqs.base import SQSClient, missing_client_members
+from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
+from ._text import plural
 from .idempotency import IdempotencyKey, IdempotencyStore
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "check_concurrency",
     "check_seconds",
     "checked_settings",
+    "too_many_workers",
     "unknown_setting",
     "worker_count",
 ]
@@ -454,6 +457,16 @@ class AppConfig:
         message_ages: keep each message's lag (from its ``SentTimestamp`` to its handler's
             start) and dwell (from its receipt to its handler's start) in histograms, for
             `statistics()` and ``/metrics``. Off by default: nothing per message then.
+        credentials_outage_limit: seconds the credentials may stay impossible to fetch or
+            refresh (a container or instance credentials endpoint down, STS unreachable)
+            before the worker stops with a `CredentialsError`. Until then every call that
+            needs them backs off and retries, and leases and deletes carry on once they
+            come back.
+        blocked_loop_limit: seconds a blocked event loop's leases are kept alive from the
+            lease keeper's thread (an ``async`` handler calling blocking code). Past it the
+            worker counts as stuck: one error line, and its leases are let go (their
+            messages become visible to other workers after their visibility timeout).
+            ``None``: leases are extended by the event loop only.
     """
 
     region: str | None = None
@@ -472,6 +485,8 @@ class AppConfig:
     processes: int | None = None
     watchdog: float | None = 1.0
     message_ages: bool = False
+    credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT
+    blocked_loop_limit: float | None = 300.0
 
     @property
     def pool_size(self) -> int:
@@ -486,6 +501,9 @@ class AppConfig:
             _check_int("processes", self.processes, 1, MAX_PROCESSES)
         if self.watchdog is not None:
             check_seconds("watchdog", self.watchdog, 0.05, 3600)
+        check_seconds("credentials_outage_limit", self.credentials_outage_limit, 0, 86400)
+        if self.blocked_loop_limit is not None:
+            check_seconds("blocked_loop_limit", self.blocked_loop_limit, 1, MAX_VISIBILITY)
         if self.only is not None:
             object.__setattr__(self, "only", _check_names(self.only))
         # Empty strings stay allowed: they mean "not given" (`--region "$REGION"` unset).
@@ -604,6 +622,30 @@ def worker_count(raw: str, given_as: str) -> int:
     return workers
 
 
+#: Workers per CPU past which `run` warns (they compete for the CPUs), and refuses.
+WORKERS_PER_CPU_WARNED = 2
+WORKERS_PER_CPU_REFUSED = 8
+
+
+def too_many_workers(workers: int, cpus: int) -> tuple[bool, str] | None:
+    """(refused, why) when `workers` processes are more than `cpus` can use; else None.
+
+    Each worker is an event loop that overlaps its own waits on SQS, so more workers than
+    CPUs only compete for them (and hold connections and memory each)."""
+    if workers <= WORKERS_PER_CPU_WARNED * cpus:
+        return None
+    refused = workers > WORKERS_PER_CPU_REFUSED * cpus
+    why = (
+        f"--workers {workers} on {plural(cpus, 'CPU')}: each worker is a process with an event "
+        "loop that already overlaps its waits on SQS, so more than one or two per CPU only "
+        "compete for them; use --workers auto (one per CPU), or raise a consumer's "
+        "concurrency for more messages in flight"
+    )
+    if refused:
+        why += f" (more than {WORKERS_PER_CPU_REFUSED} per CPU is refused)"
+    return refused, why
+
+
 def _env_names(name: str, raw: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not names:
@@ -627,6 +669,10 @@ _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
     "WORKER_INDEX": lambda n, raw: _env_whole(n, raw, 0, 1023),
     "SUPERVISOR_PID": lambda n, raw: _env_whole(n, raw, 1, 2**31),
 }
+
+
+#: Variables the supervisor sets for its workers: read, never offered to a user.
+_SET_BY_THE_SUPERVISOR = ("WORKER_INDEX", "SUPERVISOR_PID")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -670,7 +716,7 @@ class EnvironmentSettings:
     def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentSettings:
         """The settings `environ` (default: ``os.environ``) holds."""
         environ = os.environ if environ is None else environ
-        known = list(_ENV_PARSERS)
+        known = [name for name in _ENV_PARSERS if name not in _SET_BY_THE_SUPERVISOR]
         for variable in environ:
             if not variable.startswith(ENV_PREFIX):
                 continue

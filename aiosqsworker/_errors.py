@@ -14,6 +14,7 @@ AioSQSWorkerError
     ├── AccessDeniedError         credentials accepted, action not allowed
     ├── ReceiptHandleInvalidError the message is no longer ours (deleted, or re-received)
     └── TransientSQSError         worth retrying: throttling, 5xx, connection trouble
+        └── CredentialsUnavailableError  the credentials could not be fetched for now
 ```
 
 `Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
@@ -37,6 +38,7 @@ __all__ = [
     "AioSQSWorkerError",
     "ConfigurationError",
     "CredentialsError",
+    "CredentialsUnavailableError",
     "HandlerProcessError",
     "HandlerSignatureError",
     "MessageDecodeError",
@@ -70,7 +72,14 @@ class MessageDecodeError(AioSQSWorkerError, ValueError):
     The same body never decodes on another try, so by default the message goes to the
     dead-letter queue on its first failure, with its failure record (a consumer's
     ``on_decode_error="retry"`` retries it instead). It is never deleted without a copy.
+
+    Attributes:
+        handler_site: where the handler whose parameters asked for the type is defined
+            (``path:line in name``): the failure record's ``where``, for the decoding code
+            is the framework's, and the fix is in the handler or the sender.
     """
+
+    handler_site: str | None = None
 
 
 class PayloadError(AioSQSWorkerError):
@@ -145,6 +154,15 @@ class ReceiptHandleInvalidError(SQSError):
 
 class TransientSQSError(SQSError):
     """A failure that is worth retrying after a back-off: throttling, 5xx, a dropped connection."""
+
+
+class CredentialsUnavailableError(TransientSQSError):
+    """The credentials could not be fetched or refreshed for now (a credentials endpoint
+    down, STS unreachable): the call was not sent.
+
+    Retried like any transient error; an outage that lasts `credentials_outage_limit`
+    seconds becomes a `CredentialsError`.
+    """
 
 
 class Retry(Exception):

@@ -17,6 +17,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from ._config import AppConfig
+from ._consumer.leasethread import LeaseThread
 from ._consumer.pipeline import Pipeline
 from ._consumer.procpool import ProcessPool
 from ._consumer.queue import QueueInfo
@@ -26,7 +27,7 @@ from ._errors import AioSQSWorkerError, SQSError
 from ._producer import BatchingSender, PayloadSending, QueueUrls, SendOptions
 from ._registry import ConsumerSpec
 from ._run.watchdog import LoopWatchdog, code_of
-from ._sqs.base import SQSClient
+from ._sqs.base import SignedClient, SQSClient
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import PayloadStore
 from ._text import plural
@@ -211,7 +212,11 @@ class Worker:
                 if any(spec.run_in == "process" for spec in self.specs):
                     # Children start at the first job; the pool ends after the pipelines.
                     processes = await stack.enter_async_context(ProcessPool(self.config.pool_size))
-                await self._build_pipelines(client, payloads, processes)
+                lease_thread = None
+                limit = self.config.blocked_loop_limit
+                if limit is not None and isinstance(client, SignedClient):
+                    lease_thread = stack.enter_context(LeaseThread(client, limit=limit))
+                await self._build_pipelines(client, payloads, processes, lease_thread)
                 if self.config.watchdog is not None:
                     stack.enter_context(self._watchdog(self.config.watchdog))
                 async with anyio.create_task_group() as tg:
@@ -230,11 +235,27 @@ class Worker:
                     task_status.started()
         finally:
             self.state = WorkerState.STOPPED
+            self._report_abandoned_threads()
         if self._fatal is not None:
             raise self._fatal
         logger.info("worker stopped")
         if self._exit_request is not None:
             raise self._exit_request
+
+    def _report_abandoned_threads(self) -> None:
+        """One line naming the ``def`` handlers whose abandoned threads outlive the run."""
+        left = {
+            pipeline.spec.label: pipeline.counters.abandoned_threads
+            for pipeline in self._pipelines
+            if pipeline.counters.abandoned_threads
+        }
+        if left:
+            logger.warning(
+                "the worker has stopped, leaving %s it abandoned still running (a thread "
+                "cannot be stopped): %s. python -m aiosqsworker exits without waiting for them",
+                plural(sum(left.values()), "handler thread"),
+                ", ".join(f"{label} ({count})" for label, count in left.items()),
+            )
 
     def _watchdog(self, threshold: float) -> LoopWatchdog:
         pipelines = {pipeline.name: pipeline for pipeline in self._pipelines}
@@ -253,7 +274,11 @@ class Worker:
         return LoopWatchdog(threshold, handlers, count)
 
     async def _build_pipelines(
-        self, client: SQSClient, payloads: PayloadStore, processes: ProcessPool | None
+        self,
+        client: SQSClient,
+        payloads: PayloadStore,
+        processes: ProcessPool | None,
+        lease_thread: LeaseThread | None,
     ) -> None:
         for spec in self.specs:
             queue = await QueueInfo.fetch(client, spec.config)
@@ -269,6 +294,7 @@ class Worker:
                     payload_bucket=self.config.payload_bucket,
                     delete_payloads=self.config.delete_payloads,
                     processes=processes,
+                    lease_thread=lease_thread,
                     concurrency=self._concurrency.get(spec.name),
                     paused=spec.name in self._paused,
                     send=self.send,

@@ -16,7 +16,9 @@ the send, as OpenTelemetry's messaging conventions advise (a message handled an 
 or retried five times, does not stretch the producer's trace). With
 ``producer_context="parent"`` the span is the send's child instead, in the producer's
 trace. A handler's exception is recorded on the span and sets its status to error. A batch
-consumer gets one span per call, linked to each message's producer context.
+consumer gets one span per call, linked to each message's producer context. Tracing that
+fails (a propagator, span processor or exporter that raises, with either option) is logged
+and leaves the message to its handler: it never fails a message its handler handled.
 
 The sending side needs no setup: with OpenTelemetry installed, `App.send` and
 `Producer.send` add the current context to the message's attributes (`with_trace_context`),
@@ -29,7 +31,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any, Literal
 
@@ -37,6 +41,8 @@ from ._config import Middleware
 from ._message import Message
 
 __all__ = ["carrier_of", "opentelemetry_middleware", "with_trace_context"]
+
+logger = logging.getLogger("aiosqsworker.tracing")
 
 #: SQS's limit on a message's attributes, less one left for an S3 pointer's size.
 _MOST_ATTRIBUTES_WITH_CONTEXT = 9
@@ -80,6 +86,23 @@ def carrier_of(message: Message) -> dict[str, str]:
     return carrier
 
 
+def _close(span: AbstractContextManager[object], error: BaseException | None) -> None:
+    """End `span` (recording the handler's `error`); its own failure is only logged."""
+    try:
+        span.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+    # Not BaseException: a cancellation that comes now must not be swallowed. The handler's
+    # own error, re-raised from here, is raised by the caller.
+    except Exception as exc:  # noqa: BLE001
+        if exc is not error:
+            _tracing_failed(exc)
+
+
+def _tracing_failed(exc: BaseException) -> None:
+    logger.warning(
+        "tracing failed, the message is handled without its span: %s: %s", type(exc).__name__, exc
+    )
+
+
 def _queue_name(message: Message) -> str:
     return message.queue.rstrip("/").rpartition("/")[2] or message.queue
 
@@ -111,7 +134,7 @@ def opentelemetry_middleware(
         """The producer's span context carried by `message` (invalid when none)."""
         return trace.get_current_span(propagate.extract(carrier_of(message))).get_span_context()
 
-    async def middleware(item: Any, call_next: Callable[[Any], Awaitable[object]]) -> object:
+    def open_span(item: Any) -> AbstractContextManager[object]:
         if isinstance(item, list):
             messages: list[Message] = item
             links = [
@@ -120,7 +143,7 @@ def opentelemetry_middleware(
                 if (span_context := _sent_from(message)).is_valid
             ]
             name = _queue_name(messages[0]) if messages else "batch"
-            with tracer.start_as_current_span(
+            return tracer.start_as_current_span(
                 f"{name} process",
                 kind=trace.SpanKind.CONSUMER,
                 links=links,
@@ -130,13 +153,12 @@ def opentelemetry_middleware(
                     "messaging.operation.type": "process",
                     "messaging.batch.message_count": len(messages),
                 },
-            ):
-                return await call_next(item)
+            )
         message: Message = item
         name = _queue_name(message)
         sent_from = propagate.extract(carrier_of(message))
         span_context = trace.get_current_span(sent_from).get_span_context()
-        with tracer.start_as_current_span(
+        return tracer.start_as_current_span(
             f"{name} process",
             context=sent_from if as_parent else None,
             links=[trace.Link(span_context)] if span_context.is_valid and not as_parent else [],
@@ -148,7 +170,23 @@ def opentelemetry_middleware(
                 "messaging.message.id": message.message_id,
                 "aws.sqs.receive_count": message.receive_count,
             },
-        ):
+        )
+
+    async def middleware(item: Any, call_next: Callable[[Any], Awaitable[object]]) -> object:
+        # A span that cannot be opened or closed (a broken propagator, span processor or
+        # exporter) is logged and left out: tracing never decides a message's outcome.
+        try:
+            span = open_span(item)
+            span.__enter__()
+        except Exception as exc:  # noqa: BLE001 - tracing's own failure
+            _tracing_failed(exc)
             return await call_next(item)
+        try:
+            result = await call_next(item)
+        except BaseException as exc:
+            _close(span, exc)
+            raise
+        _close(span, None)
+        return result
 
     return middleware

@@ -19,6 +19,7 @@ from .moto_run import run_moto
 from .peer_setup import PEERS, prepare_peers
 from .report import command_line, render_markdown, write_chart
 from .responder import ResponderProcess
+from .sparse import run_sparse
 from .suite import (
     OWN_CONTENDERS,
     Plan,
@@ -63,6 +64,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--no-idle", action="store_true", help="skip the idle ReceiveMessage-per-minute figure"
+    )
+    parser.add_argument(
+        "--no-sparse",
+        action="store_true",
+        help="skip the sparse queue (a message a minute, requests per message)",
     )
     parser.add_argument("--no-moto", action="store_true", help="skip the run against moto")
     parser.add_argument(
@@ -167,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
             results.idle_seconds = plan.idle_seconds
     for name, status in results.peers.items():
         results.peers[name] = peer_status(name, status, results)
+    if not args.no_sparse:
+        log(
+            f"sparse: {plan.sparse_messages} messages, one every {plan.sparse_interval:.0f} s, "
+            "against moto ..."
+        )
+        results.sparse = run_sparse(messages=plan.sparse_messages, interval=plan.sparse_interval)
+        log(
+            f"  {results.sparse.receives:.2f} ReceiveMessage, "
+            f"{results.sparse.extensions:.2f} ChangeMessageVisibility, "
+            f"{results.sparse.deletes:.2f} DeleteMessage calls per message"
+        )
     if not args.no_moto:
         log("end to end against moto ...")
         results.moto = run_moto(

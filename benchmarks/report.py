@@ -329,6 +329,25 @@ def render_markdown(
             *_idle_table(results),
             "",
         ]
+    if results.sparse is not None:
+        sparse = results.sparse
+        out += [
+            "## A sparse queue: requests per message",
+            "",
+            f"The default consumer on moto, {sparse.messages} messages, one every "
+            f"{sparse.interval:.0f} s on average, a handler that returns at once, every "
+            "request counted by a proxy (`benchmarks/sparse.py`). Nearly every message is "
+            "caught by the idle consumer's watch poll, which asks for a 5 s visibility "
+            "timeout so that a stop can give it up at once; the lease keeper extends what it "
+            "brings to the full timeout straight away ([shutdown](shutdown.md#watch-polls-"
+            "and-busy-polls-the-trade-in-numbers)). A busy queue pays none of it (busy polls "
+            "keep the full timeout):",
+            "",
+            "| per message | ReceiveMessage | ChangeMessageVisibility | DeleteMessage |",
+            "|---|---:|---:|---:|",
+            f"| calls | {sparse.receives:.2f} | {sparse.extensions:.2f} | {sparse.deletes:.2f} |",
+            "",
+        ]
     if results.moto:
         out += [
             "## End to end against moto's server",
@@ -357,8 +376,7 @@ def render_markdown(
             "(real visibility timeouts) on a fresh queue with a 2 s visibility timeout, "
             "concurrency 2 and no prefetch, timed from its first job's start to its last "
             "job's end; one run each. A duplicate run is a job started again because its "
-            "lease expired while it ran: the event loop that should have extended it was "
-            "busy with the job.",
+            "lease expired while it ran.",
             "",
         ]
         for workload in workloads(quick):
@@ -372,11 +390,11 @@ def render_markdown(
         out += [
             "Threads keep the leases (a job that outlives its visibility timeout runs once) "
             "but not the CPU: the interpreter lock lets one thread compute at a time. "
-            "Processes keep both. Whole workers on the loop use the cores too, but a job "
-            "longer than the visibility timeout blocks the loop that should extend its "
-            "lease, and another worker runs it again. (One worker on the loop shows no "
-            "duplicate only because nothing else polls the queue while its loop is blocked: "
-            "its expired message waits for that same loop.)",
+            "Processes keep both. Whole workers on the loop use the cores too: a job longer "
+            "than the visibility timeout blocks its worker's loop, and the lease keeper's "
+            "thread extends the lease meanwhile (see [leases through a blocked "
+            "loop](blocking-and-cpu.md#leases-through-a-blocked-loop)), so no other worker "
+            "runs it again; but that worker's polls and acknowledgements wait for the job.",
             "",
         ]
     out += ["## Peers", ""]

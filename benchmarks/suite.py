@@ -11,6 +11,7 @@ Scenarios:
   and RSS per message in flight between the two);
 - idle: ReceiveMessage calls per minute on an empty queue at concurrency 10, 100 and 1,000,
   every contender at once for a minute, each on a queue of its own;
+- sparse: one message a minute on moto, requests per message (the watch polls' extension);
 - end to end: against moto's server with a small refilled backlog;
 - blocking and CPU-bound handlers: on the loop, in a thread, in processes and with
   ``--workers 2``, against moto (`benchmarks/blocking.py`).
@@ -29,6 +30,7 @@ from .contender import WAIT_TIME
 from .handlers import SLOW_SECONDS
 from .harness import Contender, Outcome, run_contender
 from .responder import ResponderProcess
+from .sparse import SparseOutcome
 
 __all__ = [
     "OWN_CONTENDERS",
@@ -76,6 +78,9 @@ class Plan:
     #: Empty queue, every contender at once, for `idle_seconds` (three long polls of 20 s).
     idle_levels: tuple[int, ...] = (10, 100, 1000)
     idle_seconds: float = 60.0
+    #: A message every `sparse_interval` seconds on moto, `sparse_messages` of them.
+    sparse_messages: int = 5
+    sparse_interval: float = 60.0
     moto_messages: int = 1000
     moto_backlog: int = 300
     moto_repetitions: int = 1
@@ -95,6 +100,8 @@ class Plan:
             inflight_rounds=2,
             idle_levels=(100,),
             idle_seconds=25.0,
+            sparse_messages=2,
+            sparse_interval=10.0,
             moto_messages=200,
             moto_backlog=100,
             peer_deadline=15.0,
@@ -111,6 +118,7 @@ class Results:
     inflight: dict[int, dict[str, list[Outcome]]] = field(default_factory=dict)
     idle: dict[int, dict[str, IdleRun]] = field(default_factory=dict)
     idle_seconds: float = 0.0
+    sparse: SparseOutcome | None = None
     moto: dict[str, list[Outcome]] = field(default_factory=dict)
     blocking: list[BlockingOutcome] = field(default_factory=list)
     peers: dict[str, str] = field(default_factory=dict)  # peer -> "ran" or why not

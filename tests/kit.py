@@ -170,6 +170,16 @@ class SQSKit:
 
     drain = drain_with_attributes
 
+    async def drain_once_back(self, queue: Queue, *, within: float = 15.0) -> list[dict[str, Any]]:
+        """Drain the queue once something is visible in it again (a hidden message's
+        timeout over): a server's counts can show it visible a moment before a receive
+        gets it."""
+        received: list[dict[str, Any]] = []
+        with anyio.fail_after(within):
+            while not received:
+                received = await self.drain(queue)
+        return received
+
     async def counts(self, queue: Queue) -> tuple[int, int]:
         """(visible, in flight) as the SQS under test reports them."""
         attrs = await self.sqs.get_queue_attributes(queue.url)

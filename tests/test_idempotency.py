@@ -4,6 +4,7 @@ a real Redis server (started by the tests, `tests/redisserver.py`)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -252,6 +253,44 @@ async def test_a_failed_handler_removes_its_record_at_once(
         await eventually(lambda: app.statistics()["orders"].succeeded == 1)
         await eventually(lambda: store.state(key) == "done")
     assert runs == [1, 2]
+
+
+async def test_a_def_handler_given_up_on_its_timeout_keeps_its_record_while_its_thread_runs(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """A ``def`` handler past its `timeout=`: the message takes its path, but the thread
+    runs on (it cannot be stopped), so the record stays in progress, to expire with the
+    lease, and no other delivery runs the handler beside the thread meanwhile. A handler that
+    raises in its thread (it has returned) still removes its record at once.
+
+    Naive code it catches: the release of an ``async`` handler's timeout applied to a thread's
+    (the record removed while the abandoned thread is still doing the work).
+    """
+    queue = await sqs.create_queue(visibility_timeout=30)
+    store = MemoryIdempotencyStore()
+    finish = threading.Event()
+    app = make_app()
+
+    @app.consumer(
+        queue.name, name="orders", wait_time=1, timeout=1, concurrency=4, idempotency=store
+    )
+    def handle(message: Message) -> None:
+        if message.body == "raises":
+            raise RuntimeError("fails in its thread")
+        finish.wait(20)
+
+    try:
+        async with app:
+            slow, raises = await sqs.send(queue, ["slow", "raises"])
+            await eventually(lambda: app.statistics()["orders"].abandoned_threads == 1)
+            assert store.state(f"orders:{slow}") == "in_progress"
+            await eventually(lambda: app.statistics()["orders"].failed >= 2)
+            await eventually(lambda: store.state(f"orders:{raises}") == "absent", within=1)
+            assert store.state(f"orders:{slow}") == "in_progress"
+            finish.set()
+            app.stop()
+    finally:
+        finish.set()
 
 
 async def test_a_lost_lease_removes_the_record_of_its_cancelled_handler(

@@ -8,12 +8,15 @@ The scenarios run the user module `tests.apps.offload_service` through
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -73,6 +76,14 @@ def runs(events: list[Event], kind: str, ids: set[str] | None = None) -> Counter
     )
 
 
+async def all_done(ledger: Path, ids: set[str], *, within: float) -> None:
+    await eventually(
+        lambda: set(runs(read_events(ledger), "done")) >= ids,
+        within=within,
+        what="every message handled",
+    )
+
+
 def offload_env(server: LocalSQSServer, ledger: Path, **settings: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -91,6 +102,17 @@ async def stop(worker: Any, log: Path) -> None:
     worker.send_signal(signal.SIGTERM)
     code, _ = await exit_code(worker, log, within=30)
     assert code == 0, tail(log)
+
+
+def gone(pid: int) -> bool:
+    """Whether process `pid` has ended: it is no more, or it is a zombie (an orphan's end
+    waits for whichever process adopted it to reap it)."""
+    try:
+        os.kill(pid, 0)
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (ProcessLookupError, FileNotFoundError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 BURN = """
@@ -144,11 +166,7 @@ async def test_a_blocking_def_handler_keeps_its_leases_while_an_async_consumer_f
     )
 
     async with cli([SERVICE], env, log) as worker:
-        await eventually(
-            lambda: set(runs(read_events(ledger), "done")) >= slow_ids | flowing_ids,
-            within=60,
-            what="every message handled",
-        )
+        await all_done(ledger, slow_ids | flowing_ids, within=60)
         await counts_become(sqs, slow, (0, 0))
         await stop(worker, log)
 
@@ -358,6 +376,70 @@ async def test_outcomes_in_threads_and_processes_and_a_crashing_child(
     assert "its process is killed, and a new one takes its place" in text
 
 
+@pytest.mark.slow
+async def test_a_process_handler_that_forks_then_dies_fails_its_message_and_the_pool_goes_on(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """A process handler forks (the forked process sleeps a minute with a copy of the pipe to
+    the worker) and dies: its message is retried, then dead-lettered with a record that names
+    the crash, what it forked is killed, and five other messages, waiting for the one child
+    (``processes=1``), are handled once each.
+
+    Catches: a pool that learns of a child's death only from EOF on the child's pipe. The
+    forked process holds the pipe open, so the job would count as running for as long as it
+    lives: its lease extended again and again, and nothing else run in the pool.
+    """
+    queue = await sqs.create_queue("forking", visibility_timeout=2, max_receive_count=2)
+    (crashing,) = await sqs.send(queue, [json.dumps({"n": 0, "do": "fork-then-crash"})])
+    innocent = set(await sqs.send(queue, [json.dumps({"n": n, "do": "ok"}) for n in range(1, 6)]))
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = offload_env(sqs_server, ledger, commands_process=queue.name, processes="1")
+
+    async with cli([SERVICE], env, log) as worker:
+        await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
+        forked = [e.n for e in read_events(ledger) if e.kind == "forked"]
+        assert len(forked) == 2, tail(log)
+        await eventually(lambda: all(map(gone, forked)), within=5, what="the forked ones killed")
+        await all_done(ledger, innocent, within=30)
+        await counts_become(sqs, queue, (0, 0))
+        await stop(worker, log)
+
+    events = read_events(ledger)
+    assert runs(events, "start", innocent) == dict.fromkeys(innocent, 1), tail(log)
+    assert runs(events, "start")[crashing] == 2
+    (dead,) = await sqs.drain_with_attributes(await sqs.dlq_of(queue))
+    record = json.loads(dead["MessageAttributes"][FAILURE_ATTRIBUTE]["StringValue"])
+    assert record["exception"] == "aiosqsworker.HandlerProcessError"
+    assert "died (killed by SIGKILL)" in record["error"]
+
+
+@pytest.mark.slow
+async def test_a_worker_killed_outright_takes_its_handler_processes_with_it(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """``kill -9`` of a worker (as the OOM killer does) while its process handler is in a
+    minute-long job: the child running the job is gone within two seconds.
+
+    Catches: children that end only when their worker asks them to (a stop on the pipe,
+    ``daemon=True``, which acts at a normal exit only): a worker killed outright would leave
+    them running their jobs while the messages come back and run elsewhere.
+    """
+    queue = await sqs.create_queue("long", visibility_timeout=30)
+    (long_job,) = await sqs.send(queue, [json.dumps({"n": 0, "do": "hang", "seconds": 60})])
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = offload_env(sqs_server, ledger, commands_process=queue.name, processes="1")
+
+    async with cli([SERVICE], env, log) as worker:
+        await eventually(
+            lambda: long_job in runs(read_events(ledger), "start"), within=30, what="started"
+        )
+        (child,) = {e.pid for e in read_events(ledger) if e.kind == "start"}
+        assert child != worker.pid
+        worker.kill()
+        await worker.wait()
+        await eventually(lambda: gone(child), within=2, what=f"the child {child} gone")
+
+
 # The process pool on its own.
 
 
@@ -370,6 +452,94 @@ async def test_a_child_that_dies_fails_its_job_only_and_is_replaced() -> None:
         assert await pool.run(pool_jobs.add, (2, 3)) == 5
         assert await pool.run(pool_jobs.pid, ()) != first
         assert pool.started == 2
+
+
+def refuse_pidfd(pid: int) -> int:
+    raise PermissionError(errno.EPERM, "pidfd_open refused by the sandbox")
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "no pidfd"])
+async def test_a_child_that_forks_then_dies_fails_its_job_and_what_it_forked_is_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    """With pidfds, and without them (a kernel before 5.3, a sandbox that refuses them).
+
+    Catches: waiting for a job's answer on the pipe alone. The forked process keeps a copy
+    of the pipe open, so no EOF comes when the child dies, and the job waits for ever."""
+    if not pidfd:
+        monkeypatch.setattr(os, "pidfd_open", refuse_pidfd)
+    pid_file = tmp_path / "forked"
+    async with ProcessPool(1) as pool:
+        with (
+            anyio.fail_after(10),
+            pytest.raises(HandlerProcessError, match="died \\(killed by SIGKILL\\)"),
+        ):
+            await pool.run(pool_jobs.fork_then_die, (str(pid_file),))
+        forked = int(pid_file.read_text())
+        await eventually(lambda: gone(forked), within=2, what="the forked process killed")
+        assert await pool.run(pool_jobs.add, (2, 3)) == 5
+        assert pool.started == 2
+
+
+@pytest.mark.slow
+async def test_children_outlive_the_idle_threads_of_their_parent() -> None:
+    """A child still serves jobs after the parent's idle worker threads have ended.
+
+    Catches: starting children in a worker thread (``anyio.to_thread.run_sync(process
+    .start)``) once they ask for a signal at their parent's death. Linux sends it when the
+    thread that started the process ends, and anyio ends a thread idle for 10 s when another
+    call comes: every idle child would be killed.
+    """
+    async with ProcessPool(1) as pool:
+        first = await pool.run(pool_jobs.pid, ())
+        # Two idle threads, the one used first on the left: after 10 s, the next call ends it.
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(anyio.to_thread.run_sync, time.sleep, 0)
+            tasks.start_soon(anyio.to_thread.run_sync, time.sleep, 0.2)
+        await anyio.sleep(10.5)
+        await anyio.to_thread.run_sync(time.sleep, 0)
+        await anyio.sleep(0.5)
+        assert await pool.run(pool_jobs.pid, ()) == first
+        assert pool.started == 1
+
+
+ORPHAN = """
+import os, threading, time
+from aiosqsworker._consumer.procpool import die_with_parent
+die_with_parent(os.getppid(), kernel={kernel})
+print(os.getpid(), threading.active_count(), flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["kernel", "polling"])
+def test_a_process_that_asks_to_die_with_its_parent_does(kernel: bool) -> None:
+    """The kernel's parent-death signal, and the thread that watches for the parent where
+    there is none, each end a process within two seconds of its parent's SIGKILL.
+
+    Catches: a prctl call that does nothing (a wrong option number fails silently), one that
+    fails and leaves the work to the thread unseen, and a watch that compares the parent with
+    itself."""
+    code = ORPHAN.format(kernel=kernel)
+    parent_code = (
+        f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-c', {code!r}])\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE) as parent:
+        assert parent.stdout is not None
+        child, threads = map(int, parent.stdout.readline().split())
+        parent.kill()
+    try:
+        deadline = time.monotonic() + 2
+        while not gone(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(child), f"process {child} outlived its parent by 2 s"
+        assert threads == (1 if kernel else 2), (
+            "the kernel was not asked, or the thread not started"
+        )
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 async def test_a_cancelled_job_ends_its_child_and_exceptions_keep_their_traceback() -> None:

@@ -34,7 +34,7 @@ from aiosqsworker import (
 from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
 from aiosqsworker._consumer.receiver import poller_count
 
-from .kit import SQSKit, eventually
+from .kit import SQSKit, eventually, eventually_async
 
 #: Failures come back after one second (SQS counts visibility in whole seconds).
 FAST_RETRIES: dict[str, Any] = {"retry_base_delay": 0.5, "retry_max_delay": 1}
@@ -566,7 +566,7 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_its_message_fails(
     assert finished == []
     assert stats.succeeded == 0
     assert stats.failed == 2
-    assert any("ran past its timeout of 0.5 s" in r.getMessage() for r in caplog.records)
+    assert any("timed out after 0.5 s (timeout=0.5)" in r.getMessage() for r in caplog.records)
     letters = await sqs.drain_with_attributes(await sqs.dlq_of(queue))
     assert len(letters) == 1
     record = failure_of(letters[0])
@@ -712,3 +712,59 @@ async def test_middleware_runs_in_order_around_the_handler_and_its_failures_coun
     assert gated_stats.failed == 1
     assert gated_stats.succeeded == 1
     assert await sqs.counts(gated_queue) == (0, 0)
+
+
+# SQS's own redrive and late extensions: where the in-memory SQS must agree with a server.
+
+
+@pytest.mark.also_in_memory
+async def test_a_message_redriven_by_sqs_carries_its_receive_count_on(sqs: SQSKit) -> None:
+    """maxReceiveCount 1, the message received once and left to time out: the next receive
+    moves it to the dead-letter queue, where its first receive counts 2, not 1.
+
+    Naive code it catches: an in-memory redrive that builds a fresh message in the dead-letter
+    queue with its receive count reset (moto and ministack carry the count on, as SQS does):
+    a consumer of the dead-letter queue that reads `receive_count` would pass in memory and
+    see another number on a server.
+    """
+    queue = await sqs.create_queue(max_receive_count=1)
+    dlq = await sqs.dlq_of(queue)
+    [message_id] = await sqs.send(queue, ["poison"])
+    [first] = await sqs.receive(queue, visibility_timeout=1)
+    assert first["Attributes"]["ApproximateReceiveCount"] == "1"
+    await anyio.sleep(1.2)
+
+    async def moved() -> bool:
+        return not await sqs.receive(queue, visibility_timeout=1) and bool(
+            (await sqs.counts(dlq))[0]
+        )
+
+    await eventually_async(moved, within=10)
+    [letter] = await sqs.receive(dlq, visibility_timeout=30)
+    assert letter["MessageId"] == message_id
+    assert letter["Attributes"]["ApproximateReceiveCount"] == "2"
+
+
+@pytest.mark.also_in_memory
+async def test_an_extension_after_the_visibility_ran_out_holds_while_the_receipt_is_latest(
+    sqs: SQSKit,
+) -> None:
+    """A message whose 1 s visibility ran out, not received again: extending it with its
+    receipt succeeds and hides it again until the new timeout runs out. (An older receipt,
+    after another receive took the message, is not shared: moto accepts any receipt the
+    message ever had; the in-memory SQS refuses it as SQS does, see test_memory_sqs.py.)
+
+    Naive code it catches: an in-memory SQS that refuses every extension once the timeout
+    has passed (moto and ministack accept it while the receipt is the latest): a lease keeper
+    that is late by a moment would see its leases "lost" in memory and kept on a server.
+    """
+    queue = await sqs.create_queue()
+    await sqs.send(queue, ["late"])
+    [first] = await sqs.receive(queue, visibility_timeout=1)
+    await anyio.sleep(1.5)
+    late = await sqs.sqs.change_visibility_batch(queue.url, [("0", first["ReceiptHandle"], 2)])
+    assert (late.successful, late.failed) == (("0",), ())
+    assert await sqs.receive(queue, visibility_timeout=30) == []  # hidden again
+    await anyio.sleep(2.5)
+    [second] = await sqs.receive(queue, visibility_timeout=30)
+    assert second["Attributes"]["ApproximateReceiveCount"] == "2"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from aiosqsworker import App, Message
 from aiosqsworker.testing import call_consumer, make_message
-from aiosqsworker.tracing import opentelemetry_middleware
+from aiosqsworker.tracing import ProducerContext, opentelemetry_middleware
 
 from .kit import SQSKit, eventually
 
@@ -114,6 +116,48 @@ async def test_a_linked_span_is_the_child_of_the_context_the_handler_runs_in(
 def test_producer_context_must_be_link_or_parent() -> None:
     with pytest.raises(ValueError, match="'link' or 'parent'"):
         opentelemetry_middleware(producer_context="child")  # type: ignore[arg-type]
+
+
+class BrokenPropagator(TraceContextTextMapPropagator):
+    """A propagator that raises on every extract: a misconfigured or buggy one."""
+
+    def extract(self, carrier: Any, context: Any = None, getter: Any = None) -> Any:
+        raise RuntimeError("propagator broken")
+
+
+@pytest.mark.parametrize("producer_context", ["link", "parent"])
+async def test_a_broken_propagator_never_decides_the_outcome_with_either_producer_context(
+    spans: InMemorySpanExporter, producer_context: ProducerContext
+) -> None:
+    """The producer's context is read while the span opens, under the guard that logs a
+    tracing failure and runs the handler without its span, for a link and a parent alike.
+
+    Naive code it catches: the context extracted before that guard (for the parent, or for
+    the link), so a raising propagator fails every message its handler would have handled.
+    """
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    app = App(
+        middleware=[
+            opentelemetry_middleware(tracer_provider=provider, producer_context=producer_context)
+        ]
+    )
+    handled: list[str] = []
+
+    @app.consumer("orders")
+    async def handle(message: Message) -> None:
+        handled.append(message.message_id)
+
+    message = make_message("x", message_attributes={"traceparent": PARENT})
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(BrokenPropagator())
+    try:
+        outcome = await call_consumer(handle, message, app=app)
+    finally:
+        propagate.set_global_textmap(before)
+    assert outcome.action == "ack", outcome.error
+    assert handled == [message.message_id]
+    assert spans.get_finished_spans() == ()
 
 
 async def test_a_failing_handler_marks_its_span_as_an_error(

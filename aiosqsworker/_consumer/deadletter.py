@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .._errors import PayloadError, SQSError
+from .._errors import MessageDecodeError, PayloadError, SQSError
 from .._message import Message, from_epoch_millis
 from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
 from .._sqs.payloads import (
@@ -45,6 +45,7 @@ from .._sqs.payloads import (
 from .._text import plural, public_name
 from .procpool import RemoteTraceback
 from .receivecount import has_receive_count
+from .timeouts import StuckAt
 
 __all__ = [
     "FAILURE_ATTRIBUTE",
@@ -77,9 +78,14 @@ def _error_text(error: BaseException) -> str:
 
 
 def _frames(error: BaseException) -> list[traceback.FrameSummary]:
-    """Where `error` was raised: in the handler's process, for one that ran in a child."""
-    if isinstance(error.__cause__, RemoteTraceback):
-        return error.__cause__.frames
+    """Where `error` was raised: in the handler's process, for one that ran in a child;
+    where the handler was, for a timeout (its innermost frame in the user's code last)."""
+    cause = error.__cause__
+    if isinstance(cause, RemoteTraceback):
+        return cause.frames
+    if isinstance(cause, StuckAt):
+        site = cause.site
+        return cause.frames[: cause.frames.index(site) + 1] if site is not None else []
     return traceback.extract_tb(error.__traceback__)
 
 
@@ -96,6 +102,9 @@ def failure_record(
     shape = "|".join(f"{frame.filename}:{frame.name}" for frame in frames)
     kind = type(error)
     innermost = frames[-1] if frames else None
+    where = f"{innermost.filename}:{innermost.lineno} in {innermost.name}" if innermost else None
+    if isinstance(error, MessageDecodeError) and error.handler_site:
+        where = error.handler_site  # not the framework's decoding code: the handler's
     return {
         "reason": reason,
         "exception": public_name(kind),
@@ -103,9 +112,7 @@ def failure_record(
         "traceback_digest": hashlib.sha256(f"{kind.__qualname__}|{shape}".encode()).hexdigest()[
             :16
         ],
-        "where": (
-            f"{innermost.filename}:{innermost.lineno} in {innermost.name}" if innermost else None
-        ),
+        "where": where,
         "attempts": message.receive_count if has_receive_count(message) else None,
         "consumer": consumer,
         "source_queue": message.queue,

@@ -8,9 +8,13 @@ The slot calls `IdempotencyGuard.run` instead of the handler when the consumer h
   other record's time left. The store failing: `Retry` after a back-off (never a dead
   letter, never run unguarded).
 - Each lease extension SQS confirmed extends the record to the lease's new expiry
-  (`extended`, the lease keeper's hook).
+  (`extended`, the lease keeper's hook), those of the keeper's thread while the loop was
+  blocked included (applied, and passed on here, once the loop turns again).
 - The handler failing, or being cancelled (its lease lost, a stop): the record is removed;
-  so is the record of a succeeded handler whose delete finds the lease lost (`lost`).
+  so is the record of a succeeded handler whose delete finds the lease lost (`lost`). A
+  ``def`` handler's thread given up (its `timeout=`, a lost lease, a stop) runs on, though
+  (`threads.py`): its record is left to expire with the lease it was tied to, so that no
+  other delivery runs the handler beside it meanwhile.
 - The delete confirmed (`acked`, the acker's hook through `InFlight`): the record is done.
 
 What follows the claim runs in the background (`run`), time-boxed, and a failure there is
@@ -37,6 +41,7 @@ from ..idempotency import IdempotencyKey, IdempotencyStore, new_token
 from . import clock
 from .leases import Lease
 from .stats import Counters
+from .timeouts import is_timeout
 
 __all__ = ["IdempotencyGuard", "key_function"]
 
@@ -100,8 +105,12 @@ class IdempotencyGuard:
         counters: Counters,
         *,
         consumer: str,
+        threads_run_on: bool = False,
     ) -> None:
+        """`threads_run_on`: the handler runs in a thread, which runs on when its call is
+        given up."""
         self._store = store
+        self._threads_run_on = threads_run_on
         self._key_of = key_of
         self._counters = counters
         self._consumer = consumer
@@ -154,8 +163,14 @@ class IdempotencyGuard:
         self._hold(message.receipt_handle, _Held(key, token, lease.expires_at))
         try:
             return await call(message)
-        except BaseException:  # failed, or cancelled (lost lease, stop): the next one runs
-            self._release(message)
+        except BaseException as exc:  # failed, or cancelled (lost lease, stop): the next one runs
+            if self._threads_run_on and (
+                is_timeout(exc) or isinstance(exc, asyncio.CancelledError)
+            ):
+                # Given up, its thread runs on: the record expires with the lease instead.
+                self._held.pop(message.receipt_handle, None)
+            else:
+                self._release(message)
             raise
 
     def _hold(self, receipt_handle: str, held: _Held) -> None:

@@ -89,10 +89,13 @@ class InFlight:
         """Where settling messages go (the acker, which reports back here)."""
         self._sender = sender
 
-    def admit(self, message: Message, received_at: float) -> Lease:
-        """A message received (in room already reserved): its lease starts now."""
+    def admit(
+        self, message: Message, received_at: float, visibility_timeout: int | None = None
+    ) -> Lease:
+        """A message received (in room already reserved): its lease starts now, for the
+        `visibility_timeout` its poll asked for (by default the consumer's)."""
         self._counters.received += 1
-        return self._leases.lease(message, received_at)
+        return self._leases.lease(message, received_at, visibility_timeout)
 
     def settle(self, lease: Lease, outcome: Outcome, delay: int = 0) -> None:
         """The one way out: queue the message's delete or visibility change, or, for a
@@ -112,7 +115,7 @@ class InFlight:
         """The acker is about to send: stop extending, and let an extension in flight end
         first (a delete never races an extension of the same handle)."""
         self._leases.finish(settling.lease)
-        await settling.lease.settled()
+        await self._leases.settled(settling.lease)
 
     def delivered(self, settlings: Sequence[Settling]) -> None:
         """SQS confirmed the call for these."""

@@ -10,6 +10,11 @@ Each extension call runs on its own and is time-boxed by what its leases have le
 (`call_budget`): a call that stalls (a half-open connection, a stuck proxy) is abandoned in
 time and retried on a fresh connection, and it holds up no other lease's extension.
 
+The keeper runs on the event loop; while the loop is blocked (an ``async`` handler calling
+blocking code), the lease keeper's thread extends in its place (`leasethread`): the keeper
+shares its leases with it on a `LeaseBoard` and applies what the thread reports, so it stays
+the one owner of the lease records.
+
 Which leases to extend, when, by how much and for how long a call may take are pure
 functions (`leases_due`, `next_wake`, `extension_timeout`, `call_budget`) that tests call
 directly; `LeaseKeeper` does the I/O around them.
@@ -22,7 +27,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -34,6 +39,9 @@ from .._sqs.base import SQSClient
 from .._text import plural
 from . import clock
 from .stats import Counters
+
+if TYPE_CHECKING:
+    from .leasethread import LeaseBoard, LeaseReport
 
 __all__ = [
     "Lease",
@@ -191,9 +199,13 @@ class LeaseKeeper:
         counters: Counters,
         *,
         consumer: str,
+        board: LeaseBoard | None = None,
         on_extended: Callable[[Sequence[Lease]], None] | None = None,
     ) -> None:
+        """`board`: where the lease keeper's thread sees these leases, to extend them while
+        the event loop is blocked (see `leasethread`); None keeps them on the loop alone."""
         self._client = client
+        self._board = board
         self._queue_url = queue_url
         self._visibility_timeout = visibility_timeout
         #: Told of the leases SQS confirmed extended (an idempotency store's records
@@ -207,21 +219,40 @@ class LeaseKeeper:
         self._failures = 0
         self._lead = extension_lead(visibility_timeout)
 
-    def lease(self, message: Message, received_at: float) -> Lease:
-        """Start watching a message received at `received_at` (before its request was sent)."""
+    def lease(
+        self, message: Message, received_at: float, visibility_timeout: int | None = None
+    ) -> Lease:
+        """Start watching a message received at `received_at` (before its request was sent)
+        and hidden for `visibility_timeout` (by default the consumer's). A poll's shorter
+        timeout makes the lease due at once: it is extended to the full one straight away."""
         lease = Lease(
             message=message,
             received_at=received_at,
-            expires_at=received_at + self._visibility_timeout,
+            expires_at=received_at + (visibility_timeout or self._visibility_timeout),
         )
         self._leases.add(lease)
+        if self._board is not None:
+            self._board.hold(lease)
         if lease.expires_at - self._lead < self._wake_at:
             self._wake.set()
         return lease
 
     def finish(self, lease: Lease) -> None:
         lease.finish()
+        self._release(lease)
+
+    async def settled(self, lease: Lease) -> None:
+        """Wait until no extension of this finished lease is in flight, the keeper's or its
+        thread's: a delete never races an extension."""
+        await lease.settled()
+        if self._board is not None:
+            await self._board.settled(lease)
+
+    def _release(self, lease: Lease) -> None:
+        """Extend this lease no more."""
         self._leases.discard(lease)
+        if self._board is not None:
+            self._board.drop(lease)
 
     def __len__(self) -> int:
         return len(self._leases)
@@ -229,6 +260,8 @@ class LeaseKeeper:
     async def run(self) -> None:
         """Extend leases until cancelled; each batch call runs on its own."""
         async with anyio.create_task_group() as tg:
+            if self._board is not None:
+                tg.start_soon(self._board.tend, self._apply_reports)
             while True:
                 now = anyio.current_time()
                 due = leases_due(self._leases, now, self._visibility_timeout)
@@ -249,7 +282,7 @@ class LeaseKeeper:
             timeout = extension_timeout(lease, now, self._visibility_timeout)
             if timeout < self._visibility_timeout:
                 # The last extension SQS allows: after it, the lease runs out at the cap.
-                self._leases.discard(lease)
+                self._release(lease)
                 logger.warning(
                     "[%s] message %s reaches SQS's 12-hour visibility cap in %d s: it will "
                     "then become visible again and may be received by another worker",
@@ -329,8 +362,29 @@ class LeaseKeeper:
         for lease in leases:
             lease.not_before = not_before
 
+    def _apply_reports(self, reports: list[LeaseReport]) -> None:
+        """What the thread did while the loop was blocked, now in the lease records (and,
+        through `on_extended`, in what follows them: an idempotency store's records)."""
+        extended: dict[int, Lease] = {}  # by identity: a lease may be reported twice
+        for report in reports:
+            lease = report.lease
+            if lease.finished or lease.lost:
+                continue
+            if report.kind == "extended":
+                lease.expires_at = max(lease.expires_at, report.expires_at)
+                self._counters.leases_extended += 1
+                extended[id(lease)] = lease
+            elif report.kind == "lost":
+                extended.pop(id(lease), None)
+                self._lose(lease, report.code)
+            else:
+                self._counters.lease_extension_errors += 1
+        if extended and self._on_extended is not None:
+            self._on_extended(list(extended.values()))
+        self._wake.set()  # plan the next wake-up from the new expiries
+
     def _lose(self, lease: Lease, code: str) -> None:
-        self._leases.discard(lease)
+        self._release(lease)
         lease.lost = True
         self._counters.leases_lost += 1
         logger.warning(

@@ -5,11 +5,11 @@ blocks it (a synchronous SDK call, heavy CPU work) stalls all of them. These cal
 handler elsewhere and leave the loop free; the slot awaits them like an ``async`` handler, so
 middleware, typed bodies, outcomes and FIFO order are the same for every kind of handler.
 
-- **thread**: anyio's worker threads, with a limiter of the consumer's own (`concurrency`
-  tokens) rather than anyio's default one, shared by the whole process. Cancelled (the
-  consumer's `timeout=`, a lost lease, a forced stop), the call returns at once and the
-  message takes its path; the thread itself cannot be stopped: it runs on, and what it
-  returns or raises is ignored.
+- **thread**: anyio's worker threads, at most the consumer's `concurrency` alive at once
+  (`threads.HandlerThreads`), rather than anyio's default limiter shared by the whole
+  process. Cancelled (the consumer's `timeout=`, a lost lease, a forced stop), the call
+  returns at once and the message takes its path; the thread itself cannot be stopped: it
+  runs on, what it returns or raises is ignored, and it keeps its place until it returns.
 - **process**: the app's `ProcessPool`. The body is decoded here, the handler and its
   arguments are pickled to a child (the handler by reference: a top-level function of an
   importable module), and the outcome comes back. The pool times `timeout=` itself, from
@@ -18,35 +18,44 @@ middleware, typed bodies, outcomes and FIFO order are the same for every kind of
 
 from __future__ import annotations
 
-import logging
 import pickle
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-import anyio
-import anyio.to_thread
 
 from .._bodies import Arguments
 from .._errors import ConfigurationError
 from .._registry import ConsumerSpec
 from .procpool import ProcessPool
+from .stats import Counters
+from .threads import HandlerThreads
 
 __all__ = ["check_picklable", "in_process", "in_thread", "invoker_for"]
-
-logger = logging.getLogger("aiosqsworker.offload")
 
 Call = Callable[[Any], Awaitable[object]]
 
 
-def invoker_for(spec: ConsumerSpec, processes: ProcessPool | None = None) -> Call:
+def invoker_for(
+    spec: ConsumerSpec,
+    processes: ProcessPool | None = None,
+    counters: Counters | None = None,
+    concurrency: Callable[[], int] | None = None,
+) -> Call:
     """What the slots await for one run of `spec`: the body decoded, the handler called
-    where it runs. A ``run_in="process"`` handler needs the app's pool, `processes`."""
+    where it runs. A ``run_in="process"`` handler needs the app's pool, `processes`; a
+    ``def`` handler has at most `concurrency()` threads (its setting unless given), the
+    abandoned ones counted in the consumer's `counters`."""
     if spec.run_in == "loop":
         return spec.invoke
     if spec.run_in == "thread":
-        return in_thread(
-            spec.handler, spec.arguments, tokens=spec.config.concurrency, label=spec.label
+        threads = HandlerThreads(
+            spec.handler,
+            bound=concurrency or (lambda: spec.config.concurrency),
+            label=spec.label,
+            consumer=spec.name,
+            counters=counters if counters is not None else Counters(),
+            timeout=spec.config.timeout,
         )
+        return in_thread(threads, spec.arguments)
     if processes is None:
         raise ConfigurationError(
             f"{spec.label} runs in a process (run_in='process'): it needs an app's process pool"
@@ -61,25 +70,12 @@ def invoker_for(spec: ConsumerSpec, processes: ProcessPool | None = None) -> Cal
     )
 
 
-def in_thread(
-    handler: Callable[..., object], arguments: Arguments | None, *, tokens: int, label: str
-) -> Call:
-    """An awaitable call of the sync `handler` in a worker thread, at most `tokens` at once."""
-    limiter = anyio.CapacityLimiter(tokens)
+def in_thread(threads: HandlerThreads, arguments: Arguments | None) -> Call:
+    """An awaitable call of a sync handler in one of its `threads`."""
 
     async def call(item: Any) -> object:
         args = (item,) if arguments is None else arguments(item)
-        try:
-            return await anyio.to_thread.run_sync(
-                handler, *args, abandon_on_cancel=True, limiter=limiter
-            )
-        except anyio.get_cancelled_exc_class():
-            logger.warning(
-                "%s was cancelled (timeout, lost lease or forced stop): a thread cannot be "
-                "stopped, so it runs on and what it returns or raises is ignored",
-                label,
-            )
-            raise
+        return await threads.run(*args)
 
     return call
 

@@ -3,13 +3,14 @@
 `Pipeline.run` owns every task of the consumer in its task groups and carries out the
 shutdown in order:
 
-1. stop polling (open polls finish; what they bring is released),
+1. stop polling (no new poll; what the polls still open bring is released),
 2. release the buffered messages that never started (visibility 0),
 3. let running handlers finish within the shutdown timeout, then cancel them (released),
-4. let the polls still open finish within what is left of that budget (they return within
-   `wait_time`, and what they bring is released), then abandon any still open; a forced
-   stop abandons them at once, and so does any stop on a client whose abandoned polls
-   take nothing (`cancelled_polls_take_messages`); stop the lease keeper,
+4. let the busy polls still open finish within what is left of that budget (they return
+   within `receiver.BUSY_WAIT`, and what they bring is released), then give up the rest:
+   watch polls, whose messages are hidden for a few seconds only (`receiver.plan_poll`
+   decides which poll is which); a forced stop abandons every poll at once; stop the
+   lease keeper,
 5. flush the acker: every delete and visibility change queued is sent (time-boxed, and
    shielded from the caller's cancellation so that a cancelled host still flushes); then
    the S3 payloads of the messages it deleted (with ``delete_payloads``), in the same box.
@@ -40,17 +41,19 @@ from .flow import Flow
 from .idempotency import IdempotencyGuard, key_function
 from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
+from .leasethread import LeaseThread
 from .offload import invoker_for
 from .outbox import Send, with_outbox
 from .outcomes import Outcome
 from .procpool import ProcessPool
 from .queue import QueueInfo
-from .receiver import Receiver, poll_cap
+from .receiver import WATCH_VISIBILITY, Receiver, poll_cap
 from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters, LatencyHistogram
+from .timeouts import time_limit_of
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "stop_waits"]
 
 logger = logging.getLogger("aiosqsworker")
 
@@ -74,6 +77,7 @@ class Pipeline:
         payload_bucket: str | None = None,
         delete_payloads: bool = False,
         processes: ProcessPool | None = None,
+        lease_thread: LeaseThread | None = None,
         concurrency: int | None = None,
         paused: bool = False,
         send: Send | None = None,
@@ -90,7 +94,7 @@ class Pipeline:
         self.queue = queue
         self.shutdown_timeout = shutdown_timeout
         self.visibility_timeout = config.visibility_timeout or queue.visibility_timeout
-        self._polls_must_finish = client.cancelled_polls_take_messages
+        self._abandoned_polls_take = client.cancelled_polls_take_messages
         self.counters = Counters()
         if message_ages:
             self.counters.lag, self.counters.dwell = LatencyHistogram(), LatencyHistogram()
@@ -100,6 +104,7 @@ class Pipeline:
                 key_function(config.idempotency_key, consumer=spec.name, fifo=queue.fifo),
                 self.counters,
                 consumer=spec.name,
+                threads_run_on=spec.run_in == "thread",
             )
             if config.idempotency is not None
             else None
@@ -117,6 +122,9 @@ class Pipeline:
             self.visibility_timeout,
             self.counters,
             consumer=self.name,
+            board=lease_thread.board(queue.url, self.visibility_timeout, self.name)
+            if lease_thread is not None
+            else None,
             on_extended=self._idempotency.extended if self._idempotency is not None else None,
         )
         self._janitor = (
@@ -142,7 +150,8 @@ class Pipeline:
             linger=config.ack_linger,
             polls=poll_cap(self._capacity.total, config.max_messages),
         )
-        call = chain_middleware([*middleware, *config.middleware], invoker_for(spec, processes))
+        invoker = invoker_for(spec, processes, self.counters, lambda: self._dispatcher.concurrency)
+        call = chain_middleware([*middleware, *config.middleware], invoker)
         dead_letters = queue.dead_letters
         if payloads is not None:
             call = resolving_payloads(payloads, call, batch=config.batch)
@@ -166,6 +175,7 @@ class Pipeline:
             consumer=self.name,
             on_exit=on_exit,
             idempotency=self._idempotency,
+            time_limit=time_limit_of(spec),
         )
         self._dispatcher.set_concurrency(concurrency)
         self._receiver = Receiver(
@@ -326,13 +336,11 @@ class Pipeline:
         leftover = self._buffer.close()
         for lease in leftover:
             self._inflight.settle(lease, Outcome.RELEASE)
-        running = self.counters.running
         logger.info(
-            "[%s] stopping: no new polls, %s released, waiting up to %g s for %s",
+            "[%s] stopping: no new polls, %s released, %s",
             self.name,
             plural(len(leftover), "buffered message"),
-            self.shutdown_timeout,
-            plural(running, "running handler"),
+            self._what_the_stop_waits_for(),
         )
         with anyio.move_on_after(self._time_left()):
             await self._dispatcher.finished.wait()
@@ -345,21 +353,36 @@ class Pipeline:
             )
             self._dispatcher.cancel()
             await self._dispatcher.finished.wait()
-        # A poll abandoned now would strand what SQS hands it for a whole visibility
-        # timeout; it returns within `wait_time`, so wait for it while the budget lasts
-        # (unless the client's abandoned polls take nothing).
-        if self._polls_must_finish:
-            with anyio.move_on_after(self._time_left()):
-                await self._receiver.polls_finished()
-        if self._polls_must_finish and self._receiver.open_polls:
+        # A busy poll abandoned now would strand what SQS hands it for a whole visibility
+        # timeout; it returns within BUSY_WAIT, so wait for it while the budget lasts. The
+        # watch polls left are given up: what they take is hidden for a few seconds only.
+        with anyio.move_on_after(self._time_left()):
+            await self._receiver.polls_finished()
+        busy, _ = self._receiver.polls_to_wait_for(anyio.current_time())
+        watching = self._receiver.open_polls - busy
+        if busy:
             logger.warning(
                 "[%s] abandoning %s (shutdown budget spent, or a forced stop): a message SQS "
                 "hands them now stays invisible for up to %d s",
                 self.name,
-                plural(self._receiver.open_polls, "open long poll"),
+                plural(busy, "open long poll"),
                 self.visibility_timeout,
             )
+        if watching and self._abandoned_polls_take:
+            logger.info(
+                "[%s] giving up %s: a message SQS still hands %s is hidden for at most %d s",
+                self.name,
+                plural(watching, "idle poll"),
+                "it" if watching == 1 else "them",
+                min(WATCH_VISIBILITY, self.visibility_timeout),
+            )
         self._receiver.abandon()
+
+    def _what_the_stop_waits_for(self) -> str:
+        polls, left = self._receiver.polls_to_wait_for(anyio.current_time())
+        return stop_waits(
+            running=self.counters.running, budget=self._time_left(), polls=polls, poll_left=left
+        )
 
     def _time_left(self) -> float:
         return max(0.0, self._stop_deadline - anyio.current_time())
@@ -384,3 +407,21 @@ def _both(
         second(messages)
 
     return both
+
+
+def stop_waits(*, running: int, budget: float, polls: int, poll_left: float) -> str:
+    """What a stop waits for, with its numbers: `running` handlers (for at most the
+    `budget` left of the shutdown timeout) and `polls` busy polls (for at most what is left
+    of their wait, `poll_left`, within that budget). Nothing is named that is not waited
+    for: never "up to 30 s for 0 running handlers"."""
+    waits = []
+    if running:
+        waits.append(f"up to {_seconds(budget)} s for {plural(running, 'running handler')}")
+    if polls:
+        waits.append(f"up to {_seconds(min(poll_left, budget))} s for {plural(polls, 'open poll')}")
+    return "waiting " + " and ".join(waits) if waits else "nothing to wait for"
+
+
+def _seconds(seconds: float) -> str:
+    """Seconds as a person reads them in a log line: rounded up to a tenth (29.998 -> 30)."""
+    return f"{math.ceil(seconds * 10) / 10:g}"

@@ -10,23 +10,35 @@ with its traceback text.
 child stands alone:
 
 - a child that dies during a job (a crash, the OOM killer) fails that job only, with
-  `HandlerProcessError`; the next job starts a new child in its place;
+  `HandlerProcessError`; the next job starts a new child in its place. The parent watches
+  the child's exit itself (a pidfd on Linux), not only the pipe: a process the handler
+  forked inherits the pipe and would hold it open after the child died;
 - a job past its `time_limit` (the consumer's `timeout=`, counted from the moment a child
   has it), or whose caller is cancelled (a lost lease, a forced stop), ends for real: its
   child is killed, and replaced the same way;
+- every child leads a process group of its own, which the processes a handler forks join:
+  whenever the pool ends a child it kills that group, so nothing a job started outlives it;
+- a child dies with its worker, however the worker dies (SIGKILL, the OOM killer): see
+  `die_with_parent`;
 - the pool starts children at the first jobs, never more than `size`, and `aclose` ends the
   idle ones (the running ones have had the shutdown's grace period by then).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
 import pickle
+import select
 import signal
+import sys
+import threading
+import time
 import traceback
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -36,8 +48,15 @@ import anyio
 
 from .._errors import HandlerProcessError
 from .._text import public_name
+from .timeouts import TimeLimit, definition_of
 
-__all__ = ["ProcessPool", "RemoteTraceback", "describe_exit", "in_handler_process"]
+__all__ = [
+    "ProcessPool",
+    "RemoteTraceback",
+    "describe_exit",
+    "die_with_parent",
+    "in_handler_process",
+]
 
 logger = logging.getLogger("aiosqsworker.processes")
 
@@ -50,6 +69,11 @@ CHILD_NAME = "aiosqsworker-handler"
 #: How long a child may take to start, and to exit when asked.
 START_TIMEOUT = 60.0
 EXIT_TIMEOUT = 5.0
+#: Where the kernel cannot watch for them, how often a child and the parent look for a death
+#: (the parent's, seen from the child; the child's, seen from the parent).
+DEATH_POLL_INTERVAL = 0.2
+#: prctl(2)'s option that asks the kernel for a signal when this process's parent dies.
+_PR_SET_PDEATHSIG = 1
 
 
 class RemoteTraceback(Exception):
@@ -91,12 +115,14 @@ def in_handler_process() -> bool:
     return multiprocessing.current_process().name == CHILD_NAME
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, parent: int) -> None:
     """A child's life: answer jobs until asked to stop or until the parent is gone."""
     # The parent decides when its children end: a session of its own keeps what is sent to
     # the worker's terminal or process group (Ctrl-C, a hangup) from ending a job mid-way.
+    # It also makes this process the leader of a group that what a handler forks joins.
     os.setsid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
     conn.send_bytes(_READY)
     while True:
         try:
@@ -106,6 +132,43 @@ def _serve(conn: Connection) -> None:
         if job == _STOP:
             return
         conn.send_bytes(_run_job(job))
+
+
+def die_with_parent(parent: int, *, kernel: bool = True) -> None:
+    """End this process with SIGKILL as soon as `parent` (the worker) dies, however it dies.
+
+    A worker killed with SIGKILL (the OOM killer, ``kill -9``) cannot end its children, and
+    a child that ran on would finish a job whose message has come back to the queue and runs
+    elsewhere. On Linux the kernel sends the signal (``PR_SET_PDEATHSIG``); elsewhere, or
+    with `kernel` false, a thread looks for the parent every `DEATH_POLL_INTERVAL` seconds.
+
+    Linux sends it when the *thread* that started this process ends, which is why the pool
+    starts its children from the event loop's thread (never from a worker thread, which
+    anyio ends after ten idle seconds). Processes a handler forks do not inherit the
+    setting: they are in this process's group, which the pool kills when it ends a child,
+    but a worker killed outright leaves them to run on (see docs/blocking-and-cpu.md).
+    """
+    if not (kernel and sys.platform == "linux" and _ask_kernel_for_death_signal()):
+        threading.Thread(
+            target=_watch_parent, args=(parent,), name="aiosqsworker-parent-watch", daemon=True
+        ).start()
+    if os.getppid() != parent:  # it died before the watch began: this process is an orphan
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _ask_kernel_for_death_signal() -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        result: int = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no prctl here: the thread watches instead
+        return False
+    return result == 0
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(DEATH_POLL_INTERVAL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _run_job(job: bytes) -> bytes:
@@ -155,12 +218,91 @@ def _safe_str(exc: BaseException) -> str:
 class _Child:
     process: BaseProcess
     conn: Connection
+    #: A pidfd: readable once the child has exited, and it stays unreaped until we reap it
+    #: (so its pid still names its process group). None where there are no pidfds.
+    exit_fd: int | None
+    #: The pipe and `exit_fd` in one epoll set, which the loop waits on as one descriptor:
+    #: readable when there is an answer or the child is gone. None where there is none.
+    answer_or_exit: select.epoll | None
+    exitcode: int | None = None  # once closed
+
+    @classmethod
+    def watch(cls, process: BaseProcess, conn: Connection) -> _Child:
+        if sys.platform != "linux":
+            return cls(process, conn, None, None)
+        try:
+            exit_fd = os.pidfd_open(process.pid or 0)
+        except OSError:  # a kernel before 5.3, or a sandbox that refuses it
+            return cls(process, conn, None, None)
+        answer_or_exit = select.epoll()
+        answer_or_exit.register(conn.fileno(), select.EPOLLIN)
+        answer_or_exit.register(exit_fd, select.EPOLLIN)
+        return cls(process, conn, exit_fd, answer_or_exit)
 
     async def exchange(self, payload: bytes) -> bytes:
         """Send a job and wait for its answer; EOFError or OSError if the child died."""
         self.conn.send_bytes(payload)
-        await anyio.wait_readable(self.conn)
+        return await self.receive()
+
+    async def receive(self) -> bytes:
+        """The child's next message; EOFError if the child exits first.
+
+        Waits for the child's exit as well as for the pipe: a process the handler forked
+        has a copy of the pipe, and holds it open after the child died, so EOF may never come.
+        """
+        if self.answer_or_exit is not None:
+            await anyio.wait_readable(self.answer_or_exit.fileno())
+        else:
+            while not self.has_exited():
+                with anyio.move_on_after(DEATH_POLL_INTERVAL):
+                    await anyio.wait_readable(self.conn)
+                    break
+        if self.has_exited():
+            self.kill()  # nobody else may write to the pipe: what is in it is all there is
+        if not self.conn.poll():
+            raise EOFError
         return self.conn.recv_bytes()
+
+    def has_exited(self) -> bool:
+        if self.exit_fd is None:
+            return self.process.exitcode is not None
+        readable, _, _ = select.select([self.exit_fd], [], [], 0)
+        return bool(readable)
+
+    async def exited(self) -> None:
+        """Return once the child has exited."""
+        if self.exit_fd is None:
+            while self.process.exitcode is None:  # noqa: ASYNC110 - nothing to wait on here
+                await anyio.sleep(DEATH_POLL_INTERVAL)
+        else:
+            await anyio.wait_readable(self.exit_fd)
+
+    def kill(self) -> None:
+        """SIGKILL to the child and to its process group: whatever its handler forked."""
+        pid = self.process.pid
+        if pid is not None:
+            # Its pid names no other group: a pid is not reused before its process is
+            # reaped (see `exit_fd`), nor while a group of that number has members.
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        self.process.kill()  # in case it had not yet led a group of its own
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.closed
+
+    def close(self) -> int | None:
+        """Reap the child, if it has exited, and let go of its descriptors: its exit code."""
+        self.exitcode = self.process.exitcode
+        self.conn.close()
+        if self.answer_or_exit is not None:
+            self.answer_or_exit.close()
+        if self.exit_fd is not None:
+            os.close(self.exit_fd)
+            self.exit_fd = None
+        if self.exitcode is not None:
+            self.process.close()
+        return self.exitcode
 
 
 class ProcessPool:
@@ -211,14 +353,11 @@ class ProcessPool:
                 with anyio.fail_after(time_limit):
                     answer = await child.exchange(payload)
             except TimeoutError:
-                logger.error(
-                    "%s ran past its timeout of %g s: its process is killed, and a new one "
-                    "takes its place",
-                    label,
-                    time_limit,
-                )
+                assert time_limit is not None
+                timeout = TimeLimit(time_limit, label, function).error(definition_of(function))
+                logger.error("%s: its process is killed, and a new one takes its place", timeout)
                 await self._end(child, kill=True)
-                raise
+                raise timeout from timeout.__cause__
             except (EOFError, OSError):
                 exitcode = await self._end(child, kill=True)
                 raise HandlerProcessError(
@@ -253,7 +392,7 @@ class ProcessPool:
             raise HandlerProcessError("the process pool is shut down: the app is stopping")
         while self._idle:
             child = self._idle.pop()
-            if child.process.is_alive():
+            if not child.has_exited():
                 return child
             exitcode = await self._end(child, kill=True)
             logger.warning(
@@ -265,18 +404,19 @@ class ProcessPool:
     async def _start(self) -> _Child:
         parent_end, child_end = self._context.Pipe(duplex=True)
         process = self._context.Process(
-            target=_serve, args=(child_end,), name=CHILD_NAME, daemon=True
+            target=_serve, args=(child_end, os.getpid()), name=CHILD_NAME, daemon=True
         )
         try:
-            await anyio.to_thread.run_sync(process.start)
+            # On the loop's thread, which lives as long as the pool (a few ms of blocking):
+            # Linux signals a child that its parent died when the thread that started it ends.
+            process.start()
         finally:
             child_end.close()  # the child has its own copy: EOF reaches us when it dies
-        child = _Child(process, parent_end)
+        child = _Child.watch(process, parent_end)
         try:
             with anyio.fail_after(START_TIMEOUT):
-                await anyio.wait_readable(parent_end)
-            if parent_end.recv_bytes() != _READY:
-                raise EOFError
+                if await child.receive() != _READY:
+                    raise EOFError
         except (EOFError, OSError, TimeoutError):
             exitcode = await self._end(child, kill=True)
             raise HandlerProcessError(
@@ -292,24 +432,25 @@ class ProcessPool:
     async def _end(self, child: _Child, *, kill: bool) -> int | None:
         """Stop a child (at once with `kill`) and reap it; its exit code."""
         self._busy.discard(child)
-        process = child.process
+        if child.closed:  # ended by `aclose` while its job was being given up
+            return child.exitcode
         with anyio.CancelScope(shield=True):
             if not kill:
                 try:
                     child.conn.send_bytes(_STOP)
                 except OSError:
                     kill = True  # it is gone already
-            if kill and process.is_alive():
-                process.kill()
-            await anyio.to_thread.run_sync(process.join, EXIT_TIMEOUT)
-            if process.is_alive():
-                process.kill()
-                await anyio.to_thread.run_sync(process.join, EXIT_TIMEOUT)
-        child.conn.close()
-        exitcode = process.exitcode
-        if exitcode is not None:
-            process.close()
-        return exitcode
+            for _ in range(2):  # asked, or killed; then killed
+                if kill:
+                    child.kill()
+                with anyio.move_on_after(EXIT_TIMEOUT):
+                    await child.exited()
+                    break
+                kill = True
+            # What the handler forked and left running ends with its process. Before the
+            # child is reaped, while its pid still names its group.
+            child.kill()
+        return child.close()
 
 
 def _unpack(answer: bytes, label: str) -> object:

@@ -10,13 +10,24 @@ once. A poll that comes back full widens the polling at once to what the free ro
 (a burst after a quiet hour does not trickle in one batch per round trip), up to
 `poll_cap`, which grows with the room; each poll that comes back empty narrows it by one.
 
-On stop no new poll starts. A poll already open is let finish (it returns within
-`wait_time`), because SQS hands messages to a poll whose client has gone away and they would
-then stay invisible for their whole timeout: what such a late poll returns is released at
-once. Only a forced stop, or a shutdown budget that runs out first, abandons open polls
-(`abandon`), which is the only way a message can be stranded: at most one poll's worth per
-poller, invisible for one visibility timeout. (A client whose abandoned polls take nothing,
-the in-memory SQS, has its polls abandoned at every stop.)
+What each poll asks for is decided in one place, `plan_poll`, so that a stop never waits
+long and never hides a message for long. SQS hands messages to a poll whose client has gone
+away, and they then stay invisible for the visibility timeout that poll asked for. So:
+
+- a **watch poll** (a poller's first, or one after an empty poll: the queue looks idle)
+  waits the full `wait_time` but asks for a visibility of only `WATCH_VISIBILITY` seconds;
+  the lease keeper extends what it brings to the consumer's full timeout at once (its
+  lease starts due). A stop gives it up at once: a message it may still take is hidden for
+  those few seconds, not for the visibility timeout;
+- a **busy poll** (after one that brought messages: the queue has work) asks for the full
+  visibility timeout, so that a busy queue costs no extension call, and waits at most
+  `BUSY_WAIT` seconds (it returns at once anyway while messages wait). A stop lets it
+  finish, and what it brings is released at once.
+
+Only a forced stop, or a shutdown budget that runs out first, abandons busy polls
+(`abandon`): at most one poll's worth per poller, invisible for one visibility timeout.
+(A client whose abandoned polls take nothing, the in-memory SQS, has every poll planned as
+a plain one that may be given up, with the full visibility timeout.)
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -44,7 +56,17 @@ from .outcomes import Outcome
 from .receivecount import ReceiveCountCheck
 from .stats import Counters
 
-__all__ = ["Receiver", "next_width", "poll_cap", "poll_pause", "poller_count"]
+__all__ = [
+    "BUSY_WAIT",
+    "WATCH_VISIBILITY",
+    "PollPlan",
+    "Receiver",
+    "next_width",
+    "plan_poll",
+    "poll_cap",
+    "poll_pause",
+    "poller_count",
+]
 
 logger = logging.getLogger("aiosqsworker.receiver")
 
@@ -56,6 +78,39 @@ MAX_POLLERS = 16
 ROOM_PER_POLL = 100
 #: ...up to this many (each open poll holds a connection).
 MAX_POLLS = 128
+#: The visibility timeout a watch poll asks for: the longest a stop may hide a message, and
+#: the time the lease keeper has for its first extension (a call, and a retry, in time).
+WATCH_VISIBILITY = 5
+#: The longest wait of a busy poll: what a stop may have to wait for an open poll.
+BUSY_WAIT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class PollPlan:
+    """What one ReceiveMessage asks for, and whether a stop may give it up while it is open."""
+
+    wait_time: int
+    visibility_timeout: int
+    abandonable: bool
+
+
+def plan_poll(
+    *, busy: bool, wait_time: int, visibility_timeout: int, abandoned_polls_take: bool = True
+) -> PollPlan:
+    """The next poll of a poller whose last poll brought messages (`busy`) or not.
+
+    A poll that a stop may give up must not hide what it takes for long: a watch poll asks
+    for `WATCH_VISIBILITY` seconds (or the consumer's timeout, if shorter). A busy poll keeps
+    the full timeout (no extension call per message on a busy queue) and is therefore let
+    finish at a stop, so it waits at most `BUSY_WAIT`. A timeout no longer than
+    `WATCH_VISIBILITY`, or a client whose given-up polls take nothing
+    (`abandoned_polls_take` false), makes every poll a plain one that may be given up.
+    """
+    if not abandoned_polls_take or visibility_timeout <= WATCH_VISIBILITY:
+        return PollPlan(wait_time, visibility_timeout, abandonable=True)
+    if busy:
+        return PollPlan(min(wait_time, BUSY_WAIT), visibility_timeout, abandonable=False)
+    return PollPlan(wait_time, WATCH_VISIBILITY, abandonable=True)
 
 
 def poll_cap(capacity: int, batch: int) -> int:
@@ -126,7 +181,10 @@ class Receiver:
         self._consumer = consumer
         self._on_buffered = on_buffered
         self._stopping = False
+        self._abandoned_polls_take = client.cancelled_polls_take_messages
         self._open_polls = 0
+        #: When each open poll that a stop must let finish (a busy one) ends at the latest.
+        self._unabandonable_ends: list[float] = []
         self._pollers = 0
         self._width = 1
         self._task_group: TaskGroup | None = None
@@ -145,6 +203,11 @@ class Receiver:
         """Polls kept now: open, or waiting for room to open."""
         return self._pollers
 
+    def polls_to_wait_for(self, now: float) -> tuple[int, float]:
+        """Open polls a stop lets finish, and the seconds until the last of them returns."""
+        ends = self._unabandonable_ends
+        return len(ends), max((end - now for end in ends), default=0.0)
+
     def _running_dry(self) -> bool:
         return not len(self._buffer) and not self._open_polls
 
@@ -159,17 +222,19 @@ class Receiver:
         return now - self.last_completed_poll > 2 * self._config.wait_time + 5
 
     def stop(self) -> None:
-        """Start no new poll; polls already open finish and their messages are released."""
+        """Start no new poll; what the polls still open bring is released at once."""
         self._stopping = True
         self._flow.close()
 
     async def polls_finished(self) -> None:
-        """Wait until no poll is open any more (after `stop`)."""
-        if self._open_polls:
+        """Wait until no poll that a stop must let finish is open any more (after `stop`):
+        the open polls left may be given up (`abandon`) without hiding a message for long."""
+        if self._unabandonable_ends:
             await self._polls_closed.wait()
 
     def abandon(self) -> None:
-        """Cancel the polls still open (a forced stop, or a shutdown out of time)."""
+        """Cancel the polls still open: those that may be given up, or, when a forced stop
+        or a shutdown out of time calls it early, every one."""
         self._scope.cancel()
 
     async def run(self) -> None:
@@ -177,23 +242,24 @@ class Receiver:
         with self._scope:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg
-                self._widen(1)
+                self._widen(1, busy=False)
 
-    def _widen(self, width: int) -> None:
-        """Keep `width` pollers: start the missing ones; extra ones retire as they come back."""
+    def _widen(self, width: int, *, busy: bool) -> None:
+        """Keep `width` pollers: start the missing ones (`busy`: messages wait); extra ones
+        retire as they come back."""
         self._width = width
         assert self._task_group is not None
         while self._pollers < width and not self._stopping:
             self._pollers += 1
-            self._task_group.start_soon(self._poll_loop)
+            self._task_group.start_soon(self._poll_loop, busy)
 
-    async def _poll_loop(self) -> None:
+    async def _poll_loop(self, busy: bool) -> None:
         try:
-            await self._poll_until_retired()
+            await self._poll_until_retired(busy)
         finally:
             self._pollers -= 1
 
-    async def _poll_until_retired(self) -> None:
+    async def _poll_until_retired(self, busy: bool) -> None:
         batch = self._config.max_messages
         errors = 0
         while not self._stopping and self._pollers <= self._width:
@@ -209,14 +275,21 @@ class Receiver:
             if room == 0 or self._stopping:
                 self._flow.give_back(room)
                 return
+            plan = plan_poll(
+                busy=busy,
+                wait_time=self._config.wait_time,
+                visibility_timeout=self._visibility_timeout,
+                abandoned_polls_take=self._abandoned_polls_take,
+            )
             sent_at = now()
-            self._open_polls += 1
+            end = sent_at + plan.wait_time
+            self._poll_started(plan, end)
             try:
                 raw_messages = await self._client.receive_messages(
                     self._queue_url,
                     max_messages=room,
-                    wait_time=self._config.wait_time,
-                    visibility_timeout=self._visibility_timeout,
+                    wait_time=plan.wait_time,
+                    visibility_timeout=plan.visibility_timeout,
                 )
             except FATAL_ERRORS:
                 self._flow.give_back(room)
@@ -236,13 +309,14 @@ class Receiver:
                 await anyio.sleep(pause)
                 continue
             finally:
-                self._poll_ended()
+                self._poll_ended(plan, end)
             errors = 0
+            busy = bool(raw_messages)
             self._counters.polls += 1
             self._counters.last_poll_at = time.time()
             self.last_completed_poll = now()
             self._flow.give_back(room - len(raw_messages))
-            accepted = self._accept(raw_messages, sent_at)
+            accepted = self._accept(raw_messages, sent_at, plan.visibility_timeout)
             del raw_messages  # not kept alive while this poller waits for room
             if not self._stopping:
                 self._widen(
@@ -254,22 +328,33 @@ class Receiver:
                         free=self._capacity.total - self._capacity.used,
                         batch=batch,
                         cap=poll_cap(self._capacity.total, batch),
-                    )
+                    ),
+                    busy=True,
                 )
 
-    def _poll_ended(self) -> None:
+    def _poll_started(self, plan: PollPlan, end: float) -> None:
+        self._open_polls += 1
+        if not plan.abandonable:
+            self._unabandonable_ends.append(end)
+
+    def _poll_ended(self, plan: PollPlan, end: float) -> None:
         self._open_polls -= 1
-        if not self._open_polls and self._stopping:
+        if not plan.abandonable:
+            self._unabandonable_ends.remove(end)
+        if not self._unabandonable_ends and self._stopping:
             self._polls_closed.set()
 
-    def _accept(self, raw_messages: list[dict[str, Any]], sent_at: float) -> int:
-        """Admit and buffer what a poll brought; returns how many were buffered."""
+    def _accept(
+        self, raw_messages: list[dict[str, Any]], sent_at: float, visibility_timeout: int
+    ) -> int:
+        """Admit and buffer what a poll brought, hidden for `visibility_timeout` from
+        `sent_at`; returns how many were buffered."""
         self._receive_counts.observe(raw_messages)
         handing_back = self._stopping or self._flow.paused
         shared: dict[str, str] = {}
         for raw in raw_messages:
             message = Message.from_sqs(raw, self._queue_url, shared)
-            lease = self._inflight.admit(message, sent_at)
+            lease = self._inflight.admit(message, sent_at, visibility_timeout)
             if handing_back:
                 # A poll that was open when the stop or the pause came: hand its messages
                 # straight back.

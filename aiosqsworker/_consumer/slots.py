@@ -40,7 +40,7 @@ from typing import Any
 import anyio
 
 from .._config import ConsumerConfig, Middleware
-from .._errors import MessageDecodeError, Reject, Retry
+from .._errors import ConfigurationError, MessageDecodeError, PayloadError, Reject, Retry
 from .._logging import message_context
 from .._message import Message
 from .._sqs.base import SQSClient
@@ -54,6 +54,7 @@ from .inflight import InFlight
 from .leases import Lease
 from .outcomes import Outcome, batch_failures, dead_letter_reason, decide, retry_delay_for
 from .stats import Counters, record_ages
+from .timeouts import TimeLimit, is_timeout, timeout_site
 
 __all__ = ["Dispatcher", "chain_middleware"]
 
@@ -70,17 +71,6 @@ def chain_middleware(middleware: Sequence[Middleware], call: Call) -> Call:
     for layer in reversed(middleware):
         call = _wrap(layer, call)
     return call
-
-
-def with_time_limit(call: Call, seconds: float) -> Call:
-    """`call` failing with TimeoutError after `seconds` (`timeout=`); without one, a handler
-    runs inside no `with` at all: one would hold a bound method for as long as it runs."""
-
-    async def time_limited(item: Any) -> object:
-        with anyio.fail_after(seconds):
-            return await call(item)
-
-    return time_limited
 
 
 def _wrap(layer: Middleware, call_next: Call) -> Call:
@@ -113,6 +103,16 @@ def _what_follows(error: BaseException) -> str:
     return ""
 
 
+def successors_note(outcome: Outcome, head: str) -> str:
+    """Why a FIFO group's later messages were released after `head`'s `outcome`: they are
+    received again, in order, behind it or, when it was dead-lettered, without it."""
+    if outcome is Outcome.DEAD_LETTER:
+        return f"message {head} went to the dead-letter queue; they come again in order"
+    if outcome is Outcome.RETRY:
+        return f"message {head} is retried first, then they come again in order"
+    return f"message {head} is received again first, then they come in order"
+
+
 class Dispatcher:
     """Runs one consumer's handler in up to `concurrency` slots fed by the buffer."""
 
@@ -130,9 +130,15 @@ class Dispatcher:
         consumer: str,
         on_exit: Callable[[BaseException], None],
         idempotency: IdempotencyGuard | None = None,
+        time_limit: TimeLimit | None = None,
     ) -> None:
-        self._call = call if config.timeout is None else with_time_limit(call, config.timeout)
+        if time_limit is None and config.timeout is not None:
+            time_limit = TimeLimit(config.timeout, f"the handler of consumer {consumer!r}")
+        # Without a limit a handler runs inside no `with` at all: one would hold a bound
+        # method for as long as it runs.
+        self._call = call if time_limit is None else time_limit.around(call)
         #: Claims each message's key around its handler; None: the handler is called as is.
+        #: The claim is outside the time limit (a store call has its own), the handler in it.
         self._idempotency = idempotency
         #: Whether to record each message's lag and dwell (`App(message_ages=True)`).
         self._ages = counters.lag is not None or counters.dwell is not None
@@ -274,10 +280,11 @@ class Dispatcher:
     def _hand_back(self, lease: Lease) -> None:
         """A message taken from the buffer that will not start now: visible again at once."""
         self._flow.not_started()
-        self._inflight.settle(lease, Outcome.LOST if lease.lost else Outcome.RELEASE)
+        outcome = Outcome.LOST if lease.lost else Outcome.RELEASE
+        self._inflight.settle(lease, outcome)
         successors = self._buffer.task_done(lease, succeeded=False)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
     def _failure(self, exc: BaseException) -> BaseException | None:
         """What a handler raised, as that message's failure; None for a cancellation of the
@@ -421,26 +428,28 @@ class Dispatcher:
         self._inflight.settle(lease, outcome, delay)
         successors = self._buffer.task_done(lease, succeeded=outcome is Outcome.ACK)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
-    def _release_successors(self, successors: list[Lease]) -> None:
-        """FIFO: a group's later messages wait for the failed one to be retried first."""
+    def _release_successors(self, successors: list[Lease], head: Lease, outcome: Outcome) -> None:
+        """FIFO: a group's later messages go back behind the one that did not succeed."""
         for lease in successors:
             self._inflight.settle(lease, Outcome.RELEASE)
         logger.info(
-            "[%s] released %s of group %s so that it is retried in order",
+            "[%s] released %s of group %s: %s",
             self._consumer,
             plural(len(successors), "later message"),
             successors[0].message.group_id,
+            successors_note(outcome, head.message.message_id),
         )
 
     def _log_timeout(self, lease: Lease, error: BaseException | None) -> None:
-        if isinstance(error, TimeoutError) and self._config.timeout is not None:
+        if error is not None and is_timeout(error):
             logger.error(
-                "[%s] handler ran past its timeout of %g s on message %s: cancelled",
+                "[%s] %s on message %s, at %s",
                 self._consumer,
-                self._config.timeout,
+                error,
                 lease.message.message_id,
+                timeout_site(error) or "an unknown place",
             )
 
     def _log_failure(self, message: Message, error: BaseException | None, delay: int) -> None:
@@ -461,6 +470,16 @@ class Dispatcher:
                 self._consumer,
                 message.message_id,
                 error.reason,
+                delay,
+                extra=context,
+            )
+        elif isinstance(error, PayloadError | ConfigurationError):  # it says all: no traceback
+            logger.error(
+                "[%s] message %s failed (receive %d): %s; visible again in %d s",
+                self._consumer,
+                message.message_id,
+                message.receive_count,
+                error,
                 delay,
                 extra=context,
             )

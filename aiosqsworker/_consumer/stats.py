@@ -64,6 +64,7 @@ class Counters:
     loop_blocks: int = 0
     loop_blocked_seconds: float = 0.0
     duplicates_skipped: int = 0
+    abandoned_threads: int = 0
     last_poll_at: float | None = None  # wall clock (time.time()) of the last completed poll
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     #: Per-message lag (since SentTimestamp) and dwell (since receipt) when the handler
@@ -120,6 +121,10 @@ class ConsumerStatistics:
         loop_blocked_seconds: how long those stalls lasted in all.
         duplicates_skipped: deliveries whose idempotency key was done already: deleted
             without running the handler.
+        abandoned_threads: threads of a ``def`` handler given up (a timeout, a lost lease,
+            a stop) that still run now. Each keeps its place among the consumer's
+            `concurrency` threads until it returns: when they fill them all, no new handler
+            starts until one returns.
         last_poll_at: when the last ReceiveMessage call completed (seconds since the epoch),
             or None before the first.
         latency_p50, latency_p90, latency_p99: handler durations in seconds (upper bounds of
@@ -158,6 +163,7 @@ class ConsumerStatistics:
     running: int
     loop_blocks: int
     loop_blocked_seconds: float
+    abandoned_threads: int
     last_poll_at: float | None
     latency_p50: float | None
     latency_p90: float | None

@@ -43,6 +43,7 @@ _GAUGES = {
     "max_rate",
     "paused",
     "polling_width",
+    "abandoned_threads",
 }
 #: Quantile gauges: (statistics prefix, metric, help).
 _QUANTILES = (
@@ -72,6 +73,7 @@ _HELP = {
     "last_poll_at": "when the last ReceiveMessage call completed (unix time)",
     "loop_blocks": "stalls of the event loop past the watchdog's threshold in this handler",
     "loop_blocked_seconds": "seconds the event loop stood still in those stalls",
+    "abandoned_threads": "threads of a def handler given up (a timeout) that still run",
     "concurrency": "most handlers running at once now",
     "max_rate": "most handler starts per second (absent without a limit)",
     "paused": "1 while the consumer is paused, else 0",

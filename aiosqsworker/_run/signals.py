@@ -11,10 +11,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
+from typing import Any
 
 __all__ = ["SignalLog", "capture_signals"]
 
@@ -45,8 +42,11 @@ def capture_signals(
     def on_signal(signum: signal.Signals) -> None:
         log.received.append(signum)
         if len(log.received) == 1:
+            again = "Ctrl-C" if signum == signal.SIGINT else signum.name
             logger.info(
-                "received %s: shutting down gracefully (send it again to force)", signum.name
+                "received %s: shutting down gracefully; %s again to stop now",
+                signum.name,
+                again,
             )
             request_stop()
         else:

@@ -7,11 +7,14 @@ against crash loops (`restart_delay`), and exits 0 once every worker has drained
 
 Each worker is told the supervisor's pid, and drains by itself if the supervisor dies
 without a word (`orphan.watch_supervisor`). In burst mode a worker that exits 0 is done,
-not restarted. With file changes to follow (`--reload`), a change stops every worker
-gracefully (SIGTERM: buffered messages released, running handlers finish,
-acknowledgements flushed, so nothing stays hidden) and starts it again once it has exited;
-a worker that dies is started again at the next change, not in a back-off loop (a module
-that fails to import waits for its fix).
+not restarted, and so is one that exits `BURST_FAILED` (a handler failed in its run: the
+supervisor then exits with that code). With file changes to follow (`--reload`), a change
+names the files and stops every worker gracefully (SIGTERM: buffered messages released,
+running handlers finish, acknowledgements flushed, so nothing stays hidden for long) and
+starts it again once it has exited (an idle worker stops at once: see
+`_consumer/receiver.py`), saying how long that took; a worker that dies is started again
+at the next change, not in a back-off loop (a module that fails to import waits for its
+fix).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from .._text import plural
+from .burst import BURST_FAILED
 
 __all__ = ["FileChanges", "restart_delay", "supervise"]
 
@@ -56,6 +60,7 @@ class _Slot:
     restarts: int = 0
     exit_codes: list[int] = field(default_factory=list)
     reloading: bool = False  # stopped for a reload: start it again at once
+    reload_asked_at: float | None = None  # when that stop was asked, to say how long it took
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a file changed since start
 
 
@@ -91,7 +96,16 @@ class Supervisor:
             stdin=asyncio.subprocess.DEVNULL,
         )
         slot.started_at = time.monotonic()
-        logger.info("worker %d started (pid %d)", slot.index, slot.process.pid)
+        if slot.reload_asked_at is None:
+            logger.info("worker %d started (pid %d)", slot.index, slot.process.pid)
+        else:
+            logger.info(
+                "worker %d restarted with the new code in %.1f s (pid %d)",
+                slot.index,
+                slot.started_at - slot.reload_asked_at,
+                slot.process.pid,
+            )
+            slot.reload_asked_at = None
 
     def _on_signal(self, signum: signal.Signals) -> None:
         self._signals += 1
@@ -107,7 +121,7 @@ class Supervisor:
 
     async def _reload_on_changes(self, file_changes: FileChanges) -> None:
         async for paths in file_changes(self._stopping):
-            shown = ", ".join(sorted(paths)[:5])
+            shown = ", ".join(sorted(_shown_path(path) for path in paths)[:5])
             more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
             logger.info("changed: %s%s; restarting the workers gracefully", shown, more)
             for slot in self._slots:
@@ -116,6 +130,7 @@ class Supervisor:
                 if running and not slot.reloading:  # a second SIGTERM would force it
                     assert slot.process is not None
                     slot.reloading = True
+                    slot.reload_asked_at = time.monotonic()
                     slot.process.send_signal(signal.SIGTERM)
 
     async def _watch(self, slot: _Slot) -> None:
@@ -133,6 +148,9 @@ class Supervisor:
                 continue
             if self._burst and code == 0:
                 logger.info("worker %d finished: its queues are empty", slot.index)
+                return
+            if self._burst and code == BURST_FAILED:
+                logger.warning("worker %d finished its burst, with failures", slot.index)
                 return
             if self._file_changes is not None:
                 logger.error(
@@ -182,7 +200,17 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
         last_codes = [slot.exit_codes[-1] if slot.exit_codes else 0 for slot in self._slots]
         logger.info("all workers stopped (exit codes %s)", last_codes)
-        return 0 if all(code == 0 for code in last_codes) else 1
+        if all(code == 0 for code in last_codes):
+            return 0
+        if self._burst and all(code in (0, BURST_FAILED) for code in last_codes):
+            return BURST_FAILED  # the burst ended, and some handler failed in it
+        return 1
+
+
+def _shown_path(path: str) -> str:
+    """A changed file as the log names it: relative to the working directory when under it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def supervise(

@@ -8,6 +8,11 @@ while the loop is still stuck, naming the consumer and handler on the loop's sta
 line it is at. When the loop turns again, the stall's length is handed to the loop
 (`on_block`, which counts it in the consumer's statistics) and logged.
 
+A stall is one handler call's: the heartbeat cannot tell two calls apart when a slot takes
+its next message at once and the loop never turns in between, so while the loop is stuck
+the thread looks at its stack each beat, and a different handler frame ends one stall and
+starts the next.
+
 Reading the loop thread's stack from another thread uses `sys._current_frames`, CPython's
 documented hook for such monitors (faulthandler and profilers use the same).
 """
@@ -16,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import sys
 import threading
 import time
 import types
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .._consumer.timeouts import code_of
 
 __all__ = ["LoopWatchdog", "code_of"]
 
@@ -30,17 +37,6 @@ logger = logging.getLogger("aiosqsworker.watchdog")
 
 #: The heartbeat's period, at most: fine enough to measure a stall to a quarter second.
 MAX_BEAT = 0.25
-
-
-def code_of(handler: object) -> types.CodeType | None:
-    """The code object that runs when `handler` is called (a function, partial or object)."""
-    while isinstance(handler, functools.partial):
-        handler = handler.func
-    code = getattr(handler, "__code__", None)
-    if code is None:
-        call = getattr(type(handler), "__call__", None)  # noqa: B004 - the method, not callable()
-        code = getattr(call, "__code__", None)
-    return code if isinstance(code, types.CodeType) else None
 
 
 class LoopWatchdog:
@@ -89,43 +85,56 @@ class LoopWatchdog:
         self._timer = self._loop.call_later(self._beat_every, self._beat)
 
     def _watch(self) -> None:
-        stalled_at: float | None = None  # the last beat before the current stall
-        consumer: str | None = None
+        beat = self._last_beat  # the last beat seen
+        busy_since = beat  # when the loop's current stretch of work began
+        stall: _Stall | None = None
         while not self._stopping.wait(self._beat_every):
-            last = self._last_beat
-            if stalled_at is None:
-                stuck = time.monotonic() - last
-                if stuck > self.threshold:
-                    stalled_at = last
-                    consumer, where = self._culprit()
+            last, now = self._last_beat, time.monotonic()
+            if last != beat:  # the loop turned again
+                if stall is not None:
+                    self._ended(stall, last - stall.since, blocked_still=False)
+                beat = busy_since = last
+                stall = None
+            elif stall is None:
+                if now - busy_since > self.threshold:
+                    stall = self._culprit(busy_since)
                     logger.warning(
                         "the event loop has not turned for %.1f s: %s. Leases, polls and "
                         "acknowledgements of every consumer wait meanwhile. Make a handler "
                         "that blocks a plain def (it then runs in a thread), or await the "
                         "blocking call in anyio.to_thread.run_sync",
-                        stuck,
-                        where,
+                        now - busy_since,
+                        stall.where,
                     )
-            elif last != stalled_at:  # the loop turned again
-                seconds = last - stalled_at
-                logger.warning(
-                    "the event loop ran again after about %.1f s%s",
-                    seconds,
-                    f" blocked by consumer {consumer!r}" if consumer else "",
-                )
-                self._report(consumer, seconds)
-                stalled_at, consumer = None, None
+            elif self._culprit(now).frame is not stall.frame:
+                # Another handler call blocks the loop now, without a turn in between (a
+                # slot that takes its next message at once): a stall of its own.
+                self._ended(stall, now - stall.since, blocked_still=True)
+                busy_since, stall = now, None
+
+    def _ended(self, stall: _Stall, seconds: float, *, blocked_still: bool) -> None:
+        by = f" blocked by consumer {stall.consumer!r}" if stall.consumer else ""
+        if blocked_still:
+            logger.warning(
+                "the event loop was held for about %.1f s%s; another call holds it now",
+                seconds,
+                by,
+            )
+        else:
+            logger.warning("the event loop ran again after about %.1f s%s", seconds, by)
+        self._report(stall.consumer, seconds)
 
     def _report(self, consumer: str | None, seconds: float) -> None:
         assert self._loop is not None
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is left to count it
             self._loop.call_soon_threadsafe(self._on_block, consumer, seconds)
 
-    def _culprit(self) -> tuple[str | None, str]:
-        """The consumer whose handler is on the loop's stack, and where the loop is."""
+    def _culprit(self, since: float) -> _Stall:
+        """A stall begun at `since`: the consumer whose handler is on the loop's stack (its
+        frame tells one call from the next), and where the loop is."""
         frame: types.FrameType | None = sys._current_frames().get(self._loop_thread)
         if frame is None:
-            return None, "the loop's thread is gone"
+            return _Stall(since, None, None, "the loop's thread is gone")
         innermost = _place(frame)
         current: types.FrameType | None = frame
         while current is not None:
@@ -135,9 +144,20 @@ class LoopWatchdog:
                 where = f"consumer {consumer!r} is running handler {handler} at {_place(current)}"
                 if current is not frame:
                     where += f" (innermost: {innermost})"
-                return consumer, where
+                return _Stall(since, consumer, current, where)
             current = current.f_back
-        return None, f"no handler is on the loop's stack; it is at {innermost}"
+        return _Stall(since, None, None, f"no handler is on the loop's stack; it is at {innermost}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stall:
+    """One stall: since when, by which consumer's handler call (its frame, held so that no
+    later call's frame can take its identity), and where the loop was."""
+
+    since: float
+    consumer: str | None
+    frame: types.FrameType | None
+    where: str
 
 
 def _place(frame: types.FrameType) -> str:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from .._errors import (
     ReceiptHandleInvalidError,
     TransientSQSError,
 )
 from .errors import Endpoint, classify_error_code
+from .sigv4 import FrozenCredentials
 
 __all__ = [
     "MAX_MESSAGE_BYTES",
@@ -26,6 +27,7 @@ __all__ = [
     "QueueAdmin",
     "SQSClient",
     "SendBatchResult",
+    "SignedClient",
     "message_size",
     "missing_client_members",
 ]
@@ -156,6 +158,17 @@ class SQSClient(Protocol):
     async def send_message_batch(
         self, queue_url: str, entries: Sequence[Mapping[str, Any]]
     ) -> SendBatchResult: ...
+
+
+@runtime_checkable
+class SignedClient(Protocol):
+    """A client that signs its own requests (both of the framework's): what a call made
+    outside the event loop, on a connection of its own, needs to be signed the same way."""
+
+    @property
+    def endpoint(self) -> Endpoint: ...
+
+    async def signing_credentials(self) -> FrozenCredentials: ...
 
 
 class QueueAdmin(SQSClient, Protocol):

@@ -1,5 +1,14 @@
 """Helpers for testing code built on aiosqsworker.
 
+Your service's own App, its consumers unchanged, runs against SQS in memory with
+`in_memory`; `settled()` waits until everything sent has been handled:
+
+```python
+async with in_memory(app) as test:
+    await app.send("orders", {"id": 1})
+    await test.settled()
+```
+
 Without any server, `call_consumer` runs a consumer on a fabricated message (`make_message`)
 and says what the framework would do with it: acknowledge it, retry it after which delay,
 dead-letter it or release it:
@@ -42,12 +51,14 @@ from .._consumer.outbox import with_outbox
 from .._consumer.outcomes import Outcome, decide, retry_delay_for
 from .._consumer.procpool import ProcessPool
 from .._consumer.slots import chain_middleware
+from .._consumer.timeouts import time_limit_of
 from .._message import Message
 from .._producer import SendOptions, encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
 from .._run.burst import wait_until_empty
 from .clock import Clock, ManualClock, RealClock
 from .faultproxy import Answer, FaultProxy, ProxiedRequest
+from .harness import InMemoryApp, in_memory
 from .memory import MemorySQS, QueueCounts, QueuedMessage
 from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 
@@ -60,6 +71,7 @@ __all__ = [
     "Clock",
     "FaultProxy",
     "HandlerOutcome",
+    "InMemoryApp",
     "LocalSQSServer",
     "ManualClock",
     "MemorySQS",
@@ -69,6 +81,7 @@ __all__ = [
     "RealClock",
     "call_consumer",
     "free_port",
+    "in_memory",
     "make_message",
     "run_until_empty",
 ]
@@ -181,9 +194,11 @@ async def call_consumer(
                 return f"outbox-{len(sent)}"
 
             call = with_outbox(call, record)
+        time_limit = time_limit_of(spec)
+        if time_limit is not None:
+            call = time_limit.around(call)
         try:
-            with anyio.fail_after(spec.slot_timeout):
-                returned = await call([message] if config.batch else message)
+            returned = await call([message] if config.batch else message)
         except Exception as exc:  # noqa: BLE001 - the outcome is what is reported
             error = exc
     has_dlq = (

@@ -15,10 +15,11 @@ assert sqs.counts("orders") == QueueCounts(visible=0, in_flight=0, delayed=0)
 It keeps what a consumer relies on, with SQS's error codes and messages where SQS says no:
 
 - a received message is invisible for its visibility timeout and counts its receives
-  (``ApproximateReceiveCount``); a visibility change needs the latest receipt handle of a
-  message still in flight, and no message stays invisible past 12 hours from its receipt;
+  (``ApproximateReceiveCount``); a visibility change needs the latest receipt handle (it
+  is taken after the timeout ran out too, while no other receive took the message, and hides
+  it again), and no message stays invisible past 12 hours from its receipt;
 - a queue's RedrivePolicy moves a message to its dead-letter queue on the receive after its
-  ``maxReceiveCount``-th;
+  ``maxReceiveCount``-th, its receive count carried on there;
 - FIFO queues hand out a message group's messages in send order and nothing of a group while
   one of its messages is in flight; they deduplicate within five minutes (by
   MessageDeduplicationId, or the body's SHA-256 with ContentBasedDeduplication);
@@ -646,7 +647,8 @@ class MemorySQS:
         return next((queue for queue in self._queues.values() if queue.arn == arn), None)
 
     def _move(self, source: _Queue, message: _Stored, target: _Queue, now: float) -> None:
-        """SQS's redrive: the message leaves `source` for its dead-letter queue, unreceived."""
+        """SQS's redrive: the message leaves `source` for its dead-letter queue, where it
+        keeps its receive count (its next receive there counts on from it)."""
         source.remove(message, deleted=False)
         system = {**message.system_attributes, "DeadLetterQueueSourceArn": source.arn}
         if target.fifo:
@@ -659,6 +661,8 @@ class MemorySQS:
             sent_at=message.sent_at,
             available_at=now,
             group_id=message.group_id,
+            receive_count=message.receive_count,
+            first_received=message.first_received,
         )
         target.notify()
 
@@ -684,8 +688,8 @@ class MemorySQS:
             reason = "Message does not exist or is not available for visibility timeout change."
         elif message.receipt != handle:
             reason = "The receipt handle has expired."
-        elif message.available_at <= now:
-            reason = "Message does not exist or is not available for visibility timeout change."
+        # A message whose timeout ran out but that no one received since still takes its
+        # latest receipt's change, as SQS (and moto, and ministack) do: it is hidden again.
         if reason is not None:
             raise Refused(
                 "InvalidParameterValue",

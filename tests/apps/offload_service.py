@@ -9,13 +9,16 @@ scenario runs just the ones it needs:
 - OFFLOAD_CPU_THREAD, OFFLOAD_CPU_PROCESS: the same CPU-bound work in a thread and in a
   process;
 - OFFLOAD_SLEEPY_LOOP: an ``async def`` that calls ``time.sleep`` (it blocks the loop);
-- OFFLOAD_COMMANDS_THREAD, OFFLOAD_COMMANDS_PROCESS: handlers that do what the body says.
+- OFFLOAD_COMMANDS_THREAD, OFFLOAD_COMMANDS_PROCESS, OFFLOAD_COMMANDS_LOOP: handlers that
+  do what the body says (the last one an ``async def``, which ``"hang"``s by awaiting).
 
 A body is JSON: ``{"n": 1, "seconds": 0.3}`` (how long to sleep, or how much CPU time to
 burn), or for the command handlers ``{"n": 1, "do": "retry"}``. OFFLOAD_VISIBILITY (default
 2), OFFLOAD_CONCURRENCY (default 2) and OFFLOAD_TIMEOUT (default none) configure the
 consumers; the app's pool has OFFLOAD_PROCESSES processes (default 2). Events go to the
-ledger (`tests.apps._ledger`): ``start`` and ``done`` with the label ``<n>@<unix time>``.
+ledger (`tests.apps._ledger`): ``start`` and ``done`` with the label ``<n>@<unix time>``
+(``"do": "fork-then-crash"`` forks a process that sleeps a minute, records a ``forked``
+event whose n is that process's pid, and dies).
 """
 
 from __future__ import annotations
@@ -103,6 +106,13 @@ def _obey(message: Message) -> None:
         raise HandlerFailure(f"message {n} failed")
     if do == "crash":
         os.kill(os.getpid(), signal.SIGKILL)
+    if do == "fork-then-crash":  # the forked process keeps every descriptor, pipes included
+        grandchild = os.fork()
+        if grandchild == 0:
+            time.sleep(60)
+            os._exit(0)
+        _event("forked", message, grandchild)
+        os.kill(os.getpid(), signal.SIGKILL)
     if do == "hang":
         time.sleep(body.get("seconds", 6))
     _event("done", message, n)
@@ -116,6 +126,16 @@ def commands_in_process(message: Message) -> None:
     _obey(message)
 
 
+async def commands_on_the_loop(message: Message) -> None:
+    body = json.loads(message.body)
+    if body["do"] != "hang":
+        _obey(message)
+        return
+    _event("start", message, body["n"])
+    await anyio.sleep(body.get("seconds", 6))
+    _event("done", message, body["n"])
+
+
 _CONSUMERS: dict[str, tuple[Callable[..., object], dict[str, object]]] = {
     "OFFLOAD_SLEEPY_THREAD": (sleepy_in_thread, {}),
     "OFFLOAD_FLOWING": (flowing, {"concurrency": 1, "visibility_timeout": 30}),
@@ -124,6 +144,7 @@ _CONSUMERS: dict[str, tuple[Callable[..., object], dict[str, object]]] = {
     "OFFLOAD_SLEEPY_LOOP": (sleepy_on_the_loop, {"visibility_timeout": 30}),
     "OFFLOAD_COMMANDS_THREAD": (commands_in_thread, {"timeout": TIMEOUT}),
     "OFFLOAD_COMMANDS_PROCESS": (commands_in_process, {"run_in": "process", "timeout": TIMEOUT}),
+    "OFFLOAD_COMMANDS_LOOP": (commands_on_the_loop, {"timeout": TIMEOUT}),
 }
 
 for variable, (handler, settings) in _CONSUMERS.items():

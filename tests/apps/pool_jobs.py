@@ -37,3 +37,14 @@ def die() -> None:
 def sleep(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+def fork_then_die(pid_file: str) -> None:
+    """Fork a process, which keeps a copy of the pipe to the parent, then die."""
+    grandchild = os.fork()
+    if grandchild == 0:
+        time.sleep(60)
+        os._exit(0)
+    with open(pid_file, "w") as file:
+        file.write(str(grandchild))
+    die()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 
 import anyio
+import pytest
 
 from aiosqsworker._config import MAX_VISIBILITY
 from aiosqsworker._consumer.leases import (
@@ -17,6 +18,7 @@ from aiosqsworker._consumer.leases import (
     leases_due,
     next_wake,
 )
+from aiosqsworker._consumer.receiver import WATCH_VISIBILITY
 
 from .factories import lease
 
@@ -97,3 +99,14 @@ def test_a_lease_being_extended_or_backing_off_is_not_due() -> None:
     assert next_wake([extending, backing_off], 30) == now + 2
     extending.extension_ended()
     assert leases_due([extending], now, 30) == [extending]
+
+
+@pytest.mark.parametrize("visibility", [WATCH_VISIBILITY + 1, 8, 10, 30, 60, 43_200])
+def test_a_lease_from_a_watch_poll_is_due_at_once(visibility: int) -> None:
+    """A watch poll's messages are hidden for a few seconds only: the keeper extends them
+    to the consumer's full timeout on its first pass, whatever that timeout is."""
+    received = 100.0
+    short = lease(received, received + WATCH_VISIBILITY)
+    assert leases_due([short], received, visibility) == [short]
+    assert next_wake([short], visibility) <= received
+    assert extension_timeout(short, received, visibility) == visibility

@@ -15,9 +15,13 @@ from aiosqsworker import (
     ConsumerConfig,
 )
 from aiosqsworker._consumer.receiver import (
+    BUSY_WAIT,
     MAX_POLLERS,
     MAX_POLLS,
+    WATCH_VISIBILITY,
+    PollPlan,
     next_width,
+    plan_poll,
     poll_cap,
     poll_pause,
     poller_count,
@@ -96,3 +100,36 @@ def test_poll_pause_survives_a_long_outage() -> None:
     # About six hours of failed polls, 20 s apart: the pause stays capped.
     for errors in (1025, 5000, 10**6):
         assert 10.0 <= poll_pause(errors) <= 20.0
+
+
+def test_a_watch_poll_waits_long_but_hides_what_it_takes_for_a_few_seconds() -> None:
+    """A poller's first poll, or one after an empty poll, may be given up at a stop."""
+    watch = plan_poll(busy=False, wait_time=20, visibility_timeout=60)
+    assert watch == PollPlan(wait_time=20, visibility_timeout=WATCH_VISIBILITY, abandonable=True)
+
+
+def test_a_busy_poll_keeps_the_full_timeout_and_waits_briefly() -> None:
+    """After a poll that brought messages: no extension call per message, and a stop may
+    have to wait for it, so it waits no longer than BUSY_WAIT."""
+    busy = plan_poll(busy=True, wait_time=20, visibility_timeout=60)
+    assert busy == PollPlan(wait_time=BUSY_WAIT, visibility_timeout=60, abandonable=False)
+    assert plan_poll(busy=True, wait_time=1, visibility_timeout=60).wait_time == 1
+
+
+@pytest.mark.parametrize("visibility", [1, 3, WATCH_VISIBILITY])
+@pytest.mark.parametrize("busy", [True, False])
+def test_a_timeout_no_longer_than_a_watch_polls_makes_every_poll_one_to_give_up(
+    visibility: int, busy: bool
+) -> None:
+    """What such a poll takes is hidden for its (short) timeout anyway: no shorter one to
+    ask for, nothing to extend at once, and no reason to wait for it at a stop."""
+    plan = plan_poll(busy=busy, wait_time=20, visibility_timeout=visibility)
+    assert plan == PollPlan(wait_time=20, visibility_timeout=visibility, abandonable=True)
+
+
+@pytest.mark.parametrize("busy", [True, False])
+def test_polls_whose_abandoned_calls_take_nothing_are_plain(busy: bool) -> None:
+    """The in-memory SQS: a given-up poll takes nothing, so neither a short timeout (and
+    its extension) nor a short wait buys anything."""
+    plan = plan_poll(busy=busy, wait_time=20, visibility_timeout=60, abandoned_polls_take=False)
+    assert plan == PollPlan(wait_time=20, visibility_timeout=60, abandonable=True)
