@@ -71,6 +71,7 @@ class InFlight:
         *,
         consumer: str,
         on_acked: Callable[[list[Message]], None] | None = None,
+        on_lost: Callable[[Message], None] | None = None,
     ) -> None:
         self._capacity = capacity
         self._leases = leases
@@ -80,6 +81,9 @@ class InFlight:
         #: Told of the messages whose handler succeeded, once SQS confirmed their delete
         #: (a dead letter's original is not one: its copy lives on).
         self._on_acked = on_acked
+        #: Told of a message whose lease was found lost when its delete or visibility
+        #: change was sent (an idempotency record of it is removed).
+        self._on_lost = on_lost
 
     def connect(self, sender: Sender) -> None:
         """Where settling messages go (the acker, which reports back here)."""
@@ -158,6 +162,8 @@ class InFlight:
                 why,
             )
         elif receipt_invalid:
+            if self._on_lost is not None:
+                self._on_lost(settling.lease.message)
             counters.leases_lost += 1
             logger.warning(
                 "[%s] lost the lease of message %s before its %s was sent (%s): SQS delivers "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -200,6 +200,7 @@ class LeaseKeeper:
         *,
         consumer: str,
         board: LeaseBoard | None = None,
+        on_extended: Callable[[Sequence[Lease]], None] | None = None,
     ) -> None:
         """`board`: where the lease keeper's thread sees these leases, to extend them while
         the event loop is blocked (see `leasethread`); None keeps them on the loop alone."""
@@ -207,6 +208,9 @@ class LeaseKeeper:
         self._board = board
         self._queue_url = queue_url
         self._visibility_timeout = visibility_timeout
+        #: Told of the leases SQS confirmed extended (an idempotency store's records
+        #: follow them); None for most consumers, which pay nothing for it.
+        self._on_extended = on_extended
         self._counters = counters
         self._consumer = consumer
         self._leases: set[Lease] = set()  # by identity: a Lease compares by identity
@@ -345,6 +349,10 @@ class LeaseKeeper:
             self._back_off(refused)
         else:
             self._failures = 0
+        if self._on_extended is not None:
+            self._on_extended(
+                [lease for i, (lease, _) in enumerate(batch) if str(i) not in failures]
+            )
 
     def _back_off(self, leases: Iterable[Lease]) -> None:
         """Try these leases again after a short pause, well inside the lead time left."""
@@ -355,7 +363,9 @@ class LeaseKeeper:
             lease.not_before = not_before
 
     def _apply_reports(self, reports: list[LeaseReport]) -> None:
-        """What the thread did while the loop was blocked, now in the lease records."""
+        """What the thread did while the loop was blocked, now in the lease records (and,
+        through `on_extended`, in what follows them: an idempotency store's records)."""
+        extended: dict[int, Lease] = {}  # by identity: a lease may be reported twice
         for report in reports:
             lease = report.lease
             if lease.finished or lease.lost:
@@ -363,10 +373,14 @@ class LeaseKeeper:
             if report.kind == "extended":
                 lease.expires_at = max(lease.expires_at, report.expires_at)
                 self._counters.leases_extended += 1
+                extended[id(lease)] = lease
             elif report.kind == "lost":
+                extended.pop(id(lease), None)
                 self._lose(lease, report.code)
             else:
                 self._counters.lease_extension_errors += 1
+        if extended and self._on_extended is not None:
+            self._on_extended(list(extended.values()))
         self._wake.set()  # plan the next wake-up from the new expiries
 
     def _lose(self, lease: Lease, code: str) -> None:
