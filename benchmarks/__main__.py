@@ -21,6 +21,7 @@ from .report import command_line, render_markdown, write_chart
 from .responder import ResponderProcess
 from .sparse import run_sparse
 from .suite import (
+    CLIENT_COST_ONLY,
     OWN_CONTENDERS,
     Plan,
     Results,
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             responder,
             profile=str(args.profile) if args.profile else None,
         )
-        own = [c for c in contenders if not c.peer]
+        # The variants of the client cost table (a `def` handler, other floors) stay there.
+        own = [c for c in contenders if not c.peer and c.name not in CLIENT_COST_ONLY]
         if not args.no_scaling:
             log("scaling: I/O-bound handler against concurrency ...")
             results.scaling = run_scaling(plan, own, responder)

@@ -9,6 +9,8 @@ Contenders:
 
 - ``aiosqsworker``: the framework with its default settings (the fast path);
 - ``aiosqsworker-botocore``: the same with ``App(client="botocore")``;
+- ``aiosqsworker-def``: the fast path with the handler a plain ``def`` (run in the
+  consumer's handler threads): beside ``aiosqsworker``, the cost of the thread hand-off;
 - ``aiobotocore-loop``: a bare loop on aiobotocore: pollers calling ReceiveMessage(10) into a
   small bounded queue, N handler tasks, deletes batched by ten with a 50 ms linger. No
   leases, no retries, no shutdown care: the most anything built on aiobotocore can do;
@@ -30,7 +32,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._probe import Options, Tally, Window, emit, parse_options
-from .handlers import ASYNC_HANDLERS
+from .handlers import ASYNC_HANDLERS, SYNC_HANDLERS
 
 __all__ = ["CONTENDERS", "main", "poller_count"]
 
@@ -73,29 +75,45 @@ async def _until_done(options: Options, window: Window, finished: asyncio.Event)
 
 # --- aiosqsworker -------------------------------------------------------------------------
 async def _aiosqsworker(
-    options: Options, window: Window, tally: Tally, finished: asyncio.Event, client: str
+    options: Options,
+    window: Window,
+    tally: Tally,
+    finished: asyncio.Event,
+    client: str,
+    *,
+    sync: bool = False,
 ) -> dict[str, Any]:
     from aiosqsworker import App, Message
 
-    handler = ASYNC_HANDLERS[options.handler]
     app = App(
         region=REGION,
         endpoint_url=options.endpoint,
         client="botocore" if client == "botocore" else "fast",
         shutdown_timeout=10,
     )
+    if sync:
+        sync_handler = SYNC_HANDLERS[options.handler]
 
-    @app.consumer(options.queue, concurrency=options.concurrency)
-    async def handle(message: Message) -> None:
-        tally.begin()
-        await handler(message.body)
-        tally.done()
+        @app.consumer(options.queue, concurrency=options.concurrency)
+        def handle_sync(message: Message) -> None:
+            tally.begin()
+            sync_handler(message.body)
+            tally.done()
+
+    else:
+        handler = ASYNC_HANDLERS[options.handler]
+
+        @app.consumer(options.queue, concurrency=options.concurrency)
+        async def handle(message: Message) -> None:
+            tally.begin()
+            await handler(message.body)
+            tally.done()
 
     async with app:
         await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
         window.start(options.start_url, options.messages)
         await _until_done(options, window, finished)
-    stats = app.statistics()["handle"]
+    stats = app.statistics()["handle_sync" if sync else "handle"]
     return {"deleted": stats.deleted, "polls": stats.polls, "poll_errors": stats.poll_errors}
 
 
@@ -109,6 +127,12 @@ async def aiosqsworker_botocore(
     options: Options, window: Window, tally: Tally, finished: asyncio.Event
 ) -> dict[str, Any]:
     return await _aiosqsworker(options, window, tally, finished, "botocore")
+
+
+async def aiosqsworker_def(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    return await _aiosqsworker(options, window, tally, finished, "fast", sync=True)
 
 
 # --- the bare loops -----------------------------------------------------------------------
@@ -298,6 +322,7 @@ async def aiohttp_loop(
 CONTENDERS: dict[str, Consume] = {
     "aiosqsworker": aiosqsworker_fast,
     "aiosqsworker-botocore": aiosqsworker_botocore,
+    "aiosqsworker-def": aiosqsworker_def,
     "aiobotocore-loop": aiobotocore_loop,
     "aiohttp-loop": aiohttp_loop,
 }
@@ -323,7 +348,13 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         finished = asyncio.Event()
-        tally = Tally(options.messages, window, finished.set)
+        loop = asyncio.get_running_loop()
+
+        # The last handler may end in a thread (``aiosqsworker-def``): wake the loop safely.
+        def on_done() -> None:
+            loop.call_soon_threadsafe(finished.set)
+
+        tally = Tally(options.messages, window, on_done)
         result.update(await consume(options, window, tally, finished))
         emit(options.contender, tally, window, loop=options.loop, **result)
 

@@ -33,6 +33,7 @@ from .responder import ResponderProcess
 from .sparse import SparseOutcome
 
 __all__ = [
+    "CLIENT_COST_ONLY",
     "OWN_CONTENDERS",
     "REFERENCE",
     "IdleRun",
@@ -47,9 +48,12 @@ __all__ = [
 OWN_CONTENDERS = (
     Contender.own("aiosqsworker", "aiosqsworker (default: fast path)"),
     Contender.own("aiosqsworker-botocore", 'aiosqsworker (client="botocore")'),
+    Contender.own("aiosqsworker-def", "aiosqsworker, `def` handler (in threads)"),
     Contender.own("aiobotocore-loop", "bare aiobotocore loop (ceiling on aiobotocore)"),
     Contender.own("aiohttp-loop", "bare aiohttp loop, unsigned JSON (floor)"),
 )
+#: Contenders run in the client cost table only: variants of a row there.
+CLIENT_COST_ONLY = frozenset({"aiosqsworker-def"})
 #: Ratios are to this contender, measured in the same invocation.
 REFERENCE = "aiobotocore-loop"
 
