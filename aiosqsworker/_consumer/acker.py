@@ -325,8 +325,7 @@ class Acker:
             tg.start_soon(self._changes.run)
 
     async def _send_deletes(self, batch: list[Settling]) -> BatchResult:
-        for settling in batch:
-            await self._inflight.handing_over(settling)
+        await self._inflight.handing_over(batch)
         entries = [(str(i), settling.lease.receipt_handle) for i, settling in enumerate(batch)]
         return await within_leases(
             self._client.delete_message_batch(self._queue_url, entries),
@@ -335,8 +334,7 @@ class Acker:
         )
 
     async def _send_changes(self, batch: list[Settling]) -> BatchResult:
-        for settling in batch:
-            await self._inflight.handing_over(settling)
+        await self._inflight.handing_over(batch)
         entries = [
             (str(i), settling.lease.receipt_handle, settling.timeout)
             for i, settling in enumerate(batch)
