@@ -15,7 +15,11 @@ Contenders:
   small bounded queue, N handler tasks, deletes batched by ten with a 50 ms linger. No
   leases, no retries, no shutdown care: the most anything built on aiobotocore can do;
 - ``aiohttp-loop``: the same loop over aiohttp with hand-built JSON, no signing and no
-  checks: the floor of a Python asyncio consumer.
+  checks: the floor of a Python asyncio consumer (``aiohttp-loop-asyncio``: the same, always
+  on asyncio's own event loop, the floor beside uvloop's);
+- ``lean-floor``: the same loop over the lean transport alone (no framework): the floor of
+  the fast path. Its calls come from ``benchmarks/lean_floor.py``, which the transport
+  provides (`lean_calls`); without it the run fails, saying so, and the report shows why.
 
 The bare loops keep open as many polls as aiosqsworker opens at most for the same
 concurrency, so that under load the comparison is of client and framework cost, not of
@@ -110,7 +114,8 @@ async def _aiosqsworker(
             tally.done()
 
     async with app:
-        await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
+        if not options.launch:
+            await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
         window.start(options.start_url, options.messages)
         await _until_done(options, window, finished)
     stats = app.statistics()["handle_sync" if sync else "handle"]
@@ -319,12 +324,32 @@ async def aiohttp_loop(
         return await bare_loop(options, window, tally, finished, receive, delete)
 
 
+async def lean_floor(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    """The bare loop over the lean transport: `lean_calls(options)`, an async context
+    manager of `benchmarks/lean_floor.py`, yields its (receive, delete) as `bare_loop` takes
+    them (``ReceiveMessage`` of ten with `WAIT_TIME`; ``DeleteMessageBatch``)."""
+    try:
+        from .lean_floor import lean_calls  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as exc:
+        raise SystemExit(
+            "lean-floor: the lean transport's floor is not in this tree "
+            f"(benchmarks/lean_floor.py with lean_calls: {exc})"
+        ) from None
+    async with lean_calls(options) as (receive, delete):
+        result: dict[str, Any] = await bare_loop(options, window, tally, finished, receive, delete)
+        return result
+
+
 CONTENDERS: dict[str, Consume] = {
     "aiosqsworker": aiosqsworker_fast,
     "aiosqsworker-botocore": aiosqsworker_botocore,
     "aiosqsworker-def": aiosqsworker_def,
     "aiobotocore-loop": aiobotocore_loop,
     "aiohttp-loop": aiohttp_loop,
+    "aiohttp-loop-asyncio": aiohttp_loop,  # the harness runs it on asyncio's loop
+    "lean-floor": lean_floor,
 }
 
 
