@@ -125,6 +125,8 @@ class InFlight:
         counters = self._counters
         acked: list[Message] = []
         for settling in settlings:
+            if not settling.lease.finished:  # handed over first, as a rule: finished there
+                self._leases.finish(settling.lease)
             outcome = settling.outcome
             if settling.is_delete:
                 counters.deleted += 1
@@ -135,7 +137,6 @@ class InFlight:
                 counters.retried += 1
             else:
                 counters.released += 1
-        self._leases.finish_all(settling.lease for settling in settlings)  # finished already
         self._capacity.release(len(settlings))  # one wake-up for the batch
         if acked and self._on_acked is not None:
             self._on_acked(acked)
