@@ -15,12 +15,24 @@ MINISTACK_ENV := AIOSQSWORKER_MINISTACK_VENV=$(abspath $(MINISTACK_VENV))
 # stalled extension and a rolling restart.
 MINISTACK_SUBSET ?= tests/test_happy_path.py tests/test_faults.py tests/test_robustness.py -k "happy_path or stale_receipt or lost_lease or partly_failed or queue_deleted or cut_short or stalled_extension or rolling_restart"
 
+# The other Pythons the classifiers name: `make test` runs a smoke subset on each one found
+# (the whole suite runs on the one of $(VENV)). It is the engine's unit tests, the in-memory
+# SQS scenarios and a FIFO app with a dead-letter queue in memory: no server to install, a few
+# seconds a version. The first run makes a virtual environment per version ($(VENV)-3.12, ...).
+SMOKE_VERSIONS ?= 3.12 3.13
+SMOKE_SUBSET ?= tests/units tests/test_memory_sqs.py \
+	tests/test_testing_helpers.py::test_in_memory_runs_the_services_own_fifo_app_with_a_dead_letter_queue_until_settled \
+	--deselect tests/test_memory_sqs.py::test_digests_match_what_the_server_computes
+# python3.X on PATH when it runs, else pyenv's (its shim on PATH answers only when selected).
+python_for = $(or $(shell python$(1) -c 'import sys; print(sys.executable)' 2>/dev/null),$(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1))))
+
 .PHONY: help install test lint typecheck pytest demo bench docs clean test-ministack soak \
-	pytest-ministack-subset
+	pytest-ministack-subset pytest-smoke
 
 help:
 	@echo "make demo   - run demo consumers against a local SQS server it starts itself"
-	@echo "make test   - lint, type-check and run the test suite (starts its own SQS server)"
+	@echo "make test   - lint, type-check and run the test suite (starts its own SQS server),"
+	@echo "              and a smoke subset on each other Python found (3.12, 3.13)"
 	@echo "make test-ministack - run the test suite against ministack instead of moto"
 	@echo "make soak   - 10,000 messages through faults and a kill -9 (ministack), with a ledger"
 	@echo "make bench  - run the benchmarks"
@@ -55,7 +67,27 @@ PYTEST_WORKERS ?= 2
 pytest: $(STAMP)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
-test: lint typecheck pytest pytest-ministack-subset
+test: lint typecheck pytest pytest-ministack-subset pytest-smoke
+
+# The versions in parallel: most of a first run is pip, waiting on the package index.
+pytest-smoke:
+	@$(MAKE) --no-print-directory -j2 $(addprefix smoke-,$(SMOKE_VERSIONS))
+
+smoke-%:
+	@python="$(call python_for,$*)"; \
+	if [ -z "$$python" ]; then \
+		echo "make test: no python$* on this machine: the $* smoke run is skipped (install Python $*, or put python$* on PATH)"; \
+	else \
+		$(MAKE) --no-print-directory $(VENV)-$*/.installed-stamp SMOKE_PYTHON="$$python" && \
+		echo "make test: smoke run on Python $* ($$python)" && \
+		$(VENV)-$*/bin/python -m pytest -q -p no:cacheprovider $(SMOKE_SUBSET); \
+	fi
+
+$(VENV)-%/.installed-stamp: pyproject.toml
+	$(SMOKE_PYTHON) -m venv $(VENV)-$*
+	$(VENV)-$*/bin/python -m pip install --quiet -e '.[pydantic]' 'pytest>=8' \
+		'pytest-asyncio>=0.23' 'pytest-timeout>=2.2'
+	touch $@
 
 pytest-ministack-subset: $(STAMP) $(MINISTACK_STAMP)
 	AIOSQSWORKER_TEST_SERVER=ministack $(MINISTACK_ENV) $(PY) -m pytest $(MINISTACK_SUBSET)
@@ -78,4 +110,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MINISTACK_VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(MINISTACK_VENV) $(addprefix $(VENV)-,$(SMOKE_VERSIONS)) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

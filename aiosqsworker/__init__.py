@@ -13,13 +13,15 @@ service with ``async with app:``.
 """
 
 from ._app import App
-from ._config import AppConfig, ConsumerConfig, ConsumerSettings, Middleware
+from ._config import AppConfig, Breaker, ConsumerConfig, ConsumerSettings, Middleware
 from ._consumer.stats import ConsumerStatistics
 from ._errors import (
     AccessDeniedError,
     AioSQSWorkerError,
     ConfigurationError,
     CredentialsError,
+    CredentialsUnavailableError,
+    DependencyDown,
     HandlerProcessError,
     HandlerSignatureError,
     MessageDecodeError,
@@ -50,12 +52,15 @@ __all__ = [
     "AppConfig",
     "BatchEntryFailure",
     "BatchResult",
+    "Breaker",
     "ConfigurationError",
     "ConsumerConfig",
     "ConsumerSettings",
     "ConsumerSpec",
     "ConsumerStatistics",
     "CredentialsError",
+    "CredentialsUnavailableError",
+    "DependencyDown",
     "Endpoint",
     "HandlerProcessError",
     "HandlerSignatureError",

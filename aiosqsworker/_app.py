@@ -26,6 +26,7 @@ from ._producer import SendOptions
 from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
 from ._sqs.base import SQSClient
+from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
 from ._worker import StopRequest, Worker, WorkerState
 
 if TYPE_CHECKING:
@@ -93,6 +94,7 @@ class App:
         payload_offload: PayloadOffload = "over-limit",
         delete_payloads: bool = False,
         s3_endpoint_url: str | None = None,
+        credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT,
     ) -> None:
         self.config = AppConfig(
             region=region,
@@ -109,6 +111,7 @@ class App:
             s3_endpoint_url=s3_endpoint_url,
             processes=processes,
             watchdog=watchdog,
+            credentials_outage_limit=credentials_outage_limit,
             blocked_loop_limit=blocked_loop_limit,
         )
         self._registry = Registry()
@@ -188,8 +191,11 @@ class App:
         return await self._worker.queue_totals() if self._worker is not None else {}
 
     def health(self) -> tuple[bool, str]:
-        """Liveness: (False, why) when a consumer's polling has silently stalled."""
-        if self._worker is None or self._worker.state is not WorkerState.RUNNING:
+        """Liveness: (False, why) when a consumer's polling has silently stalled, or the app
+        was never started (a service that forgot `async with app:` consumes nothing)."""
+        if self._worker is None:
+            return False, "state new: the app was never started (async with app, or app.run())"
+        if self._worker.state is not WorkerState.RUNNING:
             return True, f"state {self.state.value}"
         stalled = self._worker.stalled_consumers()
         if stalled:
@@ -199,14 +205,19 @@ class App:
     def ready(self) -> tuple[bool, str]:
         """Readiness: (True, ...) once every queue was found and consumers run, until a stop.
 
-        A paused consumer keeps its app ready (it is idle on purpose); the text names it.
+        A paused consumer keeps its app ready (it is idle on purpose); the text names it. A
+        consumer whose circuit breaker is open (a dependency down) makes the app not ready
+        until the breaker closes: it cannot do its work.
         """
         state = self.state
         why = f"state {state.value}"
         paused = self._worker.paused_consumers() if self._worker is not None else []
         if paused:
             why += "; paused: " + ", ".join(paused)
-        return state is WorkerState.RUNNING, why
+        tripped = self._worker.open_breakers() if self._worker is not None else []
+        if tripped:
+            why += "; circuit breaker open: " + ", ".join(tripped)
+        return state is WorkerState.RUNNING and not tripped, why
 
     def pause(self, name: str | None = None) -> None:
         """Pause one consumer (by its name) or, without a name, every consumer.

@@ -256,13 +256,39 @@ def arguments_for(
         hints = {}
     first = positional[0] if positional else None
     annotation = hints.get(first.name, inspect.Parameter.empty) if first else Message
-    decode = decoder_for(annotation, envelope, unknown_fields=unknown_fields)
+    decode = _blaming(handler, decoder_for(annotation, envelope, unknown_fields=unknown_fields))
     wants_message = len(positional) > 1 and hints.get(positional[1].name) is Message
     if annotation in (inspect.Parameter.empty, Message) and not wants_message:
         return None
     if wants_message:
         return lambda message: (decode(message), message)
     return lambda message: (decode(message),)
+
+
+def _definition_site(handler: Callable[..., object]) -> str | None:
+    """``path:line in name`` of the function `handler` is, or wraps; None for other callables."""
+    function = inspect.unwrap(handler)
+    code = getattr(function, "__code__", None)
+    if code is None:
+        return None
+    name = getattr(function, "__qualname__", code.co_name)
+    return f"{code.co_filename}:{code.co_firstlineno} in {name}"
+
+
+def _blaming(
+    handler: Callable[..., object], decode: Callable[[Message], Any]
+) -> Callable[[Message], Any]:
+    """`decode`, whose MessageDecodeError names the handler that asked for the type."""
+    site = _definition_site(handler)
+
+    def decode_for_handler(message: Message) -> Any:
+        try:
+            return decode(message)
+        except MessageDecodeError as exc:
+            exc.handler_site = site
+            raise
+
+    return decode_for_handler
 
 
 def build_invoker(

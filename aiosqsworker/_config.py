@@ -20,10 +20,13 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
 from ._errors import ConfigurationError
 from ._sqs.base import SQSClient, missing_client_members
+from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
+from ._text import plural
 
 __all__ = [
     "ENV_PREFIX",
     "AppConfig",
+    "Breaker",
     "ConsumerConfig",
     "ConsumerSettings",
     "EnvironmentSettings",
@@ -32,6 +35,7 @@ __all__ = [
     "check_concurrency",
     "check_seconds",
     "checked_settings",
+    "too_many_workers",
     "unknown_setting",
     "worker_count",
 ]
@@ -228,6 +232,74 @@ def check_seconds(name: str, value: object, low: float, high: float) -> None:
         )
 
 
+def _check_exception_types(value: object) -> tuple[type[BaseException], ...]:
+    """`Breaker(trip_on=...)`: an exception class, or a list of them."""
+    kinds = (value,) if isinstance(value, type) else value
+    if isinstance(kinds, Iterable) and not isinstance(kinds, str):
+        kinds = tuple(kinds)
+        if all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds):
+            return kinds
+    raise ConfigurationError(
+        f"trip_on={value!r} is invalid: give an exception class or a list of them, such as "
+        "trip_on=[ConnectionError, TimeoutError]"
+    )
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class Breaker:
+    """When a consumer's circuit breaker opens, and for how long (``@consumer(...,
+    breaker=Breaker(...))``).
+
+    A handler raising `DependencyDown` (or one of `trip_on`), or `failures` failures of the
+    same exception type within `window` seconds, opens the breaker: polling pauses, buffered
+    messages are released, running handlers finish. After `cooldown` seconds one probe
+    message is let through; its success closes the breaker, its failure opens it again for
+    twice as long (at most `max_cooldown`). The message that tripped it and those failing
+    the same way while it is open are retried after the cool-down, never dead-lettered for it.
+
+    Attributes:
+        trip_on: exception classes that open the breaker at once (`DependencyDown` always
+            does).
+        failures: open it after this many failures of one exception class within `window`
+            seconds; ``None``: only `trip_on` and `DependencyDown` open it.
+        window: the seconds those failures are counted over.
+        cooldown: seconds the breaker stays open before the first probe.
+        max_cooldown: the longest cool-down after failed probes.
+    """
+
+    trip_on: tuple[type[BaseException], ...]
+    failures: int | None
+    window: float
+    cooldown: float
+    max_cooldown: float
+
+    @checked_settings("Breaker")
+    def __init__(
+        self,
+        *,
+        trip_on: type[BaseException] | Iterable[type[BaseException]] = (),
+        failures: int | None = None,
+        window: float = 60.0,
+        cooldown: float = 20.0,
+        max_cooldown: float = 300.0,
+    ) -> None:
+        if failures is not None:
+            _check_int("failures", failures, 1, 10_000)
+        check_seconds("window", window, 0.001, MAX_VISIBILITY)
+        check_seconds("cooldown", cooldown, 0.001, MAX_VISIBILITY)
+        check_seconds("max_cooldown", max_cooldown, 0.001, MAX_VISIBILITY)
+        if max_cooldown < cooldown:
+            raise ConfigurationError(
+                f"max_cooldown={max_cooldown!r} is invalid: it must be at least cooldown "
+                f"({cooldown!r})"
+            )
+        object.__setattr__(self, "trip_on", _check_exception_types(trip_on))
+        object.__setattr__(self, "failures", failures)
+        object.__setattr__(self, "window", float(window))
+        object.__setattr__(self, "cooldown", float(cooldown))
+        object.__setattr__(self, "max_cooldown", float(max_cooldown))
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ConsumerConfig:
     """How one consumer reads and handles one queue.
@@ -271,6 +343,11 @@ class ConsumerConfig:
             consumer), with a burst of a tenth of a second's worth; ``None``: no limit.
             Messages are received about as fast as they start: at most a second's worth
             waits unstarted.
+        max_per_tenant: most handlers running at once for one tenant (a message's
+            MessageGroupId on a standard queue, see `Message.tenant`), with the buffered
+            messages started round-robin across tenants; ``None``: no tenant rule.
+        breaker: when the consumer's circuit breaker opens (`Breaker`); ``None``: the
+            default `Breaker()`, which only a `DependencyDown` opens.
     """
 
     queue: str
@@ -294,6 +371,8 @@ class ConsumerConfig:
     unknown_fields: UnknownFields = "refuse"
     run_in: RunIn | None = None
     max_rate: float | None = None
+    max_per_tenant: int | None = None
+    breaker: Breaker | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue.strip():
@@ -332,6 +411,12 @@ class ConsumerConfig:
         if self.run_in is not None:
             _check_choice("run_in", self.run_in, RUN_IN)
         _check_rate(self.max_rate)
+        if self.max_per_tenant is not None:
+            _check_int("max_per_tenant", self.max_per_tenant, 1, MAX_CONCURRENCY)
+        if self.breaker is not None and not isinstance(self.breaker, Breaker):
+            raise ConfigurationError(
+                f"breaker={self.breaker!r} is invalid: give aiosqsworker.Breaker(...), or None"
+            )
 
     @property
     def messages_per_call(self) -> int:
@@ -371,6 +456,8 @@ class ConsumerSettings(TypedDict, total=False):
     unknown_fields: UnknownFields
     run_in: RunIn | None
     max_rate: float | None
+    max_per_tenant: int | None
+    breaker: Breaker | None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -411,6 +498,11 @@ class AppConfig:
             message, shut down with the app.
         watchdog: seconds the event loop may go without turning before a warning names the
             handler blocking it (and `loop_blocks` counts it). ``None`` turns it off.
+        credentials_outage_limit: seconds the credentials may stay impossible to fetch or
+            refresh (a container or instance credentials endpoint down, STS unreachable)
+            before the worker stops with a `CredentialsError`. Until then every call that
+            needs them backs off and retries, and leases and deletes carry on once they
+            come back.
         blocked_loop_limit: seconds a blocked event loop's leases are kept alive from the
             lease keeper's thread (an ``async`` handler calling blocking code). Past it the
             worker counts as stuck: one error line, and its leases are let go (their
@@ -433,6 +525,7 @@ class AppConfig:
 
     processes: int | None = None
     watchdog: float | None = 1.0
+    credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT
     blocked_loop_limit: float | None = 300.0
 
     @property
@@ -448,6 +541,7 @@ class AppConfig:
             _check_int("processes", self.processes, 1, MAX_PROCESSES)
         if self.watchdog is not None:
             check_seconds("watchdog", self.watchdog, 0.05, 3600)
+        check_seconds("credentials_outage_limit", self.credentials_outage_limit, 0, 86400)
         if self.blocked_loop_limit is not None:
             check_seconds("blocked_loop_limit", self.blocked_loop_limit, 1, MAX_VISIBILITY)
         if self.only is not None:
@@ -567,6 +661,30 @@ def worker_count(raw: str, given_as: str) -> int:
     return workers
 
 
+#: Workers per CPU past which `run` warns (they compete for the CPUs), and refuses.
+WORKERS_PER_CPU_WARNED = 2
+WORKERS_PER_CPU_REFUSED = 8
+
+
+def too_many_workers(workers: int, cpus: int) -> tuple[bool, str] | None:
+    """(refused, why) when `workers` processes are more than `cpus` can use; else None.
+
+    Each worker is an event loop that overlaps its own waits on SQS, so more workers than
+    CPUs only compete for them (and hold connections and memory each)."""
+    if workers <= WORKERS_PER_CPU_WARNED * cpus:
+        return None
+    refused = workers > WORKERS_PER_CPU_REFUSED * cpus
+    why = (
+        f"--workers {workers} on {plural(cpus, 'CPU')}: each worker is a process with an event "
+        "loop that already overlaps its waits on SQS, so more than one or two per CPU only "
+        "compete for them; use --workers auto (one per CPU), or raise a consumer's "
+        "concurrency for more messages in flight"
+    )
+    if refused:
+        why += f" (more than {WORKERS_PER_CPU_REFUSED} per CPU is refused)"
+    return refused, why
+
+
 def _env_names(name: str, raw: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not names:
@@ -590,6 +708,10 @@ _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
     "WORKER_INDEX": lambda n, raw: _env_whole(n, raw, 0, 1023),
     "SUPERVISOR_PID": lambda n, raw: _env_whole(n, raw, 1, 2**31),
 }
+
+
+#: Variables the supervisor sets for its workers: read, never offered to a user.
+_SET_BY_THE_SUPERVISOR = ("WORKER_INDEX", "SUPERVISOR_PID")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -633,7 +755,7 @@ class EnvironmentSettings:
     def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentSettings:
         """The settings `environ` (default: ``os.environ``) holds."""
         environ = os.environ if environ is None else environ
-        known = list(_ENV_PARSERS)
+        known = [name for name in _ENV_PARSERS if name not in _SET_BY_THE_SUPERVISOR]
         for variable in environ:
             if not variable.startswith(ENV_PREFIX):
                 continue

@@ -14,11 +14,13 @@ AioSQSWorkerError
     ├── AccessDeniedError         credentials accepted, action not allowed
     ├── ReceiptHandleInvalidError the message is no longer ours (deleted, or re-received)
     └── TransientSQSError         worth retrying: throttling, 5xx, connection trouble
+        └── CredentialsUnavailableError  the credentials could not be fetched for now
 ```
 
-`Retry`, `Reject` and `PartialBatchFailure` are not errors of the framework: they are control
-flow a handler raises to choose what happens to its messages. Every exception here survives
-pickling with its fields, so that a handler run in a child process can raise them too.
+`Retry`, `Reject`, `PartialBatchFailure` and `DependencyDown` are not errors of the framework:
+they are control flow a handler raises to choose what happens to its messages. Every
+exception here survives pickling with its fields, so that a handler run in a child process
+can raise them too.
 
 Errors raised by botocore and aiohttp never leave `_sqs/`: `map_sqs_errors` and
 `map_s3_errors` turn them into this tree at the boundary, so the rest of the code (and users)
@@ -37,6 +39,8 @@ __all__ = [
     "AioSQSWorkerError",
     "ConfigurationError",
     "CredentialsError",
+    "CredentialsUnavailableError",
+    "DependencyDown",
     "HandlerProcessError",
     "HandlerSignatureError",
     "MessageDecodeError",
@@ -70,7 +74,14 @@ class MessageDecodeError(AioSQSWorkerError, ValueError):
     The same body never decodes on another try, so by default the message goes to the
     dead-letter queue on its first failure, with its failure record (a consumer's
     ``on_decode_error="retry"`` retries it instead). It is never deleted without a copy.
+
+    Attributes:
+        handler_site: where the handler whose parameters asked for the type is defined
+            (``path:line in name``): the failure record's ``where``, for the decoding code
+            is the framework's, and the fix is in the handler or the sender.
     """
+
+    handler_site: str | None = None
 
 
 class PayloadError(AioSQSWorkerError):
@@ -147,6 +158,15 @@ class TransientSQSError(SQSError):
     """A failure that is worth retrying after a back-off: throttling, 5xx, a dropped connection."""
 
 
+class CredentialsUnavailableError(TransientSQSError):
+    """The credentials could not be fetched or refreshed for now (a credentials endpoint
+    down, STS unreachable): the call was not sent.
+
+    Retried like any transient error; an outage that lasts `credentials_outage_limit`
+    seconds becomes a `CredentialsError`.
+    """
+
+
 class Retry(Exception):
     """Raise from a handler to make the message visible again after `delay` seconds.
 
@@ -171,6 +191,31 @@ class Retry(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.delay,)
+
+
+class DependencyDown(Exception):
+    """Raise from a handler when something it needs is down: the consumer's circuit breaker
+    opens (polling pauses for a cool-down, buffered messages are released) and the message
+    is retried after the cool-down without counting toward dead-lettering.
+
+    ```python
+    @consumer("orders", breaker=Breaker(cooldown=20))
+    async def handle(message: Message) -> None:
+        try:
+            await payments.charge(message.json())
+        except PaymentsUnavailable as exc:
+            raise DependencyDown("payments") from exc
+    ```
+
+    Without `breaker=` on the consumer, the default `Breaker()` settings apply.
+    """
+
+    def __init__(self, dependency: str = "a dependency") -> None:
+        super().__init__(f"{dependency} is down")
+        self.dependency = dependency
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.dependency,)
 
 
 class Reject(Exception):

@@ -95,6 +95,10 @@ def configure_logging(
     # botocore's INFO lines (credential discovery) are noise at the worker's INFO level.
     for noisy in ("botocore", "aiobotocore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, numeric))
+    # A failed refresh of temporary credentials is logged there with a traceback each time;
+    # the worker says it in one line of its own (and stops if it lasts).
+    for refresh in ("botocore.credentials", "aiobotocore.credentials"):
+        logging.getLogger(refresh).setLevel(max(logging.ERROR, numeric))
 
 
 class _Forward(logging.Handler):

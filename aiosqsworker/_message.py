@@ -73,7 +73,14 @@ class Message:
 
     @property
     def group_id(self) -> str | None:
-        """The MessageGroupId of a FIFO queue's message, else ``None``."""
+        """The MessageGroupId: a FIFO queue's group, or a standard (fair) queue's tenant;
+        ``None`` for a message sent without one."""
+        return self.attributes.get("MessageGroupId")
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant of a fair queue's message: its MessageGroupId (the same as `group_id`;
+        on a standard queue it orders nothing, it only names whose message it is)."""
         return self.attributes.get("MessageGroupId")
 
     def json(self) -> Any:

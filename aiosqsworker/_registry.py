@@ -115,6 +115,9 @@ def resolve_run_in(handler: object, requested: RunIn | None) -> RunIn:
     return requested
 
 
+_SCRIPT_MODULES = ("__main__", "__mp_main__")
+
+
 def check_process_target(handler: object, name: str) -> None:
     """Refuse a ``run_in="process"`` handler a child process could not import by its name."""
     if not inspect.isfunction(handler):
@@ -132,7 +135,9 @@ def check_process_target(handler: object, name: str) -> None:
             "a module"
         )
     module = handler.__module__
-    if module != "__main__" and (module not in sys.modules or _find_spec(module) is None):
+    # A script's module is __main__ in the parent and __mp_main__ in its children (which run
+    # it again under that name): both find the handler, through the module the child ran.
+    if module not in _SCRIPT_MODULES and (module not in sys.modules or _find_spec(module) is None):
         raise HandlerSignatureError(
             f"handler {name} cannot run in a process: its module {module!r} cannot be "
             "imported by name in a child process. Define it in a module of your project"

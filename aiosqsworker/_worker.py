@@ -109,6 +109,10 @@ class Worker:
     def paused_consumers(self) -> list[str]:
         return [pipeline.name for pipeline in self._pipelines if pipeline.paused]
 
+    def open_breakers(self) -> list[str]:
+        """The consumers whose circuit breaker is open or half-open (a dependency down)."""
+        return [pipeline.name for pipeline in self._pipelines if pipeline.breaker_open]
+
     def pause(self, name: str) -> None:
         self._paused.add(name)
         for pipeline in self._pipelines_named(name):

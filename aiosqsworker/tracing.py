@@ -12,7 +12,9 @@ semantic-convention attributes. When the sender propagated its context in the me
 String attributes (``traceparent``/``tracestate`` with the default W3C propagator, or
 whatever propagator is configured), the span continues that trace. A handler's exception
 is recorded on the span and sets its status to error. A batch consumer gets one span per
-call, linked to each message's producer context.
+call, linked to each message's producer context. Tracing that fails (a propagator, span
+processor or exporter that raises) is logged and leaves the message to its handler: it never
+fails a message its handler handled.
 
 The sending side needs no setup: with OpenTelemetry installed, `App.send` and
 `Producer.send` add the current context to the message's attributes (`with_trace_context`),
@@ -25,7 +27,9 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import Any
 
@@ -33,6 +37,8 @@ from ._config import Middleware
 from ._message import Message
 
 __all__ = ["carrier_of", "opentelemetry_middleware", "with_trace_context"]
+
+logger = logging.getLogger("aiosqsworker.tracing")
 
 #: SQS's limit on a message's attributes, less one left for an S3 pointer's size.
 _MOST_ATTRIBUTES_WITH_CONTEXT = 9
@@ -76,6 +82,23 @@ def carrier_of(message: Message) -> dict[str, str]:
     return carrier
 
 
+def _close(span: AbstractContextManager[object], error: BaseException | None) -> None:
+    """End `span` (recording the handler's `error`); its own failure is only logged."""
+    try:
+        span.__exit__(type(error) if error else None, error, error.__traceback__ if error else None)
+    # Not BaseException: a cancellation that comes now must not be swallowed. The handler's
+    # own error, re-raised from here, is raised by the caller.
+    except Exception as exc:  # noqa: BLE001
+        if exc is not error:
+            _tracing_failed(exc)
+
+
+def _tracing_failed(exc: BaseException) -> None:
+    logger.warning(
+        "tracing failed, the message is handled without its span: %s: %s", type(exc).__name__, exc
+    )
+
+
 def _queue_name(message: Message) -> str:
     return message.queue.rstrip("/").rpartition("/")[2] or message.queue
 
@@ -88,7 +111,7 @@ def opentelemetry_middleware(tracer_provider: Any = None) -> Middleware:
         raise ImportError("tracing needs OpenTelemetry: pip install 'aiosqsworker[otel]'") from exc
     tracer = trace.get_tracer("aiosqsworker", tracer_provider=tracer_provider)
 
-    async def middleware(item: Any, call_next: Callable[[Any], Awaitable[object]]) -> object:
+    def open_span(item: Any) -> AbstractContextManager[object]:
         if isinstance(item, list):
             messages: list[Message] = item
             links = [
@@ -101,7 +124,7 @@ def opentelemetry_middleware(tracer_provider: Any = None) -> Middleware:
                 ).is_valid
             ]
             name = _queue_name(messages[0]) if messages else "batch"
-            with tracer.start_as_current_span(
+            return tracer.start_as_current_span(
                 f"{name} process",
                 kind=trace.SpanKind.CONSUMER,
                 links=links,
@@ -111,11 +134,10 @@ def opentelemetry_middleware(tracer_provider: Any = None) -> Middleware:
                     "messaging.operation.type": "process",
                     "messaging.batch.message_count": len(messages),
                 },
-            ):
-                return await call_next(item)
+            )
         message: Message = item
         name = _queue_name(message)
-        with tracer.start_as_current_span(
+        return tracer.start_as_current_span(
             f"{name} process",
             context=propagate.extract(carrier_of(message)),
             kind=trace.SpanKind.CONSUMER,
@@ -126,7 +148,23 @@ def opentelemetry_middleware(tracer_provider: Any = None) -> Middleware:
                 "messaging.message.id": message.message_id,
                 "aws.sqs.receive_count": message.receive_count,
             },
-        ):
+        )
+
+    async def middleware(item: Any, call_next: Callable[[Any], Awaitable[object]]) -> object:
+        # A span that cannot be opened or closed (a broken propagator, span processor or
+        # exporter) is logged and left out: tracing never decides a message's outcome.
+        try:
+            span = open_span(item)
+            span.__enter__()
+        except Exception as exc:  # noqa: BLE001 - tracing's own failure
+            _tracing_failed(exc)
             return await call_next(item)
+        try:
+            result = await call_next(item)
+        except BaseException as exc:
+            _close(span, exc)
+            raise
+        _close(span, None)
+        return result
 
     return middleware

@@ -411,6 +411,23 @@ async def test_send_to_a_fifo_queue_keeps_the_order_and_checks_its_options(
     assert await sqs.counts(queue) == (0, 0)
 
 
+async def test_options_go_anywhere_among_the_bodies(
+    sqs: SQSKit, sqs_server: LocalSQSServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Catches plain argparse, which refuses `send QUEUE --group-id G BODY` ("unrecognized
+    arguments: BODY"): a list of positionals interrupted by an option is not taken up again."""
+    fifo = {"FifoQueue": "true", "ContentBasedDeduplication": "true"}
+    name = sqs.unique_name("anywhere") + ".fifo"
+    url = (await sqs.client.create_queue(QueueName=name, Attributes=fifo))["QueueUrl"]
+    assert await _cli(sqs_server, "send", name, "--group-id", "g", "first", "second") == 0
+    assert await _cli(sqs_server, "send", name, "third", "--group-id", "g", "fourth") == 0
+    assert "sent 2 messages to" in capsys.readouterr().out
+    received = await _receive_all(sqs, Queue(name, url))
+    assert [m["Body"] for m in received] == ["first", "second", "third", "fourth"]
+    assert await _cli(sqs_server, "stats", name, "--json", name) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
 async def test_stats_shows_counts_and_the_dead_letter_queue(
     sqs: SQSKit, sqs_server: LocalSQSServer, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -641,6 +641,30 @@ async def test_a_retry_without_end_is_capped_not_a_crash(
     assert await sqs.counts(queue) == (0, 1)
 
 
+async def test_a_retry_to_the_12_hour_cap_that_lingers_before_its_call_is_not_refused(
+    make_app: Callable[..., App], sqs: SQSKit
+) -> None:
+    """A ``Retry(delay=math.inf)`` waits 2 s in the acker (``ack_linger=2``) before its call.
+
+    Naive code it catches: cutting the delay to the 12-hour cap when the handler ends and
+    sending that figure seconds later: SQS counts the cap when the call arrives, so it refuses
+    the change (``Total VisibilityTimeout ... beyond the limit``), and on a loaded machine
+    the plain linger of 50 ms was enough.
+    """
+    queue = await sqs.create_queue()
+    await sqs.send(queue, ["later"])
+    app = make_app()
+
+    @app.consumer(queue.name, concurrency=1, wait_time=1, ack_linger=2)
+    async def handle(message: Message) -> None:
+        raise Retry(delay=math.inf)
+
+    async with app:
+        await eventually(lambda: app.statistics()["handle"].retried == 1, within=20)
+        assert app.statistics()["handle"].visibility_failures == 0
+    assert await sqs.counts(queue) == (0, 1)
+
+
 # Mistakes a new user makes: each one clear error that says the fix.
 
 

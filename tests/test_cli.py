@@ -18,8 +18,11 @@ from pathlib import Path
 import anyio
 import pytest
 
+import aiosqsworker
 from aiosqsworker._cli.main import _build_parser
-from aiosqsworker.testing import LocalSQSServer
+from aiosqsworker._cli.main import main as cli_main
+from aiosqsworker._config import too_many_workers
+from aiosqsworker.testing import LocalSQSServer, free_port
 
 from .clikit import (
     REPO,
@@ -273,11 +276,23 @@ async def test_module_colon_app_runs_that_app(
         ("tests.apps.orders_app", "module 'tests.apps.orders_app' registered no consumers"),
         ("tests.apps.no_such_module", "cannot import module 'tests.apps.no_such_module'"),
         ("tests.apps.orders_app:missing", "tests.apps.orders_app:missing is missing"),
+        # A file path where a module goes, a misspelled or absent App: the fix, named.
+        ("tests/apps/orders_app.py", "is a file path: give the module's dotted name, as "
+         "python -m takes it: python -m aiosqsworker tests.apps.orders_app"),
+        ("./tests/apps/orders_app.py:app", "python -m aiosqsworker tests.apps.orders_app:app"),
+        ("tests.apps.orders_app:ap", "(did you mean tests.apps.orders_app:app?)"),
+        ("tests.apps.orders_service:app", "the module defines no App, but registers consumers "
+         "with @consumer: run tests.apps.orders_service alone"),
     ],
-)
+)  # fmt: skip
 async def test_a_bad_target_is_one_clear_line_and_a_failure(target: str, error: str) -> None:
+    """Catches a target that gets only "cannot import" or "is missing": a file path given as
+    the module, or a wrong `:app`, must say what to type instead."""
     result = await anyio.run_process(
-        [sys.executable, "-m", "aiosqsworker", target], cwd=REPO, check=False
+        [sys.executable, "-m", "aiosqsworker", target],
+        cwd=REPO,
+        env={**os.environ, "ORDERS_QUEUE": "orders"},
+        check=False,
     )
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1
@@ -339,6 +354,17 @@ async def test_a_bad_environment_value_or_port_is_one_clear_line_and_exit_1(
                 "AIOSQSWORKER_LOG_LEVEL='verbose' is invalid: choose one of DEBUG, INFO, WARNING",
             ),
             (
+                # Nothing listens there: a local server that is not running.
+                ["stats", "orders", "--endpoint-url", f"http://127.0.0.1:{free_port()}"],
+                {},
+                "Is the local server running (python -m aiosqsworker local-server)",
+            ),
+            (
+                [SERVICE, "--workers", "1000"],
+                {},
+                "--workers 1000 on ",
+            ),
+            (
                 [SERVICE, "--metrics-port", str(busy)],
                 {"AWS_ENDPOINT_URL_SQS": sqs_server.endpoint_url},
                 f"cannot serve metrics on 127.0.0.1:{busy}: address already in use",
@@ -365,3 +391,51 @@ async def test_a_bad_environment_value_or_port_is_one_clear_line_and_exit_1(
         assert len(lines) == 1, (args, env, lines[-5:])
         assert lines[0].startswith("aiosqsworker: error: "), lines
         assert error in lines[0], (error, lines[0])
+
+
+def test_version_names_the_package_and_python(capsys: pytest.CaptureFixture[str]) -> None:
+    """Catches a CLI with no --version (argparse took it for a module to run)."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"aiosqsworker {aiosqsworker.__version__} (Python 3."), out
+
+
+@pytest.mark.parametrize(
+    ("argv", "suggestion"),
+    [
+        (["send", "orders", "--grup-id", "g", "x"], "unknown option --grup-id (did you mean "
+         "--group-id?)"),
+        (["stats", "orders", "--jsn"], "unknown option --jsn (did you mean --json?)"),
+        (["tests.apps.orders_service", "--wrkers", "2"], "unknown option --wrkers (did you "
+         "mean --workers?)"),
+        (["queue", "create", "orders", "--max-mesage-size", "1024"], "(did you mean "
+         "--max-message-size?)"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_option_gets_the_close_one_in_two_lines(
+    argv: list[str], suggestion: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Catches argparse's default: "unrecognized arguments" after eight lines of usage, with
+    no suggestion."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert suggestion in lines[0], lines
+    assert lines[1].endswith(" --help)"), lines
+
+
+@pytest.mark.parametrize(
+    ("workers", "cpus", "expected"),
+    [(2, 2, None), (4, 2, None), (5, 2, False), (16, 2, False), (17, 2, True), (1000, 2, True)],
+)
+def test_workers_beyond_the_cpus_are_warned_then_refused(
+    workers: int, cpus: int, expected: bool | None
+) -> None:
+    crowded = too_many_workers(workers, cpus)
+    assert (crowded[0] if crowded else None) is expected
+    if crowded:
+        assert "--workers auto" in crowded[1]

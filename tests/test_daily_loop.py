@@ -71,6 +71,59 @@ async def local_server(port: int) -> AsyncIterator[dict[str, str]]:
         await process.aclose()
 
 
+NEW_TERMINAL_SCRIPT = """
+import json, sys
+import boto3
+sqs, s3 = boto3.client("sqs"), boto3.client("s3")  # no region, no endpoint: the environment's
+url = sqs.get_queue_url(QueueName="reports")["QueueUrl"]
+attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+s3.head_bucket(Bucket="report-payloads")
+print(json.dumps(attributes))
+"""
+
+
+@pytest.mark.slow
+async def test_the_line_local_server_prints_is_all_a_new_terminal_needs(tmp_path: Path) -> None:
+    """A terminal with no AWS setting pastes local-server's line, then creates a queue with a
+    maximum message size and a bucket, and plain boto3 finds both.
+
+    Catches: a line without AWS_DEFAULT_REGION (plain boto3: NoRegionError) or without
+    AWS_ENDPOINT_URL_S3 (S3 calls go to AWS); a `queue create` without --max-message-size;
+    no command to create a bucket; a second `bucket create` that fails.
+    """
+    port = free_port()
+    async with local_server(port) as exported:
+        endpoint = f"http://127.0.0.1:{port}"
+        assert exported["AWS_ENDPOINT_URL_SQS"] == exported["AWS_ENDPOINT_URL_S3"] == endpoint
+        env = {
+            "PATH": os.environ["PATH"],
+            "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            **exported,
+        }
+
+        async def command(*args: str) -> str:
+            result = await anyio.run_process(args, cwd=REPO, env=env, check=False)
+            assert result.returncode == 0, result.stderr.decode()[-2000:]
+            return result.stdout.decode()
+
+        cli = (sys.executable, "-m", "aiosqsworker")
+        created = await command(
+            *cli, "queue", "create", "reports", "--max-message-size", "2048", "--retention", "3600"
+        )
+        assert created.startswith("created reports ")
+        assert (await command(*cli, "bucket", "create", "report-payloads")).startswith(
+            "created report-payloads at " + endpoint
+        )
+        assert (await command(*cli, "bucket", "create", "report-payloads")).startswith(
+            "exists: report-payloads"
+        )
+        attributes = json.loads(await command(sys.executable, "-c", NEW_TERMINAL_SCRIPT))
+        assert attributes["MaximumMessageSize"] == "2048"
+        assert attributes["MessageRetentionPeriod"] == "3600"
+
+
 @pytest.mark.slow
 async def test_from_an_empty_terminal_to_a_drained_queue_with_the_command_line_only(
     tmp_path: Path,

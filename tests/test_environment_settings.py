@@ -78,6 +78,18 @@ def test_a_bad_value_or_a_misspelled_name_says_what_to_fix(
     assert error in str(raised.value)
 
 
+def test_a_misspelled_name_is_offered_only_the_public_variables() -> None:
+    """Catches the list of settings built from every variable read, which offered a user the
+    two the supervisor sets for its workers (WORKER_INDEX, SUPERVISOR_PID)."""
+    with pytest.raises(ConfigurationError) as raised:
+        EnvironmentSettings.read({"AIOSQSWORKER_CONCURENCY": "4"})
+    assert "AIOSQSWORKER_LOG_FORMAT" in str(raised.value)
+    assert "WORKER_INDEX" not in str(raised.value)
+    assert "SUPERVISOR_PID" not in str(raised.value)
+    # The supervisor's own are still read.
+    assert EnvironmentSettings.read({"AIOSQSWORKER_WORKER_INDEX": "2"}).worker_index == 2
+
+
 def test_from_env_lets_the_environment_replace_the_apps_own_settings() -> None:
     environ = {"AIOSQSWORKER_SHUTDOWN_TIMEOUT": "60", "AIOSQSWORKER_CONCURRENCY": "8"}
     app = App.from_env(environ, shutdown_timeout=5, region="eu-west-1")

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 from botocore.auth import SigV4Auth
+from botocore.auth import _host_from_url as botocore_host
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from aiosqsworker._sqs.fast import _action_headers, _error_code, verified_messages
-from aiosqsworker._sqs.sigv4 import FrozenCredentials, RequestSigner
+from aiosqsworker._sqs.sigv4 import FrozenCredentials, RequestSigner, host_header
 
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 
@@ -44,17 +45,25 @@ def botocore_signed(
         ),
         ("http://127.0.0.1:4566/", None, "ChangeMessageVisibilityBatch", b""),
         ("http://localhost:9324/prefix/", "t", "SendMessageBatch", "é ü".encode()),
+        # Default ports, written out: signed (and sent) without them, as botocore signs.
+        ("http://127.0.0.1:80/", None, "ReceiveMessage", b"{}"),
+        ("https://sqs.eu-west-1.amazonaws.com:443/", "t", "DeleteMessageBatch", b"{}"),
+        ("https://sqs.example.com:80/", None, "ReceiveMessage", b"{}"),
+        ("http://LocalHost:9324/", None, "ReceiveMessage", b"{}"),
+        ("http://[::1]:80/", None, "ReceiveMessage", b"{}"),
+        ("http://[::1]:9324/", None, "ReceiveMessage", b"{}"),
     ],
 )
 def test_signature_matches_botocore(url: str, token: str | None, action: str, body: bytes) -> None:
+    """Naive code it catches: signing the URL's netloc as written (``host:80``,
+    ``LocalHost``) where aiohttp sends ``Host: host`` (``localhost``): SignatureDoesNotMatch."""
     region = "eu-west-1"
     credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
     headers = dict(_action_headers(action))
     expected = botocore_signed(url, headers, body, credentials, region)
     # Sign at the very second botocore did, read back from its own timestamp.
     at = calendar.timegm(time.strptime(expected["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
-    host, _, path = url.partition("://")[2].partition("/")
-    signer = RequestSigner(host=host, path="/" + path, region=region, service="sqs")
+    signer = RequestSigner.for_url(url, region=region, service="sqs")
     ours = signer.sign(
         headers,
         body,
@@ -64,6 +73,8 @@ def test_signature_matches_botocore(url: str, token: str | None, action: str, bo
     assert ours["Authorization"] == expected["Authorization"]
     assert ours["X-Amz-Date"] == expected["X-Amz-Date"]
     assert ours.get("X-Amz-Security-Token") == expected.get("X-Amz-Security-Token")
+    # What is signed is what is sent: the Host header goes with the request.
+    assert ours["Host"] == host_header(url) == botocore_host(url)
 
 
 def test_signer_keeps_up_with_the_clock_and_the_credentials() -> None:

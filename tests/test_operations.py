@@ -47,6 +47,29 @@ async def _answers(port: int, path: str, status: int) -> bool:
     return (await _get(port, path))[0] == status
 
 
+async def test_healthz_fails_for_an_app_never_started(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """Catches a liveness probe that answers OK for any state but a running one with a stall:
+    a service that built its App and forgot `async with app:` consumes nothing, and its
+    /healthz said 200 for ever."""
+    queue = await sqs.create_queue()
+    app = make_app()
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(partial(serve_metrics, app, port=0))
+        status, text = await _get(port, "/healthz")
+        assert status == 503
+        assert "never started" in text
+        async with app:
+            assert (await _get(port, "/healthz"))[0] == 200
+        tg.cancel_scope.cancel()
+
+
 async def test_healthz_fails_while_polling_stalls_and_recovers_after(
     sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
 ) -> None:
@@ -138,10 +161,16 @@ async def test_scale_recommends_workers_for_a_known_backlog_and_rate(
     ]  # fmt: skip
     # 300 queued, nothing arriving: (0 + 300 / 30) / 4 = 2.5, so 3 workers.
     code = await anyio.to_thread.run_sync(cli_main, argv)
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 0
-    assert "desired workers 3 " in out, out
-    assert "backlog 300 visible" in out
+    assert "desired workers 3 " in captured.out, captured.out
+    assert "backlog 300 visible" in captured.out
+    # Catches a silent sample (10 s by default that look like a hang): what it saw first,
+    # and when the answer comes, go to stderr at once.
+    assert f"scale: {queue.name} now holds 300 visible, 0 in flight, 0 delayed; a second " in (
+        captured.err
+    )
+    assert "reading in 0.5 s" in captured.err
 
 
 def _ops_service_env(

@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -33,6 +35,7 @@ from aiosqsworker import (
 from aiosqsworker._cli.main import main as cli_main
 from aiosqsworker._consumer.deadletter import dead_letter_entry, failure_record, trimmed_record
 from aiosqsworker._sqs.base import message_size
+from aiosqsworker._sqs.open import s3_endpoint_problem
 from aiosqsworker._sqs.payloads import (
     LEGACY_POINTER_CLASS,
     POINTER_CLASS,
@@ -545,3 +548,64 @@ async def test_payload_deletes_wait_for_sqs_and_leave_a_retried_messages_object(
     assert sorted(done) == [0, 1, 2]
     [kept] = await bucket.keys()
     assert json.loads(await bucket.text(kept)) == {"n": 3}
+
+
+# --- a missing S3 endpoint ---------------------------------------------------------------
+
+
+def test_s3_at_aws_beside_sqs_of_ones_own_is_a_problem_that_names_the_variable() -> None:
+    local = "http://127.0.0.1:4566"
+    problem = s3_endpoint_problem(local, "https://s3.amazonaws.com")
+    assert problem is not None
+    assert f"AWS_ENDPOINT_URL_S3={local}" in problem
+    assert s3_endpoint_problem(local, local) is None
+    assert s3_endpoint_problem(None, "https://s3.amazonaws.com") is None  # AWS for both
+    assert (
+        s3_endpoint_problem("https://sqs.eu-west-1.amazonaws.com", "https://s3.amazonaws.com")
+        is None
+    )
+
+
+async def test_a_missing_s3_endpoint_is_one_clear_line_per_attempt_and_the_message_is_kept(
+    sqs: SQSKit,
+    sqs_server: LocalSQSServer,
+    make_app: Callable[..., App],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SQS on the local server, AWS_ENDPOINT_URL_S3 unset (an older local-server line): the
+    consumer of a pointer says what to set, in one line, and keeps the message.
+
+    Catches the S3 client left to botocore's default: every attempt went to AWS's S3 (no
+    network here, or a real bucket) and logged an 80-line traceback of DNS errors, for ever.
+    """
+    queue = await sqs.create_queue()
+    name = f"lost-payloads-{uuid.uuid4().hex[:12]}"
+    async with _bucket(sqs_server.endpoint_url, name):
+        async with Producer(
+            region=REGION,
+            endpoint_url=sqs_server.endpoint_url,
+            s3_endpoint_url=sqs_server.endpoint_url,
+            payload_bucket=name,
+            payload_offload="always",
+        ) as producer:
+            await producer.send(queue.name, "a large body, as far as this test goes")
+        assert "AWS_ENDPOINT_URL_S3" not in os.environ
+        app = make_app()
+
+        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0)
+        async def handle(message: Message) -> None:
+            raise AssertionError("never called: the body cannot be fetched")
+
+        caplog.set_level("ERROR", logger="aiosqsworker")
+        async with app:
+            await eventually(
+                lambda: len([r for r in caplog.records if "failed (receive" in r.message]) >= 2,
+                within=20,
+                what="two attempts",
+            )
+        failures: list[logging.LogRecord] = [
+            r for r in caplog.records if "failed (receive" in r.message
+        ]
+        assert all(record.exc_info is None for record in failures)
+        assert f"AWS_ENDPOINT_URL_S3={sqs_server.endpoint_url}" in failures[0].getMessage()
+        assert sum(await sqs.counts(queue)) == 1  # kept, for when the setting is fixed

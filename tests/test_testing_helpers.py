@@ -5,11 +5,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import anyio
 import pytest
 
 from aiosqsworker import App, Message, MessageDecodeError, Producer, Reject, Retry
 from aiosqsworker.pytest_plugin import TestQueue
-from aiosqsworker.testing import LocalSQSServer, call_consumer, make_message, run_until_empty
+from aiosqsworker.testing import (
+    LocalSQSServer,
+    MemorySQS,
+    QueueCounts,
+    call_consumer,
+    in_memory,
+    make_message,
+    run_until_empty,
+)
 
 from .kit import REGION, SQSKit
 
@@ -133,3 +142,68 @@ async def test_a_body_that_does_not_decode_is_dead_lettered_unless_retries_are_a
     assert kept.action == "retry"
     nowhere = await call_consumer(strict, bad, app=app, dead_letter_queue=False)
     assert (nowhere.action, nowhere.delay) == ("retry", 300)
+
+
+async def test_in_memory_runs_the_services_own_fifo_app_with_a_dead_letter_queue_until_settled(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The service's module-level App, FIFO queue and RedrivePolicy, in memory: `settled()`
+    returns once every order is handled, the poison one dead-lettered, and the handler's own
+    `app.send` went to the in-memory SQS too.
+
+    Catches the undocumented way (``App(client=MemorySQS(), consumers=app.consumers)``): a new
+    App whose handlers' ``app.send`` still needs the module's App running against real SQS;
+    a wait that returns while a retry waits out its back-off; a client not given back after
+    the block; and the FIFO log saying the dead-lettered head is "retried in order".
+    """
+    caplog.set_level("INFO", logger="aiosqsworker")
+    app = App(shutdown_timeout=5)
+    handled: list[tuple[str | None, int]] = []
+
+    @app.consumer("shop-orders.fifo", retry_base_delay=0.01, retry_max_delay=0.01)
+    async def take_order(order: dict[str, int], message: Message) -> None:
+        if order["qty"] < 1:
+            raise ValueError("an order of nothing")
+        handled.append((message.group_id, order["n"]))
+        await app.send("shop-receipts", {"n": order["n"]})
+
+    own_client = app.config.client
+    sqs = MemorySQS()
+    sqs.create_queue(
+        "shop-orders.fifo",
+        content_based_deduplication=True,
+        dead_letter_queue="shop-orders-dlq.fifo",
+        max_receive_count=3,
+    )
+    sqs.create_queue("shop-receipts")
+    async with in_memory(app, sqs) as test:
+        await app.send("shop-orders.fifo", {"n": 0, "qty": 0}, group_id="a")  # poison, first
+        for n in range(1, 7):
+            await app.send("shop-orders.fifo", {"n": n, "qty": 1}, group_id="ab"[n % 2])
+        await test.settled()
+        assert sqs.counts("shop-orders.fifo") == QueueCounts(visible=0, in_flight=0, delayed=0)
+    assert [n for group, n in handled if group == "a"] == [2, 4, 6]
+    assert [n for group, n in handled if group == "b"] == [1, 3, 5]
+    [dead] = sqs.messages("shop-orders-dlq.fifo")
+    assert dead.json() == {"n": 0, "qty": 0}
+    assert len(sqs.messages("shop-receipts")) == 6
+    assert app.config.client == own_client
+    log = caplog.text
+    assert "retried in order" not in log
+    if "later message" in log:  # the head was received with its successors
+        assert "went to the dead-letter queue; they come again in order" in log
+
+
+async def test_settled_says_what_is_left_when_the_app_does_not_settle() -> None:
+    """Catches a wait with no bound, or one whose timeout says nothing of the queues."""
+    app = App(shutdown_timeout=1)
+
+    @app.consumer("slow-jobs", ack_linger=0)
+    async def slow(message: Message) -> None:
+        await anyio.sleep(30)
+
+    async with in_memory(app) as test:
+        await app.send("slow-jobs", "x")
+        with pytest.raises(TimeoutError, match=r"did not settle within 0.3 s: \{'slow-jobs'"):
+            await test.settled(within=0.3)
+        app.stop(force=True)

@@ -1,8 +1,9 @@
-"""`local-server [--port 4566]`: the project's local SQS server, for development.
+"""`local-server [--port 4566]`: the project's local SQS (and S3) server, for development.
 
 It is `LocalSQSServer` (moto, with receives made atomic as SQS's are: plain moto can hand one
-message to two polls), bound to 127.0.0.1, until Ctrl-C or SIGTERM. What to export to point a
-worker and the queue tools at it goes to stdout.
+message to two polls), bound to 127.0.0.1, until Ctrl-C or SIGTERM. moto serves S3 on the
+same port, for large messages. The one line to paste in a new terminal (endpoints, region,
+credentials) goes to stdout.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import types
 from .._errors import AioSQSWorkerError, ConfigurationError
 from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
-__all__ = ["DEFAULT_PORT", "LOCAL_REGION", "export_line", "run_local_server"]
+__all__ = ["DEFAULT_PORT", "LOCAL_REGION", "export_line", "local_environment", "run_local_server"]
 
 #: The port local AWS emulators listen on by convention.
 DEFAULT_PORT = 4566
@@ -24,10 +25,23 @@ LOCAL_REGION = "us-east-1"
 HOST = "127.0.0.1"
 
 
+def local_environment(endpoint_url: str) -> dict[str, str]:
+    """What a new terminal needs to talk to the local server: the SQS and S3 endpoints (it
+    serves both), the region under both names (plain boto3 reads only AWS_DEFAULT_REGION)
+    and credentials (any do)."""
+    return {
+        "AWS_ENDPOINT_URL_SQS": endpoint_url,
+        "AWS_ENDPOINT_URL_S3": endpoint_url,
+        "AWS_REGION": LOCAL_REGION,
+        "AWS_DEFAULT_REGION": LOCAL_REGION,
+        **LOCAL_CREDENTIALS,
+    }
+
+
 def export_line(endpoint_url: str) -> str:
     """The shell line that points the AWS environment at the local server."""
-    credentials = " ".join(f"{name}={value}" for name, value in LOCAL_CREDENTIALS.items())
-    return f"export AWS_ENDPOINT_URL_SQS={endpoint_url} AWS_REGION={LOCAL_REGION} {credentials}"
+    variables = local_environment(endpoint_url)
+    return "export " + " ".join(f"{name}={value}" for name, value in variables.items())
 
 
 def _check_port_free(port: int) -> None:
@@ -55,8 +69,11 @@ def run_local_server(*, port: int) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it as Ctrl-C does
     try:
         server.start()
-        print(f"local SQS server on {server.endpoint_url}: Ctrl-C stops it", file=sys.stderr)
-        print("point workers and tools at it (any credentials do):", file=sys.stderr)
+        print(
+            f"local SQS and S3 server on {server.endpoint_url}: Ctrl-C stops it",
+            file=sys.stderr,
+        )
+        print("in a new terminal, paste this line (any credentials do):", file=sys.stderr)
         print(export_line(server.endpoint_url), flush=True)
         code = server.wait()
     except KeyboardInterrupt:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .. import __version__
 from .._app import App
 from .._config import (
     ENV_PREFIX,
@@ -18,6 +20,8 @@ from .._config import (
     MAX_CONCURRENCY,
     MAX_PORT,
     EnvironmentSettings,
+    available_cpus,
+    too_many_workers,
     worker_count,
 )
 from .._errors import AioSQSWorkerError, ConfigurationError
@@ -28,12 +32,13 @@ from .._run.runner import run, uvloop_available
 from .._run.supervisor import supervise
 from .demo import run_demo
 from .localserver import DEFAULT_PORT, run_local_server
+from .parsing import ForgivingParser, leaf_parser, unknown_arguments_error
 from .scale import run_scale
 from .tools import add_admin_parsers, run_command
 
 __all__ = ["load_app", "main"]
 
-COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq", "queue", "local-server")
+COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq", "queue", "bucket", "local-server")
 
 RUN_EPILOG = """\
 environment:
@@ -167,19 +172,25 @@ def _workers_option(raw: str) -> int:
 def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentParser:
     env = env or EnvironmentSettings()
     logging_options = _logging_options(env)
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = ForgivingParser(
         prog="python -m aiosqsworker",
         description="Run SQS consumers. Commands: run (the default), demo, scale, send, "
-        "stats, dlq, queue, local-server.",
+        "stats, dlq, queue, bucket, local-server.",
         usage="python -m aiosqsworker [run] MODULE[:APP] [options]\n"
         "       python -m aiosqsworker local-server [--port PORT]\n"
         "       python -m aiosqsworker queue {create,purge,delete} NAME [options]\n"
+        "       python -m aiosqsworker bucket create NAME [options]\n"
         "       python -m aiosqsworker send QUEUE [BODY ...] [options]\n"
         "       python -m aiosqsworker stats QUEUE... [options]\n"
         "       python -m aiosqsworker dlq {inspect,redrive} QUEUE [options]\n"
         "       python -m aiosqsworker scale QUEUE [options]\n"
         "       python -m aiosqsworker demo [options]",
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"aiosqsworker {__version__} (Python {sys.version.split()[0]})",
     )
     # Without prog, a command's usage line would repeat the whole multi-line usage above.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="python -m aiosqsworker")
@@ -338,6 +349,13 @@ def load_app(target: str) -> App:
     module_name, _, attribute = target.partition(":")
     if not module_name:
         raise ConfigurationError(f"{target!r} names no module: use MODULE or MODULE:APP")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        dotted = module_name.removesuffix(".py").replace(os.sep, "/").strip("./")
+        dotted = dotted.replace("/", ".") + (f":{attribute}" if attribute else "")
+        raise ConfigurationError(
+            f"{module_name!r} is a file path: give the module's dotted name, as python -m "
+            f"takes it: python -m aiosqsworker {dotted} (from the directory that contains it)"
+        )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # like `python -m`: modules of the current directory
     try:
@@ -354,7 +372,7 @@ def load_app(target: str) -> App:
         if not isinstance(app, App):
             raise ConfigurationError(
                 f"{module_name}:{attribute} is {'missing' if app is None else type(app).__name__}"
-                ", not an aiosqsworker App"
+                f", not an aiosqsworker App{_apps_hint(module_name, attribute, vars(module))}"
             )
         return app
     if not len(default_registry):
@@ -363,6 +381,22 @@ def load_app(target: str) -> App:
             "@consumer(...), or point to an App with MODULE:APP"
         )
     return App(consumers=default_registry)
+
+
+def _apps_hint(module_name: str, attribute: str, namespace: dict[str, object]) -> str:
+    """What MODULE:APP could have named instead: a close App, the module's Apps, or MODULE."""
+    apps = sorted(name for name, value in namespace.items() if isinstance(value, App))
+    close = difflib.get_close_matches(attribute, apps, n=1)
+    if close:
+        return f" (did you mean {module_name}:{close[0]}?)"
+    if apps:
+        return f"; the module's Apps: {', '.join(f'{module_name}:{name}' for name in apps)}"
+    if len(default_registry):
+        return (
+            f"; the module defines no App, but registers consumers with @consumer: run "
+            f"{module_name} alone"
+        )
+    return "; the module defines no App"
 
 
 def _with_overrides(app: App, args: argparse.Namespace, env: EnvironmentSettings) -> App:
@@ -427,6 +461,12 @@ def _command_run(call: _Invocation) -> int:
             "a reload waits for the next change"
         )
     port = _metrics_port(args, env, workers)  # checked before any worker starts
+    crowded = too_many_workers(workers, available_cpus())
+    if crowded is not None:
+        refused, why = crowded
+        if refused:
+            raise ConfigurationError(why)
+        print(f"aiosqsworker: warning: {why}", file=sys.stderr)
     if args.reload:
         directories = watched_directories(args.target, [os.getcwd(), *sys.path])
         changes = file_changes(directories)
@@ -483,13 +523,14 @@ _COMMANDS: dict[str, Callable[[_Invocation], int]] = {
     "stats": _command_admin,
     "dlq": _command_admin,
     "queue": _command_admin,
+    "bucket": _command_admin,
     "local-server": _command_local_server,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list and args_list[0] not in {*COMMANDS, "-h", "--help"}:
+    if args_list and args_list[0] not in {*COMMANDS, "-h", "--help", "--version"}:
         args_list.insert(0, "run")  # `python -m aiosqsworker MODULE` means `run MODULE`
     try:
         env = EnvironmentSettings.read()
@@ -497,7 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"aiosqsworker: error: {exc}", file=sys.stderr)
         return 1
     parser = _build_parser(env)
-    args = parser.parse_args(args_list)
+    args, extras = parser.parse_known_args(args_list)
+    if extras:
+        command = leaf_parser(parser, args)
+        command.error(unknown_arguments_error(extras, command))
     if args.command is None:
         parser.print_help()
         return 2

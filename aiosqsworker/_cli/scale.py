@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from contextlib import AsyncExitStack
 
 import anyio
 
 from .._config import AppConfig
 from .._errors import ConfigurationError
-from .._run.scaling import RateMemory, Recommendation, observe, recommend
+from .._run.scaling import QueueSample, RateMemory, Recommendation, observe, recommend
 from .._sqs.open import open_sqs_client
 
-__all__ = ["format_recommendation", "run_scale"]
+__all__ = ["format_recommendation", "run_scale", "sampling_note"]
+
+#: Seconds between the lines that say a sample is still being taken.
+TICK = 5.0
+
+
+def sampling_note(queue: str, first: QueueSample, interval: float) -> str:
+    """What `scale` says while it waits for its second reading: there is nothing to show
+    before it, and a silent 10 s looks like a hang."""
+    return (
+        f"scale: {queue} now holds {first.visible} visible, {first.in_flight} in flight, "
+        f"{first.delayed} delayed; a second reading in {interval:g} s gives the rates"
+    )
+
+
+async def _wait_for_next_reading(queue: str, interval: float) -> None:
+    remaining = interval
+    while remaining > 0:
+        step = min(remaining, TICK)
+        await anyio.sleep(step)
+        remaining -= step
+        if remaining > 0:
+            print(f"scale: {queue}: next reading in {remaining:.0f} s", file=sys.stderr, flush=True)
 
 
 def format_recommendation(queue: str, recommendation: Recommendation) -> str:
@@ -38,9 +61,10 @@ async def _scale(args: argparse.Namespace) -> None:
         client = await open_sqs_client(stack, config, max_connections=4, longest_wait=0)
         url = await client.resolve_queue_url(args.queue)
         first = await observe(client, url, args.worker_metrics)
+        print(sampling_note(args.queue, first, args.interval), file=sys.stderr, flush=True)
         rates = RateMemory(args.per_worker_rate)
         while True:
-            await anyio.sleep(args.interval)
+            await _wait_for_next_reading(args.queue, args.interval)
             last = await observe(client, url, args.worker_metrics)
             recommendation = recommend(
                 first,

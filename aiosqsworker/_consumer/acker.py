@@ -8,10 +8,11 @@ down instead of the queue of deletes growing without bound.
 
 Each call is time-boxed by what its leases have left (`call_budget`), so that a stalled
 connection costs a retry on a fresh one, not the leases. Every response's ``Failed`` list is
-read: what can be retried is retried with a back-off; what ends for good is reported to
-`InFlight` with what is known (refused, lost with its lease, or of unknown outcome after
-an attempt whose answer never came). On close, everything queued is flushed before `run`
-returns.
+read: what can be retried is retried with a back-off (a call not sent for want of
+credentials is not an attempt: the credentials' outage limit bounds it); what ends for good
+is reported to `InFlight` with what is known (refused, lost with its lease, or of unknown
+outcome after an attempt whose answer never came). On close, everything queued is flushed
+before `run` returns.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from anyio.abc import TaskGroup
 
 from .._backoff import backoff
 from .._config import MAX_BATCH
-from .._errors import SQSError, TransientSQSError
+from .._errors import CredentialsUnavailableError, SQSError, TransientSQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SQSClient
 from .._text import plural
 from .buffer import MessageBuffer
+from .clock import now
 from .inflight import InFlight, Settling
 from .leases import within_leases
+from .outcomes import within_visibility_cap
 
 __all__ = ["Acker", "calls_for", "split_batch_result"]
 
@@ -219,28 +222,33 @@ class _Outbox(Generic[T]):
                 self._in_flight -= 1
                 self._courier_free.set()
 
+    def _report(self, level: int, batch: list[T], what: str, exc: Exception) -> None:
+        entries = plural(len(batch), "entry", "entries")
+        logger.log(level, "%s of %s %s: %s", self._name, entries, what, exc)
+
     async def _deliver(self, batch: list[T]) -> None:
+        attempt = 0
+        waits = 0  # calls not sent for want of credentials: not attempts
         try:
-            for attempt in range(MAX_ATTEMPTS):
+            while attempt < MAX_ATTEMPTS:
                 try:
                     result = await self._send(batch)
+                except CredentialsUnavailableError as exc:
+                    # Nothing reached SQS, so nothing is unknown; how long this may go on is
+                    # the credentials' outage limit (then a CredentialsError, below).
+                    waits += 1
+                    if waits == 1:
+                        self._report(logging.WARNING, batch, "waits for credentials", exc)
+                    await anyio.sleep(retry_pause(waits))
+                    continue
                 except TransientSQSError as exc:
                     self._on_unknown(batch)
-                    logger.warning(
-                        "%s of %s failed, will retry: %s",
-                        self._name,
-                        plural(len(batch), "entry", "entries"),
-                        exc,
-                    )
+                    self._report(logging.WARNING, batch, "failed, will retry", exc)
                     await anyio.sleep(retry_pause(attempt))
+                    attempt += 1
                     continue
                 except SQSError as exc:
-                    logger.error(
-                        "%s of %s failed: %s",
-                        self._name,
-                        plural(len(batch), "entry", "entries"),
-                        exc,
-                    )
+                    self._report(logging.ERROR, batch, "failed", exc)
                     why = exc.code or type(exc).__name__
                     for entry in batch:
                         self._on_given_up(entry, why, False)
@@ -255,6 +263,7 @@ class _Outbox(Generic[T]):
                 if not batch:
                     return
                 await anyio.sleep(retry_pause(attempt))
+                attempt += 1
             for entry in batch:
                 self._on_given_up(entry, f"still failing after {MAX_ATTEMPTS} attempts", False)
             batch = []
@@ -345,8 +354,15 @@ class Acker:
 
     async def _send_changes(self, batch: list[Settling]) -> BatchResult:
         await self._inflight.handing_over(batch)
+        # The 12-hour cap is cut again as the call leaves: a retry decided at receipt + 11:59:59
+        # and sent after the linger, a back-off or a slow loop would ask past it and be refused.
+        sent_at = now() + _IN_TRANSIT
         entries = [
-            (str(i), settling.lease.receipt_handle, settling.timeout)
+            (
+                str(i),
+                settling.lease.receipt_handle,
+                within_visibility_cap(settling.timeout, sent_at - settling.lease.received_at),
+            )
             for i, settling in enumerate(batch)
         ]
         return await within_leases(
@@ -354,6 +370,10 @@ class Acker:
             (settling.lease for settling in batch),
             "ChangeMessageVisibilityBatch",
         )
+
+
+# What the call itself may take to reach SQS, counted against the 12-hour cap.
+_IN_TRANSIT = 1.0
 
 
 def _mark_unconfirmed(batch: list[Settling]) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from .._errors import PayloadError, SQSError
+from .._errors import MessageDecodeError, PayloadError, SQSError
 from .._message import Message, from_epoch_millis
 from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
 from .._sqs.payloads import (
@@ -102,6 +102,9 @@ def failure_record(
     shape = "|".join(f"{frame.filename}:{frame.name}" for frame in frames)
     kind = type(error)
     innermost = frames[-1] if frames else None
+    where = f"{innermost.filename}:{innermost.lineno} in {innermost.name}" if innermost else None
+    if isinstance(error, MessageDecodeError) and error.handler_site:
+        where = error.handler_site  # not the framework's decoding code: the handler's
     return {
         "reason": reason,
         "exception": public_name(kind),
@@ -109,9 +112,7 @@ def failure_record(
         "traceback_digest": hashlib.sha256(f"{kind.__qualname__}|{shape}".encode()).hexdigest()[
             :16
         ],
-        "where": (
-            f"{innermost.filename}:{innermost.lineno} in {innermost.name}" if innermost else None
-        ),
+        "where": where,
         "attempts": message.receive_count if has_receive_count(message) else None,
         "consumer": consumer,
         "source_queue": message.queue,

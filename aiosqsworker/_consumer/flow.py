@@ -11,6 +11,11 @@ setting or an operator asks for:
   room, before the poll, so a limited consumer never sits on messages that other workers
   could take: it receives about as fast as it starts.
 
+- **a circuit breaker's hold** (`hold`, `probe`, `unhold`; the breaker is `breaker.py`):
+  like a pause, no poll starts while it holds; half-open, one reservation of one message
+  (the probe) is let through. `epoch` changes at each, so that a poll reserved before
+  them hands its messages back (it would otherwise run them as extra probes).
+
 The limit belongs here, before the I/O, rather than after it: a bounded wait after
 ReceiveMessage would hold messages whose visibility already runs.
 """
@@ -152,12 +157,52 @@ class Flow:
         self._ahead = Capacity(ahead_limit(max_rate)) if max_rate is not None else None
         self._paused = False
         self._closed = False
-        self._resumed = asyncio.Event()
+        self._resumed = asyncio.Event()  # set while a reservation may go ahead
         self._resumed.set()
+        self._held = False  # a circuit breaker is open
+        self._probing = False  # half-open: `_probe_room` reservations of one message left
+        self._probe_room = 0
+        self.epoch = 0
 
     @property
     def paused(self) -> bool:
         return self._paused
+
+    @property
+    def holding(self) -> bool:
+        """Whether what polls bring is handed back: paused, or a circuit breaker open."""
+        return self._paused or self._held
+
+    @property
+    def idle_on_purpose(self) -> bool:
+        """Whether no poll is expected: paused, or a circuit breaker open or probing."""
+        return self._paused or self._held or self._probing
+
+    def hold(self) -> None:
+        """A circuit breaker opened: start no poll (as a pause does) until `probe`."""
+        self._held, self._probing, self._probe_room = True, False, 0
+        self.epoch += 1
+        if self._pacer is not None:
+            self._pacer.refuse_all()
+        self._sync_gate()
+
+    def probe(self) -> None:
+        """Half-open: let one reservation of one message through (again after `give_back`)."""
+        self._held, self._probing, self._probe_room = False, True, 1
+        self.epoch += 1
+        self._sync_gate()
+
+    def unhold(self) -> None:
+        """The circuit breaker closed: polling goes on as before."""
+        self._held, self._probing, self._probe_room = False, False, 0
+        self._sync_gate()
+
+    def _sync_gate(self) -> None:
+        shut = self._paused or self._held or (self._probing and not self._probe_room)
+        if shut and not self._closed:
+            self._resumed.clear()
+        else:
+            self._resumed.set()
 
     @property
     def waiting_to_start(self) -> int:
@@ -172,13 +217,13 @@ class Flow:
     def pause(self) -> None:
         """Start no poll and no handler until `resume`; waiting starts are refused."""
         self._paused = True
-        self._resumed.clear()
+        self._sync_gate()
         if self._pacer is not None:
             self._pacer.refuse_all()
 
     def resume(self) -> None:
         self._paused = False
-        self._resumed.set()
+        self._sync_gate()
 
     def close(self) -> None:
         """The consumer stops: every waiting `reserve` returns 0, every waiting start False."""
@@ -193,41 +238,66 @@ class Flow:
     async def reserve(
         self, at_least: int, at_most: int, *, or_when: Callable[[], bool] | None = None
     ) -> int:
-        """`Capacity.reserve`, and within the rate's bound; waits while paused.
+        """`Capacity.reserve`, and within the rate's bound; waits while paused or held.
 
         Returns 0 once `close` has been called.
         """
         while True:
-            if self._paused and not self._closed:
+            if not self._resumed.is_set() and not self._closed:
                 await self._resumed.wait()
                 continue
             if self._closed:
                 return 0
-            budget = at_most
-            ahead = self._ahead
-            if ahead is not None:
-                # Half the bound free before a poll: batches stay full, starts never starve.
-                budget = await ahead.reserve(min(at_least, math.ceil(ahead.total / 2)), at_most)
-                if budget == 0:
-                    return 0
+            probe = self._probing
+            if probe:  # half-open: this reservation is the probe's, of one message
+                at_least = at_most = 1
+                self._probe_room = 0
+                self._sync_gate()
             try:
-                room = await self.capacity.reserve(min(at_least, budget), budget, or_when=or_when)
+                room = await self._reserve(at_least, at_most, or_when)
             except BaseException:
-                if ahead is not None:
-                    ahead.release(budget)
+                if probe:
+                    self._rearm_probe()
                 raise
-            if ahead is not None:
-                ahead.release(budget - room)
-            if self._paused and room:  # paused while waiting: wait for the resume instead
+            if self.holding and room:  # paused or held while waiting: wait again instead
                 self.give_back(room)
                 continue
             return room
 
-    def give_back(self, count: int) -> None:
-        """Room reserved for a poll and not used."""
+    async def _reserve(
+        self, at_least: int, at_most: int, or_when: Callable[[], bool] | None
+    ) -> int:
+        """Room in `Capacity`, within the rate's bound."""
+        budget = at_most
+        ahead = self._ahead
+        if ahead is not None:
+            # Half the bound free before a poll: batches stay full, starts never starve.
+            budget = await ahead.reserve(min(at_least, math.ceil(ahead.total / 2)), at_most)
+            if budget == 0:
+                return 0
+        try:
+            room = await self.capacity.reserve(min(at_least, budget), budget, or_when=or_when)
+        except BaseException:
+            if ahead is not None:
+                ahead.release(budget)
+            raise
+        if ahead is not None:
+            ahead.release(budget - room)
+        return room
+
+    def give_back(self, count: int, epoch: int | None = None) -> None:
+        """Room reserved for a poll and not used; a probe's poll that brought nothing (of
+        this `epoch`) lets the next poll be the probe."""
         self.capacity.release(count)
         if self._ahead is not None:
             self._ahead.release(count)
+        if count and epoch == self.epoch:
+            self._rearm_probe()
+
+    def _rearm_probe(self) -> None:
+        if self._probing and not self._probe_room:
+            self._probe_room = 1
+            self._sync_gate()
 
     def not_started(self, count: int = 1) -> None:
         """Received messages handed back without starting (their room goes with their ack)."""
@@ -238,8 +308,8 @@ class Flow:
         """Wait for the rate to let one handler start: False if paused or stopped meanwhile."""
         pacer = self._pacer
         if pacer is None:
-            return not (self._paused or self._closed)
-        if self._paused or self._closed or not await pacer.permit():
+            return not (self.holding or self._closed)
+        if self.holding or self._closed or not await pacer.permit():
             return False
         if self._ahead is not None:
             self._ahead.release(1)

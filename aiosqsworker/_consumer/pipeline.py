@@ -27,13 +27,14 @@ from dataclasses import replace
 import anyio
 from anyio.abc import TaskStatus
 
-from .._config import Middleware
+from .._config import Breaker, Middleware
 from .._errors import AioSQSWorkerError, ConfigurationError, single_error
 from .._registry import ConsumerSpec
 from .._sqs.base import SQSClient
 from .._sqs.payloads import PayloadJanitor, PayloadStore
 from .._text import plural
 from .acker import Acker
+from .breaker import BreakerState, CircuitBreaker
 from .buffer import Buffer, Capacity, MessageBuffer
 from .fifo import GroupedBuffer
 from .flow import Flow
@@ -48,6 +49,7 @@ from .receiver import WATCH_VISIBILITY, Receiver, poll_cap
 from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
 from .stats import ConsumerStatistics, Counters
+from .tenants import TenantBuffer
 from .timeouts import time_limit_of
 
 __all__ = ["Pipeline", "stop_waits"]
@@ -84,6 +86,11 @@ class Pipeline:
                 f"consumer {spec.name!r}: batch=True is not supported on the FIFO queue "
                 f"{queue.url}: its groups are handled one message at a time, in order"
             )
+        if config.max_per_tenant is not None and queue.fifo:
+            raise ConfigurationError(
+                f"consumer {spec.name!r}: max_per_tenant is for standard (fair) queues, and "
+                f"{queue.url} is a FIFO queue, whose groups already run one message at a time"
+            )
         self.name = spec.name
         self.spec = spec
         self.queue = queue
@@ -97,7 +104,20 @@ class Pipeline:
         self._flow = Flow(self._capacity, max_rate=config.max_rate)
         if paused:
             self._flow.pause()
-        self._buffer: Buffer[Lease] = GroupedBuffer() if queue.fifo else MessageBuffer()
+        self._tenants: TenantBuffer | None = None
+        self._buffer: Buffer[Lease]
+        if queue.fifo:
+            self._buffer = GroupedBuffer()
+        elif config.max_per_tenant is not None:
+            self._buffer = self._tenants = TenantBuffer(
+                config.max_per_tenant,
+                on_surplus=self._release_surplus,
+                keep=self._keep,
+                latency=self._usual_latency,
+                spare=lambda: self._capacity.total - config.max_messages,
+            )
+        else:
+            self._buffer = MessageBuffer()
         self._leases = LeaseKeeper(
             client,
             queue.url,
@@ -130,6 +150,13 @@ class Pipeline:
         invoker = invoker_for(spec, processes, self.counters, lambda: self._dispatcher.concurrency)
         call = chain_middleware([*middleware, *config.middleware], invoker)
         dead_letters = queue.dead_letters
+        self._breaker = CircuitBreaker(
+            config.breaker or Breaker(),
+            consumer=self.name,
+            on_open=self._breaker_opened,
+            on_probe=self._flow.probe,
+            on_close=self._breaker_closed,
+        )
         if payloads is not None:
             call = resolving_payloads(payloads, call, batch=config.batch)
             if dead_letters is not None:
@@ -148,6 +175,7 @@ class Pipeline:
             consumer=self.name,
             on_exit=on_exit,
             time_limit=time_limit_of(spec),
+            breaker=self._breaker,
         )
         self._dispatcher.set_concurrency(concurrency)
         self._receiver = Receiver(
@@ -168,6 +196,11 @@ class Pipeline:
     def paused(self) -> bool:
         return self._flow.paused
 
+    @property
+    def breaker_open(self) -> bool:
+        """Whether the circuit breaker is open or half-open."""
+        return self._breaker.state is not BreakerState.CLOSED
+
     def statistics(self) -> ConsumerStatistics:
         return ConsumerStatistics.capture(
             self.name,
@@ -178,6 +211,10 @@ class Pipeline:
             max_rate=self._flow.max_rate,
             paused=self._flow.paused,
             polling_width=self._receiver.width,
+            tenants=self._tenants.statistics() if self._tenants is not None else (),
+            breaker=self._breaker.state.value,
+            breaker_trips=self._breaker.trips,
+            breaker_held=self._breaker.held,
         )
 
     def pause(self) -> None:
@@ -189,16 +226,51 @@ class Pipeline:
         if self._flow.paused:
             return
         self._flow.pause()
+        logger.info(
+            "[%s] paused: %d buffered messages released, %d running handlers finish",
+            self.name,
+            self._release_waiting(),
+            self.counters.running,
+        )
+
+    def _release_waiting(self) -> int:
+        """Make every buffered message that has not started visible again at once."""
         waiting = self._buffer.take_waiting()
         for lease in waiting:
             self._inflight.settle(lease, Outcome.RELEASE)
         self._flow.not_started(len(waiting))
-        logger.info(
-            "[%s] paused: %d buffered messages released, %d running handlers finish",
-            self.name,
-            len(waiting),
-            self.counters.running,
-        )
+        return len(waiting)
+
+    def _release_surplus(self, lease: Lease, delay: int) -> None:
+        """A tenant's message beyond what it keeps waiting (see `tenants.py`)."""
+        self._inflight.settle(lease, Outcome.RELEASE, delay)
+        self._flow.not_started()
+
+    def _usual_latency(self) -> float:
+        """A handler's median duration so far (a tenth of a second before the first has
+        ended: a guess too short costs a surplus message one more receive, one too long
+        keeps it waiting longer than its tenant needs)."""
+        return self.counters.latency.quantile(0.5) or 0.1
+
+    def _keep(self, lease: Lease) -> bool:
+        """Whether a message must not be released: its next receive would dead-letter it."""
+        dead_letters = self.queue.dead_letters
+        return dead_letters is not None and dead_letters.is_last_attempt(lease.message)
+
+    def _breaker_opened(self) -> None:
+        self._flow.hold()
+        self._dispatcher.watch_breaker(True)
+        released = self._release_waiting()
+        if released:
+            logger.info(
+                "[%s] circuit breaker open: %s released",
+                self.name,
+                plural(released, "buffered message"),
+            )
+
+    def _breaker_closed(self) -> None:
+        self._flow.unhold()
+        self._dispatcher.watch_breaker(False)
 
     def resume(self) -> None:
         if self._flow.paused:
@@ -299,6 +371,7 @@ class Pipeline:
             tg.cancel_scope.cancel()  # the lease keeper and any abandoned poll
 
     async def _drain(self) -> None:
+        self._breaker.close()
         self._receiver.stop()
         leftover = self._buffer.close()
         for lease in leftover:

@@ -217,7 +217,7 @@ class Receiver:
         A consumer whose handlers fill its capacity does not poll, by design: that is
         back-pressure, not a stall.
         """
-        if self._waiting_for_room or self._stopping or self._flow.paused:
+        if self._waiting_for_room or self._stopping or self._flow.idle_on_purpose:
             return False
         return now - self.last_completed_poll > 2 * self._config.wait_time + 5
 
@@ -270,6 +270,7 @@ class Receiver:
                 # sit idle: then any room will do.
                 at_least = min(batch, self._capacity.total)
                 room = await self._flow.reserve(at_least, batch, or_when=self._running_dry)
+                epoch = self._flow.epoch  # changed by a circuit breaker: see `_accept`
             finally:
                 self._waiting_for_room -= 1
             if room == 0 or self._stopping:
@@ -295,7 +296,7 @@ class Receiver:
                 self._flow.give_back(room)
                 raise
             except SQSError as exc:
-                self._flow.give_back(room)
+                self._flow.give_back(room, epoch)
                 errors += 1
                 self._counters.poll_errors += 1
                 pause = poll_pause(errors)
@@ -315,8 +316,10 @@ class Receiver:
             self._counters.polls += 1
             self._counters.last_poll_at = time.time()
             self.last_completed_poll = now()
-            self._flow.give_back(room - len(raw_messages))
-            accepted = self._accept(raw_messages, sent_at, plan.visibility_timeout)
+            self._flow.give_back(room - len(raw_messages), epoch)
+            accepted = self._accept(
+                raw_messages, sent_at, plan.visibility_timeout, stale=epoch != self._flow.epoch
+            )
             del raw_messages  # not kept alive while this poller waits for room
             if not self._stopping:
                 self._widen(
@@ -345,12 +348,18 @@ class Receiver:
             self._polls_closed.set()
 
     def _accept(
-        self, raw_messages: list[dict[str, Any]], sent_at: float, visibility_timeout: int
+        self,
+        raw_messages: list[dict[str, Any]],
+        sent_at: float,
+        visibility_timeout: int,
+        *,
+        stale: bool,
     ) -> int:
         """Admit and buffer what a poll brought, hidden for `visibility_timeout` from
-        `sent_at`; returns how many were buffered."""
+        `sent_at`; returns how many were buffered. A `stale` poll was reserved before a
+        circuit breaker opened or probed: it hands back what it brings too."""
         self._receive_counts.observe(raw_messages)
-        handing_back = self._stopping or self._flow.paused
+        handing_back = self._stopping or self._flow.holding or stale
         shared: dict[str, str] = {}
         messages = [Message.from_sqs(raw, self._queue_url, shared) for raw in raw_messages]
         for lease in self._inflight.admit_all(messages, sent_at, visibility_timeout):
@@ -362,7 +371,7 @@ class Receiver:
                     "[%s] released message %s received after the %s",
                     self._consumer,
                     lease.message.message_id,
-                    "stop" if self._stopping else "pause",
+                    "stop" if self._stopping else "pause" if self._flow.paused else "breaker",
                 )
             else:
                 self._buffer.put(lease)

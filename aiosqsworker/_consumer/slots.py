@@ -40,18 +40,26 @@ from typing import Any
 import anyio
 
 from .._config import ConsumerConfig, Middleware
-from .._errors import MessageDecodeError, Reject, Retry
+from .._errors import ConfigurationError, MessageDecodeError, PayloadError, Reject, Retry
 from .._logging import message_context
 from .._message import Message
 from .._sqs.base import SQSClient
 from .._text import plural
+from .breaker import CircuitBreaker
 from .buffer import Buffer, Capacity
 from .clock import now
 from .deadletter import DeadLetterQueue
 from .flow import Flow
 from .inflight import InFlight
 from .leases import Lease
-from .outcomes import Outcome, batch_failures, dead_letter_reason, decide, retry_delay_for
+from .outcomes import (
+    Outcome,
+    batch_failures,
+    dead_letter_reason,
+    decide,
+    retry_delay_for,
+    within_visibility_cap,
+)
 from .stats import Counters
 from .timeouts import TimeLimit, is_timeout, timeout_site
 
@@ -102,6 +110,16 @@ def _what_follows(error: BaseException) -> str:
     return ""
 
 
+def successors_note(outcome: Outcome, head: str) -> str:
+    """Why a FIFO group's later messages were released after `head`'s `outcome`: they are
+    received again, in order, behind it or, when it was dead-lettered, without it."""
+    if outcome is Outcome.DEAD_LETTER:
+        return f"message {head} went to the dead-letter queue; they come again in order"
+    if outcome is Outcome.RETRY:
+        return f"message {head} is retried first, then they come again in order"
+    return f"message {head} is received again first, then they come in order"
+
+
 class Dispatcher:
     """Runs one consumer's handler in up to `concurrency` slots fed by the buffer."""
 
@@ -119,6 +137,7 @@ class Dispatcher:
         consumer: str,
         on_exit: Callable[[BaseException], None],
         time_limit: TimeLimit | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         if time_limit is None and config.timeout is not None:
             time_limit = TimeLimit(config.timeout, f"the handler of consumer {consumer!r}")
@@ -135,6 +154,7 @@ class Dispatcher:
         self._dead_letters = dead_letters
         self._consumer = consumer
         self._on_exit = on_exit
+        self._breaker = breaker
         self._limit = config.concurrency
         self._slots: set[asyncio.Task[None]] = set()
         self._staffed = 0  # slots not retiring
@@ -263,10 +283,11 @@ class Dispatcher:
     def _hand_back(self, lease: Lease) -> None:
         """A message taken from the buffer that will not start now: visible again at once."""
         self._flow.not_started()
-        self._inflight.settle(lease, Outcome.LOST if lease.lost else Outcome.RELEASE)
+        outcome = Outcome.LOST if lease.lost else Outcome.RELEASE
+        self._inflight.settle(lease, outcome)
         successors = self._buffer.task_done(lease, succeeded=False)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
     def _failure(self, exc: BaseException) -> BaseException | None:
         """What a handler raised, as that message's failure; None for a cancellation of the
@@ -361,6 +382,8 @@ class Dispatcher:
 
     async def _settle(self, lease: Lease, error: BaseException | None) -> None:
         """Decide the message's outcome and carry it out."""
+        if error is not None and self._breaker is not None and self._held(lease, error):
+            return
         outcome = self._outcome(lease, error)
         if outcome is Outcome.DEAD_LETTER:
             outcome = await self._dead_letter(lease, error)
@@ -379,6 +402,40 @@ class Dispatcher:
         )
         return Outcome.DEAD_LETTER if moved else Outcome.RETRY
 
+    # The circuit breaker: while it is not closed, every ending is watched (`watch_breaker`).
+
+    def watch_breaker(self, watching: bool) -> None:
+        """While the breaker is open or probing, a message's ending may close it; closed,
+        nothing is added to a message's path (the per-message cost stays the same)."""
+        if watching:
+            self._settle = self._settle_watched  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("_settle", None)
+
+    async def _settle_watched(self, lease: Lease, error: BaseException | None) -> None:
+        if error is None:  # (a failure is told to the breaker by `_held`)
+            assert self._breaker is not None
+            self._breaker.ended()
+        await Dispatcher._settle(self, lease, error)
+
+    def _held(self, lease: Lease, error: BaseException) -> bool:
+        """A failure that is the dependency being down: retried when the breaker probes
+        again, never dead-lettered for it (its receive count was not the message's doing)."""
+        assert self._breaker is not None
+        if lease.lost or not self._breaker.is_down(error):
+            return False
+        delay = within_visibility_cap(self._breaker.retry_in(), now() - lease.received_at)
+        logger.info(
+            "[%s] message %s failed while its dependency is down (%s): visible again in %d s, "
+            "not counted toward dead-lettering",
+            self._consumer,
+            lease.message.message_id,
+            error,
+            delay,
+        )
+        self._carry_out(lease, Outcome.RETRY, delay)
+        return True
+
     def _conclude(self, lease: Lease, outcome: Outcome, error: BaseException | None) -> None:
         """Settle the message through `InFlight`, which ends its lease and gives its room back."""
         delay = 0
@@ -394,20 +451,24 @@ class Dispatcher:
                 self._consumer,
                 lease.message.message_id,
             )
+        self._carry_out(lease, outcome, delay)
+
+    def _carry_out(self, lease: Lease, outcome: Outcome, delay: int) -> None:
         self._inflight.settle(lease, outcome, delay)
         successors = self._buffer.task_done(lease, succeeded=outcome is Outcome.ACK)
         if successors:
-            self._release_successors(successors)
+            self._release_successors(successors, lease, outcome)
 
-    def _release_successors(self, successors: list[Lease]) -> None:
-        """FIFO: a group's later messages wait for the failed one to be retried first."""
+    def _release_successors(self, successors: list[Lease], head: Lease, outcome: Outcome) -> None:
+        """FIFO: a group's later messages go back behind the one that did not succeed."""
         for lease in successors:
             self._inflight.settle(lease, Outcome.RELEASE)
         logger.info(
-            "[%s] released %s of group %s so that it is retried in order",
+            "[%s] released %s of group %s: %s",
             self._consumer,
             plural(len(successors), "later message"),
             successors[0].message.group_id,
+            successors_note(outcome, head.message.message_id),
         )
 
     def _log_timeout(self, lease: Lease, error: BaseException | None) -> None:
@@ -438,6 +499,16 @@ class Dispatcher:
                 self._consumer,
                 message.message_id,
                 error.reason,
+                delay,
+                extra=context,
+            )
+        elif isinstance(error, PayloadError | ConfigurationError):  # it says all: no traceback
+            logger.error(
+                "[%s] message %s failed (receive %d): %s; visible again in %d s",
+                self._consumer,
+                message.message_id,
+                message.receive_count,
+                error,
                 delay,
                 extra=context,
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-__all__ = ["ConsumerStatistics", "Counters", "LatencyHistogram"]
+__all__ = ["ConsumerStatistics", "Counters", "LatencyHistogram", "TenantStatistics"]
 
 _SMALLEST = 0.001  # 1 ms
 _GROWTH = 1.25  # each bucket 25 % wider than the last: quantiles within ~12 %
@@ -66,6 +66,26 @@ class Counters:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
 
+@dataclass(frozen=True, slots=True)
+class TenantStatistics:
+    """One tenant's messages in a consumer (or, as ``"other"``, those of every tenant not
+    among the busiest).
+
+    Attributes:
+        tenant: the MessageGroupId (``""`` for messages without one), or ``"other"``.
+        running: handlers running now.
+        waiting: messages buffered, waiting for the tenant's turn.
+        handled: handlers that ended (whatever their outcome).
+        surplus: messages made visible again because the tenant had enough waiting.
+    """
+
+    tenant: str
+    running: int
+    waiting: int
+    handled: int
+    surplus: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsumerStatistics:
     """A consumer's counters at one moment.
@@ -112,6 +132,12 @@ class ConsumerStatistics:
         paused: whether the consumer is paused (`App.pause`): no poll, no new handler.
         polling_width: long polls kept now, open or waiting for room: one on an idle
             queue, more as polls come back full.
+        tenants: with ``max_per_tenant``, the busiest tenants (`TenantStatistics`: running,
+            waiting, handled, surplus), then the others summed as ``"other"``; else empty.
+        breaker: the circuit breaker's state: ``"closed"``, ``"open"`` or ``"half-open"``.
+        breaker_trips: times the circuit breaker opened.
+        breaker_held: failures counted as the dependency's, not the message's: retried
+            after the cool-down, never dead-lettered for it.
     """
 
     name: str
@@ -145,6 +171,10 @@ class ConsumerStatistics:
     max_rate: float | None
     paused: bool
     polling_width: int
+    tenants: tuple[TenantStatistics, ...] = ()
+    breaker: str = "closed"
+    breaker_trips: int = 0
+    breaker_held: int = 0
 
     @classmethod
     def capture(
@@ -158,6 +188,10 @@ class ConsumerStatistics:
         max_rate: float | None,
         paused: bool,
         polling_width: int,
+        tenants: tuple[TenantStatistics, ...] = (),
+        breaker: str = "closed",
+        breaker_trips: int = 0,
+        breaker_held: int = 0,
     ) -> ConsumerStatistics:
         """A snapshot of `counters`, with `buffered` messages waiting for a handler and the
         consumer's flow control as it is now."""
@@ -177,5 +211,9 @@ class ConsumerStatistics:
             max_rate=max_rate,
             paused=paused,
             polling_width=polling_width,
+            tenants=tenants,
+            breaker=breaker,
+            breaker_trips=breaker_trips,
+            breaker_held=breaker_held,
             **values,
         )

@@ -9,7 +9,8 @@
 - ``/healthz``: liveness. 503 when a consumer with room to poll has not completed a
   ReceiveMessage for over twice its wait time: a silently stalled worker.
 - ``/readyz``: readiness. 200 once every queue was found and the consumers run; 503 while
-  starting and from the moment a shutdown begins.
+  starting, while a consumer's circuit breaker is open, and from the moment a shutdown
+  begins.
 
 It binds 127.0.0.1 unless told otherwise: metrics are no business of the network at large.
 """
@@ -45,7 +46,7 @@ _GAUGES = {
     "polling_width",
     "abandoned_threads",
 }
-_SKIPPED = {"name", "queue", "latency_p50", "latency_p90", "latency_p99"}
+_SKIPPED = {"name", "queue", "latency_p50", "latency_p90", "latency_p99", "tenants", "breaker"}
 _HELP = {
     "in_flight": "messages received and not yet finished, buffered ones included",
     "buffered": "messages waiting for a free handler",
@@ -58,13 +59,28 @@ _HELP = {
     "max_rate": "most handler starts per second (absent without a limit)",
     "paused": "1 while the consumer is paused, else 0",
     "polling_width": "long polls kept now, open or waiting for room",
+    "breaker_trips": "times the circuit breaker opened",
+    "breaker_held": "failures counted as the dependency's: retried, never dead-lettered for it",
 }
+#: Per tenant (the busiest, then "other"): (metric, kind, help, TenantStatistics field).
+_TENANT_METRICS = (
+    ("aiosqsworker_tenant_running", "gauge", "handlers running now, per tenant", "running"),
+    ("aiosqsworker_tenant_waiting", "gauge", "buffered messages waiting, per tenant", "waiting"),
+    ("aiosqsworker_tenant_handled_total", "counter", "handlers that ended, per tenant", "handled"),
+    (
+        "aiosqsworker_tenant_surplus_total",
+        "counter",
+        "messages made visible again beyond what a tenant keeps waiting",
+        "surplus",
+    ),
+)
+_BREAKER_STATES = ("closed", "open", "half-open")
 
 
 def _metric_name(field: str) -> str:
     if field in _GAUGES:
         return f"aiosqsworker_{field}"
-    if field in {"polls", "poll_errors"}:
+    if field in {"polls", "poll_errors"} or field.startswith("breaker_"):
         return f"aiosqsworker_{field}_total"
     if field.startswith(("leases_", "lease_", "loop_")):
         return f"aiosqsworker_{field}_total"
@@ -104,6 +120,29 @@ def metric_families(
         "handler duration quantiles (upper bounds of 25 % wide buckets)",
         quantiles,
     )
+    yield (
+        "aiosqsworker_breaker_state",
+        "gauge",
+        "1 for the circuit breaker's state (closed, open, half-open), else 0",
+        [
+            (
+                {"consumer": stats.name, "queue": stats.queue, "state": state},
+                float(stats.breaker == state),
+            )
+            for stats in statistics.values()
+            for state in _BREAKER_STATES
+        ],
+    )
+    for name, kind, help_text, column in _TENANT_METRICS:
+        samples = [
+            (
+                {"consumer": stats.name, "queue": stats.queue, "tenant": tenant.tenant},
+                float(getattr(tenant, column)),
+            )
+            for stats in statistics.values()
+            for tenant in stats.tenants
+        ]
+        yield name, kind, help_text, samples
 
 
 def _collector(app: AppProbe) -> Any:

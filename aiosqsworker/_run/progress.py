@@ -26,7 +26,7 @@ def format_progress(
     backlog: dict[str, int],
 ) -> str:
     """One line: for each consumer, messages/s over `elapsed`, in flight, failures, backlog,
-    and its flow control: paused, the rate limit, the polls kept."""
+    and its flow control: paused, the circuit breaker, the rate limit, the polls kept."""
     parts = []
     for name, stats in current.items():
         before = previous.get(name)
@@ -42,6 +42,8 @@ def format_progress(
             part += f", backlog {backlog[name]}"
         if stats.paused:
             part += ", paused"
+        if stats.breaker != "closed":
+            part += f", circuit breaker {stats.breaker}"
         if stats.max_rate is not None:
             part += f", at most {stats.max_rate:g}/s"
         part += f", {stats.polling_width} poll{'s' if stats.polling_width != 1 else ''}"

@@ -38,12 +38,9 @@ class BlockingVisibilityCalls:
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port
-        # Signed exactly as sent: the Host header below is this very string.
-        self._netloc = parts.netloc
         self._path = parts.path.rstrip("/") + "/"
-        self._signer = RequestSigner(
-            host=self._netloc, path=self._path, region=endpoint.region, service="sqs"
-        )
+        # Signed exactly as sent: the signer's headers carry the Host header it signed.
+        self._signer = RequestSigner.for_url(endpoint.url, region=endpoint.region, service="sqs")
         self._connection: http.client.HTTPConnection | None = None
 
     def change_visibility_batch(
@@ -71,7 +68,6 @@ class BlockingVisibilityCalls:
             credentials,
             at=time.time(),
         )
-        headers["Host"] = self._netloc
         try:
             connection = self._connect(timeout)
             connection.request("POST", self._path, body=body, headers=headers)
@@ -94,7 +90,7 @@ class BlockingVisibilityCalls:
                 f"{OPERATION}: SQS answered 200 with a body that is not JSON", operation=OPERATION
             )
         headers_in = {name.lower(): value for name, value in response.getheaders()}
-        code, detail = _error_code(response.status, headers_in, payload)
+        code, detail = _error_code(response.status, headers_in, payload, raw)
         raise sqs_error(
             code,
             response.status,

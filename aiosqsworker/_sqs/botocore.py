@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from .._errors import (
@@ -16,6 +16,7 @@ from .._errors import (
     TransientSQSError,
 )
 from .base import BatchResult, SendBatchResult
+from .credentials import CredentialSource
 from .errors import Endpoint, map_sqs_errors
 from .sigv4 import FrozenCredentials
 
@@ -49,9 +50,12 @@ class AioBotocoreSQSClient:
     #: SQS hands messages to a long poll whose client has gone away.
     cancelled_polls_take_messages = True
 
-    def __init__(self, client: Any, endpoint: Endpoint, credentials: Any = None) -> None:
-        """`credentials`: the session's credentials object, the one `client` signs with
-        (`signing_credentials` freezes it for requests signed elsewhere)."""
+    def __init__(
+        self, client: Any, endpoint: Endpoint, credentials: CredentialSource | None = None
+    ) -> None:
+        """`credentials`: the source of the credentials `client` signs with; when given, each
+        call gets them (refreshed if due) from there first, so that a credentials outage is
+        one shared, bounded error (see `credentials`) rather than one inside botocore."""
         self._client = client
         self._endpoint = endpoint
         self._credentials = credentials
@@ -69,23 +73,24 @@ class AioBotocoreSQSClient:
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
                 "AWS_PROFILE, or run with an IAM role"
             )
-        frozen = self._credentials.get_frozen_credentials()
-        if hasattr(frozen, "__await__"):  # aiobotocore's refreshable credentials
-            frozen = await frozen
-        return FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+        return await self._credentials.frozen()
 
-    def _errors(self, operation: str, queue: str | None) -> contextlib.AbstractContextManager[None]:
-        return map_sqs_errors(operation, self._endpoint, queue)
+    @contextlib.asynccontextmanager
+    async def _errors(self, operation: str, queue: str | None) -> AsyncIterator[None]:
+        if self._credentials is not None:
+            await self._credentials.frozen(operation)
+        with map_sqs_errors(operation, self._endpoint, queue):
+            yield
 
     async def resolve_queue_url(self, queue: str) -> str:
         if queue.startswith(("https://", "http://")):
             return queue
-        with self._errors("GetQueueUrl", queue):
+        async with self._errors("GetQueueUrl", queue):
             response = await self._client.get_queue_url(QueueName=queue)
         return str(response["QueueUrl"])
 
     async def get_queue_attributes(self, queue_url: str) -> dict[str, str]:
-        with self._errors("GetQueueAttributes", queue_url):
+        async with self._errors("GetQueueAttributes", queue_url):
             response = await self._client.get_queue_attributes(
                 QueueUrl=queue_url, AttributeNames=["All"]
             )
@@ -94,7 +99,7 @@ class AioBotocoreSQSClient:
     async def receive_messages(
         self, queue_url: str, *, max_messages: int, wait_time: int, visibility_timeout: int
     ) -> list[dict[str, Any]]:
-        with self._errors("ReceiveMessage", queue_url):
+        async with self._errors("ReceiveMessage", queue_url):
             response = await self._client.receive_message(
                 QueueUrl=queue_url,
                 MaxNumberOfMessages=max_messages,
@@ -108,7 +113,7 @@ class AioBotocoreSQSClient:
     async def delete_message_batch(
         self, queue_url: str, entries: Sequence[tuple[str, str]]
     ) -> BatchResult:
-        with self._errors("DeleteMessageBatch", queue_url):
+        async with self._errors("DeleteMessageBatch", queue_url):
             response = await self._client.delete_message_batch(
                 QueueUrl=queue_url,
                 Entries=[{"Id": id_, "ReceiptHandle": handle} for id_, handle in entries],
@@ -118,7 +123,7 @@ class AioBotocoreSQSClient:
     async def change_visibility_batch(
         self, queue_url: str, entries: Sequence[tuple[str, str, int]]
     ) -> BatchResult:
-        with self._errors("ChangeMessageVisibilityBatch", queue_url):
+        async with self._errors("ChangeMessageVisibilityBatch", queue_url):
             response = await self._client.change_message_visibility_batch(
                 QueueUrl=queue_url,
                 Entries=[
@@ -133,7 +138,7 @@ class AioBotocoreSQSClient:
         if len(parts) != 6 or parts[:3] != ["arn", parts[1], "sqs"]:
             raise SQSError(f"{arn!r} is not an SQS queue ARN", operation="GetQueueUrl")
         account, name = parts[4], parts[5]
-        with self._errors("GetQueueUrl", name):
+        async with self._errors("GetQueueUrl", name):
             response = await self._client.get_queue_url(
                 QueueName=name, QueueOwnerAWSAccountId=account
             )
@@ -144,7 +149,7 @@ class AioBotocoreSQSClient:
         urls: list[str] = []
         request: dict[str, Any] = {"QueueUrl": queue_url, "MaxResults": 1000}
         while True:
-            with self._errors("ListDeadLetterSourceQueues", queue_url):
+            async with self._errors("ListDeadLetterSourceQueues", queue_url):
                 response = await self._client.list_dead_letter_source_queues(**request)
             urls.extend(str(url) for url in response.get("queueUrls", ()))
             token = response.get("NextToken")
@@ -155,21 +160,21 @@ class AioBotocoreSQSClient:
     async def send_message_batch(
         self, queue_url: str, entries: Sequence[Mapping[str, Any]]
     ) -> SendBatchResult:
-        with self._errors("SendMessageBatch", queue_url):
+        async with self._errors("SendMessageBatch", queue_url):
             response = await self._client.send_message_batch(
                 QueueUrl=queue_url, Entries=[dict(entry) for entry in entries]
             )
         return SendBatchResult.from_response(response)
 
     async def create_queue(self, name: str, attributes: Mapping[str, str]) -> str:
-        with self._errors("CreateQueue", name):
+        async with self._errors("CreateQueue", name):
             response = await self._client.create_queue(QueueName=name, Attributes=dict(attributes))
         return str(response["QueueUrl"])
 
     async def purge_queue(self, queue_url: str) -> None:
-        with self._errors("PurgeQueue", queue_url):
+        async with self._errors("PurgeQueue", queue_url):
             await self._client.purge_queue(QueueUrl=queue_url)
 
     async def delete_queue(self, queue_url: str) -> None:
-        with self._errors("DeleteQueue", queue_url):
+        async with self._errors("DeleteQueue", queue_url):
             await self._client.delete_queue(QueueUrl=queue_url)

@@ -1,7 +1,8 @@
 """SQS's errors in the framework's own tree: one classification, one mapping for both clients.
 
 `classify_error_code` is the pure decision (an AWS error code or HTTP status to an error
-class); `sqs_error` words it for a person; `map_sqs_errors` turns botocore's and aiohttp's
+class: a 401 or 403 without one of SQS's codes, from a proxy, is a refusal as well);
+`sqs_error` words it for a person; `map_sqs_errors` turns botocore's and aiohttp's
 exceptions into those errors at the boundary, as httpcore's `map_exceptions` does.
 """
 
@@ -10,11 +11,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    CredentialRetrievalError,
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
@@ -26,13 +29,14 @@ from botocore.exceptions import (
 from .._errors import (
     AccessDeniedError,
     CredentialsError,
+    CredentialsUnavailableError,
     QueueNotFoundError,
     ReceiptHandleInvalidError,
     SQSError,
     TransientSQSError,
 )
 
-__all__ = ["Endpoint", "classify_error_code", "map_sqs_errors", "sqs_error"]
+__all__ = ["Endpoint", "classify_error_code", "map_sqs_errors", "sqs_error", "unreachable_hint"]
 
 _QUEUE_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 _CREDENTIALS_REFUSED = {
@@ -87,9 +91,20 @@ def classify_error_code(code: str | None, status: int | None = None) -> type[SQS
         return ReceiptHandleInvalidError
     if code in _TRANSIENT or code in _CREDENTIALS_EXPIRED:
         return TransientSQSError
+    # A refusal without one of SQS's codes (a proxy's HTML page): no retry changes it.
+    if status == 401:
+        return CredentialsError
+    if status == 403:
+        return AccessDeniedError
     if status is not None and (status >= 500 or status == 429):
         return TransientSQSError
     return SQSError
+
+
+def not_from_sqs(code: str | None, status: int | None) -> bool:
+    """Whether an error answer carries none of SQS's codes: the code is only the HTTP status
+    (``HTTP403`` from the fast path, ``403`` from botocore's parser) or missing."""
+    return not code or code in (f"HTTP{status}", str(status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +127,14 @@ def sqs_error(
     """The framework's error for an error response of SQS, worded for a person."""
     where = f"region {endpoint.region}, endpoint {endpoint.url}"
     kind = classify_error_code(code, status)
-    if kind is QueueNotFoundError:
+    if kind in (CredentialsError, AccessDeniedError) and not_from_sqs(code, status):
+        message = (
+            f"{operation} was refused with HTTP {status} at {where} in an answer that is not "
+            f"SQS's ({detail or 'no body'}): a proxy or gateway in between, or an endpoint "
+            "that is not SQS, refused it. Check the endpoint (AWS_ENDPOINT_URL_SQS, "
+            "endpoint_url), any proxy in between, and the credentials"
+        )
+    elif kind is QueueNotFoundError:
         message = (
             f"queue {queue!r} does not exist in {where}. Check the queue's name and the "
             "region (AWS_REGION) and endpoint (AWS_ENDPOINT_URL_SQS) in use"
@@ -132,6 +154,19 @@ def sqs_error(
     return kind(message, code=code, operation=operation)
 
 
+def unreachable_hint(url: str) -> str:
+    """What to check when `url` could not be reached: a local server that is not running, a
+    custom endpoint that is wrong; nothing for AWS's own (the network is the suspect)."""
+    host = urlsplit(url).hostname or ""
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return (
+            ". Is the local server running (python -m aiosqsworker local-server), and on this port?"
+        )
+    if host.endswith(".amazonaws.com"):
+        return ""
+    return ". Check the endpoint (AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL_S3, endpoint_url=)"
+
+
 @contextlib.contextmanager
 def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None) -> Iterator[None]:
     """Turn botocore's and aiohttp's exceptions into the framework's tree."""
@@ -148,6 +183,12 @@ def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None)
             endpoint=endpoint,
             queue=queue,
         ) from exc
+    except CredentialRetrievalError as exc:
+        # A refresh botocore made inside the call (the shared `CredentialSource` refreshes
+        # first, so this is rare): nothing was sent.
+        raise CredentialsUnavailableError(
+            f"{operation}: could not fetch AWS credentials: {exc}", operation=operation
+        ) from exc
     except (NoCredentialsError, PartialCredentialsError) as exc:
         raise CredentialsError(
             f"no usable AWS credentials found for {where} ({exc}). Set AWS_ACCESS_KEY_ID and "
@@ -162,7 +203,8 @@ def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None)
         ConnectionError,
     ) as exc:
         raise TransientSQSError(
-            f"{operation} could not reach SQS at {where}: {exc}", operation=operation
+            f"{operation} could not reach SQS at {where}: {exc}{unreachable_hint(endpoint.url)}",
+            operation=operation,
         ) from exc
     except BotoCoreError as exc:
         raise SQSError(f"{operation} failed at {where}: {exc}", operation=operation) from exc

@@ -7,8 +7,9 @@ region and endpoint resolution, every control-plane call) and serves ReceiveMess
 DeleteMessageBatch, ChangeMessageVisibilityBatch and SendMessage(Batch) itself:
 
 - one keep-alive aiohttp session, its read timeout longer than the long poll;
-- SigV4 with a signing key cached per day (`sigv4.py`), credentials from botocore's chain,
-  frozen per request so that refreshed ones are picked up;
+- SigV4 with a signing key cached per day (`sigv4.py`), over the Host header it sends;
+  credentials from botocore's chain through `CredentialSource` (shared with aiobotocore), frozen
+  per request so that refreshed ones are picked up, a credentials outage a transient error;
 - compact JSON encoding and decoding (orjson when installed);
 - MD5 of every received body verified, as the SDKs for other languages do: a message whose
   body does not match is not handed to a handler (it comes back after its visibility timeout);
@@ -28,16 +29,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import anyio
 
 from .._backoff import backoff
-from .._errors import CredentialsError, TransientSQSError
+from .._errors import CredentialsUnavailableError, TransientSQSError
 from .base import BatchResult, SendBatchResult
 from .botocore import AioBotocoreSQSClient
 from .checksums import md5_of_body
+from .credentials import CredentialSource
 from .errors import Endpoint, sqs_error
 from .sigv4 import FrozenCredentials, RequestSigner
 
@@ -111,13 +112,23 @@ def _encode_binary(entry: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _error_code(status: int, headers: Mapping[str, str], payload: Any) -> tuple[str, str]:
-    """(code, message) of an error response, as botocore's JSON parser would find them."""
+def _error_code(
+    status: int, headers: Mapping[str, str], payload: Any, raw: bytes = b""
+) -> tuple[str, str]:
+    """(code, message) of an error response, as botocore's JSON parser would find them.
+
+    An answer that is not SQS's JSON (an HTML or XML page from a proxy or a gateway) has no
+    code: ``HTTP<status>``, with the start of its body as the message.
+    """
     message = ""
     code = ""
     if isinstance(payload, dict):
         message = str(payload.get("message") or payload.get("Message") or "")
         code = str(payload.get("__type") or payload.get("code") or "").rpartition("#")[2]
+    elif raw:
+        kind = headers.get("Content-Type") or "no Content-Type"
+        start = " ".join(raw[:120].decode(errors="replace").split())
+        message = f"a {kind} body: {start!r}"
     query_code = headers.get("x-amzn-query-error")
     if query_code:  # SQS's JSON protocol carries the classic code here
         code = query_code.partition(";")[0]
@@ -133,20 +144,16 @@ class FastSQSClient:
     def __init__(
         self,
         fallback: AioBotocoreSQSClient,
-        credentials: Any,
+        credentials: CredentialSource,
         session: aiohttp.ClientSession,
     ) -> None:
-        """`credentials`: the session's credentials object (`AioSession.get_credentials()`),
-        the one botocore's own client signs with; refreshable ones refresh themselves."""
+        """`credentials`: the source `fallback` refreshes too (one outage, one limit)."""
         self._fallback = fallback
-        self._credentials_source = credentials
+        self._credentials = credentials
         self._session = session
-        parts = urlsplit(fallback.endpoint.url)
         self._url = fallback.endpoint.url.rstrip("/") + "/"
         self._region = fallback.endpoint.region
-        self._signer = RequestSigner(
-            host=parts.netloc, path=parts.path.rstrip("/") + "/", region=self._region, service="sqs"
-        )
+        self._signer = RequestSigner.for_url(self._url, region=self._region, service="sqs")
         self._user_agent = f"aiosqsworker aiohttp/{aiohttp.__version__}"
 
     @property
@@ -225,25 +232,15 @@ class FastSQSClient:
 
     async def signing_credentials(self) -> FrozenCredentials:
         """The credentials the hot calls are signed with now."""
-        return await self._credentials()
-
-    async def _credentials(self) -> FrozenCredentials:
-        credentials = self._credentials_source
-        if credentials is None:
-            raise CredentialsError(
-                "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "choose a profile with AWS_PROFILE, or run with an IAM role"
-            )
-        frozen = credentials.get_frozen_credentials()
-        if hasattr(frozen, "__await__"):
-            frozen = await frozen
-        return FrozenCredentials(frozen.access_key, frozen.secret_key, frozen.token)
+        return await self._credentials.frozen()
 
     async def _call(self, action: str, request: dict[str, Any], queue: str) -> dict[str, Any]:
         body = _dumps(request)
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 return await self._send_once(action, body, queue)
+            except CredentialsUnavailableError:
+                raise  # nothing was sent; the caller's own back-off paces the next fetch
             except TransientSQSError:
                 if attempt == MAX_ATTEMPTS:
                     raise
@@ -252,7 +249,8 @@ class FastSQSClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, action: str, body: bytes, queue: str) -> dict[str, Any]:
-        headers = self._signer.sign(_action_headers(action), body, await self._credentials())
+        credentials = await self._credentials.frozen(action)
+        headers = self._signer.sign(_action_headers(action), body, credentials)
         headers["User-Agent"] = self._user_agent
         try:
             # aiohttp warns about (and blocks the loop on) raw bytes over 1 MiB: a message near
@@ -279,5 +277,5 @@ class FastSQSClient:
                 "cut short?)",
                 operation=action,
             )
-        code, detail = _error_code(status, response_headers, payload)
+        code, detail = _error_code(status, response_headers, payload, raw)
         raise sqs_error(code, status, detail, operation=action, endpoint=self.endpoint, queue=queue)

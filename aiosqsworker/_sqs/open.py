@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.config import AioConfig
@@ -26,11 +27,19 @@ from .._errors import (
 )
 from .base import QueueAdmin, SQSClient
 from .botocore import AioBotocoreSQSClient
+from .credentials import CredentialSource
 from .errors import Endpoint
 from .fast import FastSQSClient
 from .payloads import PayloadStore
 
-__all__ = ["ENDPOINT_VARIABLES", "open_payload_store", "open_queue_admin", "open_sqs_client"]
+__all__ = [
+    "ENDPOINT_VARIABLES",
+    "open_payload_store",
+    "open_queue_admin",
+    "open_s3_client",
+    "open_sqs_client",
+    "s3_endpoint_problem",
+]
 
 #: Where botocore finds an endpoint when none is given, in its order (the config file after).
 ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
@@ -77,9 +86,9 @@ async def _open_base_client(
     *,
     max_connections: int,
     longest_wait: int,
-) -> tuple[AioBotocoreSQSClient, Any]:
-    """The aiobotocore client's wrapper (the client closed by `stack`) and the session's
-    credentials, failing early on a missing region or credentials."""
+) -> tuple[AioBotocoreSQSClient, CredentialSource]:
+    """The aiobotocore client's wrapper (the client closed by `stack`) and the source of the
+    session's credentials it shares, failing early on a missing region or credentials."""
     try:
         session = _session(config)
         region = _resolve_region(session, config)
@@ -120,7 +129,9 @@ async def _open_base_client(
             "Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile with "
             "AWS_PROFILE, or run with an IAM role"
         )
-    return AioBotocoreSQSClient(client, endpoint, credentials), credentials
+    source = CredentialSource(credentials, outage_limit=config.credentials_outage_limit)
+    stack.callback(source.close)
+    return AioBotocoreSQSClient(client, endpoint, source), source
 
 
 async def open_sqs_client(
@@ -167,23 +178,57 @@ def open_payload_store(
     Nothing is loaded or checked here: the SQS client, opened first, has checked the region
     and the credentials of the same session (credential chain, profile, region).
     """
-    session = _session(config)
 
     async def open_client() -> object:
-        client_config = AioConfig(
-            connect_timeout=10,
-            read_timeout=60,
-            max_pool_connections=max_connections,
-            retries={"mode": "standard", "total_max_attempts": 3},
-            user_agent_extra="aiosqsworker",
-        )
-        return await stack.enter_async_context(
-            session.create_client(
-                "s3",
-                region_name=_resolve_region(session, config),
-                endpoint_url=config.s3_endpoint_url,
-                config=client_config,
-            )
-        )
+        return await open_s3_client(stack, config, max_connections=max_connections)
 
     return PayloadStore(open_client)
+
+
+async def open_s3_client(stack: AsyncExitStack, config: AppConfig, *, max_connections: int) -> Any:
+    """An aiobotocore S3 client (closed by `stack`) at `config.s3_endpoint_url`, else where
+    botocore finds one (``AWS_ENDPOINT_URL_S3``, ...)."""
+    session = _session(config)
+    client_config = AioConfig(
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max_connections,
+        retries={"mode": "standard", "total_max_attempts": 3},
+        user_agent_extra="aiosqsworker",
+    )
+    client = await stack.enter_async_context(
+        session.create_client(
+            "s3",
+            region_name=_resolve_region(session, config),
+            endpoint_url=config.s3_endpoint_url,
+            config=client_config,
+        )
+    )
+    problem = s3_endpoint_problem(_sqs_endpoint(config), str(client.meta.endpoint_url))
+    if problem:
+        raise ConfigurationError(problem)
+    return client
+
+
+def _sqs_endpoint(config: AppConfig) -> str | None:
+    """The SQS endpoint given (the App's, else the environment's), or None for AWS's."""
+    if config.endpoint_url:
+        return config.endpoint_url
+    return next((os.environ[name] for name in ENDPOINT_VARIABLES if os.environ.get(name)), None)
+
+
+def s3_endpoint_problem(sqs_endpoint: str | None, s3_endpoint: str) -> str | None:
+    """Why S3 calls would go astray: to AWS's S3 while SQS is a server of one's own (a local
+    server's export line without AWS_ENDPOINT_URL_S3). Every payload call would fail on and on
+    (or, with AWS credentials, touch a real bucket), so it is one error, at once."""
+    if sqs_endpoint is None:
+        return None
+    sqs_host = urlsplit(sqs_endpoint).hostname or ""
+    s3_host = urlsplit(s3_endpoint).hostname or ""
+    if sqs_host.endswith(".amazonaws.com") or not s3_host.endswith(".amazonaws.com"):
+        return None
+    return (
+        f"SQS is at {sqs_endpoint} but S3 at AWS's {s3_endpoint}: set AWS_ENDPOINT_URL_S3 "
+        f"(or s3_endpoint_url=) to your S3 server; local-server serves S3 on its SQS port "
+        f"(AWS_ENDPOINT_URL_S3={sqs_endpoint})"
+    )

@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .._errors import MessageDecodeError, PayloadError, PayloadNotFoundError
 from .._message import Message
+from .errors import unreachable_hint
 
 __all__ = [
     "LEGACY_POINTER_CLASS",
@@ -172,7 +173,7 @@ def map_s3_errors(operation: str, endpoint: str, pointer: S3Pointer) -> Iterator
         ) from exc
     except (BotoCoreError, aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
         raise PayloadError(
-            f"{operation} of payload {where} could not reach S3: {exc}",
+            f"{operation} of payload {where} could not reach S3: {exc}{unreachable_hint(endpoint)}",
             bucket=pointer.bucket,
             key=pointer.key,
         ) from exc

@@ -6,6 +6,10 @@ and region), the timestamp (formatted once per second), and the canonical form o
 headers (the same few per action). What is left per request is two SHA-256 digests and one
 HMAC. tests/test_fast_path.py checks the signatures against botocore's own `SigV4Auth` for
 the same request and second.
+
+The Host header is signed and sent as one value (`host_header`, botocore's rule: lower case,
+no default port): a URL written ``http://host:80`` is sent by aiohttp as ``Host: host``, and a
+signature over ``host:80`` would not match.
 """
 
 from __future__ import annotations
@@ -16,12 +20,28 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from urllib.parse import urlsplit
 
-__all__ = ["FrozenCredentials", "RequestSigner"]
+__all__ = ["FrozenCredentials", "RequestSigner", "host_header"]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 _DATE_HEADER = "x-amz-date"
 _TOKEN_HEADER = "x-amz-security-token"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def host_header(url: str) -> str:
+    """The Host header of requests to `url`: its host in lower case, IPv6 in brackets, the
+    port only when it is not the scheme's default (as botocore signs it)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +97,12 @@ class RequestSigner:
         self._second = -1
         self._amz_date = ""
 
+    @classmethod
+    def for_url(cls, url: str, *, region: str, service: str) -> RequestSigner:
+        """A signer for POSTs to `url` (the endpoint, with its path)."""
+        path = urlsplit(url).path.rstrip("/") + "/"
+        return cls(host=host_header(url), path=path, region=region, service=service)
+
     def sign(
         self,
         headers: Mapping[str, str],
@@ -85,10 +111,11 @@ class RequestSigner:
         *,
         at: float | None = None,
     ) -> dict[str, str]:
-        """The headers to send: `headers` plus X-Amz-Date, the token if any, Authorization.
+        """The headers to send: `headers` plus Host, X-Amz-Date, the token if any, and
+        Authorization.
 
-        Every header given is signed, with ``host``. `at` is the signing time in seconds
-        since the epoch (now by default).
+        Every header given is signed, with ``host``, which is sent as signed. `at` is the
+        signing time in seconds since the epoch (now by default).
         """
         second = int(time.time() if at is None else at)
         if second != self._second:
@@ -111,6 +138,7 @@ class RequestSigner:
         signer.update(string_to_sign.encode())
         signature = signer.hexdigest()
         result = dict(headers)
+        result["Host"] = self._host
         result["X-Amz-Date"] = amz_date
         if credentials.token:
             result["X-Amz-Security-Token"] = credentials.token

@@ -1,5 +1,14 @@
 """Helpers for testing code built on aiosqsworker.
 
+Your service's own App, its consumers unchanged, runs against SQS in memory with
+`in_memory`; `settled()` waits until everything sent has been handled:
+
+```python
+async with in_memory(app) as test:
+    await app.send("orders", {"id": 1})
+    await test.settled()
+```
+
 Without any server, `call_consumer` runs a consumer on a fabricated message (`make_message`)
 and says what the framework would do with it: acknowledge it, retry it after which delay,
 dead-letter it or release it:
@@ -48,6 +57,7 @@ from .._registry import ConsumerSpec, default_registry
 from .._run.burst import wait_until_empty
 from .clock import Clock, ManualClock, RealClock
 from .faultproxy import Answer, FaultProxy, ProxiedRequest
+from .harness import InMemoryApp, in_memory
 from .memory import MemorySQS, QueueCounts, QueuedMessage
 from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 
@@ -57,6 +67,7 @@ __all__ = [
     "Clock",
     "FaultProxy",
     "HandlerOutcome",
+    "InMemoryApp",
     "LocalSQSServer",
     "ManualClock",
     "MemorySQS",
@@ -66,6 +77,7 @@ __all__ = [
     "RealClock",
     "call_consumer",
     "free_port",
+    "in_memory",
     "make_message",
     "run_until_empty",
 ]

@@ -5,10 +5,15 @@ Pure decisions and small parts, called directly: no server here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
+
+from aiosqsworker import MessageDecodeError
+from aiosqsworker._bodies import build_invoker
 from aiosqsworker._consumer.deadletter import (
     FAILURE_ATTRIBUTE,
     dead_letter_attributes,
@@ -134,3 +139,24 @@ def test_dead_letter_attributes_stay_within_sqss_ten() -> None:
     assert len(attributes) == 10
     assert FAILURE_ATTRIBUTE in attributes
     assert [name for name in attributes if name != FAILURE_ATTRIBUTE] == [f"a{n}" for n in range(9)]
+
+
+@dataclasses.dataclass
+class Invoice:
+    number: int
+
+
+async def take_invoice(invoice: Invoice) -> None:
+    raise AssertionError("never called: the body does not decode")
+
+
+async def test_a_decode_failure_record_points_at_the_handler_not_the_decoder() -> None:
+    """Catches a `where` taken from the innermost frame of the traceback: for a body that is
+    not JSON it named the framework's own decoding code, where nothing is to fix."""
+    invoke = build_invoker(take_invoice, None)
+    with pytest.raises(MessageDecodeError) as raised:
+        await invoke(message("not json"))
+    record = failure_record(message("not json"), raised.value, consumer="c", reason="r")
+    line = take_invoice.__code__.co_firstlineno
+    assert record["where"] == f"{__file__}:{line} in take_invoice"
+    assert record["exception"] == "aiosqsworker.MessageDecodeError"

@@ -7,7 +7,8 @@
 - ``dlq inspect QUEUE`` peeks at dead-lettered messages and the failure record the framework
   attached (``aiosqsworker.failure``) without consuming them (`.dlq`);
 - ``dlq redrive QUEUE`` moves dead letters back to their source queue (`.redrive`);
-- ``queue create|purge|delete NAME`` makes and removes queues (`.queue`).
+- ``queue create|purge|delete NAME`` makes and removes queues (`.queue`);
+- ``bucket create NAME`` makes the S3 bucket of large messages (`.bucket`).
 
 `.parsers` holds their command line; `._common` what they share. Parsing, checking and
 formatting are pure functions, exported here, that tests call directly; the commands do the
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 from ._common import Progress, batch_waves, format_rate, queue_name_of
+from .bucket import bucket_name_problem, run_bucket
 from .dlq import DeadLetterRoute, failure_of, format_peeked, run_dlq_inspect
 from .lines import LineReader, LineSplitter, decode_line
 from .parsers import add_admin_parsers
@@ -47,6 +49,7 @@ __all__ = [
     "attribute_conflicts",
     "batch_waves",
     "body_problem",
+    "bucket_name_problem",
     "collect_attributes",
     "decode_line",
     "failure_of",
@@ -73,6 +76,8 @@ def run_command(args: argparse.Namespace) -> int:
         return run_stats(args)
     if args.command == "queue":
         return run_queue(args)
+    if args.command == "bucket":
+        return run_bucket(args)
     if args.dlq_command == "inspect":
         return run_dlq_inspect(args)
     return run_dlq_redrive(args)

@@ -10,25 +10,32 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from ..._config import MAX_VISIBILITY
 from ..._errors import ConfigurationError
 from ..._producer import MAX_DELAY
-from .queue import DEFAULT_MAX_RECEIVE_COUNT, MAX_RECEIVE_COUNT
+from ..._sqs.base import MAX_MESSAGE_BYTES
+from .queue import (
+    DEFAULT_MAX_RECEIVE_COUNT,
+    MAX_RECEIVE_COUNT,
+    MAX_RETENTION,
+    MIN_MESSAGE_SIZE,
+    MIN_RETENTION,
+)
 from .send import parse_attribute
 
 __all__ = ["add_admin_parsers"]
 
 SEND_EPILOG = """\
 input:
-  Each BODY argument is one message, sent as it is (QUEUE and the BODY arguments go
-  together, options before or after them). With --file PATH (--file - or a
-  lone - reads stdin) each line is one message: its text without the line ending, so
-  JSON lines stay JSON text. Empty lines are skipped; lines must be UTF-8. A line the
-  queue cannot take (over its MaximumMessageSize, a character SQS refuses) is an error
-  that names it: a file is checked whole before anything is sent; from stdin, lines are
-  sent as they come and sending stops at the bad line.
+  Each BODY argument is one message, sent as it is; options go anywhere among QUEUE and
+  the BODY arguments. With --file PATH (--file - or a lone - reads stdin) each line is one
+  message: its text without the line ending, so JSON lines stay JSON text. Empty lines
+  are skipped; lines must be UTF-8. A line the queue cannot take (over its
+  MaximumMessageSize, a character SQS refuses) is an error that names it: a file is
+  checked whole before anything is sent; from stdin, lines are sent as they come and
+  sending stops at the bad line.
 
 sending:
   SendMessageBatch calls of ten, up to 100 messages in flight; on a FIFO queue one batch
@@ -121,8 +128,9 @@ create:
   Creates NAME (a FIFO queue with --fifo or a name ending in .fifo). With
   --dead-letter-queue DLQ, DLQ is created too when it does not exist (a FIFO queue's must
   be FIFO), and NAME gets a RedrivePolicy: after --max-receive-count receives (default 5)
-  a message goes there. A queue that exists with the settings asked for is left as it is
-  (exit 0); one that exists with other settings is an error naming them.
+  a message goes there. --visibility-timeout, --max-message-size, --retention and --delay
+  set those attributes of NAME. A queue that exists with the settings asked for is left as
+  it is (exit 0); one that exists with other settings is an error naming them.
 
 purge, delete:
   purge deletes every message of NAME; delete deletes the queue (its dead-letter queue is
@@ -136,8 +144,23 @@ exit codes:
 examples:
   python -m aiosqsworker queue create orders --dead-letter-queue orders-dlq --max-receive-count 5
   python -m aiosqsworker queue create orders.fifo --content-based-deduplication
+  python -m aiosqsworker queue create reports --max-message-size 1048576 --retention 86400
   python -m aiosqsworker queue purge orders
   python -m aiosqsworker queue delete orders --yes
+"""
+
+BUCKET_EPILOG = """\
+create:
+  Creates bucket NAME at the S3 endpoint: --endpoint-url, else AWS_ENDPOINT_URL_S3, else
+  AWS_ENDPOINT_URL, else AWS's own (local-server serves S3 and prints AWS_ENDPOINT_URL_S3).
+  Outside us-east-1 the bucket is created in the region in use. A bucket that exists and
+  is yours is left as it is (exit 0).
+
+exit codes:
+  0 created or already yours; 1 an error (a name S3 refuses, another account's bucket).
+
+examples:
+  python -m aiosqsworker bucket create orders-payloads
 """
 
 
@@ -186,6 +209,16 @@ _receive_count = _checked_number(
     lambda value: 1 <= value <= MAX_RECEIVE_COUNT,
     f"a whole number from 1 to {MAX_RECEIVE_COUNT}",
 )
+_message_size = _checked_number(
+    int,
+    lambda value: MIN_MESSAGE_SIZE <= value <= MAX_MESSAGE_BYTES,
+    f"bytes from {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES}",
+)
+_retention = _checked_number(
+    int,
+    lambda value: MIN_RETENTION <= value <= MAX_RETENTION,
+    f"whole seconds from {MIN_RETENTION} to {MAX_RETENTION} (14 days)",
+)
 _seconds = _checked_number(
     float, lambda value: value > 0 and not math.isinf(value), "a positive number of seconds"
 )
@@ -213,16 +246,49 @@ def _dlq_action(
     return parser
 
 
+_PROG = "python -m aiosqsworker"
+_Actions: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _command_group(
+    sub: _Actions, name: str, *, help: str, description: str, epilog: str
+) -> _Actions:
+    """A command made of actions (`queue create`, ...): its parser's ACTION subcommands."""
+    group = sub.add_parser(
+        name,
+        prog=f"{_PROG} {name}",
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+
+
+def _action(
+    actions: _Actions, command: str, *, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    """One action of a command group; `command` is its whole name (``queue create``)."""
+    return actions.add_parser(
+        command.rsplit(" ", 1)[-1],
+        prog=f"{_PROG} {command}",
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
 def add_admin_parsers(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
     *,
     connection_options: Callable[[argparse.ArgumentParser], None],
     logging_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """Add `send`, `stats`, `dlq` and `queue` to the CLI's subcommands."""
+    """Add `send`, `stats`, `dlq`, `queue` and `bucket` to the CLI's subcommands."""
     raw = argparse.RawDescriptionHelpFormatter
 
-    prog = "python -m aiosqsworker"
+    prog = _PROG
     send = sub.add_parser(
         "send",
         prog=f"{prog} send",
@@ -337,24 +403,21 @@ def add_admin_parsers(
         help="print what would move; move nothing, leave everything visible",
     )
 
-    queue = sub.add_parser(
+    queue_actions = _command_group(
+        sub,
         "queue",
-        prog=f"{prog} queue",
         help="create, purge or delete a queue",
         description="Create a queue (and its dead-letter queue), delete its messages, or "
         "delete it.",
         epilog=QUEUE_EPILOG,
-        formatter_class=raw,
     )
-    queue_actions = queue.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
-    create = queue_actions.add_parser(
-        "create",
-        prog=f"{prog} queue create",
+    create = _action(
+        queue_actions,
+        "queue create",
         help="create a queue, and its dead-letter queue",
         description="Create queue NAME; with --dead-letter-queue, that queue too when it does "
         "not exist, and a RedrivePolicy to it.",
         epilog=QUEUE_EPILOG,
-        formatter_class=raw,
     )
     create.add_argument("name", metavar="NAME", help="the queue's name (FIFO: ends in .fifo)")
     create.add_argument("--fifo", action="store_true", help="a FIFO queue (NAME ends in .fifo)")
@@ -363,6 +426,26 @@ def add_admin_parsers(
         type=_argument(_visibility),
         metavar="SECONDS",
         help="the queue's VisibilityTimeout, 0 to 43200 (default: SQS's, 30)",
+    )
+    create.add_argument(
+        "--max-message-size",
+        type=_argument(_message_size),
+        metavar="BYTES",
+        help=f"the queue's MaximumMessageSize, {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES} "
+        "(default: SQS's)",
+    )
+    create.add_argument(
+        "--retention",
+        type=_argument(_retention),
+        metavar="SECONDS",
+        help=f"the queue's MessageRetentionPeriod, {MIN_RETENTION} to {MAX_RETENTION} "
+        "(default: SQS's, 4 days)",
+    )
+    create.add_argument(
+        "--delay",
+        type=_argument(_delay),
+        metavar="SECONDS",
+        help=f"the queue's DelaySeconds, 0 to {MAX_DELAY} (default: 0)",
     )
     create.add_argument(
         "--content-based-deduplication",
@@ -386,13 +469,12 @@ def add_admin_parsers(
         ("purge", "delete every message of a queue"),
         ("delete", "delete a queue (its dead-letter queue is kept)"),
     ):
-        action = queue_actions.add_parser(
-            name,
-            prog=f"{prog} queue {name}",
+        action = _action(
+            queue_actions,
+            f"queue {name}",
             help=does,
             description=f"{does[0].upper()}{does[1:]}.",
             epilog=QUEUE_EPILOG,
-            formatter_class=raw,
         )
         action.add_argument("name", metavar="NAME", help="queue name or URL")
         action.add_argument(
@@ -402,6 +484,30 @@ def add_admin_parsers(
         )
         destroyers.append(action)
 
+    bucket_actions = _command_group(
+        sub,
+        "bucket",
+        help="create the S3 bucket of large messages",
+        description="Create an S3 bucket, for large messages (payload_bucket=).",
+        epilog=BUCKET_EPILOG,
+    )
+    create_bucket = _action(
+        bucket_actions,
+        "bucket create",
+        help="create a bucket (exit 0 if it exists and is yours)",
+        description="Create bucket NAME at the S3 endpoint (--endpoint-url, else "
+        "AWS_ENDPOINT_URL_S3, else AWS's).",
+        epilog=BUCKET_EPILOG,
+    )
+    create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
+
     for parser in (send, stats, inspect, redrive, create, *destroyers):
         connection_options(parser)
         logging_options(parser)
+    # The S3 endpoint is the bucket command's own.
+    create_bucket.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
+    create_bucket.add_argument(
+        "--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)"
+    )
+    create_bucket.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+    logging_options(create_bucket)

@@ -30,6 +30,9 @@ from ._common import messages_text, queue_depth, queue_name_of, run
 
 __all__ = [
     "MAX_RECEIVE_COUNT",
+    "MAX_RETENTION",
+    "MIN_MESSAGE_SIZE",
+    "MIN_RETENTION",
     "QueuePlan",
     "attribute_conflicts",
     "is_local_endpoint",
@@ -38,6 +41,9 @@ __all__ = [
     "run_queue",
 ]
 
+#: SQS's ranges of MaximumMessageSize (bytes) and MessageRetentionPeriod (seconds).
+MIN_MESSAGE_SIZE = 1024
+MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
 #: SQS's range of a RedrivePolicy's maxReceiveCount.
 MAX_RECEIVE_COUNT = 1000
 #: The maxReceiveCount of ``--dead-letter-queue`` without ``--max-receive-count``.
@@ -77,6 +83,9 @@ def plan_queues(
     content_based_deduplication: bool = False,
     dead_letter_queue: str | None = None,
     max_receive_count: int | None = None,
+    max_message_size: int | None = None,
+    retention: int | None = None,
+    delay: int | None = None,
 ) -> QueuePlan:
     """Check `queue create`'s options and say what to create (a name ending in .fifo is a
     FIFO queue, and so must its dead-letter queue be). The command line has checked the
@@ -114,8 +123,14 @@ def plan_queues(
         attributes["FifoQueue"] = "true"
     if content_based_deduplication:
         attributes["ContentBasedDeduplication"] = "true"
-    if visibility_timeout is not None:
-        attributes["VisibilityTimeout"] = str(visibility_timeout)
+    for attribute, value in (
+        ("VisibilityTimeout", visibility_timeout),
+        ("MaximumMessageSize", max_message_size),
+        ("MessageRetentionPeriod", retention),
+        ("DelaySeconds", delay),
+    ):
+        if value is not None:
+            attributes[attribute] = str(value)
     return QueuePlan(
         name=name,
         fifo=fifo,
@@ -262,6 +277,9 @@ def run_queue(args: argparse.Namespace) -> int:
             content_based_deduplication=args.content_based_deduplication,
             dead_letter_queue=args.dead_letter_queue,
             max_receive_count=args.max_receive_count,
+            max_message_size=args.max_message_size,
+            retention=args.retention,
+            delay=args.delay,
         )
         return run(_create, args, plan)
     if args.queue_command == "purge":

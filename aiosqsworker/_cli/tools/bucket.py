@@ -1,0 +1,87 @@
+"""`bucket create NAME`: the S3 bucket large messages go to (``payload_bucket=``), made from
+the command line, as `queue create` makes queues.
+
+The S3 endpoint is ``--endpoint-url``, else botocore's (``AWS_ENDPOINT_URL_S3``, then
+``AWS_ENDPOINT_URL``): `local-server` serves S3 beside SQS and prints both. A bucket that
+exists and is this account's is left as it is (exit 0). `bucket_name_problem` is pure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from contextlib import AsyncExitStack
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..._config import AppConfig
+from ..._errors import AioSQSWorkerError, ConfigurationError
+from ..._sqs.open import open_s3_client
+from ._common import run
+
+__all__ = ["bucket_name_problem", "run_bucket"]
+
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: The region whose buckets take no LocationConstraint (S3 refuses one naming it).
+_DEFAULT_REGION = "us-east-1"
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """Why S3 would refuse `name` as a bucket name, or None."""
+    if not _BUCKET_NAME.fullmatch(name) or ".." in name:
+        return (
+            "a bucket name is 3 to 63 characters: lowercase letters, digits, '.' and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return None
+
+
+async def _exists(s3: Any, name: str) -> bool:
+    """Whether bucket `name` exists and is this account's (S3 in us-east-1 would answer a
+    second CreateBucket of one's own bucket with success, so it is asked first)."""
+    try:
+        await s3.head_bucket(Bucket=name)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404:
+            return False
+        if status == 403:
+            raise ConfigurationError(
+                f"bucket {name} belongs to another account (bucket names are global on "
+                "AWS), or these credentials may not read it: choose another name"
+            ) from None
+        raise
+    return True
+
+
+async def _create(args: argparse.Namespace) -> int:
+    config = AppConfig(region=args.region, s3_endpoint_url=args.endpoint_url, profile=args.profile)
+    async with AsyncExitStack() as stack:
+        s3 = await open_s3_client(stack, config, max_connections=2)
+        endpoint, region = s3.meta.endpoint_url, s3.meta.region_name
+        where = f"at {endpoint} (region {region})"
+        try:
+            if await _exists(s3, args.name):
+                print(f"exists: {args.name} {where}")
+                return 0
+            options = {}
+            if region != _DEFAULT_REGION:
+                options["CreateBucketConfiguration"] = {"LocationConstraint": region}
+            await s3.create_bucket(Bucket=args.name, **options)
+        except ClientError as exc:
+            raise AioSQSWorkerError(f"S3 refused bucket {args.name} {where}: {exc}") from None
+        except BotoCoreError as exc:
+            raise AioSQSWorkerError(
+                f"cannot reach S3 {where}: {exc}. Is the endpoint right (--endpoint-url, "
+                "AWS_ENDPOINT_URL_S3)? For a local server: is local-server running?"
+            ) from None
+    print(f"created {args.name} {where}")
+    return 0
+
+
+def run_bucket(args: argparse.Namespace) -> int:
+    problem = bucket_name_problem(args.name)
+    if problem:
+        raise ConfigurationError(f"bucket {args.name!r}: {problem}")
+    return run(_create, args)
