@@ -187,11 +187,11 @@ async def test_a_batch_handed_over_is_finished_whole_before_it_waits_for_the_thr
         claimed_meanwhile.append(shared.claim(now=3.0)[0])  # b and c are due by now
         shared.answered(in_flight, BatchResult(successful=("0",)), sent_at=2.0)
 
-    helper = threading.Thread(target=thread_part)
-    helper.start()
+    lease_thread = threading.Thread(target=thread_part)
+    lease_thread.start()
     with anyio.fail_after(5):
         await inflight.handing_over([Settling(lease, Outcome.ACK) for lease in [first, *later]])
-    helper.join()
+    lease_thread.join()
     assert claimed_meanwhile == [[]]
     assert shared.held() == 0
     assert len(keeper) == 0
