@@ -225,28 +225,50 @@ class LeaseKeeper:
         """Start watching a message received at `received_at` (before its request was sent)
         and hidden for `visibility_timeout` (by default the consumer's). A poll's shorter
         timeout makes the lease due at once: it is extended to the full one straight away."""
-        lease = Lease(
-            message=message,
-            received_at=received_at,
-            expires_at=received_at + (visibility_timeout or self._visibility_timeout),
-        )
-        self._leases.add(lease)
+        return self.lease_all((message,), received_at, visibility_timeout)[0]
+
+    def lease_all(
+        self, messages: Iterable[Message], received_at: float, visibility_timeout: int | None = None
+    ) -> list[Lease]:
+        """`lease` for every message one poll brought: they share their receipt time and
+        expiry, so the keeper records them, shows them to its thread and plans its next
+        wake-up once for the poll."""
+        expires_at = received_at + (visibility_timeout or self._visibility_timeout)
+        leases = [Lease(message, received_at, expires_at) for message in messages]
+        self._leases.update(leases)
         if self._board is not None:
-            self._board.hold(lease)
-        if lease.expires_at - self._lead < self._wake_at:
+            self._board.hold_all(leases)
+        if leases and expires_at - self._lead < self._wake_at:
             self._wake.set()
-        return lease
+        return leases
 
     def finish(self, lease: Lease) -> None:
-        lease.finish()
-        self._release(lease)
+        """Extend `lease` no more (again: nothing)."""
+        if not lease.finished:
+            lease.finish()
+            self._release(lease)
+
+    def finish_all(self, leases: Iterable[Lease]) -> None:
+        """`finish` for a batch the acker is about to send: the thread told once."""
+        ending = [lease for lease in leases if not lease.finished]
+        for lease in ending:
+            lease.finish()
+        self._leases.difference_update(ending)
+        if self._board is not None and ending:
+            self._board.drop_all(ending)
 
     async def settled(self, lease: Lease) -> None:
         """Wait until no extension of this finished lease is in flight, the keeper's or its
         thread's: a delete never races an extension."""
-        await lease.settled()
+        await self.settled_all((lease,))
+
+    async def settled_all(self, leases: Sequence[Lease]) -> None:
+        """`settled` for a batch; waits only where an extension is in flight."""
+        for lease in leases:
+            if lease.extending:
+                await lease.settled()
         if self._board is not None:
-            await self._board.settled(lease)
+            await self._board.settled_all(leases)
 
     def _release(self, lease: Lease) -> None:
         """Extend this lease no more."""

@@ -9,6 +9,8 @@ import time
 
 import anyio
 
+from aiosqsworker._consumer.buffer import Capacity
+from aiosqsworker._consumer.inflight import InFlight, Settling
 from aiosqsworker._consumer.leases import Lease, LeaseKeeper
 from aiosqsworker._consumer.leasethread import (
     LeaseBoard,
@@ -16,6 +18,7 @@ from aiosqsworker._consumer.leasethread import (
     loop_condition,
     takeover_after,
 )
+from aiosqsworker._consumer.outcomes import Outcome
 from aiosqsworker._consumer.stats import Counters
 from aiosqsworker._sqs.base import BatchEntryFailure, BatchResult
 from aiosqsworker.testing import MemorySQS
@@ -201,3 +204,37 @@ async def test_what_the_thread_extended_reaches_the_keepers_on_extended_hook() -
     assert told == [("ext", now + 31.0)]
     assert extended.expires_at == now + 31.0
     assert lost.lost
+
+
+async def test_a_batch_handed_over_is_finished_whole_before_it_waits_for_the_thread() -> None:
+    """The acker hands a batch of three over while the thread's call on the first is in
+    flight: all three are finished at once, so the thread claims none of the other two
+    while the delete waits for that call.
+
+    Naive code it catches: finishing and awaiting a batch lease by lease (the board told
+    once per message): while the delete waits on the first lease, the thread starts
+    extending the batch's later ones, and the delete then waits for those calls too.
+    """
+    shared = board()
+    counters = Counters()
+    keeper = LeaseKeeper(None, "q", 5, counters, consumer="c", board=shared)  # type: ignore[arg-type]
+    inflight = InFlight(Capacity(10), keeper, counters, consumer="c")
+    first = inflight.admit(message(message_id="a"), 0.0, 5)  # due (lead 4 s) from 1.0
+    later = [inflight.admit(message(message_id=n), 1.5, 5) for n in "bc"]  # due from 2.5
+    in_flight, _ = shared.claim(now=2.0)
+    assert in_flight == [(first, 5)]
+    claimed_meanwhile: list[list[tuple[Lease, int]]] = []
+
+    def thread_part() -> None:
+        time.sleep(0.2)
+        claimed_meanwhile.append(shared.claim(now=3.0)[0])  # b and c are due by now
+        shared.answered(in_flight, BatchResult(successful=("0",)), sent_at=2.0)
+
+    lease_thread = threading.Thread(target=thread_part)
+    lease_thread.start()
+    with anyio.fail_after(5):
+        await inflight.handing_over([Settling(lease, Outcome.ACK) for lease in [first, *later]])
+    lease_thread.join()
+    assert claimed_meanwhile == [[]]
+    assert shared.held() == 0
+    assert len(keeper) == 0

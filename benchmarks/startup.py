@@ -1,0 +1,115 @@
+"""Start-up: how long ``import aiosqsworker`` takes, and a launch's time to its first message.
+
+- **import**: ``python -X importtime -c "import aiosqsworker"`` (the interpreter's own account
+  of the package's cumulative import time), and the wall time of ``python -c "import
+  aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out); medians
+  of `runs`, each in a fresh process with the contenders' environment.
+- **launch to first message**: the wall time from just before a contender process is
+  started to its first handled message. It releases the one message of the run as soon as
+  it is ready to consume (``--launch``: no settling pause), as it opens its window in the
+  other runs, so every contender is timed alike. aiosqsworker beside celery when the celery
+  peer is installed (`benchmarks/peers`), in turn, medians of `runs`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .harness import PROJECT_ROOT, Contender, Outcome, child_environment, run_contender
+from .responder import ResponderProcess
+
+__all__ = ["ImportTimes", "import_times", "run_launch"]
+
+#: The contenders whose launch is timed, when present in the run.
+LAUNCHED = ("aiosqsworker", "celery-sqs")
+
+
+@dataclass(frozen=True)
+class ImportTimes:
+    """Medians, in milliseconds, over `runs` fresh processes."""
+
+    runs: int
+    importtime_ms: float  # -X importtime's cumulative figure for the package
+    wall_ms: float  # python -c "import aiosqsworker" less python -c pass
+    interpreter_ms: float  # python -c pass
+
+
+def _wall(code: str, python: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([python, "-c", code], env=child_environment(), cwd=PROJECT_ROOT, check=True)
+    return time.perf_counter() - started
+
+
+def _importtime_us(python: str, module: str) -> int:
+    completed = subprocess.run(
+        [python, "-X", "importtime", "-c", f"import {module}"],
+        env=child_environment(),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    )
+    for line in completed.stderr.decode(errors="replace").splitlines():
+        # "import time:   self [us] | cumulative | imported package"
+        parts = line.split("|")
+        if len(parts) == 3 and parts[2].strip() == module:
+            return int(parts[1])
+    raise RuntimeError(f"-X importtime printed no line for {module}")
+
+
+def import_times(runs: int = 5, python: str = sys.executable) -> ImportTimes:
+    """`import aiosqsworker`, `runs` times each way (interleaved, to share the noise)."""
+    cumulative: list[float] = []
+    walls: list[float] = []
+    bare: list[float] = []
+    for _ in range(runs):
+        cumulative.append(_importtime_us(python, "aiosqsworker") / 1000)
+        bare.append(_wall("pass", python) * 1000)
+        walls.append(_wall("import aiosqsworker", python) * 1000)
+    interpreter = statistics.median(bare)
+    return ImportTimes(
+        runs=runs,
+        importtime_ms=statistics.median(cumulative),
+        wall_ms=statistics.median(walls) - interpreter,
+        interpreter_ms=interpreter,
+    )
+
+
+def run_launch(
+    contenders: Sequence[Contender],
+    responder: ResponderProcess,
+    *,
+    runs: int,
+    loop: str,
+    progress: Callable[[str], None],
+) -> dict[str, list[Outcome]]:
+    """Each of `LAUNCHED` among `contenders`, `runs` times in turn, one waiting message."""
+    chosen = [c for c in contenders if c.name in LAUNCHED]
+    results: dict[str, list[Outcome]] = {c.name: [] for c in chosen}
+    for _ in range(runs):
+        for contender in chosen:
+            outcome = run_contender(
+                contender,
+                endpoint=responder.endpoint_url,
+                handler="noop",
+                concurrency=10,
+                messages=1,
+                deadline=30.0,
+                loop=loop,
+                responder=responder,
+                launch=True,
+            )
+            results[contender.name].append(outcome)
+            progress(
+                f"  [launch] {contender.name:<24} "
+                + (
+                    f"FAILED: {outcome.error}"
+                    if outcome.error or not outcome.launch_seconds
+                    else f"{outcome.launch_seconds:.3f} s to the first message"
+                )
+            )
+    return results
