@@ -27,7 +27,7 @@ SMOKE_SUBSET ?= tests/units tests/test_memory_sqs.py \
 python_for = $(or $(shell python$(1) -c 'import sys; print(sys.executable)' 2>/dev/null),$(firstword $(wildcard $(HOME)/.pyenv/versions/$(1).*/bin/python$(1))))
 
 .PHONY: help install test lint typecheck pytest demo bench docs clean test-ministack soak \
-	pytest-ministack-subset pytest-smoke
+	pytest-ministack-subset pytest-smoke redis-server
 
 help:
 	@echo "make demo   - run demo consumers against a local SQS server it starts itself"
@@ -64,8 +64,12 @@ typecheck: $(STAMP)
 # Two pytest processes: most scenarios wait on a server, so two share the two cores well.
 PYTEST_WORKERS ?= 2
 
-pytest: $(STAMP)
+pytest: $(STAMP) redis-server
 	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+# The idempotency tests start their own Redis server (Debian's package) on 127.0.0.1.
+redis-server:
+	command -v redis-server || (apt-get update && apt-get install -y redis-server)
 
 test: lint typecheck pytest pytest-ministack-subset pytest-smoke
 

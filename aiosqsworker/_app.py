@@ -95,6 +95,7 @@ class App:
         payload_offload: PayloadOffload = "over-limit",
         delete_payloads: bool = False,
         s3_endpoint_url: str | None = None,
+        message_ages: bool = False,
         credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT,
     ) -> None:
         self.config = AppConfig(
@@ -112,6 +113,7 @@ class App:
             s3_endpoint_url=s3_endpoint_url,
             processes=processes,
             watchdog=watchdog,
+            message_ages=message_ages,
             credentials_outage_limit=credentials_outage_limit,
             blocked_loop_limit=blocked_loop_limit,
         )

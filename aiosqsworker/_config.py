@@ -22,6 +22,7 @@ from ._errors import ConfigurationError
 from ._sqs.base import SQSClient, missing_client_members
 from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
 from ._text import plural
+from .idempotency import IdempotencyKey, IdempotencyStore
 
 __all__ = [
     "ENV_PREFIX",
@@ -184,6 +185,30 @@ def _check_endpoint(name: str, value: object) -> None:
     ):
         raise ConfigurationError(
             f"{name}={value!r} is invalid: it must start with http:// or https://"
+        )
+
+
+def _check_effects(config: ConsumerConfig) -> None:
+    """`idempotency`, `idempotency_key` and `outbox`: one-message consumers only."""
+    store = config.idempotency
+    if store is not None and not isinstance(store, IdempotencyStore):
+        raise ConfigurationError(
+            f"idempotency={store!r} is invalid: give a store with async claim, extend, "
+            "release and complete (aiosqsworker.idempotency.MemoryIdempotencyStore, "
+            "RedisIdempotencyStore, or your own)"
+        )
+    key = config.idempotency_key
+    if not callable(key) and key not in ("message_id", "deduplication_id"):
+        raise ConfigurationError(
+            f"idempotency_key={key!r} is invalid: it must be 'message_id', "
+            "'deduplication_id' or a function of the message returning a str"
+        )
+    _check_bool("outbox", config.outbox)
+    if config.batch and (store is not None or config.outbox):
+        setting = "idempotency=" if store is not None else "outbox=True"
+        raise ConfigurationError(
+            f"{setting} applies to one-message handlers, not to batch=True: a batch's "
+            "messages succeed and fail one by one"
         )
 
 
@@ -350,6 +375,14 @@ class ConsumerConfig:
             messages started round-robin across tenants; ``None``: no tenant rule.
         breaker: when the consumer's circuit breaker opens (`Breaker`); ``None``: the
             default `Breaker()`, which only a `DependencyDown` opens.
+        idempotency: an `IdempotencyStore` (`aiosqsworker.idempotency`): each message's
+            key is claimed before its handler runs, tied to its lease, so that a duplicate
+            delivery does not run the handler again. ``None``: no store, no cost.
+        idempotency_key: what the store keys a message by: ``"message_id"``,
+            ``"deduplication_id"`` (FIFO queues) or a function of the `Message` that
+            returns a str.
+        outbox: give handlers ``message.outbox``: sends buffered during the handler and
+            made only once it succeeded, before its delete (`aiosqsworker.outbox`).
     """
 
     queue: str
@@ -375,6 +408,9 @@ class ConsumerConfig:
     max_rate: float | None = None
     max_per_tenant: int | None = None
     breaker: Breaker | None = None
+    idempotency: IdempotencyStore | None = None
+    idempotency_key: IdempotencyKey = "message_id"
+    outbox: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue, str) or not self.queue.strip():
@@ -419,6 +455,7 @@ class ConsumerConfig:
             raise ConfigurationError(
                 f"breaker={self.breaker!r} is invalid: give aiosqsworker.Breaker(...), or None"
             )
+        _check_effects(self)
 
     @property
     def messages_per_call(self) -> int:
@@ -457,6 +494,9 @@ class ConsumerSettings(TypedDict, total=False):
     on_decode_error: DecodeErrorAction
     unknown_fields: UnknownFields
     run_in: RunIn | None
+    idempotency: IdempotencyStore | None
+    idempotency_key: IdempotencyKey
+    outbox: bool
     max_rate: float | None
     max_per_tenant: int | None
     breaker: Breaker | None
@@ -502,6 +542,9 @@ class AppConfig:
             message, shut down with the app.
         watchdog: seconds the event loop may go without turning before a warning names the
             handler blocking it (and `loop_blocks` counts it). ``None`` turns it off.
+        message_ages: keep each message's lag (from its ``SentTimestamp`` to its handler's
+            start) and dwell (from its receipt to its handler's start) in histograms, for
+            `statistics()` and ``/metrics``. Off by default: nothing per message then.
         credentials_outage_limit: seconds the credentials may stay impossible to fetch or
             refresh (a container or instance credentials endpoint down, STS unreachable)
             before the worker stops with a `CredentialsError`. Until then every call that
@@ -529,6 +572,7 @@ class AppConfig:
 
     processes: int | None = None
     watchdog: float | None = 1.0
+    message_ages: bool = False
     credentials_outage_limit: float = DEFAULT_OUTAGE_LIMIT
     blocked_loop_limit: float | None = 300.0
 
@@ -566,6 +610,7 @@ class AppConfig:
             )
         _check_choice("payload_offload", self.payload_offload, typing.get_args(PayloadOffload))
         _check_bool("delete_payloads", self.delete_payloads)
+        _check_bool("message_ages", self.message_ages)
 
     def _check_client(self) -> None:
         """A client named in `CLIENT_NAMES`, or an instance with every call."""

@@ -6,9 +6,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import MessageDecodeError
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 __all__ = ["Message", "from_epoch_millis"]
 
@@ -82,6 +85,14 @@ class Message:
         """The tenant of a fair queue's message: its MessageGroupId (the same as `group_id`;
         on a standard queue it orders nothing, it only names whose message it is)."""
         return self.attributes.get("MessageGroupId")
+
+    @property
+    def outbox(self) -> Outbox:
+        """Sends made only if this message's handler succeeds, before its delete (a consumer
+        with ``outbox=True``: see `aiosqsworker.outbox`)."""
+        from .outbox import current_outbox
+
+        return current_outbox(self)
 
     def json(self) -> Any:
         """Decode the body as JSON.

@@ -176,6 +176,12 @@ class ConsumerSpec:
         """Check the handler against the settings and prepare how it is called."""
         check_handler(handler, batch=config.batch)
         run_in = resolve_run_in(handler, config.run_in)
+        if config.outbox and run_in == "process":
+            raise ConfigurationError(
+                f"handler {_describe(handler)}: outbox=True needs a handler that runs in this "
+                "process (message.outbox cannot reach a child process): leave run_in out, "
+                "or send from the handler's result instead"
+            )
         if config.batch:
             if config.envelope is not None:
                 raise ConfigurationError(
@@ -306,7 +312,8 @@ def consumer(queue: str, **settings: Unpack[ConsumerSettings]) -> Callable[[H], 
     ``name``, ``concurrency``, ``prefetch``, ``visibility_timeout``, ``wait_time``,
     ``max_messages``, ``retry_base_delay``, ``retry_max_delay``, ``ack_linger``, ``timeout``,
     ``batch``, ``batch_size``, ``batch_window``, ``envelope``, ``dead_letter_queue``,
-    ``middleware``, ``on_decode_error``, ``unknown_fields`` and ``run_in``. Wrong ones raise
+    ``middleware``, ``on_decode_error``, ``unknown_fields``, ``run_in``, ``max_rate``,
+    ``idempotency``, ``idempotency_key`` and ``outbox``. Wrong ones raise
     `ConfigurationError` here (a misspelled name gets "did you mean"), and a handler the
     framework cannot call raises `HandlerSignatureError`. The handler is returned unchanged,
     so it can still be called directly in tests.

@@ -301,6 +301,8 @@ class Worker:
                     lease_thread=lease_thread,
                     concurrency=self._concurrency.get(spec.name),
                     paused=spec.name in self._paused,
+                    send=self.send,
+                    message_ages=self.config.message_ages,
                 )
             )
 

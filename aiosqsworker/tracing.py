@@ -10,11 +10,15 @@ app = App(middleware=[opentelemetry_middleware()])
 Each handler call runs inside a CONSUMER span named ``<queue> process``, with the messaging
 semantic-convention attributes. When the sender propagated its context in the message's
 String attributes (``traceparent``/``tracestate`` with the default W3C propagator, or
-whatever propagator is configured), the span continues that trace. A handler's exception
-is recorded on the span and sets its status to error. A batch consumer gets one span per
-call, linked to each message's producer context. Tracing that fails (a propagator, span
-processor or exporter that raises) is logged and leaves the message to its handler: it never
-fails a message its handler handled.
+whatever propagator is configured), the span is **linked** to it: it starts a trace of its
+own (or continues the context current where the handler runs), and the link leads back to
+the send, as OpenTelemetry's messaging conventions advise (a message handled an hour later,
+or retried five times, does not stretch the producer's trace). With
+``producer_context="parent"`` the span is the send's child instead, in the producer's
+trace. A handler's exception is recorded on the span and sets its status to error. A batch
+consumer gets one span per call, linked to each message's producer context. Tracing that
+fails (a propagator, span processor or exporter that raises, with either option) is logged
+and leaves the message to its handler: it never fails a message its handler handled.
 
 The sending side needs no setup: with OpenTelemetry installed, `App.send` and
 `Producer.send` add the current context to the message's attributes (`with_trace_context`),
@@ -31,7 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractContextManager
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 from ._config import Middleware
 from ._message import Message
@@ -103,13 +107,32 @@ def _queue_name(message: Message) -> str:
     return message.queue.rstrip("/").rpartition("/")[2] or message.queue
 
 
-def opentelemetry_middleware(tracer_provider: Any = None) -> Middleware:
-    """Middleware that traces every handler call (see the module's documentation)."""
+#: How a consumer span relates to the producer's context: a link, or its parent.
+ProducerContext = Literal["link", "parent"]
+
+
+def opentelemetry_middleware(
+    tracer_provider: Any = None, *, producer_context: ProducerContext = "link"
+) -> Middleware:
+    """Middleware that traces every handler call (see the module's documentation).
+
+    `producer_context` is ``"link"`` (the default: the span links to the send) or
+    ``"parent"`` (the span is the send's child, in its trace).
+    """
+    if producer_context not in ("link", "parent"):
+        raise ValueError(
+            f"producer_context={producer_context!r} is invalid: it must be 'link' or 'parent'"
+        )
     try:
         from opentelemetry import propagate, trace
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("tracing needs OpenTelemetry: pip install 'aiosqsworker[otel]'") from exc
     tracer = trace.get_tracer("aiosqsworker", tracer_provider=tracer_provider)
+    as_parent = producer_context == "parent"
+
+    def _sent_from(message: Message) -> Any:
+        """The producer's span context carried by `message` (invalid when none)."""
+        return trace.get_current_span(propagate.extract(carrier_of(message))).get_span_context()
 
     def open_span(item: Any) -> AbstractContextManager[object]:
         if isinstance(item, list):
@@ -117,11 +140,7 @@ def opentelemetry_middleware(tracer_provider: Any = None) -> Middleware:
             links = [
                 trace.Link(span_context)
                 for message in messages
-                if (
-                    span_context := trace.get_current_span(
-                        propagate.extract(carrier_of(message))
-                    ).get_span_context()
-                ).is_valid
+                if (span_context := _sent_from(message)).is_valid
             ]
             name = _queue_name(messages[0]) if messages else "batch"
             return tracer.start_as_current_span(
@@ -137,9 +156,12 @@ def opentelemetry_middleware(tracer_provider: Any = None) -> Middleware:
             )
         message: Message = item
         name = _queue_name(message)
+        sent_from = propagate.extract(carrier_of(message))
+        span_context = trace.get_current_span(sent_from).get_span_context()
         return tracer.start_as_current_span(
             f"{name} process",
-            context=propagate.extract(carrier_of(message)),
+            context=sent_from if as_parent else None,
+            links=[trace.Link(span_context)] if span_context.is_valid and not as_parent else [],
             kind=trace.SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "aws_sqs",

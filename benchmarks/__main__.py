@@ -20,7 +20,9 @@ from .peer_setup import PEERS, prepare_peers
 from .report import command_line, render_markdown, write_chart
 from .responder import ResponderProcess
 from .sparse import run_sparse
+from .startup import import_times, run_launch
 from .suite import (
+    CLIENT_COST_ONLY,
     OWN_CONTENDERS,
     Plan,
     Results,
@@ -71,6 +73,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="skip the sparse queue (a message a minute, requests per message)",
     )
     parser.add_argument("--no-moto", action="store_true", help="skip the run against moto")
+    parser.add_argument(
+        "--no-startup",
+        action="store_true",
+        help="skip the import time and the launch to the first message",
+    )
     parser.add_argument(
         "--no-blocking",
         action="store_true",
@@ -159,7 +166,13 @@ def main(argv: list[str] | None = None) -> int:
             responder,
             profile=str(args.profile) if args.profile else None,
         )
-        own = [c for c in contenders if not c.peer]
+        # The variants of the client cost table (a `def` handler, other floors) stay there.
+        if not args.no_startup:
+            log("launch to the first message ...")
+            results.launch = run_launch(
+                contenders, responder, runs=plan.launch_runs, loop=plan.loop, progress=log
+            )
+        own = [c for c in contenders if not c.peer and c.name not in CLIENT_COST_ONLY]
         if not args.no_scaling:
             log("scaling: I/O-bound handler against concurrency ...")
             results.scaling = run_scaling(plan, own, responder)
@@ -194,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             concurrency=plan.concurrency,
             loop=plan.loop,
             progress=print_progress,
+        )
+    if not args.no_startup:
+        log(f"import aiosqsworker, {plan.import_runs} fresh processes ...")
+        results.imports = import_times(plan.import_runs)
+        log(
+            f"  {results.imports.importtime_ms:.0f} ms (-X importtime), "
+            f"{results.imports.wall_ms:.0f} ms wall beyond the interpreter's start"
         )
     if not args.no_blocking:
         log("blocking and CPU-bound handlers against moto ...")

@@ -145,6 +145,7 @@ class Tally:
         self.handled = 0
         self.running = 0
         self.peak_running = 0
+        self.first_done_at = 0.0  # wall clock: the launch figure's end
         self._window = window
         self._on_done = on_done
         self._lock = threading.Lock()
@@ -159,6 +160,8 @@ class Tally:
         with self._lock:
             self.running -= 1
             self.handled += 1
+            if self.handled == 1:
+                self.first_done_at = time.time()
             finished = self.handled == self.target
         if finished:
             self._window.stop()
@@ -173,6 +176,7 @@ def emit(contender: str, tally: Tally, window: Window, **extra: Any) -> None:
         "target": tally.target,
         "timed_out": tally.handled < tally.target,
         "peak_running": tally.peak_running,
+        "first_handled_at": tally.first_done_at,
         "peak_rss_kib": _peak_rss_kib(),
         **window.figures(),
         **extra,
@@ -196,6 +200,9 @@ class Options(argparse.Namespace):
     deadline: float
     loop: str
     profile: str | None
+    #: The launch run: the queue holds messages from the start, and the contender opens
+    #: its window without the settling pause (what counts is its first handled message).
+    launch: bool
 
 
 def parse_options(argv: list[str] | None, contenders: list[str], prog: str) -> Options:
@@ -210,4 +217,7 @@ def parse_options(argv: list[str] | None, contenders: list[str], prog: str) -> O
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds, then give up")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     parser.add_argument("--profile", help="write a cProfile of the window to this file")
+    parser.add_argument(
+        "--launch", action="store_true", help="messages wait from the start: no settling pause"
+    )
     return parser.parse_args(argv, namespace=Options())

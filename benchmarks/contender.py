@@ -9,15 +9,17 @@ Contenders:
 
 - ``aiosqsworker``: the framework with its default settings (the fast path);
 - ``aiosqsworker-botocore``: the same with ``App(client="botocore")``;
-- ``aiosqsworker-aiohttp``: the same with ``App(client="aiohttp")`` (the hot calls over
-  aiohttp, the path that was the default before the lean client);
+- ``aiosqsworker-def``: the fast path with the handler a plain ``def`` (run in the
+  consumer's handler threads): beside ``aiosqsworker``, the cost of the thread hand-off;
 - ``aiobotocore-loop``: a bare loop on aiobotocore: pollers calling ReceiveMessage(10) into a
   small bounded queue, N handler tasks, deletes batched by ten with a 50 ms linger. No
   leases, no retries, no shutdown care: the most anything built on aiobotocore can do;
 - ``aiohttp-loop``: the same loop over aiohttp with hand-built JSON, no signing and no
-  checks: the floor of a Python asyncio consumer;
-- ``lean-loop``: the same loop over the framework's lean client alone (signed requests, MD5
-  checks): what the transport costs without the engine.
+  checks: the floor of a Python asyncio consumer (``aiohttp-loop-asyncio``: the same, always
+  on asyncio's own event loop, the floor beside uvloop's);
+- ``lean-floor``: the same loop over the lean transport alone (no framework): the floor of
+  the fast path. Its calls come from ``benchmarks/lean_floor.py``, which the transport
+  provides (`lean_calls`); without it the run fails, saying so, and the report shows why.
 
 The bare loops keep open as many polls as aiosqsworker opens at most for the same
 concurrency, so that under load the comparison is of client and framework cost, not of
@@ -34,7 +36,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from ._probe import Options, Tally, Window, emit, parse_options
-from .handlers import ASYNC_HANDLERS
+from .handlers import ASYNC_HANDLERS, SYNC_HANDLERS
 
 __all__ = ["CONTENDERS", "main", "poller_count"]
 
@@ -77,29 +79,46 @@ async def _until_done(options: Options, window: Window, finished: asyncio.Event)
 
 # --- aiosqsworker -------------------------------------------------------------------------
 async def _aiosqsworker(
-    options: Options, window: Window, tally: Tally, finished: asyncio.Event, client: str
+    options: Options,
+    window: Window,
+    tally: Tally,
+    finished: asyncio.Event,
+    client: str,
+    *,
+    sync: bool = False,
 ) -> dict[str, Any]:
     from aiosqsworker import App, Message
 
-    handler = ASYNC_HANDLERS[options.handler]
     app = App(
         region=REGION,
         endpoint_url=options.endpoint,
-        client=client,  # type: ignore[arg-type]
+        client="botocore" if client == "botocore" else "fast",
         shutdown_timeout=10,
     )
+    if sync:
+        sync_handler = SYNC_HANDLERS[options.handler]
 
-    @app.consumer(options.queue, concurrency=options.concurrency)
-    async def handle(message: Message) -> None:
-        tally.begin()
-        await handler(message.body)
-        tally.done()
+        @app.consumer(options.queue, concurrency=options.concurrency)
+        def handle_sync(message: Message) -> None:
+            tally.begin()
+            sync_handler(message.body)
+            tally.done()
+
+    else:
+        handler = ASYNC_HANDLERS[options.handler]
+
+        @app.consumer(options.queue, concurrency=options.concurrency)
+        async def handle(message: Message) -> None:
+            tally.begin()
+            await handler(message.body)
+            tally.done()
 
     async with app:
-        await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
+        if not options.launch:
+            await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
         window.start(options.start_url, options.messages)
         await _until_done(options, window, finished)
-    stats = app.statistics()["handle"]
+    stats = app.statistics()["handle_sync" if sync else "handle"]
     return {"deleted": stats.deleted, "polls": stats.polls, "poll_errors": stats.poll_errors}
 
 
@@ -115,10 +134,10 @@ async def aiosqsworker_botocore(
     return await _aiosqsworker(options, window, tally, finished, "botocore")
 
 
-async def aiosqsworker_aiohttp(
+async def aiosqsworker_def(
     options: Options, window: Window, tally: Tally, finished: asyncio.Event
 ) -> dict[str, Any]:
-    return await _aiosqsworker(options, window, tally, finished, "aiohttp")
+    return await _aiosqsworker(options, window, tally, finished, "fast", sync=True)
 
 
 # --- the bare loops -----------------------------------------------------------------------
@@ -305,46 +324,32 @@ async def aiohttp_loop(
         return await bare_loop(options, window, tally, finished, receive, delete)
 
 
-async def lean_loop(
+async def lean_floor(
     options: Options, window: Window, tally: Tally, finished: asyncio.Event
 ) -> dict[str, Any]:
-    from aiosqsworker._sqs.errors import Endpoint
-    from aiosqsworker._sqs.lean import LeanSQSClient, StaticCredentials
-    from aiosqsworker._sqs.sigv4 import FrozenCredentials
-
-    client = LeanSQSClient(
-        Endpoint(REGION, options.endpoint),
-        StaticCredentials(FrozenCredentials("bench", "bench-secret")),
-        max_connections=poller_count(options.concurrency) + 8,
-        read_timeout=WAIT_TIME + 15,
-    )
+    """The bare loop over the lean transport: `lean_calls(options)`, an async context
+    manager of `benchmarks/lean_floor.py`, yields its (receive, delete) as `bare_loop` takes
+    them (``ReceiveMessage`` of ten with `WAIT_TIME`; ``DeleteMessageBatch``)."""
     try:
-        url = await client.resolve_queue_url(options.queue)
-
-        async def receive() -> list[tuple[str, str]]:
-            messages = await client.receive_messages(
-                url, max_messages=10, wait_time=WAIT_TIME, visibility_timeout=30
-            )
-            return [(m["Body"], m["ReceiptHandle"]) for m in messages]
-
-        async def delete(handles: list[str]) -> int:
-            result = await client.delete_message_batch(
-                url, [(str(i), h) for i, h in enumerate(handles)]
-            )
-            return len(result.failed)
-
-        return await bare_loop(options, window, tally, finished, receive, delete)
-    finally:
-        await client.close()
+        from .lean_floor import lean_calls  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as exc:
+        raise SystemExit(
+            "lean-floor: the lean transport's floor is not in this tree "
+            f"(benchmarks/lean_floor.py with lean_calls: {exc})"
+        ) from None
+    async with lean_calls(options) as (receive, delete):
+        result: dict[str, Any] = await bare_loop(options, window, tally, finished, receive, delete)
+        return result
 
 
 CONTENDERS: dict[str, Consume] = {
     "aiosqsworker": aiosqsworker_fast,
     "aiosqsworker-botocore": aiosqsworker_botocore,
+    "aiosqsworker-def": aiosqsworker_def,
     "aiobotocore-loop": aiobotocore_loop,
     "aiohttp-loop": aiohttp_loop,
-    "aiosqsworker-aiohttp": aiosqsworker_aiohttp,
-    "lean-loop": lean_loop,
+    "aiohttp-loop-asyncio": aiohttp_loop,  # the harness runs it on asyncio's loop
+    "lean-floor": lean_floor,
 }
 
 
@@ -368,7 +373,13 @@ def main(argv: list[str] | None = None) -> None:
 
     async def run() -> None:
         finished = asyncio.Event()
-        tally = Tally(options.messages, window, finished.set)
+        loop = asyncio.get_running_loop()
+
+        # The last handler may end in a thread (``aiosqsworker-def``): wake the loop safely.
+        def on_done() -> None:
+            loop.call_soon_threadsafe(finished.set)
+
+        tally = Tally(options.messages, window, on_done)
         result.update(await consume(options, window, tally, finished))
         emit(options.contender, tally, window, loop=options.loop, **result)
 

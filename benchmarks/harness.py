@@ -12,6 +12,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,14 +61,17 @@ class Contender:
     program: tuple[str, ...] = ()
     #: Variables added to its environment.
     env: tuple[tuple[str, str], ...] = ()
+    #: The event loop it always runs on (the asyncio floor beside the uvloop one); None:
+    #: the suite's.
+    loop: str | None = None
 
     @property
     def command(self) -> list[str]:
         return [*(self.program or (self.python, "-m", self.module)), *self.args]
 
     @classmethod
-    def own(cls, name: str, label: str) -> Contender:
-        return cls(name=name, label=label, args=("--contender", name))
+    def own(cls, name: str, label: str, *, loop: str | None = None) -> Contender:
+        return cls(name=name, label=label, args=("--contender", name), loop=loop)
 
 
 @dataclass
@@ -94,6 +98,8 @@ class Outcome:
     timed_out: bool = False
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: From just before the process was started to its first handled message (wall clock).
+    launch_seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -160,6 +166,7 @@ def run_contender(
     queue: str = "bench",
     profile: str | None = None,
     responder: ResponderProcess | None = None,
+    launch: bool = False,
 ) -> Outcome:
     """Run one contender once; with a `responder`, reset it first and read its counts after.
 
@@ -169,12 +176,15 @@ def run_contender(
     command = contender.command
     command += ["--endpoint", endpoint, "--queue", queue, "--messages", str(messages)]
     command += ["--handler", handler, "--concurrency", str(concurrency)]
-    command += ["--deadline", str(deadline), "--loop", loop]
+    command += ["--deadline", str(deadline), "--loop", contender.loop or loop]
+    if launch:
+        command += ["--launch"]
     if responder is not None:
         command += ["--start-url", responder.release_url]
     if profile:
         command += ["--profile", profile]
     outcome = Outcome(contender.name, handler, concurrency, messages)
+    launched_at = time.time()
     try:
         completed = subprocess.run(
             command,
@@ -202,6 +212,8 @@ def run_contender(
     outcome.peak_running = int(result.pop("peak_running", 0))
     outcome.timed_out = bool(result.pop("timed_out", False))
     outcome.extra = result
+    first = float(result.get("first_handled_at") or 0.0)
+    outcome.launch_seconds = first - launched_at if first else 0.0
     if responder is not None and before is not None:
         after = responder.counts()
         outcome.requests = dict(after["requests"])

@@ -139,6 +139,78 @@ def _scaling_tables(results: Results) -> list[str]:
     return lines
 
 
+#: The floor every ratio of the framework's CPU is read against, and the variants beside it.
+FLOOR = "aiohttp-loop"
+LEAN_FLOOR = "lean-floor"
+FRAMEWORK = "aiosqsworker"
+SYNC_FRAMEWORK = "aiosqsworker-def"
+
+
+def _same_run_ratios(by_contender: dict[str, list[Outcome]]) -> list[str]:
+    """The framework's CPU per message against the floors and its `def` variant, read in
+    the same invocation (ratios hold where a loaded machine moves the absolute figures)."""
+    summaries = _summaries(by_contender)
+    ours = summaries.get(FRAMEWORK)
+    if ours is None or not ours.ok:
+        return []
+    lines = []
+    for name, what in ((FLOOR, "the bare aiohttp loop's"), (LEAN_FLOOR, "the lean floor's")):
+        floor = summaries.get(name)
+        if floor is not None and floor.ok and floor.cpu_us:
+            lines.append(
+                f"- aiosqsworker's CPU per message: {ours.cpu_us / floor.cpu_us:.2f}x {what} "
+                f"({ours.cpu_us:.0f} against {floor.cpu_us:.0f} µs)."
+            )
+        elif floor is not None:
+            lines.append(f"- {what.capitalize()} ratio: not measured ({floor.error or 'no run'}).")
+    sync = summaries.get(SYNC_FRAMEWORK)
+    if sync is not None and sync.ok and ours.cpu_us:
+        lines.append(
+            f"- A `def` handler (a thread hand-off per message): {sync.cpu_us:.0f} µs of CPU per "
+            f"message against {ours.cpu_us:.0f} for `async def`, {sync.cpu_us / ours.cpu_us:.2f}x."
+        )
+    return lines
+
+
+def _startup_lines(results: Results) -> list[str]:
+    lines: list[str] = []
+    imports = results.imports
+    if imports is not None:
+        lines += [
+            f"`import aiosqsworker`, median of {imports.runs} fresh processes: "
+            f"**{imports.importtime_ms:.0f} ms** by `python -X importtime` (the package's "
+            f"cumulative import time), {imports.wall_ms:.0f} ms of wall time beyond the "
+            f"interpreter's own start ({imports.interpreter_ms:.0f} ms for `python -c pass`).",
+            "",
+        ]
+    if results.launch:
+        lines += [
+            "Launch to the first message: the wall time from just before the process is "
+            "started to its first handled message. Each releases the run's one message as "
+            "soon as it is ready to consume (celery: at `worker_ready`), so every contender "
+            "is timed alike (`benchmarks/startup.py`):",
+            "",
+            "| contender | launch to first message, s (median) | runs |",
+            "|---|---:|---:|",
+        ]
+        for name, outcomes in results.launch.items():
+            good = [o.launch_seconds for o in outcomes if o.ok and o.launch_seconds > 0]
+            label = results.labels.get(name, name)
+            if good:
+                median = sorted(good)[len(good) // 2]
+                lines.append(f"| {label} | {median:.3f} | {len(good)} |")
+            else:
+                why = next((o.error for o in outcomes if o.error), "no run")
+                lines.append(f"| {label} | did not run: {why[:160]} | 0 |")
+        if "celery-sqs" not in results.launch:
+            lines.append(
+                "| celery (SQS) | not run: the celery peer was not installed in this "
+                "invocation (`--peers celery-sqs`) | 0 |"
+            )
+        lines.append("")
+    return lines
+
+
 #: SQS standard queues, US East, beyond the free tier: dollars per million requests.
 PRICE_PER_MILLION = 0.40
 IDLE_PODS = 100
@@ -153,10 +225,13 @@ def _inflight_table(results: Results) -> list[str]:
     names = list(results.inflight[low])
     header = (
         f"| contender | {low:,}: messages/s (% of ideal) | {high:,}: messages/s (% of ideal) "
+        f"| {high:,}: x the bare aiohttp loop (same run) "
         f"| peak RSS MiB at {low:,} / {high:,} | RSS per in-flight message, {low:,} to "
         f"{high:,} |"
     )
-    lines = [header, "|---|---:|---:|---:|---:|"]
+    lines = [header, "|---|---:|---:|---:|---:|---:|"]
+    floor_runs = [o for o in results.inflight[high].get(FLOOR, []) if o.ok]
+    floor_rate = floor_runs[0].rate if floor_runs else 0.0
     for name in names:
         runs = {
             level: [o for o in results.inflight[level].get(name, []) if o.ok] for level in levels
@@ -164,7 +239,7 @@ def _inflight_table(results: Results) -> list[str]:
         if not runs[low] or not runs[high]:
             errors = [o.error for level in levels for o in results.inflight[level].get(name, [])]
             why = next((e for e in errors if e), "no run")
-            lines.append(f"| {results.labels.get(name, name)} | did not run: {why[:160]} | | | |")
+            lines.append(f"| {results.labels.get(name, name)} | did not run: {why[:160]} | | | | |")
             continue
         cells = []
         for level in (low, high):
@@ -175,8 +250,9 @@ def _inflight_table(results: Results) -> list[str]:
         a, b = runs[low][0], runs[high][0]
         messages = b.peak_running - a.peak_running
         per_message = (b.peak_rss_kib - a.peak_rss_kib) / messages if messages > 0 else 0.0
+        ratio = f"{b.rate / floor_rate:.2f}x" if floor_rate else "-"
         lines.append(
-            f"| {results.labels.get(name, name)} | {cells[0]} | {cells[1]} | "
+            f"| {results.labels.get(name, name)} | {cells[0]} | {cells[1]} | {ratio} | "
             f"{a.peak_rss_kib / 1024:.1f} / {b.peak_rss_kib / 1024:.1f} | "
             f"{per_message:.1f} KiB |"
         )
@@ -259,7 +335,13 @@ def render_markdown(
         "retries or shutdown care: the ceiling of anything built on aiobotocore, and the "
         "reference (x ref) of every ratio;",
         "- **bare aiohttp loop**: the same loop with hand-built unsigned JSON over aiohttp, "
-        "no checks: the floor of a Python asyncio consumer;",
+        "no checks: the floor of a Python asyncio consumer, on the same event loop as every "
+        "other contender, and beside it the same loop always on asyncio's own event loop;",
+        "- **bare loop on the lean transport**: the same loop over the lean HTTP/1.1 "
+        "transport alone, no framework: the floor of the fast path (its row says why when "
+        "the transport is not in the tree);",
+        "- **aiosqsworker, `def` handler**: the default app with the handler a plain `def`, "
+        "called in the consumer's threads: beside the first row, the thread hand-off's cost;",
         "- peers from PyPI and npm, each in its own environment (see below).",
         "",
         "The bare loops keep open as many long polls as aiosqsworker opens at most at the "
@@ -288,6 +370,11 @@ def render_markdown(
             *_contender_table(by_contender, results.labels),
             "",
         ]
+        ratios = _same_run_ratios(by_contender)
+        if ratios:
+            out += [*ratios, ""]
+    if results.launch or results.imports is not None:
+        out += ["## Start-up", "", *_startup_lines(results)]
     if results.scaling:
         out += [
             "## Scaling: I/O-bound handler against concurrency",
@@ -308,7 +395,9 @@ def render_markdown(
             f"flight, {plan.inflight_rounds} s of work per handler slot. The ideal is "
             "concurrency messages a second; RSS per in-flight message is the growth of the "
             f"peak RSS from {levels[0]:,} to {levels[-1]:,} handlers running, divided by "
-            "the growth in handlers running (each line from one run per point):",
+            "the growth in handlers running (each line from one run per point). The "
+            "absolute share of the ideal swings with the machine's load: read the ratio to "
+            "the bare aiohttp loop, run just before or after it in the same invocation:",
             "",
             *_inflight_table(results),
             "",

@@ -1,127 +1,115 @@
-"""Start-up: how long `import aiosqsworker` takes, and launch to the first handled message.
+"""Start-up: how long ``import aiosqsworker`` takes, and a launch's time to its first message.
 
-``python -m benchmarks.startup [--runs N] [--client fast|aiohttp|botocore]`` prints medians
-(and the spread) over N fresh interpreters:
-
-- import: wall time of ``python -c 'import aiosqsworker'``, minus that of a bare
-  ``python -c pass`` measured alike (the interpreter's own start is not the framework's);
-  ``python -X importtime -c 'import aiosqsworker'`` shows where the time goes;
-- launch to first message: from spawning a worker process (a one-consumer app, credentials
-  and region in the environment) to its handler running on the message already waiting in a
-  queue of moto's server (`aiosqsworker.testing.LocalSQSServer`), as a deploy sees it.
+- **import**: ``python -X importtime -c "import aiosqsworker"`` (the interpreter's own account
+  of the package's cumulative import time), and the wall time of ``python -c "import
+  aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out); medians
+  of `runs`, each in a fresh process with the contenders' environment.
+- **launch to first message**: the wall time from just before a contender process is
+  started to its first handled message. It releases the one message of the run as soon as
+  it is ready to consume (``--launch``: no settling pause), as it opens its window in the
+  other runs, so every contender is timed alike. aiosqsworker beside celery when the celery
+  peer is installed (`benchmarks/peers`), in turn, medians of `runs`.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from aiosqsworker.testing import LOCAL_CREDENTIALS, LocalSQSServer
+from .harness import PROJECT_ROOT, Contender, Outcome, child_environment, run_contender
+from .responder import ResponderProcess
 
-__all__ = ["main"]
+__all__ = ["ImportTimes", "import_times", "run_launch"]
 
-REGION = "us-east-1"
-WORKER = """
-import asyncio, sys
-from aiosqsworker import App, Message
-
-async def main():
-    app = App(endpoint_url=sys.argv[1], client=sys.argv[3])
-    done = asyncio.Event()
-
-    @app.consumer(sys.argv[2], concurrency=1, wait_time=1)
-    async def handle(message: Message) -> None:
-        print("handled", flush=True)
-        done.set()
-
-    async with app:
-        await done.wait()
-
-asyncio.run(main())
-"""
+#: The contenders whose launch is timed, when present in the run.
+LAUNCHED = ("aiosqsworker", "celery-sqs")
 
 
-def _environment() -> dict[str, str]:
-    environ = {**os.environ, **LOCAL_CREDENTIALS, "AWS_REGION": REGION}
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SQS"):
-        environ.pop(name, None)
-    return environ
+@dataclass(frozen=True)
+class ImportTimes:
+    """Medians, in milliseconds, over `runs` fresh processes."""
+
+    runs: int
+    importtime_ms: float  # -X importtime's cumulative figure for the package
+    wall_ms: float  # python -c "import aiosqsworker" less python -c pass
+    interpreter_ms: float  # python -c pass
 
 
-def _wall(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, check=True, env=_environment(), stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+def _wall(code: str, python: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([python, "-c", code], env=child_environment(), cwd=PROJECT_ROOT, check=True)
+    return time.perf_counter() - started
 
 
-def import_seconds(runs: int) -> list[float]:
-    """`import aiosqsworker` per fresh interpreter, the interpreter's own start taken off."""
-    bare = statistics.median(_wall([sys.executable, "-c", "pass"]) for _ in range(runs))
-    return [_wall([sys.executable, "-c", "import aiosqsworker"]) - bare for _ in range(runs)]
-
-
-async def _queue_with_a_message(endpoint: str, name: str) -> None:
-    from aiosqsworker._sqs.errors import Endpoint
-    from aiosqsworker._sqs.lean import LeanSQSClient, StaticCredentials
-    from aiosqsworker._sqs.sigv4 import FrozenCredentials
-
-    client = LeanSQSClient(
-        Endpoint(REGION, endpoint),
-        StaticCredentials(FrozenCredentials("bench", "bench-secret")),
-        max_connections=1,
-        read_timeout=10,
+def _importtime_us(python: str, module: str) -> int:
+    completed = subprocess.run(
+        [python, "-X", "importtime", "-c", f"import {module}"],
+        env=child_environment(),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
     )
-    try:
-        url = (await client._call("CreateQueue", {"QueueName": name}, name))["QueueUrl"]
-        await client.send_message_batch(url, [{"Id": "0", "MessageBody": "start"}])
-    finally:
-        await client.close()
+    for line in completed.stderr.decode(errors="replace").splitlines():
+        # "import time:   self [us] | cumulative | imported package"
+        parts = line.split("|")
+        if len(parts) == 3 and parts[2].strip() == module:
+            return int(parts[1])
+    raise RuntimeError(f"-X importtime printed no line for {module}")
 
 
-def launch_seconds(endpoint: str, runs: int, client: str) -> list[float]:
-    """Spawn-to-first-handled-message of a worker process, once per fresh queue."""
-    results: list[float] = []
-    for run in range(runs):
-        queue = f"startup-{os.getpid()}-{run}"
-        asyncio.run(_queue_with_a_message(endpoint, queue))
-        start = time.perf_counter()
-        with subprocess.Popen(
-            [sys.executable, "-c", WORKER, endpoint, queue, client],
-            env=_environment(),
-            stdout=subprocess.PIPE,
-            text=True,
-        ) as worker:
-            assert worker.stdout is not None
-            line = worker.stdout.readline()
-            results.append(time.perf_counter() - start)
-            worker.wait(timeout=30)
-        if line.strip() != "handled":
-            raise RuntimeError(f"the worker exited without handling the message ({line!r})")
+def import_times(runs: int = 5, python: str = sys.executable) -> ImportTimes:
+    """`import aiosqsworker`, `runs` times each way (interleaved, to share the noise)."""
+    cumulative: list[float] = []
+    walls: list[float] = []
+    bare: list[float] = []
+    for _ in range(runs):
+        cumulative.append(_importtime_us(python, "aiosqsworker") / 1000)
+        bare.append(_wall("pass", python) * 1000)
+        walls.append(_wall("import aiosqsworker", python) * 1000)
+    interpreter = statistics.median(bare)
+    return ImportTimes(
+        runs=runs,
+        importtime_ms=statistics.median(cumulative),
+        wall_ms=statistics.median(walls) - interpreter,
+        interpreter_ms=interpreter,
+    )
+
+
+def run_launch(
+    contenders: Sequence[Contender],
+    responder: ResponderProcess,
+    *,
+    runs: int,
+    loop: str,
+    progress: Callable[[str], None],
+) -> dict[str, list[Outcome]]:
+    """Each of `LAUNCHED` among `contenders`, `runs` times in turn, one waiting message."""
+    chosen = [c for c in contenders if c.name in LAUNCHED]
+    results: dict[str, list[Outcome]] = {c.name: [] for c in chosen}
+    for _ in range(runs):
+        for contender in chosen:
+            outcome = run_contender(
+                contender,
+                endpoint=responder.endpoint_url,
+                handler="noop",
+                concurrency=10,
+                messages=1,
+                deadline=30.0,
+                loop=loop,
+                responder=responder,
+                launch=True,
+            )
+            results[contender.name].append(outcome)
+            progress(
+                f"  [launch] {contender.name:<24} "
+                + (
+                    f"FAILED: {outcome.error}"
+                    if outcome.error or not outcome.launch_seconds
+                    else f"{outcome.launch_seconds:.3f} s to the first message"
+                )
+            )
     return results
-
-
-def _line(label: str, seconds: list[float]) -> str:
-    return (
-        f"{label}: median {statistics.median(seconds) * 1000:.0f} ms "
-        f"(min {min(seconds) * 1000:.0f}, max {max(seconds) * 1000:.0f}, {len(seconds)} runs)"
-    )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.startup", description=__doc__)
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--client", choices=["fast", "aiohttp", "botocore"], default="fast")
-    args = parser.parse_args(argv)
-    print(_line("import aiosqsworker", import_seconds(args.runs)))
-    with LocalSQSServer() as server:
-        seconds = launch_seconds(server.endpoint_url, args.runs, args.client)
-    print(_line(f"launch to first message (client={args.client})", seconds))
-
-
-if __name__ == "__main__":
-    main()

@@ -31,8 +31,10 @@ from .handlers import SLOW_SECONDS
 from .harness import Contender, Outcome, run_contender
 from .responder import ResponderProcess
 from .sparse import SparseOutcome
+from .startup import ImportTimes
 
 __all__ = [
+    "CLIENT_COST_ONLY",
     "OWN_CONTENDERS",
     "REFERENCE",
     "IdleRun",
@@ -47,11 +49,16 @@ __all__ = [
 OWN_CONTENDERS = (
     Contender.own("aiosqsworker", "aiosqsworker (default: fast path)"),
     Contender.own("aiosqsworker-botocore", 'aiosqsworker (client="botocore")'),
+    Contender.own("aiosqsworker-def", "aiosqsworker, `def` handler (in threads)"),
     Contender.own("aiobotocore-loop", "bare aiobotocore loop (ceiling on aiobotocore)"),
     Contender.own("aiohttp-loop", "bare aiohttp loop, unsigned JSON (floor)"),
-    Contender.own("aiosqsworker-aiohttp", 'aiosqsworker (client="aiohttp")'),
-    Contender.own("lean-loop", "bare loop on the lean client alone, signed (transport floor)"),
+    Contender.own(
+        "aiohttp-loop-asyncio", "bare aiohttp loop on asyncio's loop (floor)", loop="asyncio"
+    ),
+    Contender.own("lean-floor", "bare loop on the lean transport (floor of the fast path)"),
 )
+#: Contenders run in the client cost table only: variants of a row there.
+CLIENT_COST_ONLY = frozenset({"aiosqsworker-def", "aiohttp-loop-asyncio", "lean-floor"})
 #: Ratios are to this contender, measured in the same invocation.
 REFERENCE = "aiobotocore-loop"
 
@@ -90,6 +97,9 @@ class Plan:
     peer_deadline: float = 20.0
     deadline: float = 60.0
     loop: str = "uvloop"
+    #: Fresh processes timed for `import aiosqsworker`, and launches to a first message.
+    import_runs: int = 5
+    launch_runs: int = 3
 
     @classmethod
     def quick(cls) -> Plan:
@@ -108,6 +118,8 @@ class Plan:
             moto_backlog=100,
             peer_deadline=15.0,
             deadline=30.0,
+            import_runs=2,
+            launch_runs=1,
         )
 
 
@@ -123,6 +135,9 @@ class Results:
     sparse: SparseOutcome | None = None
     moto: dict[str, list[Outcome]] = field(default_factory=dict)
     blocking: list[BlockingOutcome] = field(default_factory=list)
+    #: Launch to first message, by contender (`startup.run_launch`).
+    launch: dict[str, list[Outcome]] = field(default_factory=dict)
+    imports: ImportTimes | None = None
     peers: dict[str, str] = field(default_factory=dict)  # peer -> "ran" or why not
     labels: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0

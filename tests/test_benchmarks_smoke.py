@@ -8,6 +8,7 @@ from __future__ import annotations
 from benchmarks.harness import Outcome
 from benchmarks.report import render_markdown
 from benchmarks.responder import ResponderProcess
+from benchmarks.startup import ImportTimes, import_times
 from benchmarks.suite import OWN_CONTENDERS, IdleRun, Plan, Results, run_client_cost
 
 
@@ -45,16 +46,24 @@ def test_the_in_flight_and_idle_tables_say_what_was_measured() -> None:
     """Synthetic outcomes: the report's arithmetic (share of ideal, KiB per message, $)."""
     plan = Plan.quick()
 
-    def slow_run(level: int, seconds: float, peak_mib: float) -> Outcome:
-        outcome = Outcome("aiosqsworker", "slow", level, 2 * level, handled=2 * level)
+    def slow_run(
+        level: int, seconds: float, peak_mib: float, name: str = "aiosqsworker"
+    ) -> Outcome:
+        outcome = Outcome(name, "slow", level, 2 * level, handled=2 * level)
         outcome.seconds, outcome.peak_running = seconds, level
         outcome.peak_rss_kib = int(peak_mib * 1024)
         return outcome
 
     results = Results(
         inflight={
-            100: {"aiosqsworker": [slow_run(100, 2.0, 60.0)]},
-            1000: {"aiosqsworker": [slow_run(1000, 2.5, 63.0)]},
+            100: {
+                "aiosqsworker": [slow_run(100, 2.0, 60.0)],
+                "aiohttp-loop": [slow_run(100, 2.0, 40.0, "aiohttp-loop")],
+            },
+            1000: {
+                "aiosqsworker": [slow_run(1000, 2.5, 63.0)],
+                "aiohttp-loop": [slow_run(1000, 3.0, 50.0, "aiohttp-loop")],
+            },
         },
         idle={100: {"aiosqsworker": IdleRun("aiosqsworker", 100, receives=3, seconds=60.0)}},
         idle_seconds=60.0,
@@ -62,6 +71,51 @@ def test_the_in_flight_and_idle_tables_say_what_was_measured() -> None:
     )
     markdown = render_markdown(results, plan, command="make bench", chart=None, quick=True)
     # 200 msgs in 2 s of an ideal 100/s; 2,000 in 2.5 s of 1,000/s; 3 MiB over 900 more.
-    assert "| aiosqsworker | 100 (100.0%) | 800 (80.0%) | 60.0 / 63.0 | 3.4 KiB |" in markdown
+    # At 1,000: 800/s against the bare loop's 667/s in the same run: 1.20x.
+    assert (
+        "| aiosqsworker | 100 (100.0%) | 800 (80.0%) | 1.20x | 60.0 / 63.0 | 3.4 KiB |" in markdown
+    )
+    assert "| aiohttp-loop | 100 (100.0%) | 667 (66.7%) | 1.00x |" in markdown
     # Three calls a minute, 100 pods, a month at $0.40 per million: $5.
     assert "| 100 | 3.0/min (1.00x one poll), $5 |" in markdown
+
+
+def test_the_client_cost_ratios_and_start_up_read_the_same_run() -> None:
+    """Synthetic outcomes: the framework's CPU per message as a ratio to the floor and the
+    `def` handler's to `async def`'s, a missing lean floor said as such, and the start-up
+    figures with celery's launch row saying why it is absent."""
+    plan = Plan.quick()
+
+    def run(name: str, cpu_us: float) -> Outcome:
+        outcome = Outcome(name, "noop", 100, 1000, handled=1000, seconds=0.1)
+        outcome.cpu_seconds = cpu_us * 1000 / 1e6
+        return outcome
+
+    lean = Outcome("lean-floor", "noop", 100, 1000, error="exit code 1: lean-floor: not here")
+    launch = Outcome("aiosqsworker", "noop", 10, 1, handled=1, seconds=0.01, launch_seconds=0.42)
+    results = Results(
+        client_cost={
+            "noop": {
+                "aiosqsworker": [run("aiosqsworker", 40.0)],
+                "aiosqsworker-def": [run("aiosqsworker-def", 60.0)],
+                "aiohttp-loop": [run("aiohttp-loop", 32.0)],
+                "lean-floor": [lean],
+            }
+        },
+        launch={"aiosqsworker": [launch]},
+        imports=ImportTimes(runs=3, importtime_ms=101.0, wall_ms=110.0, interpreter_ms=20.0),
+    )
+    markdown = render_markdown(results, plan, command="make bench", chart=None, quick=True)
+    assert "1.25x the bare aiohttp loop's (40 against 32 µs)" in markdown
+    assert "The lean floor's ratio: not measured (exit code 1: lean-floor: not here)" in markdown
+    assert "60 µs of CPU per message against 40 for `async def`, 1.50x" in markdown
+    assert "**101 ms** by `python -X importtime`" in markdown
+    assert "| aiosqsworker | 0.420 | 1 |" in markdown
+    assert "| celery (SQS) | not run: the celery peer was not installed" in markdown
+
+
+def test_import_time_is_read_from_fresh_processes() -> None:
+    times = import_times(runs=1)
+    assert times.runs == 1
+    assert times.importtime_ms > 0
+    assert times.interpreter_ms > 0

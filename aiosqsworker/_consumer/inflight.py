@@ -71,6 +71,7 @@ class InFlight:
         *,
         consumer: str,
         on_acked: Callable[[list[Message]], None] | None = None,
+        on_lost: Callable[[Message], None] | None = None,
     ) -> None:
         self._capacity = capacity
         self._leases = leases
@@ -80,6 +81,9 @@ class InFlight:
         #: Told of the messages whose handler succeeded, once SQS confirmed their delete
         #: (a dead letter's original is not one: its copy lives on).
         self._on_acked = on_acked
+        #: Told of a message whose lease was found lost when its delete or visibility
+        #: change was sent (an idempotency record of it is removed).
+        self._on_lost = on_lost
 
     def connect(self, sender: Sender) -> None:
         """Where settling messages go (the acker, which reports back here)."""
@@ -90,8 +94,14 @@ class InFlight:
     ) -> Lease:
         """A message received (in room already reserved): its lease starts now, for the
         `visibility_timeout` its poll asked for (by default the consumer's)."""
-        self._counters.received += 1
-        return self._leases.lease(message, received_at, visibility_timeout)
+        return self.admit_all((message,), received_at, visibility_timeout)[0]
+
+    def admit_all(
+        self, messages: Sequence[Message], received_at: float, visibility_timeout: int | None = None
+    ) -> list[Lease]:
+        """`admit` for every message of one poll, their leases started together."""
+        self._counters.received += len(messages)
+        return self._leases.lease_all(messages, received_at, visibility_timeout)
 
     def settle(self, lease: Lease, outcome: Outcome, delay: int = 0) -> None:
         """The one way out: queue the message's delete or visibility change, or, for a
@@ -107,17 +117,20 @@ class InFlight:
         assert self._sender is not None, "InFlight.connect() first"
         self._sender.send(Settling(lease, outcome, delay))
 
-    async def handing_over(self, settling: Settling) -> None:
-        """The acker is about to send: stop extending, and let an extension in flight end
-        first (a delete never races an extension of the same handle)."""
-        self._leases.finish(settling.lease)
-        await self._leases.settled(settling.lease)
+    async def handing_over(self, settlings: Sequence[Settling]) -> None:
+        """The acker is about to send these: stop extending, and let an extension in flight
+        end first (a delete never races an extension of the same handle)."""
+        leases = [settling.lease for settling in settlings]
+        self._leases.finish_all(leases)
+        await self._leases.settled_all(leases)
 
     def delivered(self, settlings: Sequence[Settling]) -> None:
         """SQS confirmed the call for these."""
         counters = self._counters
         acked: list[Message] = []
         for settling in settlings:
+            if not settling.lease.finished:  # handed over first, as a rule: finished there
+                self._leases.finish(settling.lease)
             outcome = settling.outcome
             if settling.is_delete:
                 counters.deleted += 1
@@ -128,7 +141,6 @@ class InFlight:
                 counters.retried += 1
             else:
                 counters.released += 1
-            self._leases.finish(settling.lease)
         self._capacity.release(len(settlings))  # one wake-up for the batch
         if acked and self._on_acked is not None:
             self._on_acked(acked)
@@ -158,6 +170,8 @@ class InFlight:
                 why,
             )
         elif receipt_invalid:
+            if self._on_lost is not None:
+                self._on_lost(settling.lease.message)
             counters.leases_lost += 1
             logger.warning(
                 "[%s] lost the lease of message %s before its %s was sent (%s): SQS delivers "

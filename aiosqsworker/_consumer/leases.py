@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -200,6 +200,7 @@ class LeaseKeeper:
         *,
         consumer: str,
         board: LeaseBoard | None = None,
+        on_extended: Callable[[Sequence[Lease]], None] | None = None,
     ) -> None:
         """`board`: where the lease keeper's thread sees these leases, to extend them while
         the event loop is blocked (see `leasethread`); None keeps them on the loop alone."""
@@ -207,6 +208,9 @@ class LeaseKeeper:
         self._board = board
         self._queue_url = queue_url
         self._visibility_timeout = visibility_timeout
+        #: Told of the leases SQS confirmed extended (an idempotency store's records
+        #: follow them); None for most consumers, which pay nothing for it.
+        self._on_extended = on_extended
         self._counters = counters
         self._consumer = consumer
         self._leases: set[Lease] = set()  # by identity: a Lease compares by identity
@@ -221,28 +225,50 @@ class LeaseKeeper:
         """Start watching a message received at `received_at` (before its request was sent)
         and hidden for `visibility_timeout` (by default the consumer's). A poll's shorter
         timeout makes the lease due at once: it is extended to the full one straight away."""
-        lease = Lease(
-            message=message,
-            received_at=received_at,
-            expires_at=received_at + (visibility_timeout or self._visibility_timeout),
-        )
-        self._leases.add(lease)
+        return self.lease_all((message,), received_at, visibility_timeout)[0]
+
+    def lease_all(
+        self, messages: Iterable[Message], received_at: float, visibility_timeout: int | None = None
+    ) -> list[Lease]:
+        """`lease` for every message one poll brought: they share their receipt time and
+        expiry, so the keeper records them, shows them to its thread and plans its next
+        wake-up once for the poll."""
+        expires_at = received_at + (visibility_timeout or self._visibility_timeout)
+        leases = [Lease(message, received_at, expires_at) for message in messages]
+        self._leases.update(leases)
         if self._board is not None:
-            self._board.hold(lease)
-        if lease.expires_at - self._lead < self._wake_at:
+            self._board.hold_all(leases)
+        if leases and expires_at - self._lead < self._wake_at:
             self._wake.set()
-        return lease
+        return leases
 
     def finish(self, lease: Lease) -> None:
-        lease.finish()
-        self._release(lease)
+        """Extend `lease` no more (again: nothing)."""
+        if not lease.finished:
+            lease.finish()
+            self._release(lease)
+
+    def finish_all(self, leases: Iterable[Lease]) -> None:
+        """`finish` for a batch the acker is about to send: the thread told once."""
+        ending = [lease for lease in leases if not lease.finished]
+        for lease in ending:
+            lease.finish()
+        self._leases.difference_update(ending)
+        if self._board is not None and ending:
+            self._board.drop_all(ending)
 
     async def settled(self, lease: Lease) -> None:
         """Wait until no extension of this finished lease is in flight, the keeper's or its
         thread's: a delete never races an extension."""
-        await lease.settled()
+        await self.settled_all((lease,))
+
+    async def settled_all(self, leases: Sequence[Lease]) -> None:
+        """`settled` for a batch; waits only where an extension is in flight."""
+        for lease in leases:
+            if lease.extending:
+                await lease.settled()
         if self._board is not None:
-            await self._board.settled(lease)
+            await self._board.settled_all(leases)
 
     def _release(self, lease: Lease) -> None:
         """Extend this lease no more."""
@@ -345,6 +371,10 @@ class LeaseKeeper:
             self._back_off(refused)
         else:
             self._failures = 0
+        if self._on_extended is not None:
+            self._on_extended(
+                [lease for i, (lease, _) in enumerate(batch) if str(i) not in failures]
+            )
 
     def _back_off(self, leases: Iterable[Lease]) -> None:
         """Try these leases again after a short pause, well inside the lead time left."""
@@ -355,7 +385,9 @@ class LeaseKeeper:
             lease.not_before = not_before
 
     def _apply_reports(self, reports: list[LeaseReport]) -> None:
-        """What the thread did while the loop was blocked, now in the lease records."""
+        """What the thread did while the loop was blocked, now in the lease records (and,
+        through `on_extended`, in what follows them: an idempotency store's records)."""
+        extended: dict[int, Lease] = {}  # by identity: a lease may be reported twice
         for report in reports:
             lease = report.lease
             if lease.finished or lease.lost:
@@ -363,10 +395,14 @@ class LeaseKeeper:
             if report.kind == "extended":
                 lease.expires_at = max(lease.expires_at, report.expires_at)
                 self._counters.leases_extended += 1
+                extended[id(lease)] = lease
             elif report.kind == "lost":
+                extended.pop(id(lease), None)
                 self._lose(lease, report.code)
             else:
                 self._counters.lease_extension_errors += 1
+        if extended and self._on_extended is not None:
+            self._on_extended(list(extended.values()))
         self._wake.set()  # plan the next wake-up from the new expiries
 
     def _lose(self, lease: Lease, code: str) -> None:

@@ -150,21 +150,39 @@ class LeaseBoard:
     # The loop's side.
 
     def hold(self, lease: Lease) -> None:
+        self.hold_all((lease,))
+
+    def hold_all(self, leases: Iterable[Lease]) -> None:
+        """Show the thread a poll's leases: one lock for the batch."""
         with self._lock:
-            self._leases[lease.receipt_handle] = lease
+            self._leases.update((lease.receipt_handle, lease) for lease in leases)
 
     def drop(self, lease: Lease) -> None:
-        handle = lease.receipt_handle
+        self.drop_all((lease,))
+
+    def drop_all(self, leases: Iterable[Lease]) -> None:
+        """The thread extends these no more: one lock for the batch. The thread's own
+        records of them exist only after a takeover, so they are looked at only then."""
+        handles = [lease.receipt_handle for lease in leases]
         with self._lock:
-            self._leases.pop(handle, None)
-            self._extended_until.pop(handle, None)
-            self._waiting_until.pop(handle, None)
+            pop = self._leases.pop
+            for handle in handles:
+                pop(handle, None)
+            if self._extended_until or self._waiting_until:
+                for handle in handles:
+                    self._extended_until.pop(handle, None)
+                    self._waiting_until.pop(handle, None)
 
     async def settled(self, lease: Lease) -> None:
         """Wait until no call of the thread carries this lease (dropped first, it is never
         claimed again). The wait is rare and short: a claim lasts one time-boxed call."""
-        while lease.receipt_handle in self._claimed:  # noqa: ASYNC110 - ended by a thread
-            await asyncio.sleep(SETTLE_POLL)
+        await self.settled_all((lease,))
+
+    async def settled_all(self, leases: Iterable[Lease]) -> None:
+        """`settled` for a batch (no wait at all while the thread claims nothing)."""
+        for lease in leases:
+            while self._claimed and lease.receipt_handle in self._claimed:  # noqa: ASYNC110 - ended by a thread
+                await asyncio.sleep(SETTLE_POLL)
 
     async def tend(self, apply: Callable[[list[LeaseReport]], None]) -> None:
         """Until cancelled: beat, keep the thread's credentials fresh, and hand the thread's

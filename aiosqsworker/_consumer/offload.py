@@ -5,9 +5,9 @@ blocks it (a synchronous SDK call, heavy CPU work) stalls all of them. These cal
 handler elsewhere and leave the loop free; the slot awaits them like an ``async`` handler, so
 middleware, typed bodies, outcomes and FIFO order are the same for every kind of handler.
 
-- **thread**: anyio's worker threads, at most the consumer's `concurrency` alive at once
-  (`threads.HandlerThreads`), rather than anyio's default limiter shared by the whole
-  process. Cancelled (the consumer's `timeout=`, a lost lease, a forced stop), the call
+- **thread**: a pool of the consumer's own threads, at most its `concurrency` alive at once
+  (`threads.HandlerThreads`), rather than anyio's threads under the default limiter shared
+  by the whole process. Cancelled (the consumer's `timeout=`, a lost lease, a forced stop), the call
   returns at once and the message takes its path; the thread itself cannot be stopped: it
   runs on, what it returns or raises is ignored, and it keeps its place until it returns.
 - **process**: the app's `ProcessPool`. The body is decoded here, the handler and its

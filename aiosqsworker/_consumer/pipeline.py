@@ -29,6 +29,7 @@ from anyio.abc import TaskStatus
 
 from .._config import Breaker, Middleware
 from .._errors import AioSQSWorkerError, ConfigurationError, single_error
+from .._message import Message
 from .._registry import ConsumerSpec
 from .._sqs.base import SQSClient
 from .._sqs.payloads import PayloadJanitor, PayloadStore
@@ -38,17 +39,19 @@ from .breaker import BreakerState, CircuitBreaker
 from .buffer import Buffer, Capacity, MessageBuffer
 from .fifo import GroupedBuffer
 from .flow import Flow
+from .idempotency import IdempotencyGuard, key_function
 from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
 from .leasethread import LeaseThread
 from .offload import invoker_for
+from .outbox import Send, with_outbox
 from .outcomes import Outcome
 from .procpool import ProcessPool
 from .queue import QueueInfo
 from .receiver import WATCH_VISIBILITY, Receiver, poll_cap
 from .resolve import resolving_payloads
 from .slots import Dispatcher, chain_middleware
-from .stats import ConsumerStatistics, Counters
+from .stats import ConsumerStatistics, Counters, LatencyHistogram
 from .tenants import TenantBuffer
 from .timeouts import time_limit_of
 
@@ -79,6 +82,8 @@ class Pipeline:
         lease_thread: LeaseThread | None = None,
         concurrency: int | None = None,
         paused: bool = False,
+        send: Send | None = None,
+        message_ages: bool = False,
     ) -> None:
         config = spec.config
         if config.batch and queue.fifo:
@@ -98,6 +103,19 @@ class Pipeline:
         self.visibility_timeout = config.visibility_timeout or queue.visibility_timeout
         self._abandoned_polls_take = client.cancelled_polls_take_messages
         self.counters = Counters()
+        if message_ages:
+            self.counters.lag, self.counters.dwell = LatencyHistogram(), LatencyHistogram()
+        self._idempotency = (
+            IdempotencyGuard(
+                config.idempotency,
+                key_function(config.idempotency_key, consumer=spec.name, fifo=queue.fifo),
+                self.counters,
+                consumer=spec.name,
+                threads_run_on=spec.run_in == "thread",
+            )
+            if config.idempotency is not None
+            else None
+        )
         self._stop_requested = anyio.Event()
         concurrency = config.concurrency if concurrency is None else concurrency
         self._capacity = Capacity(config.capacity_at(concurrency))
@@ -127,6 +145,7 @@ class Pipeline:
             board=lease_thread.board(queue.url, self.visibility_timeout, self.name)
             if lease_thread is not None
             else None,
+            on_extended=self._idempotency.extended if self._idempotency is not None else None,
         )
         self._janitor = (
             PayloadJanitor(payloads, consumer=self.name)
@@ -138,7 +157,11 @@ class Pipeline:
             self._leases,
             self.counters,
             consumer=self.name,
-            on_acked=self._janitor.discard if self._janitor is not None else None,
+            on_acked=_both(
+                self._janitor.discard if self._janitor is not None else None,
+                self._idempotency.acked if self._idempotency is not None else None,
+            ),
+            on_lost=self._idempotency.lost if self._idempotency is not None else None,
         )
         self._acker = Acker(
             client,
@@ -163,6 +186,10 @@ class Pipeline:
                 dead_letters = dataclasses.replace(
                     dead_letters, payloads=payloads, payload_bucket=payload_bucket
                 )
+        if config.outbox:
+            if send is None:
+                raise ConfigurationError(f"consumer {spec.name!r}: outbox=True needs a sender")
+            call = with_outbox(call, send)
         self._dispatcher = Dispatcher(
             call,
             replace(config, timeout=spec.slot_timeout),
@@ -174,6 +201,7 @@ class Pipeline:
             dead_letters=dead_letters,
             consumer=self.name,
             on_exit=on_exit,
+            idempotency=self._idempotency,
             time_limit=time_limit_of(spec),
             breaker=self._breaker,
         )
@@ -319,17 +347,22 @@ class Pipeline:
     async def _run(self, task_status: TaskStatus[None]) -> None:
         flush_scope = anyio.CancelScope(shield=True)
 
+        # What follows the acker's confirmed deletes: payload deletes, done records.
+        followers = [f for f in (self._janitor, self._idempotency) if f is not None]
+
         async def run_acker() -> None:
             with flush_scope:
-                if self._janitor is None:
+                if not followers:
                     await self._acker.run()
                     return
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._janitor.run)
+                    for follower in followers:
+                        tg.start_soon(follower.run)
                     try:
                         await self._acker.run()
                     finally:
-                        self._janitor.close()  # after the acker's last delete
+                        for follower in followers:
+                            follower.close()  # after the acker's last delete
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run_acker)
@@ -433,6 +466,20 @@ class Pipeline:
             f"{c.received} received, {c.succeeded} succeeded, {c.failed} failed, "
             f"{c.deleted} deleted, {c.released} released, {plural(c.leases_lost, 'lease')} lost"
         )
+
+
+def _both(
+    first: Callable[[list[Message]], None] | None, second: Callable[[list[Message]], None] | None
+) -> Callable[[list[Message]], None] | None:
+    """One `on_acked` hook from two optional ones."""
+    if first is None or second is None:
+        return first or second
+
+    def both(messages: list[Message]) -> None:
+        first(messages)
+        second(messages)
+
+    return both
 
 
 def stop_waits(*, running: int, budget: float, polls: int, poll_left: float) -> str:

@@ -361,9 +361,8 @@ class Receiver:
         self._receive_counts.observe(raw_messages)
         handing_back = self._stopping or self._flow.holding or stale
         shared: dict[str, str] = {}
-        for raw in raw_messages:
-            message = Message.from_sqs(raw, self._queue_url, shared)
-            lease = self._inflight.admit(message, sent_at, visibility_timeout)
+        messages = [Message.from_sqs(raw, self._queue_url, shared) for raw in raw_messages]
+        for lease in self._inflight.admit_all(messages, sent_at, visibility_timeout):
             if handing_back:
                 # A poll that was open when the stop or the pause came: hand its messages
                 # straight back.

@@ -50,6 +50,7 @@ from .buffer import Buffer, Capacity
 from .clock import now
 from .deadletter import DeadLetterQueue
 from .flow import Flow
+from .idempotency import IdempotencyGuard
 from .inflight import InFlight
 from .leases import Lease
 from .outcomes import (
@@ -60,7 +61,7 @@ from .outcomes import (
     retry_delay_for,
     within_visibility_cap,
 )
-from .stats import Counters
+from .stats import Counters, record_ages
 from .timeouts import TimeLimit, is_timeout, timeout_site
 
 __all__ = ["Dispatcher", "chain_middleware"]
@@ -136,6 +137,7 @@ class Dispatcher:
         dead_letters: DeadLetterQueue | None,
         consumer: str,
         on_exit: Callable[[BaseException], None],
+        idempotency: IdempotencyGuard | None = None,
         time_limit: TimeLimit | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
@@ -144,6 +146,11 @@ class Dispatcher:
         # Without a limit a handler runs inside no `with` at all: one would hold a bound
         # method for as long as it runs.
         self._call = call if time_limit is None else time_limit.around(call)
+        #: Claims each message's key around its handler; None: the handler is called as is.
+        #: The claim is outside the time limit (a store call has its own), the handler in it.
+        self._idempotency = idempotency
+        #: Whether to record each message's lag and dwell (`App(message_ages=True)`).
+        self._ages = counters.lag is not None or counters.dwell is not None
         self._config = config
         self._buffer = buffer
         self._flow = flow
@@ -320,13 +327,19 @@ class Dispatcher:
         task = asyncio.current_task()
         assert task is not None
         counters = self._counters
+        guard = self._idempotency
         while (lease := await self._next()) is not None:
             counters.running += 1
             ended, error = True, None
             started = now()
+            if self._ages:
+                self._record_ages(lease, started)
             try:
                 lease.holder = task
-                await self._call(lease.message)
+                if guard is None:
+                    await self._call(lease.message)
+                else:
+                    await guard.run_handler(lease, self._call)
             except BaseException as exc:  # a handler's failure is an outcome (or a stop)
                 error = self._failure(exc)
                 if error is None:  # cancelled: by its lost lease, or by a stop
@@ -364,6 +377,9 @@ class Dispatcher:
         messages = [lease.message for lease in batch]
         error, returned = None, None
         started = now()
+        if self._ages:
+            for lease in batch:
+                self._record_ages(lease, started)
         try:
             returned = await self._call(messages)
         except BaseException as exc:
@@ -377,6 +393,10 @@ class Dispatcher:
         failures = batch_failures(messages, returned, error)
         for lease in batch:
             await self._settle(lease, failures[lease.message.message_id])
+
+    def _record_ages(self, lease: Lease, started: float) -> None:
+        sent = lease.message.attributes.get("SentTimestamp")
+        record_ages(self._counters, sent, lease.received_at, started)
 
     # Outcomes.
 

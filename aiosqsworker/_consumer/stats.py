@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass, field, fields
 
-__all__ = ["ConsumerStatistics", "Counters", "LatencyHistogram", "TenantStatistics"]
+__all__ = [
+    "ConsumerStatistics",
+    "Counters",
+    "LatencyHistogram",
+    "TenantStatistics",
+    "record_ages",
+]
 
 _SMALLEST = 0.001  # 1 ms
 _GROWTH = 1.25  # each bucket 25 % wider than the last: quantiles within ~12 %
@@ -61,9 +69,27 @@ class Counters:
     running: int = 0
     loop_blocks: int = 0
     loop_blocked_seconds: float = 0.0
+    duplicates_skipped: int = 0
     abandoned_threads: int = 0
     last_poll_at: float | None = None  # wall clock (time.time()) of the last completed poll
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    #: Per-message lag (since SentTimestamp) and dwell (since receipt) when the handler
+    #: starts; None unless asked for (`App(message_ages=True)`): nothing per message then.
+    lag: LatencyHistogram | None = None
+    dwell: LatencyHistogram | None = None
+
+
+def record_ages(
+    counters: Counters, sent_timestamp: str | None, received_at: float, started: float
+) -> None:
+    """A handler starts: its message's lag (now, wall clock, less SQS's ``SentTimestamp`` in
+    milliseconds) and dwell (`started` less `received_at`, on the loop's clock). SQS does
+    not say when a message last became visible: its receipt here is the nearest known."""
+    if counters.dwell is not None:
+        counters.dwell.record(max(0.0, started - received_at))
+    if counters.lag is not None and sent_timestamp is not None:
+        with contextlib.suppress(ValueError):  # not a timestamp: no lag to tell
+            counters.lag.record(max(0.0, time.time() - int(sent_timestamp) / 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +145,8 @@ class ConsumerStatistics:
         loop_blocks: times the event loop stood still past the watchdog's threshold while
             this consumer's handler was on it (`App(watchdog=...)`).
         loop_blocked_seconds: how long those stalls lasted in all.
+        duplicates_skipped: deliveries whose idempotency key was done already: deleted
+            without running the handler.
         abandoned_threads: threads of a ``def`` handler given up (a timeout, a lost lease,
             a stop) that still run now. Each keeps its place among the consumer's
             `concurrency` threads until it returns: when they fill them all, no new handler
@@ -127,6 +155,10 @@ class ConsumerStatistics:
             or None before the first.
         latency_p50, latency_p90, latency_p99: handler durations in seconds (upper bounds of
             logarithmic buckets 25 % wide), or None before the first handler ended.
+        lag_p50, lag_p90, lag_p99: seconds from a message's send (``SentTimestamp``) to its
+            handler's start; None unless the app keeps them (``App(message_ages=True)``).
+        dwell_p50, dwell_p90, dwell_p99: seconds from a message's receipt to its handler's
+            start (waiting in the buffer); None unless the app keeps them.
         concurrency: most handlers running at once now (`App.set_concurrency` changes it).
         max_rate: most handler starts per second, or None without a limit.
         paused: whether the consumer is paused (`App.pause`): no poll, no new handler.
@@ -157,6 +189,7 @@ class ConsumerStatistics:
     polls: int
     poll_errors: int
     deletes_unconfirmed: int
+    duplicates_skipped: int
     in_flight: int
     buffered: int
     running: int
@@ -167,6 +200,12 @@ class ConsumerStatistics:
     latency_p50: float | None
     latency_p90: float | None
     latency_p99: float | None
+    lag_p50: float | None
+    lag_p90: float | None
+    lag_p99: float | None
+    dwell_p50: float | None
+    dwell_p90: float | None
+    dwell_p99: float | None
     concurrency: int
     max_rate: float | None
     paused: bool
@@ -196,9 +235,12 @@ class ConsumerStatistics:
         """A snapshot of `counters`, with `buffered` messages waiting for a handler and the
         consumer's flow control as it is now."""
         values = {
-            f.name: getattr(counters, f.name) for f in fields(Counters) if f.name != "latency"
+            f.name: getattr(counters, f.name)
+            for f in fields(Counters)
+            if f.name not in ("latency", "lag", "dwell")
         }
         latency = counters.latency
+        lag, dwell = counters.lag, counters.dwell
         return cls(
             name=name,
             queue=queue,
@@ -207,6 +249,12 @@ class ConsumerStatistics:
             latency_p50=latency.quantile(0.5),
             latency_p90=latency.quantile(0.9),
             latency_p99=latency.quantile(0.99),
+            lag_p50=lag.quantile(0.5) if lag else None,
+            lag_p90=lag.quantile(0.9) if lag else None,
+            lag_p99=lag.quantile(0.99) if lag else None,
+            dwell_p50=dwell.quantile(0.5) if dwell else None,
+            dwell_p90=dwell.quantile(0.9) if dwell else None,
+            dwell_p99=dwell.quantile(0.99) if dwell else None,
             concurrency=concurrency,
             max_rate=max_rate,
             paused=paused,

@@ -46,7 +46,27 @@ _GAUGES = {
     "polling_width",
     "abandoned_threads",
 }
-_SKIPPED = {"name", "queue", "latency_p50", "latency_p90", "latency_p99", "tenants", "breaker"}
+#: Quantile gauges: (statistics prefix, metric, help).
+_QUANTILES = (
+    (
+        "latency",
+        "aiosqsworker_handler_duration_seconds",
+        "handler duration quantiles (upper bounds of 25 % wide buckets)",
+    ),
+    (
+        "lag",
+        "aiosqsworker_message_lag_seconds",
+        "seconds from a message's send (SentTimestamp) to its handler's start, quantiles",
+    ),
+    (
+        "dwell",
+        "aiosqsworker_message_dwell_seconds",
+        "seconds from a message's receipt to its handler's start, quantiles",
+    ),
+)
+_SKIPPED = {"name", "queue", "tenants", "breaker"} | {
+    f"{prefix}_p{q}" for prefix, _, _ in _QUANTILES for q in ("50", "90", "99")
+}
 _HELP = {
     "in_flight": "messages received and not yet finished, buffered ones included",
     "buffered": "messages waiting for a free handler",
@@ -104,22 +124,19 @@ def metric_families(
         kind = "gauge" if stat_field.name in _GAUGES else "counter"
         help_text = _HELP.get(stat_field.name, stat_field.name.replace("_", " "))
         yield _metric_name(stat_field.name), kind, help_text, samples
-    quantiles = [
-        ({"consumer": stats.name, "queue": stats.queue, "quantile": q}, value)
-        for stats in statistics.values()
-        for q, value in (
-            ("0.5", stats.latency_p50),
-            ("0.9", stats.latency_p90),
-            ("0.99", stats.latency_p99),
-        )
-        if value is not None
-    ]
-    yield (
-        "aiosqsworker_handler_duration_seconds",
-        "gauge",
-        "handler duration quantiles (upper bounds of 25 % wide buckets)",
-        quantiles,
-    )
+    for prefix, name, help_text in _QUANTILES:
+        quantiles = [
+            ({"consumer": stats.name, "queue": stats.queue, "quantile": q}, value)
+            for stats in statistics.values()
+            for q, value in (
+                ("0.5", getattr(stats, f"{prefix}_p50")),
+                ("0.9", getattr(stats, f"{prefix}_p90")),
+                ("0.99", getattr(stats, f"{prefix}_p99")),
+            )
+            if value is not None
+        ]
+        if quantiles or prefix == "latency":
+            yield name, "gauge", help_text, quantiles
     yield (
         "aiosqsworker_breaker_state",
         "gauge",

@@ -19,7 +19,6 @@ boundary (`map_s3_errors`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -31,6 +30,7 @@ from typing import Any, Literal
 
 import anyio
 
+from .._backlog import Backlog
 from .._errors import MessageDecodeError, PayloadError, PayloadNotFoundError
 from .._message import Message
 from .errors import unreachable_hint
@@ -296,9 +296,7 @@ class PayloadJanitor:
     def __init__(self, store: PayloadStore, *, consumer: str) -> None:
         self._store = store
         self._consumer = consumer
-        self._pending: list[S3Pointer] = []
-        self._arrived = asyncio.Event()
-        self._closed = False
+        self._pending: Backlog[S3Pointer] = Backlog()
         self.deleted = 0
         self.failures = 0
 
@@ -310,22 +308,13 @@ class PayloadJanitor:
             except MessageDecodeError:
                 continue  # no object to delete: the body never pointed to one
             if pointer is not None:
-                self._pending.append(pointer)
-                self._arrived.set()
+                self._pending.put(pointer)
 
     def close(self) -> None:
-        self._closed = True
-        self._arrived.set()
+        self._pending.close()
 
     async def run(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closed:
-                    return
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            batch, self._pending = self._pending, []
+        async for batch in self._pending.batches():
             failures = await self._store.delete(batch)
             self.deleted += len(batch) - len(failures)
             self.failures += len(failures)

@@ -40,19 +40,20 @@ import uuid
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
 
 from .._app import App
 from .._config import ConsumerConfig
 from .._consumer.offload import invoker_for
+from .._consumer.outbox import with_outbox
 from .._consumer.outcomes import Outcome, decide, retry_delay_for
 from .._consumer.procpool import ProcessPool
 from .._consumer.slots import chain_middleware
 from .._consumer.timeouts import time_limit_of
 from .._message import Message
-from .._producer import encode_attributes, encode_body
+from .._producer import SendOptions, encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
 from .._run.burst import wait_until_empty
 from .clock import Clock, ManualClock, RealClock
@@ -60,6 +61,9 @@ from .faultproxy import Answer, FaultProxy, ProxiedRequest
 from .harness import InMemoryApp, in_memory
 from .memory import MemorySQS, QueueCounts, QueuedMessage
 from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "LOCAL_CREDENTIALS",
@@ -124,6 +128,8 @@ class HandlerOutcome:
         min_delay: the least such delay.
         error: the exception the handler raised, if any.
         returned: what the handler returned.
+        sent: for a consumer with ``outbox=True``, what its outbox sent once the handler
+            succeeded: ``(queue, body, options)`` in order (nothing after a failure).
     """
 
     action: Literal["ack", "retry", "dead-letter", "release"]
@@ -131,6 +137,7 @@ class HandlerOutcome:
     min_delay: int | None = None
     error: BaseException | None = None
     returned: object = None
+    sent: tuple[tuple[str, object, dict[str, object]], ...] = ()
 
 
 def _spec_of(target: object, app: App | None) -> ConsumerSpec:
@@ -174,11 +181,19 @@ async def call_consumer(
     middleware = [*(app.config.middleware if app is not None else ()), *config.middleware]
     error: BaseException | None = None
     returned: object = None
+    sent: list[tuple[str, object, dict[str, object]]] = []
     async with AsyncExitStack() as stack:
         processes = None
         if spec.run_in == "process":  # a pool of one for the call: the message is pickled
             processes = await stack.enter_async_context(ProcessPool(1))
         call = chain_middleware(middleware, invoker_for(spec, processes))
+        if config.outbox:
+
+            async def record(queue: str, body: object, **options: Unpack[SendOptions]) -> str:
+                sent.append((queue, body, dict(options)))
+                return f"outbox-{len(sent)}"
+
+            call = with_outbox(call, record)
         time_limit = time_limit_of(spec)
         if time_limit is not None:
             call = time_limit.around(call)
@@ -199,7 +214,7 @@ async def call_consumer(
         on_decode_error=config.on_decode_error,
     )
     if outcome is Outcome.ACK:
-        return HandlerOutcome("ack", returned=returned)
+        return HandlerOutcome("ack", returned=returned, sent=tuple(sent))
     if outcome is Outcome.DEAD_LETTER:
         return HandlerOutcome("dead-letter", error=error, returned=returned)
     count = message.receive_count

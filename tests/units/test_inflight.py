@@ -42,7 +42,7 @@ async def test_room_comes_back_once_the_call_has_ended_not_when_it_is_queued() -
     inflight.settle(lease, Outcome.ACK)
     assert (room.used, counters.succeeded) == (1, 0)  # queued: held, not yet a success
     [settling] = acker.sent
-    await inflight.handing_over(settling)
+    await inflight.handing_over([settling])
     assert lease.finished
     inflight.delivered([settling])
     assert (room.used, counters.succeeded, counters.deleted) == (0, 1, 1)

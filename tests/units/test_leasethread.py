@@ -9,14 +9,19 @@ import time
 
 import anyio
 
-from aiosqsworker._consumer.leases import Lease
+from aiosqsworker._consumer.buffer import Capacity
+from aiosqsworker._consumer.inflight import InFlight, Settling
+from aiosqsworker._consumer.leases import Lease, LeaseKeeper
 from aiosqsworker._consumer.leasethread import (
     LeaseBoard,
     leases_to_rescue,
     loop_condition,
     takeover_after,
 )
+from aiosqsworker._consumer.outcomes import Outcome
+from aiosqsworker._consumer.stats import Counters
 from aiosqsworker._sqs.base import BatchEntryFailure, BatchResult
+from aiosqsworker.testing import MemorySQS
 
 from .factories import message
 
@@ -157,3 +162,79 @@ async def test_a_delete_waits_for_the_threads_call_on_its_lease() -> None:
     helper.join()
     assert answered_at
     assert settled_at >= answered_at[0]
+
+
+async def test_what_the_thread_extended_reaches_the_keepers_on_extended_hook() -> None:
+    """The keeper applies the thread's reports on the loop and tells `on_extended` (an
+    idempotency store's records) of the leases extended, at their new expiry; a lost or
+    failed one is not told.
+
+    Naive code it catches: reports applied to the lease records only, so a record claimed for
+    the lease's time left expires while the thread keeps the message invisible (the keeper's
+    next extension, planned from the thread's later expiry, comes after the record is gone).
+    """
+    shared = board(visibility_timeout=30)
+    told: list[tuple[str, float]] = []
+    keeper = LeaseKeeper(
+        MemorySQS(),
+        "https://queue",
+        30,
+        Counters(),
+        consumer="c",
+        board=shared,
+        on_extended=lambda leases: told.extend(
+            (held.message.message_id, held.expires_at) for held in leases
+        ),
+    )
+    now = anyio.current_time()
+    # Not due for 15 s: the keeper makes no call of its own meanwhile.
+    extended, lost, failed = (
+        keeper.lease(message(message_id=name), received_at=now) for name in ("ext", "lost", "fail")
+    )
+    result = BatchResult(
+        successful=("0",),
+        failed=(
+            BatchEntryFailure("1", "ReceiptHandleIsInvalid", "gone", True),
+            BatchEntryFailure("2", "InternalError", "try again", False),
+        ),
+    )
+    shared.answered([(extended, 30), (lost, 30), (failed, 30)], result, sent_at=now + 1.0)
+    with anyio.move_on_after(0.3):
+        await keeper.run()
+    assert told == [("ext", now + 31.0)]
+    assert extended.expires_at == now + 31.0
+    assert lost.lost
+
+
+async def test_a_batch_handed_over_is_finished_whole_before_it_waits_for_the_thread() -> None:
+    """The acker hands a batch of three over while the thread's call on the first is in
+    flight: all three are finished at once, so the thread claims none of the other two
+    while the delete waits for that call.
+
+    Naive code it catches: finishing and awaiting a batch lease by lease (the board told
+    once per message): while the delete waits on the first lease, the thread starts
+    extending the batch's later ones, and the delete then waits for those calls too.
+    """
+    shared = board()
+    counters = Counters()
+    keeper = LeaseKeeper(None, "q", 5, counters, consumer="c", board=shared)  # type: ignore[arg-type]
+    inflight = InFlight(Capacity(10), keeper, counters, consumer="c")
+    first = inflight.admit(message(message_id="a"), 0.0, 5)  # due (lead 4 s) from 1.0
+    later = [inflight.admit(message(message_id=n), 1.5, 5) for n in "bc"]  # due from 2.5
+    in_flight, _ = shared.claim(now=2.0)
+    assert in_flight == [(first, 5)]
+    claimed_meanwhile: list[list[tuple[Lease, int]]] = []
+
+    def thread_part() -> None:
+        time.sleep(0.2)
+        claimed_meanwhile.append(shared.claim(now=3.0)[0])  # b and c are due by now
+        shared.answered(in_flight, BatchResult(successful=("0",)), sent_at=2.0)
+
+    lease_thread = threading.Thread(target=thread_part)
+    lease_thread.start()
+    with anyio.fail_after(5):
+        await inflight.handing_over([Settling(lease, Outcome.ACK) for lease in [first, *later]])
+    lease_thread.join()
+    assert claimed_meanwhile == [[]]
+    assert shared.held() == 0
+    assert len(keeper) == 0

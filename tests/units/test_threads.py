@@ -3,9 +3,14 @@ and what a timeout says about where the handler was."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import threading
+import time
+from typing import cast
 
 import anyio
+import anyio.from_thread
 import pytest
 
 from aiosqsworker._consumer.stats import Counters
@@ -115,3 +120,71 @@ async def test_a_timeout_error_the_handler_raises_itself_is_not_a_time_limit() -
         await TimeLimit(5, "h").around(raises)(None)
     assert str(raised.value) == "upstream timed out"
     assert not is_timeout(raised.value)
+
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="none")
+
+
+async def test_the_pool_keeps_its_threads_within_the_bound_and_hands_back_every_outcome() -> None:
+    """Catches: a pool that starts a thread for each call it cannot hand to an idle one at
+    once (more threads than the consumer's concurrency), and outcomes settled in one loop
+    callback losing all but the first call that ended in that turn."""
+    idents: set[int] = set()
+
+    def work(n: int) -> int:
+        idents.add(threading.get_ident())
+        time.sleep(0.001)
+        return n * 2
+
+    threads = HandlerThreads(work, bound=lambda: 4, label="h", consumer="c", counters=Counters())
+    with anyio.fail_after(20):
+        results = await asyncio.gather(*(threads.run(n) for n in range(300)))
+    assert results == [n * 2 for n in range(300)]
+    assert len(idents) <= 4
+    assert threads.threads <= 4
+    assert threads.alive == 0
+
+
+async def test_a_call_runs_in_the_callers_context_and_can_reach_the_loop() -> None:
+    """Catches: a pool thread calling the handler in its own context (a contextvar the
+    middleware set, say a request id, is lost) or without anyio's loop token (the documented
+    `anyio.from_thread.run(app.send, ...)` fails with "Not running inside an AnyIO worker
+    thread")."""
+
+    async def on_the_loop(value: str) -> str:
+        return f"loop saw {value}"
+
+    def handler(value: str) -> tuple[str, str]:
+        return request_id.get(), anyio.from_thread.run(on_the_loop, value)
+
+    threads = HandlerThreads(handler, bound=lambda: 2, label="h", consumer="c", counters=Counters())
+
+    async def one(n: int) -> tuple[str, str]:
+        request_id.set(f"req-{n}")
+        return cast(tuple[str, str], await threads.run(str(n)))
+
+    with anyio.fail_after(10):
+        results = await asyncio.gather(*(one(n) for n in range(5)))
+    assert results == [(f"req-{n}", f"loop saw {n}") for n in range(5)]
+
+
+async def test_a_handlers_exception_reaches_its_caller_and_the_thread_serves_on() -> None:
+    """Catches: a pool thread that dies with the handler's exception (the next call waits
+    for a thread that never takes it) or a StopIteration the future cannot carry."""
+
+    def handler(kind: str) -> str:
+        if kind == "value":
+            raise ValueError("bad body")
+        if kind == "stop":
+            raise StopIteration
+        return "fine"
+
+    threads = HandlerThreads(handler, bound=lambda: 1, label="h", consumer="c", counters=Counters())
+    with anyio.fail_after(10):
+        with pytest.raises(ValueError, match="bad body"):
+            await threads.run("value")
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await threads.run("stop")
+        assert await threads.run("ok") == "fine"
+    assert threads.threads == 1
+    assert threads.alive == 0
