@@ -5,13 +5,14 @@ from __future__ import annotations
 import difflib
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
 
 from ._config import (
     AppConfig,
+    ClientName,
     ConsumerSettings,
     EnvironmentSettings,
     Middleware,
@@ -53,9 +54,9 @@ class App:
     # or: await app.run()    # until app.stop() is called or the task is cancelled
     ```
 
-    `client` picks how it talks to SQS: ``"fast"`` (the default) or ``"botocore"``, or an
-    `SQSClient` instance used as it is, such as ``aiosqsworker.testing.MemorySQS()`` for
-    tests that need no server.
+    `client` picks how it talks to SQS: ``"fast"`` (the default), ``"botocore"`` or
+    ``"aiohttp"``, or an `SQSClient` instance used as it is, such as
+    ``aiosqsworker.testing.MemorySQS()`` for tests that need no server.
 
     A plain ``def`` handler runs in a worker thread, and with ``run_in="process"`` in the
     app's pool of `processes` child processes (one per CPU by default), started at the
@@ -82,7 +83,7 @@ class App:
         endpoint_url: str | None = None,
         profile: str | None = None,
         shutdown_timeout: float = 30.0,
-        client: Literal["fast", "botocore"] | SQSClient = "fast",
+        client: ClientName | SQSClient = "fast",
         middleware: Sequence[Middleware] = (),
         processes: int | None = None,
         watchdog: float | None = 1.0,

@@ -67,8 +67,10 @@ PayloadOffload = Literal["over-limit", "always"]
 
 # S3's bucket naming rules, in short: 3 to 63 lowercase letters, digits, dots and hyphens.
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-#: The clients `App(client=...)` and `Producer(client=...)` open by name.
-CLIENT_NAMES = ("fast", "botocore")
+#: The clients `App(client=...)` and `Producer(client=...)` open by name: the lean HTTP/1.1
+#: client, aiobotocore for every call, or the hot calls over aiohttp (the rest aiobotocore).
+ClientName = Literal["fast", "botocore", "aiohttp"]
+CLIENT_NAMES: tuple[str, ...] = typing.get_args(ClientName)
 
 Middleware = Callable[[Any, Callable[[Any], Awaitable[object]]], Awaitable[object]]
 """``async def middleware(message, call_next) -> object``: runs around a handler call.
@@ -511,8 +513,10 @@ class AppConfig:
             ``AWS_ENDPOINT_URL``, then the region's AWS endpoint.
         profile: a named profile from the shared AWS config files.
         shutdown_timeout: seconds running handlers get to finish after a stop is requested.
-        client: ``"fast"`` serves the hot calls (receive, delete, visibility, send) over
-            aiohttp directly; ``"botocore"`` sends every call through aiobotocore. Or a
+        client: ``"fast"`` speaks SQS's protocol itself over keep-alive HTTP/1.1 connections
+            of its own (and loads botocore only for credentials it cannot read itself);
+            ``"botocore"`` sends every call through aiobotocore; ``"aiohttp"`` serves the hot
+            calls (receive, delete, visibility, send) over aiohttp, the rest aiobotocore. Or a
             client instance (an `SQSClient`, such as ``aiosqsworker.testing.MemorySQS()``),
             used as it is: the app neither opens nor closes it, and region, endpoint and
             profile do not apply.
@@ -557,7 +561,7 @@ class AppConfig:
     endpoint_url: str | None = None
     profile: str | None = None
     shutdown_timeout: float = 30.0
-    client: Literal["fast", "botocore"] | SQSClient = "fast"
+    client: ClientName | SQSClient = "fast"
     middleware: Sequence[Middleware] = ()
     concurrency: int | None = None
     only: Sequence[str] | None = None
@@ -609,15 +613,16 @@ class AppConfig:
         _check_bool("message_ages", self.message_ages)
 
     def _check_client(self) -> None:
-        """A client named ``"fast"`` or ``"botocore"``, or an instance with every call."""
+        """A client named in `CLIENT_NAMES`, or an instance with every call."""
         client = self.client
         if isinstance(client, str):
             if client not in CLIENT_NAMES:
                 close = difflib.get_close_matches(client, CLIENT_NAMES, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ConfigurationError(
-                    f"client={client!r} is invalid{hint}: it must be 'fast' or 'botocore', or an "
-                    "SQSClient instance such as aiosqsworker.testing.MemorySQS()"
+                    f"client={client!r} is invalid{hint}: it must be 'fast' or 'botocore' "
+                    "('aiohttp' for the hot calls over aiohttp), or an SQSClient instance such "
+                    "as aiosqsworker.testing.MemorySQS()"
                 )
             return
         missing = missing_client_members(client)
@@ -742,7 +747,7 @@ def _env_names(name: str, raw: str) -> tuple[str, ...]:
 #: Each variable (less the prefix) and how its text becomes a setting.
 _ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
     "SHUTDOWN_TIMEOUT": lambda n, raw: _env_seconds(n, raw, 0, MAX_SHUTDOWN_TIMEOUT),
-    "CLIENT": lambda n, raw: _env_choice(n, raw, ("fast", "botocore")),
+    "CLIENT": lambda n, raw: _env_choice(n, raw, CLIENT_NAMES),
     "CONCURRENCY": lambda n, raw: _env_whole(n, raw, 1, MAX_CONCURRENCY),
     "CONSUMERS": _env_names,
     "WORKERS": lambda n, raw: worker_count(raw, f"{ENV_PREFIX}{n}={raw!r}"),
@@ -769,7 +774,7 @@ class EnvironmentSettings:
 
     Attributes:
         shutdown_timeout: ``AIOSQSWORKER_SHUTDOWN_TIMEOUT``, seconds.
-        client: ``AIOSQSWORKER_CLIENT``, ``fast`` or ``botocore``.
+        client: ``AIOSQSWORKER_CLIENT``, ``fast``, ``botocore`` or ``aiohttp``.
         concurrency: ``AIOSQSWORKER_CONCURRENCY``: every consumer's concurrency.
         only: ``AIOSQSWORKER_CONSUMERS``: the consumers to run, names separated by commas.
         workers: ``AIOSQSWORKER_WORKERS``: worker processes, or ``auto`` for one per CPU
@@ -785,7 +790,7 @@ class EnvironmentSettings:
     """
 
     shutdown_timeout: float | None = None
-    client: Literal["fast", "botocore"] | None = None
+    client: ClientName | None = None
     concurrency: int | None = None
     only: tuple[str, ...] | None = None
     workers: int | None = None

@@ -22,12 +22,19 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypedDict, TypeVar
 
 import anyio
 
 from ._backoff import backoff
-from ._config import MAX_BATCH, AppConfig, PayloadOffload, check_seconds, checked_settings
+from ._config import (
+    MAX_BATCH,
+    AppConfig,
+    ClientName,
+    PayloadOffload,
+    check_seconds,
+    checked_settings,
+)
 from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
 from ._sqs.checksums import md5_of_body
@@ -474,7 +481,7 @@ class Producer:
     Concurrent sends share SendMessageBatch calls. Queues are given by name or URL. A body
     over its queue's MaximumMessageSize goes through S3 when `payload_bucket` is given (every
     body, with ``payload_offload="always"``), in the format AWS's extended clients read; the
-    settings are those of `AppConfig`. `client` is ``"fast"``, ``"botocore"`` or an
+    settings are those of `AppConfig`. `client` is ``"fast"``, ``"botocore"``, ``"aiohttp"`` or an
     `SQSClient` instance, as for `App`.
     """
 
@@ -485,7 +492,7 @@ class Producer:
         region: str | None = None,
         endpoint_url: str | None = None,
         profile: str | None = None,
-        client: Literal["fast", "botocore"] | SQSClient = "fast",
+        client: ClientName | SQSClient = "fast",
         linger: float = 0.01,
         payload_bucket: str | None = None,
         payload_offload: PayloadOffload = "over-limit",

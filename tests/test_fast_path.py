@@ -19,7 +19,7 @@ from botocore.auth import _host_from_url as botocore_host
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from aiosqsworker._sqs.fast import _action_headers, _error_code, verified_messages
+from aiosqsworker._sqs.jsonwire import action_headers, error_code, verified_messages
 from aiosqsworker._sqs.sigv4 import FrozenCredentials, RequestSigner, host_header
 
 QUEUE_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
@@ -59,7 +59,7 @@ def test_signature_matches_botocore(url: str, token: str | None, action: str, bo
     ``LocalHost``) where aiohttp sends ``Host: host`` (``localhost``): SignatureDoesNotMatch."""
     region = "eu-west-1"
     credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
-    headers = dict(_action_headers(action))
+    headers = dict(action_headers(action))
     expected = botocore_signed(url, headers, body, credentials, region)
     # Sign at the very second botocore did, read back from its own timestamp.
     at = calendar.timegm(time.strptime(expected["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
@@ -83,7 +83,7 @@ def test_signer_keeps_up_with_the_clock_and_the_credentials() -> None:
     signer = RequestSigner(
         host="sqs.us-east-1.amazonaws.com", path="/", region="us-east-1", service="sqs"
     )
-    headers = dict(_action_headers("ReceiveMessage"))
+    headers = dict(action_headers("ReceiveMessage"))
     for token in (None, "first", "rotated", None):
         credentials = Credentials("AKID", f"secret-{token}", token)
         expected = botocore_signed(url, headers, b"{}", credentials, "us-east-1")
@@ -147,4 +147,4 @@ def test_binary_attributes_arrive_as_bytes() -> None:
 def test_error_codes_are_read_as_botocore_reads_them(
     status: int, headers: dict[str, str], payload: Any, code: str
 ) -> None:
-    assert _error_code(status, headers, payload)[0] == code
+    assert error_code(status, headers, payload)[0] == code

@@ -266,13 +266,15 @@ async def test_a_slow_long_poll_is_not_cut_off_by_the_read_timeout(
         pytest.param("botocore", "truncate", id="botocore-cut-connection"),
         pytest.param("fast", "cut_short", id="fast-framed-short"),
         pytest.param("botocore", "cut_short", id="botocore-framed-short"),
+        pytest.param("aiohttp", "truncate", id="aiohttp-cut-connection"),
+        pytest.param("aiohttp", "cut_short", id="aiohttp-framed-short"),
     ],
 )
 async def test_a_cut_short_receive_is_a_poll_error_not_an_empty_queue(
     sqs: SQSKit,
     sqs_server: LocalSQSServer,
     make_app: Callable[..., App],
-    client: Literal["fast", "botocore"],
+    client: Literal["fast", "botocore", "aiohttp"],
     cut: Literal["truncate", "cut_short"],
 ) -> None:
     """ReceiveMessage responses cut in half: the server handed messages out, we never saw them.

@@ -90,7 +90,7 @@ BLOCK = 15.0
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("client", ["fast", "botocore"])
+@pytest.mark.parametrize("client", ["fast", "botocore", "aiohttp"])
 async def test_leases_hold_while_an_async_handler_blocks_the_loop(
     sqs: SQSKit,
     sqs_server: LocalSQSServer,

@@ -385,7 +385,7 @@ async def test_raising_handlers_never_stop_the_worker(
 # (5) A delete batch whose response lists failed entries.
 
 
-@pytest.mark.parametrize("client", ["fast", "botocore"])
+@pytest.mark.parametrize("client", ["fast", "botocore", "aiohttp"])
 async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted(
     sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App], client: str
 ) -> None:

@@ -25,9 +25,9 @@ class Order:
     item: str
 
 
-@pytest.mark.parametrize("client", ["fast", "botocore"])
+@pytest.mark.parametrize("client", ["fast", "botocore", "aiohttp"])
 async def test_concurrent_sends_share_batch_calls_and_arrive_typed(
-    sqs: SQSKit, sqs_server: LocalSQSServer, client: Literal["fast", "botocore"]
+    sqs: SQSKit, sqs_server: LocalSQSServer, client: Literal["fast", "botocore", "aiohttp"]
 ) -> None:
     queue = await sqs.create_queue()
     async with (

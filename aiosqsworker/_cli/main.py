@@ -221,9 +221,10 @@ def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentPa
     )
     run_parser.add_argument(
         "--client",
-        choices=["fast", "botocore"],
-        help="'fast' sends the hot calls over aiohttp directly, 'botocore' everything through "
-        "aiobotocore (default: AIOSQSWORKER_CLIENT, else the App's, else fast)",
+        choices=["fast", "botocore", "aiohttp"],
+        help="'fast' speaks SQS's protocol over HTTP/1.1 connections of its own, 'botocore' "
+        "sends everything through aiobotocore, 'aiohttp' the hot calls over aiohttp "
+        "(default: AIOSQSWORKER_CLIENT, else the App's, else fast)",
     )
     run_parser.add_argument(
         "--metrics-port",

@@ -2,8 +2,8 @@
 what SQS counts of a message's size.
 
 Everything outside `_sqs/` depends on this protocol, never on aiobotocore or aiohttp; its
-implementations are `botocore.AioBotocoreSQSClient` and `fast.FastSQSClient` (`open` picks
-one), as httpx's transports sit behind one interface.
+implementations are `lean.LeanSQSClient`, `botocore.AioBotocoreSQSClient` and
+`fast.FastSQSClient` (`open` picks one), as httpx's transports sit behind one interface.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._errors import (
     ReceiptHandleInvalidError,
+    SQSError,
     TransientSQSError,
 )
 from .errors import Endpoint, classify_error_code
@@ -30,6 +31,7 @@ __all__ = [
     "SignedClient",
     "message_size",
     "missing_client_members",
+    "parse_queue_arn",
 ]
 
 #: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
@@ -44,6 +46,14 @@ def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
         raw = value.get("StringValue", value.get("BinaryValue", b""))
         size += len(raw) if isinstance(raw, bytes) else len(str(raw).encode())
     return size
+
+
+def parse_queue_arn(arn: str) -> tuple[str, str]:
+    """(account, queue name) of an SQS queue ARN."""
+    parts = arn.split(":")
+    if len(parts) != 6 or parts[:3] != ["arn", parts[1], "sqs"]:
+        raise SQSError(f"{arn!r} is not an SQS queue ARN", operation="GetQueueUrl")
+    return parts[4], parts[5]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,18 +9,22 @@ for it, and answers with the same `BatchResult` and error classes as the clients
 
 from __future__ import annotations
 
-import http.client
 import json
-import ssl
+import os
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .._errors import TransientSQSError
 from .base import BatchResult
 from .errors import Endpoint, sqs_error
-from .fast import CONTENT_TYPE, _error_code
+from .http11 import ssl_context
+from .jsonwire import CONTENT_TYPE, error_code
 from .sigv4 import FrozenCredentials, RequestSigner
+
+if TYPE_CHECKING:
+    import http.client
 
 __all__ = ["BlockingVisibilityCalls"]
 
@@ -68,6 +72,8 @@ class BlockingVisibilityCalls:
             credentials,
             at=time.time(),
         )
+        import http.client  # only once the loop is blocked: kept off the import path
+
         try:
             connection = self._connect(timeout)
             connection.request("POST", self._path, body=body, headers=headers)
@@ -90,7 +96,7 @@ class BlockingVisibilityCalls:
                 f"{OPERATION}: SQS answered 200 with a body that is not JSON", operation=OPERATION
             )
         headers_in = {name.lower(): value for name, value in response.getheaders()}
-        code, detail = _error_code(response.status, headers_in, payload, raw)
+        code, detail = error_code(response.status, headers_in, payload, raw)
         raise sqs_error(
             code,
             response.status,
@@ -101,10 +107,12 @@ class BlockingVisibilityCalls:
         )
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        import http.client
+
         if self._connection is None:
             if self._https:
                 self._connection = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=timeout, context=ssl.create_default_context()
+                    self._host, self._port, timeout=timeout, context=ssl_context(os.environ)
                 )
             else:
                 self._connection = http.client.HTTPConnection(

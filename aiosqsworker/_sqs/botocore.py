@@ -12,10 +12,9 @@ from typing import Any
 
 from .._errors import (
     CredentialsError,
-    SQSError,
     TransientSQSError,
 )
-from .base import BatchResult, SendBatchResult
+from .base import BatchResult, SendBatchResult, parse_queue_arn
 from .credentials import CredentialSource
 from .errors import Endpoint, map_sqs_errors
 from .sigv4 import FrozenCredentials
@@ -134,10 +133,7 @@ class AioBotocoreSQSClient:
         return BatchResult.from_response(response)
 
     async def queue_url_from_arn(self, arn: str) -> str:
-        parts = arn.split(":")
-        if len(parts) != 6 or parts[:3] != ["arn", parts[1], "sqs"]:
-            raise SQSError(f"{arn!r} is not an SQS queue ARN", operation="GetQueueUrl")
-        account, name = parts[4], parts[5]
+        account, name = parse_queue_arn(arn)
         async with self._errors("GetQueueUrl", name):
             response = await self._client.get_queue_url(
                 QueueName=name, QueueOwnerAWSAccountId=account

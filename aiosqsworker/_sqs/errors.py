@@ -13,19 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import aiohttp
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    CredentialRetrievalError,
-    HTTPClientError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
-
 from .._errors import (
     AccessDeniedError,
     CredentialsError,
@@ -170,6 +157,20 @@ def unreachable_hint(url: str) -> str:
 @contextlib.contextmanager
 def map_sqs_errors(operation: str, endpoint: Endpoint, queue: str | None = None) -> Iterator[None]:
     """Turn botocore's and aiohttp's exceptions into the framework's tree."""
+    # Only botocore-backed calls come here: loaded by then, and kept off the import path.
+    import aiohttp
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        CredentialRetrievalError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+    from botocore.exceptions import (
+        ConnectionError as BotoConnectionError,
+    )
+
     where = f"region {endpoint.region}, endpoint {endpoint.url}"
     try:
         yield

@@ -8,29 +8,28 @@ from __future__ import annotations
 
 import os
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import (
-    CredentialRetrievalError,
-    PartialCredentialsError,
-    ProfileNotFound,
-)
 
 from .._config import AppConfig
 from .._errors import (
     ConfigurationError,
     CredentialsError,
 )
+from .awsconfig import ENDPOINT_VARIABLES, plain_settings
 from .base import QueueAdmin, SQSClient
-from .botocore import AioBotocoreSQSClient
 from .credentials import CredentialSource
 from .errors import Endpoint
-from .fast import FastSQSClient
+from .lean import LeanSQSClient, SigningCredentials, StaticCredentials
 from .payloads import PayloadStore
+
+if TYPE_CHECKING:
+    from aiobotocore.session import AioSession
+
+    from .botocore import AioBotocoreSQSClient
+
+# aiobotocore, botocore and aiohttp load only when a client needs them (a quarter of a
+# second of start-up): the lean client with plain settings needs none of them.
 
 __all__ = [
     "ENDPOINT_VARIABLES",
@@ -41,8 +40,6 @@ __all__ = [
     "s3_endpoint_problem",
 ]
 
-#: Where botocore finds an endpoint when none is given, in its order (the config file after).
-ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL")
 URL_SCHEMES = ("http://", "https://")
 
 
@@ -74,6 +71,8 @@ def _check_environment_endpoint(session: AioSession, config: AppConfig) -> None:
 
 
 def _session(config: AppConfig) -> AioSession:
+    from aiobotocore.session import get_session
+
     session = get_session()
     if config.profile:
         session.set_config_variable("profile", config.profile)
@@ -89,6 +88,15 @@ async def _open_base_client(
 ) -> tuple[AioBotocoreSQSClient, CredentialSource]:
     """The aiobotocore client's wrapper (the client closed by `stack`) and the source of the
     session's credentials it shares, failing early on a missing region or credentials."""
+    from aiobotocore.config import AioConfig
+    from botocore.exceptions import (
+        CredentialRetrievalError,
+        PartialCredentialsError,
+        ProfileNotFound,
+    )
+
+    from .botocore import AioBotocoreSQSClient
+
     try:
         session = _session(config)
         region = _resolve_region(session, config)
@@ -147,11 +155,19 @@ async def open_sqs_client(
     """
     if not isinstance(config.client, str):
         return config.client
+    if config.client == "fast":
+        return await _open_lean_client(
+            stack, config, max_connections=max_connections, longest_wait=longest_wait
+        )
     base_client, credentials = await _open_base_client(
         stack, config, max_connections=max_connections, longest_wait=longest_wait
     )
     if config.client == "botocore":
         return base_client
+    import aiohttp
+
+    from .fast import FastSQSClient
+
     http = await stack.enter_async_context(
         aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections),
@@ -162,6 +178,38 @@ async def open_sqs_client(
         )
     )
     return FastSQSClient(base_client, credentials, http)
+
+
+async def _open_lean_client(
+    stack: AsyncExitStack,
+    config: AppConfig,
+    *,
+    max_connections: int,
+    longest_wait: int,
+) -> LeanSQSClient:
+    """The lean client; botocore only resolves what the plain settings cannot tell."""
+    plain = plain_settings(
+        os.environ, region=config.region, endpoint_url=config.endpoint_url, profile=config.profile
+    )
+    credentials: SigningCredentials
+    if plain is not None:
+        endpoint = Endpoint(region=plain.region, url=plain.endpoint_url)
+        credentials = StaticCredentials(plain.credentials)
+    else:
+        # botocore's chain, through the same outage-bounded source as the other clients.
+        base_client, credentials = await _open_base_client(
+            stack, config, max_connections=1, longest_wait=longest_wait
+        )
+        endpoint = base_client.endpoint
+    client = LeanSQSClient(
+        endpoint,
+        credentials,
+        max_connections=max_connections,
+        # The read time box must outlast the long poll, or every idle poll would fail.
+        read_timeout=longest_wait + 15,
+    )
+    stack.push_async_callback(client.close)
+    return client
 
 
 async def open_queue_admin(stack: AsyncExitStack, config: AppConfig) -> QueueAdmin:
@@ -175,8 +223,8 @@ def open_payload_store(
 ) -> PayloadStore:
     """A `PayloadStore` whose S3 client opens on first use and is closed by `stack`.
 
-    Nothing is loaded or checked here: the SQS client, opened first, has checked the region
-    and the credentials of the same session (credential chain, profile, region).
+    Nothing is loaded (not even botocore) or checked here: the SQS client, opened first, has
+    checked the region and the credentials (credential chain, profile, region).
     """
 
     async def open_client() -> object:
@@ -188,6 +236,8 @@ def open_payload_store(
 async def open_s3_client(stack: AsyncExitStack, config: AppConfig, *, max_connections: int) -> Any:
     """An aiobotocore S3 client (closed by `stack`) at `config.s3_endpoint_url`, else where
     botocore finds one (``AWS_ENDPOINT_URL_S3``, ...)."""
+    from aiobotocore.config import AioConfig
+
     session = _session(config)
     client_config = AioConfig(
         connect_timeout=10,

@@ -28,9 +28,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiohttp
 import anyio
-from botocore.exceptions import BotoCoreError, ClientError
 
 from .._backlog import Backlog
 from .._errors import MessageDecodeError, PayloadError, PayloadNotFoundError
@@ -144,6 +142,10 @@ def without_reserved(
 @contextlib.contextmanager
 def map_s3_errors(operation: str, endpoint: str, pointer: S3Pointer) -> Iterator[None]:
     """Turn botocore's and aiohttp's exceptions of an S3 call into `PayloadError`."""
+    # Only S3 calls through aiobotocore come here: loaded by then, kept off the import path.
+    import aiohttp
+    from botocore.exceptions import BotoCoreError, ClientError
+
     where = f"{pointer} (S3 endpoint {endpoint})"
     try:
         yield
