@@ -115,33 +115,6 @@ def gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-BURN = """
-import sys, time
-sys.path.insert(0, {root!r})
-from tests.apps.offload_service import burn_cpu
-started = time.time()
-burn_cpu({seconds})
-print(started, time.time())
-"""
-
-
-async def bare_processes_burning(count: int, seconds: float) -> float:
-    """Seconds `count` plain processes take to burn `seconds` of CPU each, side by side."""
-    spans: list[tuple[float, float]] = []
-
-    async def one() -> None:
-        code = BURN.format(root=str(Path(__file__).parent.parent), seconds=seconds)
-        # A session of its own, as the pool's children have: the same share of the machine.
-        result = await anyio.run_process([sys.executable, "-c", code], start_new_session=True)
-        started, ended = result.stdout.split()
-        spans.append((float(started), float(ended)))
-
-    async with anyio.create_task_group() as tg:
-        for _ in range(count):
-            tg.start_soon(one)
-    return max(end for _, end in spans) - min(start for start, _ in spans)
-
-
 # Scenarios through the command line.
 
 
@@ -185,21 +158,21 @@ async def test_a_blocking_def_handler_keeps_its_leases_while_an_async_consumer_f
 
 
 @pytest.mark.slow
-async def test_cpu_bound_work_in_two_processes_beats_threads_and_a_long_job_runs_once(
+async def test_cpu_bound_work_runs_in_two_child_processes_at_once_and_a_long_job_runs_once(
     sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
 ) -> None:
-    """0.3 s CPU jobs finish at least 1.4x faster in two processes than in two threads, and
-    a 3 s CPU job at a 2 s visibility timeout runs once.
+    """0.3 s CPU jobs of a ``run_in="process"`` consumer run in two child processes at the
+    same time, those of a ``def`` consumer in the worker's own process, each job once; a 3 s
+    CPU job at a 2 s visibility timeout runs once.
 
-    The two kinds take turns, four jobs each, so that a change in what else the machine
-    is doing slows both alike; each turn is timed from its first start to its last end.
-    (Two threads of CPU work share one interpreter lock: as slow as one after the other.)
-    Each turn also times two bare processes doing the same work, the control: when even
-    they are not 1.5x faster than the threads, the machine has no second core to lend and
-    the comparison is skipped, not failed.
+    How much faster processes are than threads is a figure of the machine, measured by
+    ``python -m benchmarks.blocking`` (see benchmarks.md), not asserted here: on a busy
+    machine a speed ratio fails for reasons of its own, and must never take the exactly-once
+    checks down with it.
 
-    Catches: running ``run_in="process"`` handlers in the parent's threads (no faster than
-    threads), and a process job that holds the loop while it waits (the long job's lease
+    Catches: running ``run_in="process"`` handlers in the parent's threads (one pid, the
+    parent's), a pool that serves one job at a time (no two jobs of different children
+    overlap), and a process job that holds the loop while it waits (the long job's lease
     would expire and the job run again).
     """
     in_thread = await sqs.create_queue("thread", visibility_timeout=2)
@@ -212,30 +185,20 @@ async def test_cpu_bound_work_in_two_processes_beats_threads_and_a_long_job_runs
     def done(ids: set[str]) -> bool:
         return set(runs(read_events(ledger), "done")) >= ids
 
-    def took(ids: set[str]) -> float:
-        mine = [e.at for e in read_events(ledger) if e.message_id in ids]
-        return max(mine) - min(mine)
-
-    seconds = {"thread": 0.0, "process": 0.0, "bare processes": 0.0}
     ids: dict[str, set[str]] = {"thread": set(), "process": set()}
     async with cli([SERVICE], env, log) as worker:
         warm = set(await sqs.send(in_process, jobs(2, 0.3, first=100)))  # both children up
         await eventually(lambda: done(warm), within=60, what="the pool started")
-        for turn in range(4):
+        for turn in range(2):
             for kind, queue in (("thread", in_thread), ("process", in_process)):
                 batch = set(await sqs.send(queue, jobs(4, 0.3, first=4 * turn)))
                 await eventually(partial(done, batch), within=60, what=f"{kind} turn {turn}")
-                seconds[kind] += took(batch)
                 ids[kind] |= batch
-            seconds["bare processes"] += await bare_processes_burning(2, 0.6)
         (long_job,) = await sqs.send(in_process, jobs(1, 3.0, first=50))
         await eventually(lambda: done({long_job}), within=60, what="the long job")
         await counts_become(sqs, in_process, (0, 0))
         await stop(worker, log)
 
-    if seconds["thread"] / seconds["bare processes"] < 1.5:
-        pytest.skip(f"the machine is too busy to lend two cores: {seconds}")
-    assert seconds["thread"] / seconds["process"] >= 1.4, seconds
     thread_ids, process_ids = ids["thread"], ids["process"]
     events = read_events(ledger)
     every = thread_ids | process_ids | {long_job}
@@ -245,6 +208,18 @@ async def test_cpu_bound_work_in_two_processes_beats_threads_and_a_long_job_runs
     assert len(parent) == 1
     assert len(children) == 2
     assert not parent & children
+    spans = {
+        e.message_id: (e.pid, e.at, end.at)
+        for e in events
+        if e.kind == "start" and e.message_id in process_ids
+        for end in events
+        if end.kind == "done" and end.message_id == e.message_id
+    }
+    assert any(
+        pid_a != pid_b and start_a < end_b and start_b < end_a
+        for pid_a, start_a, end_a in spans.values()
+        for pid_b, start_b, end_b in spans.values()
+    ), f"no two process jobs ran at the same time: {spans}"
 
 
 @pytest.mark.slow
