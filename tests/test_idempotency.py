@@ -302,16 +302,22 @@ async def test_a_lost_lease_removes_the_record_of_its_cancelled_handler(
     Naive code it catches: a cancellation that skips the release (`except Exception`), so
     the next delivery waits out the dead attempt's record.
     """
-    # A 6 s window is extended 5 s before expiry: the lease is lost at 1 s, 5 s before its
-    # record would expire by itself.
+    # The first extension is refused: at once for a watch poll's message, at 1 s otherwise
+    # (a 6 s window is extended 5 s before expiry); either way well before the record would
+    # expire by itself.
     queue = await sqs.create_queue(visibility_timeout=6)
     store = MemoryIdempotencyStore()
     started, cancelled = anyio.Event(), anyio.Event()
     async with RefusedExtensions(sqs_server.endpoint_url) as proxy:
         app = make_app(endpoint_url=proxy.url)
 
+        claimed: list[str] = []
+
         @app.consumer(queue.name, name="orders", wait_time=1, idempotency=store)
         async def handle(message: Message) -> None:
+            # Read in the handler: a watch poll's lease is extended (and here refused, so
+            # lost, and the record removed) as soon as it is received.
+            claimed.append(store.state(f"orders:{message.message_id}"))
             started.set()
             try:
                 await anyio.sleep(30)
@@ -322,7 +328,7 @@ async def test_a_lost_lease_removes_the_record_of_its_cancelled_handler(
             (message_id,) = await sqs.send(queue, ["x"])
             with anyio.fail_after(10):
                 await started.wait()
-            assert store.state(f"orders:{message_id}") == "in_progress"
+            assert claimed == ["in_progress"]
             with anyio.fail_after(10):
                 await cancelled.wait()
             await eventually(lambda: store.state(f"orders:{message_id}") == "absent", within=2)
