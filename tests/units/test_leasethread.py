@@ -154,12 +154,12 @@ async def test_a_delete_waits_for_the_threads_call_on_its_lease() -> None:
         answered_at.append(time.monotonic())
         shared.answered(due, BatchResult(successful=("0",)), sent_at=2.0)
 
-    helper = threading.Thread(target=answer_later)
-    helper.start()
+    answering = threading.Thread(target=answer_later)
+    answering.start()
     shared.drop(held)
     await shared.settled(held)
     settled_at = time.monotonic()
-    helper.join()
+    answering.join()
     assert answered_at
     assert settled_at >= answered_at[0]
 
