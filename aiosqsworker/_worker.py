@@ -23,10 +23,11 @@ from ._consumer.procpool import ProcessPool
 from ._consumer.queue import QueueInfo
 from ._consumer.receiver import MAX_POLLS
 from ._consumer.stats import ConsumerStatistics
+from ._consumer.timeouts import code_of
 from ._errors import AioSQSWorkerError, SQSError
 from ._producer import BatchingSender, PayloadSending, QueueUrls, SendOptions
 from ._registry import ConsumerSpec
-from ._run.watchdog import LoopWatchdog, code_of
+from ._run.watchdog import LoopWatchdog
 from ._sqs.base import SignedClient, SQSClient
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import PayloadStore

@@ -29,9 +29,7 @@ import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .._consumer.timeouts import code_of
-
-__all__ = ["LoopWatchdog", "code_of"]
+__all__ = ["LoopWatchdog"]
 
 logger = logging.getLogger("aiosqsworker.watchdog")
 
