@@ -46,6 +46,7 @@ from ._sqs.payloads import (
     pointer_attributes,
     pointer_body,
 )
+from ._sqs.urls import queue_name
 from .tracing import with_trace_context
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def fifo_send_problem(queue_url: str, *, group_id: str | None, delay: int) -> st
     ``.fifo``, so the URL tells before any call)."""
     if not queue_url.endswith(".fifo"):
         return None
-    name = queue_url.rstrip("/").rsplit("/", 1)[-1]
+    name = queue_name(queue_url)
     if group_id is None:
         return (
             f"{name} is a FIFO queue: pass group_id=... (its MessageGroupId; messages of one "
@@ -289,16 +290,12 @@ class PayloadSending:
     offload: PayloadOffload = "over-limit"
 
 
-def _queue_name(queue_url: str) -> str:
-    return queue_url.rstrip("/").rpartition("/")[2] or queue_url
-
-
 def _too_large(size: int, limit: int | None, queue_url: str) -> ConfigurationError:
     if limit is None or limit >= MAX_MESSAGE_BYTES:
         where = f"over SQS's limit of {MAX_MESSAGE_BYTES} bytes"
     else:
         where = (
-            f"over the MaximumMessageSize of queue {_queue_name(queue_url)} ({limit} bytes; "
+            f"over the MaximumMessageSize of queue {queue_name(queue_url)} ({limit} bytes; "
             f"SQS allows up to {MAX_MESSAGE_BYTES})"
         )
     return ConfigurationError(

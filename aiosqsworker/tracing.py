@@ -39,6 +39,7 @@ from typing import Any, Literal
 
 from ._config import Middleware
 from ._message import Message
+from ._sqs.urls import queue_name
 
 __all__ = ["carrier_of", "opentelemetry_middleware", "with_trace_context"]
 
@@ -103,10 +104,6 @@ def _tracing_failed(exc: BaseException) -> None:
     )
 
 
-def _queue_name(message: Message) -> str:
-    return message.queue.rstrip("/").rpartition("/")[2] or message.queue
-
-
 #: How a consumer span relates to the producer's context: a link, or its parent.
 ProducerContext = Literal["link", "parent"]
 
@@ -142,7 +139,7 @@ def opentelemetry_middleware(
                 for message in messages
                 if (span_context := _sent_from(message)).is_valid
             ]
-            name = _queue_name(messages[0]) if messages else "batch"
+            name = queue_name(messages[0].queue) if messages else "batch"
             return tracer.start_as_current_span(
                 f"{name} process",
                 kind=trace.SpanKind.CONSUMER,
@@ -155,7 +152,7 @@ def opentelemetry_middleware(
                 },
             )
         message: Message = item
-        name = _queue_name(message)
+        name = queue_name(message.queue)
         sent_from = propagate.extract(carrier_of(message))
         span_context = trace.get_current_span(sent_from).get_span_context()
         return tracer.start_as_current_span(

@@ -55,6 +55,8 @@ from typing import Any
 
 from aiohttp import web
 
+from aiosqsworker._sqs.urls import queue_name
+
 __all__ = ["Responder", "ResponderProcess", "main"]
 
 ACCOUNT = "123456789012"
@@ -215,7 +217,7 @@ class Responder:
         return {"QueueUrls": [self._queue_url("bench")]}
 
     async def _GetQueueAttributes(self, payload: dict[str, Any]) -> dict[str, Any]:
-        name = str(payload.get("QueueUrl", "bench")).rstrip("/").rpartition("/")[2]
+        name = queue_name(str(payload.get("QueueUrl", "bench")))
         now = str(int(time.time()))
         return {
             "Attributes": {
@@ -241,7 +243,7 @@ class Responder:
         return {}
 
     async def _ReceiveMessage(self, payload: dict[str, Any]) -> dict[str, Any]:
-        queue = str(payload.get("QueueUrl", "")).rstrip("/").rpartition("/")[2]
+        queue = queue_name(str(payload.get("QueueUrl", "")))
         self.receive_times.setdefault(queue, []).append(time.time())
         wanted = int(payload.get("MaxNumberOfMessages", 1))
         wait = float(payload.get("WaitTimeSeconds", 0))

@@ -22,6 +22,7 @@ from ..._producer import batch_is_full
 from ..._sqs.base import SQSClient
 from ..._sqs.open import open_payload_store, open_sqs_client
 from ..._sqs.payloads import PayloadStore
+from ..._sqs.urls import queue_name
 from ..._text import plural
 
 __all__ = [
@@ -51,7 +52,7 @@ def queue_name_of(queue: str) -> str:
     if queue.startswith("arn:"):
         return queue.rsplit(":", 1)[-1]
     if "://" in queue:
-        return queue.rstrip("/").rsplit("/", 1)[-1]
+        return queue_name(queue)
     return queue
 
 
