@@ -18,6 +18,7 @@ from typing import Any
 
 from .._config import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
 from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
+from .._sqs.limits import ALLOWED_CHARACTERS, FORBIDDEN_CHARACTER, MAX_ATTRIBUTES
 
 __all__ = [
     "DEDUPLICATION_WINDOW",
@@ -36,15 +37,12 @@ __all__ = [
 
 #: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
 MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
-MAX_ATTRIBUTES = 10
 DEDUPLICATION_WINDOW = 300
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,256}")
 _FIFO_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
-_FORBIDDEN_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_ALLOWED_CHARACTERS = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
 _NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
 
 #: Queue attributes with a range, their defaults, and the others CreateQueue takes.
@@ -293,12 +291,12 @@ def check_send_entry(
 
 
 def _check_text(text: str, where: str) -> None:
-    bad = _FORBIDDEN_CHARACTER.search(text)
+    bad = FORBIDDEN_CHARACTER.search(text)
     if bad is not None:
         raise Refused(
             "InvalidMessageContents",
             f"Invalid binary character '#x{ord(bad.group()):X}' was found in {where}, the set "
-            f"of allowed characters is {_ALLOWED_CHARACTERS}",
+            f"of allowed characters is {ALLOWED_CHARACTERS}",
         )
 
 

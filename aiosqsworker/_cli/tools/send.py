@@ -23,6 +23,7 @@ from anyio.abc import TaskGroup
 from ..._config import MAX_BATCH
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import MAX_MESSAGE_BYTES, BatchingSender, message_size
+from ..._sqs.limits import FORBIDDEN_CHARACTER, MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTES
 from ._common import Progress, batch_is_full, messages_text, open_client, queue_name_of, run
 from .lines import LineReader
 
@@ -38,14 +39,10 @@ __all__ = [
 
 #: Messages `send` keeps in flight (ten SendMessageBatch calls of ten).
 SEND_IN_FLIGHT = 100
-MAX_ATTRIBUTES = 10
-MAX_ATTRIBUTE_NAME = 256
 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _DATA_TYPES = ("String", "Number", "Binary")
-# What SQS accepts in a message: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF.
-_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def attribute_name_problem(name: str) -> str | None:
@@ -115,7 +112,7 @@ def body_problem(body: str, attributes: Mapping[str, Mapping[str, Any]], limit: 
     """Why SQS would refuse `body` (with `attributes`) on a queue that takes `limit` bytes."""
     if not body:
         return "the message is empty: SQS refuses empty messages"
-    bad = _FORBIDDEN.search(body)
+    bad = FORBIDDEN_CHARACTER.search(body)
     if bad is not None:
         return (
             f"character U+{ord(bad.group()):04X} at position {bad.start() + 1} is not allowed in "
