@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ALLOWED_CHARACTERS", "FORBIDDEN_CHARACTER", "MAX_ATTRIBUTES", "MAX_ATTRIBUTE_NAME"]
+__all__ = [
+    "ALLOWED_CHARACTERS",
+    "FORBIDDEN_CHARACTER",
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTE_NAME",
+    "NUMBER",
+]
 
 #: Message attributes a message may carry.
 MAX_ATTRIBUTES = 10
@@ -18,3 +24,6 @@ MAX_ATTRIBUTE_NAME = 256
 ALLOWED_CHARACTERS = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
 #: One character outside `ALLOWED_CHARACTERS`.
 FORBIDDEN_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: A Number attribute's value as SQS reads it (a decimal, an optional sign and exponent): no
+#: spaces around it and no '_' between digits, which Python's float() and Decimal() accept.
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")

@@ -13,12 +13,11 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .._config import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
 from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
-from .._sqs.limits import ALLOWED_CHARACTERS, FORBIDDEN_CHARACTER, MAX_ATTRIBUTES
+from .._sqs.limits import ALLOWED_CHARACTERS, FORBIDDEN_CHARACTER, MAX_ATTRIBUTES, NUMBER
 
 __all__ = [
     "DEDUPLICATION_WINDOW",
@@ -368,16 +367,11 @@ def _attribute_value(name: str, value: object) -> dict[str, Any]:
     if not isinstance(text, str) or not text:
         raise empty
     _check_text(text, f"the value of message attribute '{name}'")
-    if base == "Number":
-        try:
-            finite = Decimal(text).is_finite()
-        except InvalidOperation:
-            finite = False
-        if not finite:
-            raise Refused(
-                "InvalidParameterValue",
-                f"Can't cast the value of message (user) attribute '{name}' to a number.",
-            )
+    if base == "Number" and not NUMBER.fullmatch(text):
+        raise Refused(
+            "InvalidParameterValue",
+            f"Can't cast the value of message (user) attribute '{name}' to a number.",
+        )
     return {"DataType": data_type, "StringValue": text}
 
 

@@ -23,7 +23,7 @@ from anyio.abc import TaskGroup
 from ..._config import MAX_BATCH
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import MAX_MESSAGE_BYTES, BatchingSender, message_size
-from ..._sqs.limits import FORBIDDEN_CHARACTER, MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTES
+from ..._sqs.limits import FORBIDDEN_CHARACTER, MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTES, NUMBER
 from ._common import Progress, batch_is_full, messages_text, open_client, queue_name_of, run
 from .lines import LineReader
 
@@ -41,7 +41,6 @@ __all__ = [
 SEND_IN_FLIGHT = 100
 
 _ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _DATA_TYPES = ("String", "Number", "Binary")
 
 
@@ -81,7 +80,7 @@ def parse_attribute(text: str) -> tuple[str, dict[str, Any]]:
         )
     if not value:
         raise ConfigurationError(f"{text!r} has an empty value: SQS refuses empty attributes")
-    if base == "Number" and not _NUMBER.fullmatch(value):
+    if base == "Number" and not NUMBER.fullmatch(value):
         raise ConfigurationError(f"{text!r}: {value!r} is not a number")
     if base == "Binary":
         try:
