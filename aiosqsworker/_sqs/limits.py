@@ -10,6 +10,7 @@ import re
 
 __all__ = [
     "ALLOWED_CHARACTERS",
+    "ATTRIBUTE_NAME",
     "FORBIDDEN_CHARACTER",
     "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_NAME",
@@ -27,3 +28,5 @@ FORBIDDEN_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0
 #: A Number attribute's value as SQS reads it (a decimal, an optional sign and exponent): no
 #: spaces around it and no '_' between digits, which Python's float() and Decimal() accept.
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+#: The characters of a message attribute's name (its length is `MAX_ATTRIBUTE_NAME`).
+ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")

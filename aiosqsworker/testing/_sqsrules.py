@@ -17,7 +17,14 @@ from typing import Any
 
 from .._config import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
 from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
-from .._sqs.limits import ALLOWED_CHARACTERS, FORBIDDEN_CHARACTER, MAX_ATTRIBUTES, NUMBER
+from .._sqs.limits import (
+    ALLOWED_CHARACTERS,
+    ATTRIBUTE_NAME,
+    MAX_ATTRIBUTE_NAME,
+    FORBIDDEN_CHARACTER,
+    MAX_ATTRIBUTES,
+    NUMBER,
+)
 
 __all__ = [
     "DEDUPLICATION_WINDOW",
@@ -40,7 +47,6 @@ DEDUPLICATION_WINDOW = 300
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
-_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,256}")
 _FIFO_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
 _NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
 
@@ -324,7 +330,8 @@ def _message_attributes(raw: object) -> dict[str, dict[str, Any]]:
     for name, value in raw.items():
         if (
             not isinstance(name, str)
-            or not _ATTRIBUTE_NAME.fullmatch(name)
+            or len(name) > MAX_ATTRIBUTE_NAME
+            or not ATTRIBUTE_NAME.fullmatch(name)
             or name.startswith(".")
             or name.endswith(".")
             or ".." in name

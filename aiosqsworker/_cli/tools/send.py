@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -23,7 +22,13 @@ from anyio.abc import TaskGroup
 from ..._config import MAX_BATCH
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import MAX_MESSAGE_BYTES, BatchingSender, message_size
-from ..._sqs.limits import FORBIDDEN_CHARACTER, MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTES, NUMBER
+from ..._sqs.limits import (
+    ATTRIBUTE_NAME,
+    FORBIDDEN_CHARACTER,
+    MAX_ATTRIBUTE_NAME,
+    MAX_ATTRIBUTES,
+    NUMBER,
+)
 from ._common import Progress, batch_is_full, messages_text, open_client, queue_name_of, run
 from .lines import LineReader
 
@@ -40,7 +45,6 @@ __all__ = [
 #: Messages `send` keeps in flight (ten SendMessageBatch calls of ten).
 SEND_IN_FLIGHT = 100
 
-_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _DATA_TYPES = ("String", "Number", "Binary")
 
 
@@ -48,7 +52,7 @@ def attribute_name_problem(name: str) -> str | None:
     """Why SQS would refuse `name` as a message attribute name, or None."""
     if len(name) > MAX_ATTRIBUTE_NAME:
         return f"a name is at most {MAX_ATTRIBUTE_NAME} characters"
-    if not _ATTRIBUTE_NAME.fullmatch(name):
+    if not ATTRIBUTE_NAME.fullmatch(name):
         return "a name may hold only letters, digits, '_', '-' and '.'"
     if name.lower().startswith(("aws.", "amazon.")):
         return "names starting with 'AWS.' or 'Amazon.' are reserved"
