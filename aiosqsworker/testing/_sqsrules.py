@@ -20,8 +20,8 @@ from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
 from .._sqs.limits import (
     ALLOWED_CHARACTERS,
     ATTRIBUTE_NAME,
-    MAX_ATTRIBUTE_NAME,
     FORBIDDEN_CHARACTER,
+    MAX_ATTRIBUTE_NAME,
     MAX_ATTRIBUTES,
     NUMBER,
 )
