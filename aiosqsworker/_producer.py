@@ -38,6 +38,7 @@ from ._config import (
 from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
 from ._sqs.checksums import md5_of_body
+from ._sqs.limits import MAX_ATTRIBUTES
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import (
     RESERVED_ATTRIBUTES,
@@ -73,7 +74,6 @@ logger = logging.getLogger("aiosqsworker.producer")
 #: What a queue takes when its MaximumMessageSize cannot be read: the size many queues (and
 #: AWS's extended client) still use, so that an offloading sender errs on the safe side.
 UNKNOWN_LIMIT = 262_144
-MAX_ATTRIBUTES = 10
 MAX_DELAY = 900
 MAX_ATTEMPTS = 3
 T = TypeVar("T")
@@ -118,9 +118,10 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> dict[str, dict
             encoded[name] = {"DataType": "Binary", "BinaryValue": value}
         else:
             encoded[name] = {"DataType": "String", "StringValue": str(value)}
-    if len(encoded) > 10:
+    if len(encoded) > MAX_ATTRIBUTES:
         raise ConfigurationError(
-            f"{len(encoded)} message attributes given: SQS allows at most 10 per message"
+            f"{len(encoded)} message attributes given: "
+            f"SQS allows at most {MAX_ATTRIBUTES} per message"
         )
     return encoded
 

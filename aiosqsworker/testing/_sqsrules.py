@@ -13,11 +13,18 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .._config import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
 from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
+from .._sqs.limits import (
+    ALLOWED_CHARACTERS,
+    ATTRIBUTE_NAME,
+    FORBIDDEN_CHARACTER,
+    MAX_ATTRIBUTE_NAME,
+    MAX_ATTRIBUTES,
+    NUMBER,
+)
 
 __all__ = [
     "DEDUPLICATION_WINDOW",
@@ -36,15 +43,11 @@ __all__ = [
 
 #: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
 MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
-MAX_ATTRIBUTES = 10
 DEDUPLICATION_WINDOW = 300
 
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
-_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,256}")
 _FIFO_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
-_FORBIDDEN_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
-_ALLOWED_CHARACTERS = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
 _NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
 
 #: Queue attributes with a range, their defaults, and the others CreateQueue takes.
@@ -293,12 +296,12 @@ def check_send_entry(
 
 
 def _check_text(text: str, where: str) -> None:
-    bad = _FORBIDDEN_CHARACTER.search(text)
+    bad = FORBIDDEN_CHARACTER.search(text)
     if bad is not None:
         raise Refused(
             "InvalidMessageContents",
             f"Invalid binary character '#x{ord(bad.group()):X}' was found in {where}, the set "
-            f"of allowed characters is {_ALLOWED_CHARACTERS}",
+            f"of allowed characters is {ALLOWED_CHARACTERS}",
         )
 
 
@@ -327,7 +330,8 @@ def _message_attributes(raw: object) -> dict[str, dict[str, Any]]:
     for name, value in raw.items():
         if (
             not isinstance(name, str)
-            or not _ATTRIBUTE_NAME.fullmatch(name)
+            or len(name) > MAX_ATTRIBUTE_NAME
+            or not ATTRIBUTE_NAME.fullmatch(name)
             or name.startswith(".")
             or name.endswith(".")
             or ".." in name
@@ -370,16 +374,11 @@ def _attribute_value(name: str, value: object) -> dict[str, Any]:
     if not isinstance(text, str) or not text:
         raise empty
     _check_text(text, f"the value of message attribute '{name}'")
-    if base == "Number":
-        try:
-            finite = Decimal(text).is_finite()
-        except InvalidOperation:
-            finite = False
-        if not finite:
-            raise Refused(
-                "InvalidParameterValue",
-                f"Can't cast the value of message (user) attribute '{name}' to a number.",
-            )
+    if base == "Number" and not NUMBER.fullmatch(text):
+        raise Refused(
+            "InvalidParameterValue",
+            f"Can't cast the value of message (user) attribute '{name}' to a number.",
+        )
     return {"DataType": data_type, "StringValue": text}
 
 

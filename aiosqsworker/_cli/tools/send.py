@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -23,6 +22,13 @@ from anyio.abc import TaskGroup
 from ..._config import MAX_BATCH
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import MAX_MESSAGE_BYTES, BatchingSender, message_size
+from ..._sqs.limits import (
+    ATTRIBUTE_NAME,
+    FORBIDDEN_CHARACTER,
+    MAX_ATTRIBUTE_NAME,
+    MAX_ATTRIBUTES,
+    NUMBER,
+)
 from ._common import Progress, batch_is_full, messages_text, open_client, queue_name_of, run
 from .lines import LineReader
 
@@ -38,21 +44,15 @@ __all__ = [
 
 #: Messages `send` keeps in flight (ten SendMessageBatch calls of ten).
 SEND_IN_FLIGHT = 100
-MAX_ATTRIBUTES = 10
-MAX_ATTRIBUTE_NAME = 256
 
-_ATTRIBUTE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 _DATA_TYPES = ("String", "Number", "Binary")
-# What SQS accepts in a message: #x9 | #xA | #xD | #x20-#xD7FF | #xE000-#xFFFD | #x10000-#x10FFFF.
-_FORBIDDEN = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 def attribute_name_problem(name: str) -> str | None:
     """Why SQS would refuse `name` as a message attribute name, or None."""
     if len(name) > MAX_ATTRIBUTE_NAME:
         return f"a name is at most {MAX_ATTRIBUTE_NAME} characters"
-    if not _ATTRIBUTE_NAME.fullmatch(name):
+    if not ATTRIBUTE_NAME.fullmatch(name):
         return "a name may hold only letters, digits, '_', '-' and '.'"
     if name.lower().startswith(("aws.", "amazon.")):
         return "names starting with 'AWS.' or 'Amazon.' are reserved"
@@ -84,7 +84,7 @@ def parse_attribute(text: str) -> tuple[str, dict[str, Any]]:
         )
     if not value:
         raise ConfigurationError(f"{text!r} has an empty value: SQS refuses empty attributes")
-    if base == "Number" and not _NUMBER.fullmatch(value):
+    if base == "Number" and not NUMBER.fullmatch(value):
         raise ConfigurationError(f"{text!r}: {value!r} is not a number")
     if base == "Binary":
         try:
@@ -115,7 +115,7 @@ def body_problem(body: str, attributes: Mapping[str, Mapping[str, Any]], limit: 
     """Why SQS would refuse `body` (with `attributes`) on a queue that takes `limit` bytes."""
     if not body:
         return "the message is empty: SQS refuses empty messages"
-    bad = _FORBIDDEN.search(body)
+    bad = FORBIDDEN_CHARACTER.search(body)
     if bad is not None:
         return (
             f"character U+{ord(bad.group()):04X} at position {bad.start() + 1} is not allowed in "
