@@ -8,9 +8,11 @@ drains the visible backlog within the target latency:
 
     desired = ceil((arrival_rate + visible_backlog / target_latency) / per_worker_rate)
 
-clamped to [minimum, maximum]. A worker's rate is measured only while a backlog kept it
-busy (`measured_rate`; `RateMemory` keeps the best seen). `recommend` is that formula as a
-pure function; `observe` samples SQS (and optionally the workers) to feed it.
+clamped to [minimum, maximum], and at least one worker while messages are visible or in
+flight (a minimum of 0 scales to zero only an empty queue). A worker's rate is measured only
+while a backlog kept it busy (`measured_rate`; `RateMemory` keeps the best seen). `recommend`
+is that formula as a pure function; `observe` samples SQS (and optionally the workers) to
+feed it.
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class Recommendation:
     completion_rate: float | None
     per_worker_rate: float | None
     reason: str
+
+
+def _bounded(desired: int, last: QueueSample, minimum: int, maximum: int) -> int:
+    """`desired` within [minimum, maximum]; never 0 while messages wait or are held: with
+    `minimum=0`, zero workers would leave a backlog for ever, or stop the workers that hold
+    the leases of the messages in flight."""
+    floor = max(minimum, 1) if last.visible or last.in_flight else minimum
+    return min(maximum, max(floor, desired))
 
 
 def simple_policy(backlog: int, *, messages_per_worker: int, minimum: int, maximum: int) -> int:
@@ -121,7 +131,7 @@ def recommend(
     if not per_worker_rate:
         desired = current * 2 if last.visible else current
         return Recommendation(
-            desired=max(minimum, min(maximum, desired)),
+            desired=_bounded(desired, last, minimum, maximum),
             visible=last.visible,
             in_flight=last.in_flight,
             arrival_rate=arrival_rate,
@@ -133,7 +143,7 @@ def recommend(
         )
     inflow = arrival_rate if arrival_rate is not None else max(0.0, growth)
     needed = (inflow + last.visible / target_latency) / per_worker_rate
-    desired = max(minimum, min(maximum, math.ceil(needed - 1e-9)))
+    desired = _bounded(math.ceil(needed - 1e-9), last, minimum, maximum)
     return Recommendation(
         desired=desired,
         visible=last.visible,
