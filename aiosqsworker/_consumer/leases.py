@@ -36,6 +36,7 @@ from .._config import MAX_BATCH, MAX_VISIBILITY
 from .._errors import SQSError, TransientSQSError
 from .._message import Message
 from .._sqs.base import SQSClient
+from .._sqs.batches import read_answer
 from .._text import plural
 from . import clock
 from .stats import Counters
@@ -346,16 +347,17 @@ class LeaseKeeper:
                 lease.extension_ended()
             done.set()
             self._wake.set()  # the keeper plans its next wake-up without these leases
-        failures = {failure.id: failure for failure in result.failed}
+        # An entry the answer left out is not extended: its expiry stays, and it is tried
+        # again like a refused one (`read_answer` puts it among the retries).
+        answer = read_answer(batch, result)
+        for lease, timeout in answer.done:
+            lease.expires_at = sent_at + timeout
+            self._counters.leases_extended += 1
         refused: list[Lease] = []
-        for i, (lease, timeout) in enumerate(batch):
-            failure = failures.get(str(i))
-            if failure is None:
-                lease.expires_at = sent_at + timeout
-                self._counters.leases_extended += 1
-            elif lease.finished:
+        for (lease, _), failure in (*answer.retry, *answer.give_up):
+            if lease.finished:
                 continue  # finished while the call was in flight: nothing left to keep
-            elif failure.receipt_invalid:
+            if failure.receipt_invalid:
                 self._lose(lease, failure.code)
             else:
                 refused.append(lease)
@@ -372,9 +374,7 @@ class LeaseKeeper:
         else:
             self._failures = 0
         if self._on_extended is not None:
-            self._on_extended(
-                [lease for i, (lease, _) in enumerate(batch) if str(i) not in failures]
-            )
+            self._on_extended([lease for lease, _ in answer.done])
 
     def _back_off(self, leases: Iterable[Lease]) -> None:
         """Try these leases again after a short pause, well inside the lead time left."""

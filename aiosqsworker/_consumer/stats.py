@@ -136,7 +136,8 @@ class ConsumerStatistics:
         leases_extended: visibility extensions SQS confirmed.
         leases_lost: leases that ran out under us: an extension, a delete or a visibility
             change refused because the receipt handle was no longer valid.
-        lease_extension_errors: extension calls that failed as a whole (retried).
+        lease_extension_errors: extension calls that failed as a whole, and entries of them
+            refused or left out of the answer (all retried).
         polls: ReceiveMessage calls that completed.
         poll_errors: ReceiveMessage calls that failed (retried after a back-off).
         in_flight: messages received and not yet finished, buffered ones included.

@@ -6,12 +6,15 @@ Pure decisions and small parts, called directly: no server here.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import anyio
 import pytest
 
 from aiosqsworker._config import MAX_VISIBILITY
 from aiosqsworker._consumer.leases import (
+    Lease,
+    LeaseKeeper,
     call_budget,
     extension_lead,
     extension_timeout,
@@ -19,8 +22,10 @@ from aiosqsworker._consumer.leases import (
     next_wake,
 )
 from aiosqsworker._consumer.receiver import WATCH_VISIBILITY
+from aiosqsworker._consumer.stats import Counters
+from aiosqsworker._sqs.base import BatchResult
 
-from .factories import lease
+from .factories import QUEUE_URL, lease, message
 
 
 def test_extension_timeout_is_the_visibility_timeout_far_from_the_cap() -> None:
@@ -110,3 +115,84 @@ def test_a_lease_from_a_watch_poll_is_due_at_once(visibility: int) -> None:
     assert leases_due([short], received, visibility) == [short]
     assert next_wake([short], visibility) <= received
     assert extension_timeout(short, received, visibility) == visibility
+
+
+class LeavesOutB:
+    """A ChangeMessageVisibilityBatch whose first answer does not mention message b's entry
+    (a response cut short that still parsed); the test answers the calls after it."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.called_again = anyio.Event()
+        self.answer_again = anyio.Event()
+
+    async def change_visibility_batch(
+        self, queue_url: str, entries: Sequence[tuple[str, str, int]]
+    ) -> BatchResult:
+        self.calls.append([handle for _, handle, _ in entries])
+        if len(self.calls) == 1:
+            return BatchResult(
+                successful=tuple(i for i, handle, _ in entries if handle != "handle-of-b")
+            )
+        self.called_again.set()
+        await self.answer_again.wait()
+        return BatchResult(successful=tuple(entry_id for entry_id, _, _ in entries))
+
+
+async def test_an_extension_the_answer_leaves_out_keeps_its_expiry_and_is_tried_again() -> None:
+    """Two leases due, a and b; SQS's answer confirms a and does not mention b. b keeps
+    its expiry, is counted as an extension error, is not told to what follows the extended
+    leases, and is sent again (alone) after a short back-off; only that call's answer
+    extends it.
+
+    Naive change it catches: a keeper that reads every entry not under ``Failed`` as
+    extended (this keeper's old reading): b's expiry moves a whole window
+    forward on no evidence, an idempotency record follows it, and no extension is sent
+    before the message may reappear to another worker at its real expiry.
+    """
+    client = LeavesOutB()
+    counters = Counters()
+    told: list[str] = []
+    first_answer_read, b_told = anyio.Event(), anyio.Event()
+
+    def on_extended(leases: Sequence[Lease]) -> None:
+        told.extend(held.message.message_id for held in leases)
+        first_answer_read.set()
+        if "b" in told:
+            b_told.set()
+
+    keeper = LeaseKeeper(
+        client,  # type: ignore[arg-type]
+        QUEUE_URL,
+        30,
+        counters,
+        consumer="c",
+        on_extended=on_extended,
+    )
+    now = anyio.current_time()
+    # Received 20 s ago for 30 s: both due at once (the lead is 15 s).
+    a, b = (keeper.lease(message(message_id=name), received_at=now - 20) for name in ("a", "b"))
+    expiry = b.expires_at
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(keeper.run)
+        with anyio.fail_after(5):
+            await first_answer_read.wait()
+        assert a.expires_at > expiry
+        assert b.expires_at == expiry
+        assert told == ["a"]
+        assert counters.leases_extended == 1
+        assert counters.lease_extension_errors == 1
+        with anyio.fail_after(5):
+            await client.called_again.wait()
+        assert [sorted(handles) for handles in client.calls] == [
+            ["handle-of-a", "handle-of-b"],
+            ["handle-of-b"],
+        ]
+        assert b.expires_at == expiry  # still no evidence
+        client.answer_again.set()
+        with anyio.fail_after(5):
+            await b_told.wait()
+        assert told == ["a", "b"]
+        assert b.expires_at > expiry
+        assert counters.leases_extended == 2
+        tg.cancel_scope.cancel()
