@@ -38,6 +38,7 @@ from .._backoff import backoff
 from .._config import MAX_BATCH
 from .._errors import SQSError
 from .._sqs.base import BatchResult, SignedClient
+from .._sqs.batches import read_answer
 from .._sqs.blocking import BlockingVisibilityCalls
 from .._sqs.sigv4 import FrozenCredentials
 from .._text import plural
@@ -227,27 +228,27 @@ class LeaseBoard:
             return due, earliest
 
     def answered(self, batch: list[tuple[Lease, int]], result: BatchResult, sent_at: float) -> int:
-        """Record a call's answer; returns how many leases it extended."""
-        failures = {failure.id: failure for failure in result.failed}
-        extended = 0
+        """Record a call's answer; returns how many leases it extended. An entry the answer
+        left out is not extended: it is tried again shortly, like a refused one."""
+        answer = read_answer(range(len(batch)), result)  # reported in the batch's order
+        failures = dict((*answer.retry, *answer.give_up))
         with self._lock:
             for i, (lease, seconds) in enumerate(batch):
                 handle = lease.receipt_handle
-                failure = failures.get(str(i))
+                failure = failures.get(i)
                 if failure is None:
                     expires_at = sent_at + seconds
                     if handle in self._leases:
                         self._extended_until[handle] = expires_at
                     self._reports.append(LeaseReport(lease, "extended", expires_at))
-                    extended += 1
                 elif failure.receipt_invalid:
                     self._leases.pop(handle, None)
                     self._reports.append(LeaseReport(lease, "lost", code=failure.code))
-                else:  # refused for now (throttled, say): tried again shortly
+                else:  # refused for now (throttled, say) or unanswered: tried again shortly
                     self._waiting_until[handle] = sent_at + RETRY_PAUSE
                     self._reports.append(LeaseReport(lease, "failed"))
                 self._claimed.discard(handle)
-        return extended
+        return len(answer.done)
 
     def failed(self, batch: list[tuple[Lease, int]], retry_at: float) -> None:
         with self._lock:

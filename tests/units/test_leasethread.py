@@ -136,6 +136,38 @@ def test_the_thread_reports_what_it_extended_lost_and_failed() -> None:
     assert shared.held() == 0  # the board closes with the keeper
 
 
+def test_an_extension_the_answer_leaves_out_is_reported_failed_and_claimed_again() -> None:
+    """The thread's call carries a and b; SQS's answer confirms a and does not mention b.
+    b keeps the keeper's expiry (5.0), is reported failed, and is claimed again once its
+    short pause is over, still due from that expiry.
+
+    Naive change it catches: a thread that reads every entry not under ``Failed`` as
+    extended (its old reading): b would be reported extended to 7.0, the keeper would move
+    its expiry there, and neither would extend it before it reappears at 5.0.
+    """
+    shared = board()
+    a, b = lease(5.0, name="a"), lease(5.0, name="b")
+    shared.hold(a)
+    shared.hold(b)
+    due, _ = shared.claim(now=2.0)
+    assert due == [(a, 5), (b, 5)]
+    assert shared.answered(due, BatchResult(successful=("0",)), sent_at=2.0) == 1
+    assert shared.claim(now=2.2) == ([], float("inf"))  # a extended to 7.0; b pauses
+    assert shared.claim(now=2.6) == ([(b, 5)], 5.0)
+    reports: list[tuple[str, str, float]] = []
+
+    async def tend_once() -> None:
+        with anyio.move_on_after(0.05):
+            await shared.tend(
+                lambda batch: reports.extend(
+                    (r.lease.message.message_id, r.kind, r.expires_at) for r in batch
+                )
+            )
+
+    anyio.run(tend_once)
+    assert reports == [("a", "extended", 7.0), ("b", "failed", 0.0)]
+
+
 async def test_a_delete_waits_for_the_threads_call_on_its_lease() -> None:
     """The loop finishes a lease while the thread's call on it is in flight: `settled`
     returns only once the answer is in.
