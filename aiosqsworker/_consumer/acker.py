@@ -7,9 +7,10 @@ the consumer's capacity until the call has ended: if deletes fall behind, pollin
 down instead of the queue of deletes growing without bound.
 
 Each call is time-boxed by what its leases have left (`call_budget`), so that a stalled
-connection costs a retry on a fresh one, not the leases. Every response's ``Failed`` list is
-read: what can be retried is retried with a back-off (a call not sent for want of
-credentials is not an attempt: the credentials' outage limit bounds it); what ends for good
+connection costs a retry on a fresh one, not the leases. Every answer is read by
+`_sqs.batches.read_answer`: what can be retried (an entry the answer left out included) is
+retried with a back-off (a call not sent for want of credentials is not an attempt: the
+credentials' outage limit bounds it); what ends for good
 is reported to `InFlight` with what is known (refused, lost with its lease, or of unknown
 outcome after an attempt whose answer never came). On close, everything queued is flushed
 before `run` returns.
@@ -21,7 +22,7 @@ import asyncio
 import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -30,7 +31,8 @@ from anyio.abc import TaskGroup
 from .._backoff import backoff
 from .._config import MAX_BATCH
 from .._errors import CredentialsUnavailableError, SQSError, TransientSQSError
-from .._sqs.base import BatchEntryFailure, BatchResult, SQSClient
+from .._sqs.base import BatchResult, SQSClient
+from .._sqs.batches import read_answer
 from .._text import plural
 from .buffer import MessageBuffer
 from .clock import now
@@ -38,7 +40,7 @@ from .inflight import InFlight, Settling
 from .leases import within_leases
 from .outcomes import within_visibility_cap
 
-__all__ = ["Acker", "calls_for", "split_batch_result"]
+__all__ = ["Acker", "calls_for"]
 
 logger = logging.getLogger("aiosqsworker.acker")
 
@@ -62,49 +64,6 @@ def calls_for(polls: int) -> int:
     in-flight message there, at the same throughput.
     """
     return max(MAX_CALLS_IN_FLIGHT, math.ceil(polls / 2))
-
-
-def split_batch_result(
-    entries: Sequence[T], result: BatchResult
-) -> tuple[list[T], list[tuple[T, BatchEntryFailure]], list[tuple[T, BatchEntryFailure]]]:
-    """Sort a batch's entries (ids are their indexes) into done, to retry, and given up.
-
-    An entry the response names neither successful nor failed (a response cut short that
-    still parsed) is not taken as done: it is retried, which is safe for deletes and
-    visibility changes alike.
-    """
-    succeeded = set(result.successful)
-    if not result.failed and succeeded == _ids_of(len(entries)):  # the usual answer
-        return list(entries), [], []
-    failures = {failure.id: failure for failure in result.failed}
-    done: list[T] = []
-    retry: list[tuple[T, BatchEntryFailure]] = []
-    give_up: list[tuple[T, BatchEntryFailure]] = []
-    for i, entry in enumerate(entries):
-        failure = failures.get(str(i))
-        if failure is None and str(i) in succeeded:
-            done.append(entry)
-        elif failure is None:
-            retry.append((entry, _unanswered(str(i))))
-        elif failure.retryable and not failure.receipt_invalid:
-            retry.append((entry, failure))
-        else:
-            give_up.append((entry, failure))
-    return done, retry, give_up
-
-
-_IDS = [frozenset(str(i) for i in range(n)) for n in range(11)]  # a batch holds ten at most
-
-
-def _ids_of(entries: int) -> frozenset[str]:
-    """The ids of a batch of `entries` (their indexes)."""
-    return _IDS[entries] if entries < len(_IDS) else frozenset(str(i) for i in range(entries))
-
-
-def _unanswered(entry_id: str) -> BatchEntryFailure:
-    return BatchEntryFailure(
-        id=entry_id, code="NoAnswer", message="not in the response", sender_fault=False
-    )
 
 
 def retry_pause(attempt: int) -> float:
@@ -254,12 +213,13 @@ class _Outbox(Generic[T]):
                         self._on_given_up(entry, why, False)
                     batch = []
                     return
-                done, retry, give_up = split_batch_result(batch, result)
-                self._on_done(done)
-                for entry, failure in give_up:
+                # An entry the answer left out is among the retries: never taken as done.
+                answer = read_answer(batch, result)
+                self._on_done(answer.done)
+                for entry, failure in answer.give_up:
                     why = f"{failure.code}: {failure.message}"
                     self._on_given_up(entry, why, failure.receipt_invalid)
-                batch = [entry for entry, _ in retry]
+                batch = [entry for entry, _ in answer.retry]
                 if not batch:
                     return
                 await anyio.sleep(retry_pause(attempt))

@@ -13,6 +13,8 @@ import pytest
 from aiosqsworker._sqs.base import BatchEntryFailure, BatchResult, SendBatchResult
 from aiosqsworker._sqs.batches import LEFT_OUT, BatchAnswer, left_out, read_answer
 
+from .test_sqs_results import DELETE_RESPONSE
+
 
 def failed(entry_id: str, code: str, *, sender_fault: bool, message: str = "") -> dict[str, object]:
     """One entry of a response's ``Failed`` list, as SQS writes it."""
@@ -134,3 +136,38 @@ def test_a_send_answer_is_read_the_same_way() -> None:
     assert [(entry, failure.code) for entry, failure in answer.give_up] == [
         ("c", "InvalidMessageContents")
     ]
+
+
+# The acker's reading, moved here with it (their assertions unchanged).
+
+
+def test_the_acker_sorts_failed_entries() -> None:
+    entries = [f"handle-{i}" for i in range(9)]
+    answer = read_answer(entries, BatchResult.from_response(DELETE_RESPONSE))
+    done, retry, give_up = answer.done, answer.retry, answer.give_up
+    assert done == ["handle-0", "handle-3"]
+    # Server faults and throttling (either spelling, even marked as the sender's fault).
+    assert [entry for entry, _ in retry] == ["handle-1", "handle-5", "handle-8"]
+    # Handles no longer ours, and the sender's own mistakes: sending again cannot help.
+    assert [entry for entry, _ in give_up] == ["handle-2", "handle-4", "handle-6", "handle-7"]
+    assert [failure.code for _, failure in give_up] == [
+        "ReceiptHandleIsInvalid",
+        "InvalidParameterValue",
+        "InvalidParameterValue",
+        "AWS.SimpleQueueService.MessageNotInflight",
+    ]
+
+
+def test_the_acker_reads_a_clean_response() -> None:
+    result = BatchResult.from_response({"Successful": [{"Id": "0"}, {"Id": "1"}]})
+    answer = read_answer(["a", "b"], result)
+    assert (answer.done, answer.retry, answer.give_up) == (["a", "b"], [], [])
+
+
+def test_an_entry_the_response_does_not_mention_is_retried_not_taken_as_done() -> None:
+    result = BatchResult.from_response({"Successful": [{"Id": "0"}], "Failed": []})
+    answer = read_answer(["a", "b"], result)
+    done, retry, give_up = answer.done, answer.retry, answer.give_up
+    assert done == ["a"]
+    assert [entry for entry, _ in retry] == ["b"]
+    assert give_up == []
