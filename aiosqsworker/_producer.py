@@ -3,8 +3,10 @@
 `BatchingSender.send` looks like a single send, but concurrent sends to the same queue share
 a SendMessageBatch call: the first sender of a batch waits up to `linger` for up to nine
 others (or until the batch reaches SQS's size limit), then sends for all. Every entry of the
-response is checked: a failed entry that can be retried is retried, others raise for their
-own sender only; the MD5 SQS computed of each body must match what was sent.
+answer is read by `_sqs.batches.read_answer`: a failed entry that can be retried, and one the
+answer leaves out (its outcome unknown), is sent again; others raise for their own sender
+only, and so does an entry still unconfirmed after MAX_ATTEMPTS; the MD5 SQS computed of
+each body must match what was sent.
 
 `encode_body` and `encode_attributes` turn Python values into what SQS carries. Before a
 message joins a batch, its size (body and attributes) is held against its queue's
@@ -36,7 +38,8 @@ from ._config import (
     checked_settings,
 )
 from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientSQSError
-from ._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
+from ._sqs.base import MAX_MESSAGE_BYTES, BatchEntryFailure, SQSClient, message_size
+from ._sqs.batches import LEFT_OUT, read_answer
 from ._sqs.checksums import md5_of_body
 from ._sqs.limits import MAX_ATTRIBUTES
 from ._sqs.open import open_payload_store, open_sqs_client
@@ -412,36 +415,39 @@ class BatchingSender:
                 for entry in pending:
                     entry.error = exc
                 return
-            retry: list[_Entry] = []
-            failures = {failure.id: failure for failure in result.failed}
-            for i, entry in enumerate(pending):
-                sent = result.sent.get(str(i))
-                failure = failures.get(str(i))
-                if sent is not None:
-                    message_id, md5 = sent
-                    body = entry.request["MessageBody"]
-                    if md5 is not None and md5 != md5_of_body(body):
-                        entry.error = SQSError(
-                            f"message {message_id}: the MD5 SQS computed of the body does not "
-                            "match what was sent",
-                            operation="SendMessageBatch",
-                        )
-                    else:
-                        entry.message_id = message_id
-                elif failure is not None and failure.retryable and attempt + 1 < MAX_ATTEMPTS:
-                    retry.append(entry)
-                else:
-                    code = failure.code if failure else "NoResult"
-                    detail = failure.message if failure else "no entry in SQS's answer"
-                    entry.error = SQSError(
-                        f"SendMessageBatch refused a message ({code}: {detail})",
-                        code=code,
+            # An entry the answer left out is among the retries: sent again, never taken as
+            # sent (it has no MessageId) nor as refused (it may have gone through).
+            answer = read_answer(range(len(pending)), result)
+            for i in answer.done:
+                message_id, md5 = result.sent[str(i)]
+                if md5 is not None and md5 != md5_of_body(pending[i].request["MessageBody"]):
+                    pending[i].error = SQSError(
+                        f"message {message_id}: the MD5 SQS computed of the body does not "
+                        "match what was sent",
                         operation="SendMessageBatch",
                     )
-            if not retry:
+                else:
+                    pending[i].message_id = message_id
+            ended = answer.give_up if attempt + 1 < MAX_ATTEMPTS else answer.give_up + answer.retry
+            for i, failure in ended:
+                pending[i].error = _send_error(failure, attempt=attempt + 1)
+            retry = [pending[i] for i, _ in answer.retry]
+            if not retry or attempt + 1 == MAX_ATTEMPTS:
                 return
             pending = retry
             await anyio.sleep(send_pause(attempt))
+
+
+def _send_error(failure: BatchEntryFailure, *, attempt: int) -> SQSError:
+    """What the sender of an entry SQS did not confirm at `attempt` is told."""
+    if failure.code == LEFT_OUT:
+        text = (
+            f"SQS's answer to SendMessageBatch left the message out (attempt {attempt} of "
+            f"{MAX_ATTEMPTS}): whether it was sent is unknown"
+        )
+    else:
+        text = f"SendMessageBatch refused a message ({failure.code}: {failure.message})"
+    return SQSError(text, code=failure.code, operation="SendMessageBatch")
 
 
 def send_pause(attempt: int) -> float:

@@ -5,8 +5,10 @@ message fails on its last allowed receive (the RedrivePolicy's maxReceiveCount),
 raises `Reject`, the framework sends it to the dead-letter queue itself, with one extra
 message attribute, ``aiosqsworker.failure``: a JSON record of the exception type and text, a
 traceback digest and its innermost frame, the attempts, the consumer, the source queue and
-timestamps. Only after SQS confirmed the send is the original deleted; if the send fails,
-the message takes the ordinary retry path and SQS's redrive remains the safety net.
+timestamps. Only after SQS confirmed the send is the original deleted. A copy refused for
+now, or left out of SQS's answer (whether it arrived is unknown: `_sqs.batches`), is sent
+again, a few times; if the send still fails, the message takes the ordinary retry path and
+SQS's redrive remains the safety net.
 
 The copy keeps what the message carries beyond its body: an S3 payload's pointer (the
 object stays where it is, for a redrive), the message group of a FIFO or fair queue, the
@@ -32,9 +34,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+
+from .._backoff import backoff
 from .._errors import MessageDecodeError, PayloadError, SQSError
 from .._message import Message, from_epoch_millis
 from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
+from .._sqs.batches import read_answer
 from .._sqs.payloads import (
     RESERVED_ATTRIBUTES,
     PayloadStore,
@@ -62,6 +68,8 @@ FAILURE_ATTRIBUTE = "aiosqsworker.failure"
 #: SQS allows ten message attributes; the failure record takes one of them.
 MAX_MESSAGE_ATTRIBUTES = 10
 MAX_ERROR_TEXT = 1000
+#: Calls a copy gets while SQS's answers refuse it for now or leave it out.
+SEND_ATTEMPTS = 3
 
 
 def _iso(milliseconds: str | None) -> str | None:
@@ -246,15 +254,7 @@ class DeadLetterQueue:
             )
             return False
         try:
-            result = await client.send_message_batch(self.url, [entry])
-            if "0" not in result.sent:
-                failure = result.failed[0] if result.failed else None
-                raise SQSError(
-                    f"SendMessageBatch refused it ({failure.code}: {failure.message})"
-                    if failure
-                    else "SendMessageBatch did not confirm it",
-                    operation="SendMessageBatch",
-                )
+            await self._send_copy(client, entry)
         except SQSError as exc:
             logger.error(
                 "[%s] could not move message %s to the dead-letter queue (%s): it will be "
@@ -274,6 +274,26 @@ class DeadLetterQueue:
             record["error"][:200],
         )
         return True
+
+    async def _send_copy(self, client: SQSClient, entry: Mapping[str, Any]) -> None:
+        """Send the copy until SQS confirms it. One refused for good raises at once; one
+        refused for now, or left out of the answer (unknown: SQS may have it), is sent again,
+        up to SEND_ATTEMPTS, then raises: the message is retried, never deleted on a copy
+        SQS did not confirm."""
+        for attempt in range(SEND_ATTEMPTS):
+            answer = read_answer((entry,), await client.send_message_batch(self.url, [entry]))
+            if answer.done:
+                return
+            _, failure = (*answer.give_up, *answer.retry)[0]
+            if answer.give_up or attempt + 1 == SEND_ATTEMPTS:
+                unknown = ": whether it reached the queue is unknown" if answer.unknown else ""
+                raise SQSError(
+                    f"SendMessageBatch did not confirm it after {plural(attempt + 1, 'attempt')} "
+                    f"({failure.code}: {failure.message}{unknown})",
+                    code=failure.code,
+                    operation="SendMessageBatch",
+                )
+            await anyio.sleep(backoff(attempt, base=0.1, cap=1.0))
 
     async def _fitting_entry(
         self, message: Message, record: dict[str, Any], *, consumer: str
