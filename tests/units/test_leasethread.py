@@ -38,6 +38,22 @@ def board(visibility_timeout: int = 5) -> LeaseBoard:
     return LeaseBoard(no_credentials, "https://queue", visibility_timeout, "c", offset=0.0)
 
 
+def reports_of(shared: LeaseBoard) -> list[tuple[str, str, float]]:
+    """What the board hands the keeper on its next turn: (message id, kind, expiry) each."""
+    reports: list[tuple[str, str, float]] = []
+
+    async def tend_once() -> None:
+        with anyio.move_on_after(0.05):
+            await shared.tend(
+                lambda batch: reports.extend(
+                    (r.lease.message.message_id, r.kind, r.expires_at) for r in batch
+                )
+            )
+
+    anyio.run(tend_once)
+    return reports
+
+
 def test_the_loop_is_blocked_after_half_the_lead_and_stuck_past_the_limit() -> None:
     """Half the keeper's lead, at most 1 s: a 1 s window is taken over after 0.25 s (in time
     for its expiry), a 5 s window after 1 s; past the limit nobody extends.
@@ -121,17 +137,7 @@ def test_the_thread_reports_what_it_extended_lost_and_failed() -> None:
         ),
     )
     shared.answered(due, result, sent_at=2.0)
-    reports: list[tuple[str, str, float]] = []
-
-    async def tend_once() -> None:
-        with anyio.move_on_after(0.05):
-            await shared.tend(
-                lambda batch: reports.extend(
-                    (r.lease.message.message_id, r.kind, r.expires_at) for r in batch
-                )
-            )
-
-    anyio.run(tend_once)
+    reports = reports_of(shared)
     assert reports == [("a", "extended", 7.0), ("b", "lost", 0.0), ("c", "failed", 0.0)]
     assert shared.held() == 0  # the board closes with the keeper
 
@@ -154,17 +160,7 @@ def test_an_extension_the_answer_leaves_out_is_reported_failed_and_claimed_again
     assert shared.answered(due, BatchResult(successful=("0",)), sent_at=2.0) == 1
     assert shared.claim(now=2.2) == ([], float("inf"))  # a extended to 7.0; b pauses
     assert shared.claim(now=2.6) == ([(b, 5)], 5.0)
-    reports: list[tuple[str, str, float]] = []
-
-    async def tend_once() -> None:
-        with anyio.move_on_after(0.05):
-            await shared.tend(
-                lambda batch: reports.extend(
-                    (r.lease.message.message_id, r.kind, r.expires_at) for r in batch
-                )
-            )
-
-    anyio.run(tend_once)
+    reports = reports_of(shared)
     assert reports == [("a", "extended", 7.0), ("b", "failed", 0.0)]
 
 
