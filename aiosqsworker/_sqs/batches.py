@@ -51,7 +51,8 @@ def left_out(entry_id: str) -> BatchEntryFailure:
 
 @dataclass(slots=True)
 class BatchAnswer(Generic[T]):
-    """A batch's entries sorted by what SQS answered of each (see the module)."""
+    """A batch's entries sorted by what SQS answered of each (see the module), each list in
+    the batch's order."""
 
     done: list[T] = field(default_factory=list)
     retry: list[tuple[T, BatchEntryFailure]] = field(default_factory=list)
@@ -85,26 +86,27 @@ def read_answer(entries: Sequence[T], result: BatchResult | SendBatchResult) -> 
     ids = _ids_of(len(entries))
     succeeded = set(successful)
     if not result.failed and succeeded == ids:  # the usual answer: every entry done
-        return BatchAnswer(done=list(entries))
+        return BatchAnswer(list(entries), [], [])
     failures = {failure.id: failure for failure in result.failed}
-    answer: BatchAnswer[T] = BatchAnswer()
+    done: list[T] = []
+    retry: list[tuple[T, BatchEntryFailure]] = []
+    give_up: list[tuple[T, BatchEntryFailure]] = []
     for i, entry in enumerate(entries):
         entry_id = str(i)
         failure = failures.get(entry_id)
         if failure is None and entry_id in succeeded:
-            answer.done.append(entry)
+            done.append(entry)
         elif failure is None:
-            answer.retry.append((entry, left_out(entry_id)))
+            retry.append((entry, left_out(entry_id)))
         elif failure.retryable and not failure.receipt_invalid:
-            answer.retry.append((entry, failure))
+            retry.append((entry, failure))
         else:
-            answer.give_up.append((entry, failure))
-    strangers = sorted((succeeded | failures.keys()) - ids)
+            give_up.append((entry, failure))
+    strangers = tuple(sorted((succeeded | failures.keys()) - ids))
     if strangers:
-        answer.strangers = tuple(strangers)
         logger.warning(
             "SQS's answer to a batch of %d named entries never sent (%s): ignored",
             len(entries),
             ", ".join(strangers),
         )
-    return answer
+    return BatchAnswer(done, retry, give_up, strangers)
