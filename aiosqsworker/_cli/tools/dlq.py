@@ -26,6 +26,7 @@ from ..._consumer.queue import RedrivePolicy
 from ..._errors import MessageDecodeError, PayloadError, QueueNotFoundError, SQSError
 from ..._message import from_epoch_millis
 from ..._sqs.base import SQSClient
+from ..._sqs.batches import read_answer
 from ..._sqs.payloads import RESERVED_ATTRIBUTES, PayloadStore, S3Pointer, pointer_of
 from ._common import (
     RECEIVE_WAIT,
@@ -215,8 +216,8 @@ async def _release(client: SQSClient, queue_url: str, handles: Sequence[str]) ->
             )
         except SQSError:
             failed += len(chunk)
-        else:
-            failed += len(result.failed)
+        else:  # a handle the answer left out is not taken as released
+            failed += len(chunk) - len(read_answer(chunk, result).done)
     return failed
 
 

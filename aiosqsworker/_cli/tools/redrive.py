@@ -28,6 +28,7 @@ from ..._consumer.deadletter import FAILURE_ATTRIBUTE
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import BatchingSender, message_size
 from ..._sqs.base import SQSClient
+from ..._sqs.batches import read_answer
 from ..._sqs.payloads import PayloadStore
 from ._common import (
     RECEIVE_WAIT,
@@ -260,14 +261,14 @@ async def _move(
         state.undeleted.extend(raw["MessageId"] for raw in sent)
         state.stop = True
         return
-    refused = {failure.id for failure in deleted.failed}
-    for i, raw in enumerate(sent):
-        if str(i) in refused:
-            state.undeleted.append(raw["MessageId"])  # stays in `seen`: not moved twice
-        else:
-            state.moved += 1
-            state.seen.discard(raw["MessageId"])
-            state.progress.add()
+    # A delete the answer left out is not taken as done: the message may still be here.
+    answer = read_answer(sent, deleted)
+    for raw, _ in (*answer.retry, *answer.give_up):
+        state.undeleted.append(raw["MessageId"])  # stays in `seen`: not moved twice
+    for raw in answer.done:
+        state.moved += 1
+        state.seen.discard(raw["MessageId"])
+        state.progress.add()
 
 
 async def _destination(
