@@ -43,7 +43,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -61,6 +61,7 @@ from ._sqsrules import (
     MAX_VISIBILITY,
     MAX_WAIT_TIME,
     Refused,
+    SendEntry,
     check_batch_ids,
     check_batch_size,
     check_queue,
@@ -132,12 +133,32 @@ class _Stored:
 
 
 @dataclass(eq=False)
+class _Account:
+    """What the queues of one MemorySQS share: its account, its clock's epoch and FIFO
+    sequence numbers, which SQS keeps growing across queues."""
+
+    account_id: str
+    epoch: float  # wall-clock seconds at the clock's zero
+    sequence_numbers: Iterator[int] = field(default_factory=lambda: itertools.count(10**19))
+
+    def epoch_ms(self, at: float) -> int:
+        return int((self.epoch + at) * 1000)
+
+    def sequence_number(self) -> str:
+        return str(next(self.sequence_numbers))
+
+
+@dataclass(eq=False)
 class _Queue:
+    """One queue: its messages and every rule of their lives (receive, visibility, delete,
+    redrive, retention, deduplication). `MemorySQS` checks each call and finds the queue."""
+
     name: str
     url: str
     arn: str
     attributes: dict[str, str]
     created: int  # epoch seconds
+    account: _Account
     messages: dict[str, _Stored] = field(default_factory=dict)  # in order of arrival
     receipts: dict[str, _Stored] = field(default_factory=dict)  # every handle still here
     deleted: set[str] = field(default_factory=set)  # handles of deleted messages
@@ -172,6 +193,163 @@ class _Queue:
         if deleted:
             self.deleted.update(message.handles)
 
+    def store(self, entry: SendEntry, now: float) -> tuple[str, str]:
+        """Store one checked SendMessage entry (or find its duplicate); (MessageId, body MD5)."""
+        key = None
+        if entry.deduplication_id is not None:
+            key = entry.deduplication_id
+            if self.attributes.get("DeduplicationScope") == "messageGroup":
+                key = f"{entry.group_id}\n{key}"
+            earlier = self.deduplication.get(key)
+            if earlier is not None and earlier[0] > now:
+                return earlier[1], md5_of_body(entry.body)
+        message_id = str(uuid.uuid4())
+        system = {
+            **entry.system_attributes,
+            "SentTimestamp": str(self.account.epoch_ms(now)),
+            "SenderId": self.account.account_id,
+        }
+        if entry.group_id is not None:
+            system["MessageGroupId"] = entry.group_id
+        if key is not None:
+            assert entry.deduplication_id is not None
+            system["MessageDeduplicationId"] = entry.deduplication_id
+            system["SequenceNumber"] = self.account.sequence_number()
+            self.deduplication[key] = (now + DEDUPLICATION_WINDOW, message_id)
+        delay = self.number("DelaySeconds") if entry.delay is None else entry.delay
+        self.messages[message_id] = _Stored(
+            message_id=message_id,
+            body=entry.body,
+            message_attributes=entry.message_attributes,
+            system_attributes=system,
+            sent_at=now,
+            available_at=now + delay,
+            group_id=entry.group_id,
+        )
+        return message_id, md5_of_body(entry.body)
+
+    def expire(self, now: float) -> None:
+        """Drop what outlived the retention period, and deduplication ids past their window."""
+        retention = self.number("MessageRetentionPeriod")
+        for message in list(self.messages.values()):
+            if message.sent_at + retention <= now:
+                self.remove(message, deleted=False)
+        for key, (until, _) in list(self.deduplication.items()):
+            if until <= now:
+                del self.deduplication[key]
+
+    def take(
+        self, now: float, most: int, visibility_timeout: int, dead_letters: _Queue | None
+    ) -> list[dict[str, Any]]:
+        """One atomic pass of a receive: up to `most` messages, now in flight; a message past
+        its RedrivePolicy's count moves to `dead_letters` (the policy's queue, if it exists)."""
+        self.expire(now)
+        redrive = self.redrive
+        # A FIFO group gives nothing while any of its messages is in flight, and nothing
+        # after one that is not visible (its order would break).
+        blocked = {
+            message.group_id
+            for message in self.messages.values()
+            if self.fifo and self.state(message, now) == "in flight"
+        }
+        taken: list[dict[str, Any]] = []
+        for message in list(self.messages.values()):
+            if len(taken) == most:
+                break
+            if self.fifo and message.group_id in blocked:
+                continue
+            if message.available_at > now:
+                blocked.add(message.group_id)
+                continue
+            if (
+                redrive is not None
+                and dead_letters is not None
+                and message.receive_count >= redrive.max_receive_count
+            ):
+                self.move(message, dead_letters, now)
+                continue
+            message.receive_count += 1
+            if message.first_received is None:
+                message.first_received = self.account.epoch_ms(now)
+            handle = secrets.token_urlsafe(48)
+            self.receipts[handle] = message
+            message.handles.append(handle)
+            message.receipt = handle
+            message.received_at = now
+            message.available_at = now + visibility_timeout
+            taken.append(_delivery(message))
+        return taken
+
+    def move(self, message: _Stored, target: _Queue, now: float) -> None:
+        """SQS's redrive: the message leaves this queue for its dead-letter queue, where it
+        keeps its receive count (its next receive there counts on from it)."""
+        self.remove(message, deleted=False)
+        system = {**message.system_attributes, "DeadLetterQueueSourceArn": self.arn}
+        if target.fifo:
+            system["SequenceNumber"] = self.account.sequence_number()
+        target.messages[message.message_id] = _Stored(
+            message_id=message.message_id,
+            body=message.body,
+            message_attributes=message.message_attributes,
+            system_attributes=system,
+            sent_at=message.sent_at,
+            available_at=now,
+            group_id=message.group_id,
+            receive_count=message.receive_count,
+            first_received=message.first_received,
+        )
+        target.notify()
+
+    def next_change(self, now: float) -> float:
+        """When a message that is not visible now becomes visible."""
+        return min(
+            (
+                message.available_at
+                for message in self.messages.values()
+                if message.available_at > now
+            ),
+            default=float("inf"),
+        )
+
+    def delete(self, id_: str, handle: str) -> BatchEntryFailure | None:
+        """One DeleteMessageBatch entry; its failure, or None when it succeeded."""
+        message = self.receipts.get(handle)
+        if message is None and handle not in self.deleted:
+            return _invalid_handle(id_, handle)
+        # A stale handle (the message was received again since): SQS answers success and
+        # may keep the message; here it always stays, so that the mistake shows.
+        if message is not None and message.receipt == handle:
+            self.remove(message, deleted=True)
+        return None
+
+    def change_visibility(self, handle: str, timeout: object, now: float) -> None:
+        seconds = whole_seconds(timeout, "VisibilityTimeout", 0, MAX_VISIBILITY)
+        message = self.receipts.get(handle)
+        if message is None and handle not in self.deleted:
+            refused = _invalid_handle("", handle)
+            raise Refused(refused.code, refused.message)
+        reason = None
+        if message is None:
+            reason = "Message does not exist or is not available for visibility timeout change."
+        elif message.receipt != handle:
+            reason = "The receipt handle has expired."
+        # A message whose timeout ran out but that no one received since still takes its
+        # latest receipt's change, as SQS (and moto, and ministack) do: it is hidden again.
+        if reason is not None:
+            raise Refused(
+                "InvalidParameterValue",
+                f"Value {handle} for parameter ReceiptHandle is invalid. Reason: {reason}",
+            )
+        assert message is not None
+        if now - message.received_at + seconds > MAX_VISIBILITY:
+            raise Refused(
+                "InvalidParameterValue",
+                f"Value {seconds} for parameter VisibilityTimeout is invalid. Reason: Total "
+                f"VisibilityTimeout for the message is beyond the limit [{MAX_VISIBILITY} "
+                "seconds]",
+            )
+        message.available_at = now + seconds
+
 
 class MemorySQS:
     """An in-memory SQS: the `SQSClient` protocol, plus helpers to arrange and inspect queues.
@@ -197,8 +375,7 @@ class MemorySQS:
         self.account_id = account_id
         self._endpoint = Endpoint(region=region, url=f"memory://sqs.{region}")
         self._queues: dict[str, _Queue] = {}
-        self._epoch = time.time() - self.clock.time()
-        self._sequence_numbers = itertools.count(10**19)
+        self._account = _Account(account_id, time.time() - self.clock.time())
 
     def __repr__(self) -> str:
         return f"MemorySQS(queues={sorted(self._queues)!r}, clock={self.clock!r})"
@@ -276,7 +453,7 @@ class MemorySQS:
         """What a queue (by name or URL) holds now, in order of arrival."""
         held = self._queue(queue, "inspect")
         now = self.clock.time()
-        self._expire(held, now)
+        held.expire(now)
         return [
             QueuedMessage(
                 message_id=message.message_id,
@@ -341,13 +518,13 @@ class MemorySQS:
         while True:
             queue = self._queue(queue_url, operation)
             now = self.clock.time()
-            taken = self._take(queue, now, max_messages, visibility_timeout)
+            taken = queue.take(now, max_messages, visibility_timeout, self._dead_letters_of(queue))
             if taken or now >= deadline:
                 return taken
             wake = anyio.Event()
             queue.waiters.add(wake)
             try:
-                await self.clock.sleep_until(min(deadline, self._next_change(queue, now)), wake)
+                await self.clock.sleep_until(min(deadline, queue.next_change(now)), wake)
             finally:
                 queue.waiters.discard(wake)
 
@@ -364,15 +541,11 @@ class MemorySQS:
         done: list[str] = []
         failed: list[BatchEntryFailure] = []
         for id_, handle in entries:
-            message = queue.receipts.get(handle)
-            if message is None and handle not in queue.deleted:
-                failed.append(_invalid_handle(id_, handle))
-                continue
-            # A stale handle (the message was received again since): SQS answers success and
-            # may keep the message; here it always stays, so that the mistake shows.
-            if message is not None and message.receipt == handle:
-                queue.remove(message, deleted=True)
-            done.append(id_)
+            failure = queue.delete(id_, handle)
+            if failure is None:
+                done.append(id_)
+            else:
+                failed.append(failure)
         queue.notify()  # a FIFO group may be free now
         return BatchResult(successful=tuple(done), failed=tuple(failed))
 
@@ -391,7 +564,7 @@ class MemorySQS:
         failed: list[BatchEntryFailure] = []
         for id_, handle, timeout in entries:
             try:
-                self._change_visibility(queue, handle, timeout, now)
+                queue.change_visibility(handle, timeout, now)
             except Refused as refused:
                 failed.append(BatchEntryFailure(id_, refused.code, refused.message, True))
             else:
@@ -434,16 +607,19 @@ class MemorySQS:
         failed: list[BatchEntryFailure] = []
         for entry in entries:
             try:
-                sent[entry["Id"]] = self._accept(queue, entry, now)
+                checked = check_send_entry(
+                    entry,
+                    fifo=queue.fifo,
+                    content_based=queue.attributes.get("ContentBasedDeduplication") == "true",
+                    max_size=queue.number("MaximumMessageSize"),
+                )
+                sent[entry["Id"]] = queue.store(checked, now)
             except Refused as refused:
                 failed.append(BatchEntryFailure(entry["Id"], refused.code, refused.message, True))
         queue.notify()
         return SendBatchResult(sent=sent, failed=tuple(failed))
 
     # The model.
-
-    def _epoch_ms(self, at: float) -> int:
-        return int((self._epoch + at) * 1000)
 
     def _queue(self, queue: str, operation: str) -> _Queue:
         """A queue by name, or by a URL ending in its name."""
@@ -502,7 +678,8 @@ class MemorySQS:
             url=f"{self._endpoint.url}/{self.account_id}/{name}",
             arn=f"arn:aws:sqs:{self.region}:{self.account_id}:{name}",
             attributes=checked,
-            created=int(self._epoch + self.clock.time()),
+            created=int(self._account.epoch + self.clock.time()),
+            account=self._account,
         )
         return self._queues[name].url
 
@@ -528,182 +705,36 @@ class MemorySQS:
         if target.fifo != fifo:
             raise refuse("Dead-letter target queue must be of the same type as the source")
 
-    def _accept(self, queue: _Queue, raw: Mapping[str, Any], now: float) -> tuple[str, str]:
-        """Store one SendMessage entry (or find its duplicate); (MessageId, body MD5)."""
-        entry = check_send_entry(
-            raw,
-            fifo=queue.fifo,
-            content_based=queue.attributes.get("ContentBasedDeduplication") == "true",
-            max_size=queue.number("MaximumMessageSize"),
-        )
-        key = None
-        if entry.deduplication_id is not None:
-            key = entry.deduplication_id
-            if queue.attributes.get("DeduplicationScope") == "messageGroup":
-                key = f"{entry.group_id}\n{key}"
-            earlier = queue.deduplication.get(key)
-            if earlier is not None and earlier[0] > now:
-                return earlier[1], md5_of_body(entry.body)
-        message_id = str(uuid.uuid4())
-        system = {
-            **entry.system_attributes,
-            "SentTimestamp": str(self._epoch_ms(now)),
-            "SenderId": self.account_id,
-        }
-        if entry.group_id is not None:
-            system["MessageGroupId"] = entry.group_id
-        if key is not None:
-            assert entry.deduplication_id is not None
-            system["MessageDeduplicationId"] = entry.deduplication_id
-            system["SequenceNumber"] = str(next(self._sequence_numbers))
-            queue.deduplication[key] = (now + DEDUPLICATION_WINDOW, message_id)
-        delay = queue.number("DelaySeconds") if entry.delay is None else entry.delay
-        queue.messages[message_id] = _Stored(
-            message_id=message_id,
-            body=entry.body,
-            message_attributes=entry.message_attributes,
-            system_attributes=system,
-            sent_at=now,
-            available_at=now + delay,
-            group_id=entry.group_id,
-        )
-        return message_id, md5_of_body(entry.body)
-
-    def _expire(self, queue: _Queue, now: float) -> None:
-        """Drop what outlived the retention period, and deduplication ids past their window."""
-        retention = queue.number("MessageRetentionPeriod")
-        for message in list(queue.messages.values()):
-            if message.sent_at + retention <= now:
-                queue.remove(message, deleted=False)
-        for key, (until, _) in list(queue.deduplication.items()):
-            if until <= now:
-                del queue.deduplication[key]
-
-    def _take(
-        self, queue: _Queue, now: float, most: int, visibility_timeout: int
-    ) -> list[dict[str, Any]]:
-        """One atomic pass of a receive: up to `most` messages, now in flight."""
-        self._expire(queue, now)
-        redrive = queue.redrive
-        dead_letters = self._dead_letter_queue(redrive.dead_letter_arn) if redrive else None
-        # A FIFO group gives nothing while any of its messages is in flight, and nothing
-        # after one that is not visible (its order would break).
-        blocked = {
-            message.group_id
-            for message in queue.messages.values()
-            if queue.fifo and queue.state(message, now) == "in flight"
-        }
-        taken: list[dict[str, Any]] = []
-        for message in list(queue.messages.values()):
-            if len(taken) == most:
-                break
-            if queue.fifo and message.group_id in blocked:
-                continue
-            if message.available_at > now:
-                blocked.add(message.group_id)
-                continue
-            if (
-                redrive is not None
-                and dead_letters is not None
-                and message.receive_count >= redrive.max_receive_count
-            ):
-                self._move(queue, message, dead_letters, now)
-                continue
-            message.receive_count += 1
-            if message.first_received is None:
-                message.first_received = self._epoch_ms(now)
-            handle = secrets.token_urlsafe(48)
-            queue.receipts[handle] = message
-            message.handles.append(handle)
-            message.receipt = handle
-            message.received_at = now
-            message.available_at = now + visibility_timeout
-            taken.append(self._delivery(message))
-        return taken
-
-    def _delivery(self, message: _Stored) -> dict[str, Any]:
-        """One entry of a ReceiveMessage answer, every attribute asked for."""
-        assert message.receipt is not None
-        assert message.first_received is not None
-        delivery: dict[str, Any] = {
-            "MessageId": message.message_id,
-            "ReceiptHandle": message.receipt,
-            "MD5OfBody": md5_of_body(message.body),
-            "Body": message.body,
-            "Attributes": {
-                **message.system_attributes,
-                "ApproximateReceiveCount": str(message.receive_count),
-                "ApproximateFirstReceiveTimestamp": str(message.first_received),
-            },
-        }
-        if message.message_attributes:
-            delivery["MessageAttributes"] = {
-                name: dict(value) for name, value in message.message_attributes.items()
-            }
-            delivery["MD5OfMessageAttributes"] = md5_of_attributes(message.message_attributes)
-        return delivery
-
     def _dead_letter_queue(self, arn: str) -> _Queue | None:
         return next((queue for queue in self._queues.values() if queue.arn == arn), None)
 
-    def _move(self, source: _Queue, message: _Stored, target: _Queue, now: float) -> None:
-        """SQS's redrive: the message leaves `source` for its dead-letter queue, where it
-        keeps its receive count (its next receive there counts on from it)."""
-        source.remove(message, deleted=False)
-        system = {**message.system_attributes, "DeadLetterQueueSourceArn": source.arn}
-        if target.fifo:
-            system["SequenceNumber"] = str(next(self._sequence_numbers))
-        target.messages[message.message_id] = _Stored(
-            message_id=message.message_id,
-            body=message.body,
-            message_attributes=message.message_attributes,
-            system_attributes=system,
-            sent_at=message.sent_at,
-            available_at=now,
-            group_id=message.group_id,
-            receive_count=message.receive_count,
-            first_received=message.first_received,
-        )
-        target.notify()
+    def _dead_letters_of(self, queue: _Queue) -> _Queue | None:
+        """The queue a RedrivePolicy moves `queue`'s messages to, if it exists."""
+        redrive = queue.redrive
+        return self._dead_letter_queue(redrive.dead_letter_arn) if redrive else None
 
-    def _next_change(self, queue: _Queue, now: float) -> float:
-        """When a message of `queue` that is not visible now becomes visible."""
-        return min(
-            (
-                message.available_at
-                for message in queue.messages.values()
-                if message.available_at > now
-            ),
-            default=float("inf"),
-        )
 
-    def _change_visibility(self, queue: _Queue, handle: str, timeout: object, now: float) -> None:
-        seconds = whole_seconds(timeout, "VisibilityTimeout", 0, MAX_VISIBILITY)
-        message = queue.receipts.get(handle)
-        if message is None and handle not in queue.deleted:
-            refused = _invalid_handle("", handle)
-            raise Refused(refused.code, refused.message)
-        reason = None
-        if message is None:
-            reason = "Message does not exist or is not available for visibility timeout change."
-        elif message.receipt != handle:
-            reason = "The receipt handle has expired."
-        # A message whose timeout ran out but that no one received since still takes its
-        # latest receipt's change, as SQS (and moto, and ministack) do: it is hidden again.
-        if reason is not None:
-            raise Refused(
-                "InvalidParameterValue",
-                f"Value {handle} for parameter ReceiptHandle is invalid. Reason: {reason}",
-            )
-        assert message is not None
-        if now - message.received_at + seconds > MAX_VISIBILITY:
-            raise Refused(
-                "InvalidParameterValue",
-                f"Value {seconds} for parameter VisibilityTimeout is invalid. Reason: Total "
-                f"VisibilityTimeout for the message is beyond the limit [{MAX_VISIBILITY} "
-                "seconds]",
-            )
-        message.available_at = now + seconds
+def _delivery(message: _Stored) -> dict[str, Any]:
+    """One entry of a ReceiveMessage answer, every attribute asked for."""
+    assert message.receipt is not None
+    assert message.first_received is not None
+    delivery: dict[str, Any] = {
+        "MessageId": message.message_id,
+        "ReceiptHandle": message.receipt,
+        "MD5OfBody": md5_of_body(message.body),
+        "Body": message.body,
+        "Attributes": {
+            **message.system_attributes,
+            "ApproximateReceiveCount": str(message.receive_count),
+            "ApproximateFirstReceiveTimestamp": str(message.first_received),
+        },
+    }
+    if message.message_attributes:
+        delivery["MessageAttributes"] = {
+            name: dict(value) for name, value in message.message_attributes.items()
+        }
+        delivery["MD5OfMessageAttributes"] = md5_of_attributes(message.message_attributes)
+    return delivery
 
 
 def _invalid_handle(id_: str, handle: str) -> BatchEntryFailure:
