@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 
-from ._errors import ConfigurationError
-from ._sqs.base import SQSClient, missing_client_members
-from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
-from ._text import plural
-from .idempotency import IdempotencyKey, IdempotencyStore
+from .._errors import ConfigurationError
+from .._sqs.base import SQSClient, missing_client_members
+from .._sqs.credentials import DEFAULT_OUTAGE_LIMIT
+from .._text import plural
+from ..idempotency import IdempotencyKey, IdempotencyStore
 
 __all__ = [
     "ENV_PREFIX",
