@@ -1,19 +1,14 @@
 """Settings: frozen, keyword-only, validated when they are given.
 
-The names the rest of the package imports from ``aiosqsworker._config``, re-exported from
+The package by job: `settings` (the dataclasses and their defaults), `checks` (the ranges and
+the messages of a bad value) and `environment` (the ``AIOSQSWORKER_*`` variables). The names
+the rest of the package imports from ``aiosqsworker._config`` are re-exported here from
 the module that holds each.
 """
 
-from .settings import (
-    _ENV_PARSERS,
-    _SET_BY_THE_SUPERVISOR,
-    CLIENT_NAMES,
-    ENV_PREFIX,
-    LOG_FORMATS,
-    LOG_LEVELS,
+from .checks import (
     MAX_BATCH,
     MAX_CONCURRENCY,
-    MAX_PORT,
     MAX_PROCESSES,
     MAX_RATE,
     MAX_SHUTDOWN_TIMEOUT,
@@ -21,20 +16,8 @@ from .settings import (
     MAX_WAIT_TIME,
     MAX_WORKERS,
     MIN_RATE,
-    RUN_IN,
     WORKERS_PER_CPU_REFUSED,
     WORKERS_PER_CPU_WARNED,
-    AppConfig,
-    Breaker,
-    ClientName,
-    ConsumerConfig,
-    ConsumerSettings,
-    DecodeErrorAction,
-    EnvironmentSettings,
-    Middleware,
-    PayloadOffload,
-    RunIn,
-    UnknownFields,
     available_cpus,
     check_concurrency,
     check_seconds,
@@ -42,6 +25,29 @@ from .settings import (
     too_many_workers,
     unknown_setting,
     worker_count,
+)
+from .environment import (
+    _ENV_PARSERS,
+    _SET_BY_THE_SUPERVISOR,
+    ENV_PREFIX,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_PORT,
+    EnvironmentSettings,
+)
+from .settings import (
+    CLIENT_NAMES,
+    RUN_IN,
+    AppConfig,
+    Breaker,
+    ClientName,
+    ConsumerConfig,
+    ConsumerSettings,
+    DecodeErrorAction,
+    Middleware,
+    PayloadOffload,
+    RunIn,
+    UnknownFields,
 )
 
 __all__ = [
