@@ -24,14 +24,6 @@ from ..idempotency import IdempotencyStore
 if TYPE_CHECKING:
     from .settings import ConsumerConfig, Middleware
 
-__all__ = [
-    "check_concurrency",
-    "check_seconds",
-    "checked_settings",
-    "too_many_workers",
-    "unknown_setting",
-    "worker_count",
-]
 
 #: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
 MAX_SHUTDOWN_TIMEOUT = 24 * 3600

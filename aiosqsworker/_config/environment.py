@@ -15,8 +15,6 @@ from .._errors import ConfigurationError
 from .checks import MAX_CONCURRENCY, MAX_SHUTDOWN_TIMEOUT, worker_count
 from .settings import CLIENT_NAMES, ClientName
 
-__all__ = ["ENV_PREFIX", "EnvironmentSettings"]
-
 #: The prefix of the environment variables the command line and `App.from_env` read.
 ENV_PREFIX = "AIOSQSWORKER_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")

@@ -41,15 +41,6 @@ from .checks import (
     checked_settings,
 )
 
-__all__ = [
-    "AppConfig",
-    "Breaker",
-    "ConsumerConfig",
-    "ConsumerSettings",
-    "Middleware",
-    "RunIn",
-]
-
 #: Where a handler runs: on the event loop (``async def``), in a worker thread (a plain
 #: ``def``) or in a child process of the app's pool (a top-level ``def``).
 RunIn = Literal["loop", "thread", "process"]
