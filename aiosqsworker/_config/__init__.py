@@ -27,8 +27,6 @@ from .checks import (
     worker_count,
 )
 from .environment import (
-    _ENV_PARSERS,
-    _SET_BY_THE_SUPERVISOR,
     ENV_PREFIX,
     LOG_FORMATS,
     LOG_LEVELS,
@@ -68,8 +66,6 @@ __all__ = [
     "RUN_IN",
     "WORKERS_PER_CPU_REFUSED",
     "WORKERS_PER_CPU_WARNED",
-    "_ENV_PARSERS",
-    "_SET_BY_THE_SUPERVISOR",
     "AppConfig",
     "Breaker",
     "ClientName",
