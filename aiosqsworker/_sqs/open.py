@@ -1,17 +1,18 @@
 """Opening a client: region, credentials and endpoint by AWS's usual rules, checked early.
 
 `open_sqs_client` fails at start on a missing region or credentials with a message that
-says what to set, and returns the fast client unless `AppConfig.client` asks for botocore.
+says what to set, and returns the fast client unless `ClientSettings.client` asks for another.
+What these functions read of the app's settings is `ClientSettings`, declared here: `_sqs/`
+imports nothing above it, and `AppConfig` is what every caller hands them.
 """
 
 from __future__ import annotations
 
 import os
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from .._config import AppConfig
 from .._errors import (
     ConfigurationError,
     CredentialsError,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENDPOINT_VARIABLES",
+    "ClientSettings",
     "open_payload_store",
     "open_queue_admin",
     "open_s3_client",
@@ -43,7 +45,32 @@ __all__ = [
 URL_SCHEMES = ("http://", "https://")
 
 
-def _resolve_region(session: AioSession, config: AppConfig) -> str:
+class ClientSettings(Protocol):
+    """The settings opening a client reads (an `AppConfig` has them all, and more)."""
+
+    @property
+    def client(self) -> str | SQSClient:
+        """``"fast"``, ``"botocore"`` or ``"aiohttp"``, or an instance used as it is."""
+
+    @property
+    def region(self) -> str | None: ...
+
+    @property
+    def endpoint_url(self) -> str | None: ...
+
+    @property
+    def profile(self) -> str | None: ...
+
+    @property
+    def s3_endpoint_url(self) -> str | None: ...
+
+    @property
+    def credentials_outage_limit(self) -> float:
+        """Seconds the credentials may stay impossible to fetch or refresh before the calls
+        that need them fail (`CredentialSource`'s `outage_limit`)."""
+
+
+def _resolve_region(session: AioSession, config: ClientSettings) -> str:
     region = config.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
     if not region:
         raise ConfigurationError(
@@ -53,7 +80,7 @@ def _resolve_region(session: AioSession, config: AppConfig) -> str:
     return str(region)
 
 
-def _check_environment_endpoint(session: AioSession, config: AppConfig) -> None:
+def _check_environment_endpoint(session: AioSession, config: ClientSettings) -> None:
     """Refuse an endpoint variable botocore would reject with a bare ValueError."""
     if config.endpoint_url is not None or session.get_config_variable(
         "ignore_configured_endpoint_urls"
@@ -70,7 +97,7 @@ def _check_environment_endpoint(session: AioSession, config: AppConfig) -> None:
             return
 
 
-def _session(config: AppConfig) -> AioSession:
+def _session(config: ClientSettings) -> AioSession:
     from aiobotocore.session import get_session
 
     session = get_session()
@@ -81,7 +108,7 @@ def _session(config: AppConfig) -> AioSession:
 
 async def _open_base_client(
     stack: AsyncExitStack,
-    config: AppConfig,
+    config: ClientSettings,
     *,
     max_connections: int,
     longest_wait: int,
@@ -144,7 +171,7 @@ async def _open_base_client(
 
 async def open_sqs_client(
     stack: AsyncExitStack,
-    config: AppConfig,
+    config: ClientSettings,
     *,
     max_connections: int,
     longest_wait: int,
@@ -182,7 +209,7 @@ async def open_sqs_client(
 
 async def _open_lean_client(
     stack: AsyncExitStack,
-    config: AppConfig,
+    config: ClientSettings,
     *,
     max_connections: int,
     longest_wait: int,
@@ -212,14 +239,14 @@ async def _open_lean_client(
     return client
 
 
-async def open_queue_admin(stack: AsyncExitStack, config: AppConfig) -> QueueAdmin:
+async def open_queue_admin(stack: AsyncExitStack, config: ClientSettings) -> QueueAdmin:
     """A client for the calls that make and remove queues (closed by `stack`)."""
     admin, _ = await _open_base_client(stack, config, max_connections=4, longest_wait=1)
     return admin
 
 
 def open_payload_store(
-    stack: AsyncExitStack, config: AppConfig, *, max_connections: int
+    stack: AsyncExitStack, config: ClientSettings, *, max_connections: int
 ) -> PayloadStore:
     """A `PayloadStore` whose S3 client opens on first use and is closed by `stack`.
 
@@ -233,7 +260,9 @@ def open_payload_store(
     return PayloadStore(open_client)
 
 
-async def open_s3_client(stack: AsyncExitStack, config: AppConfig, *, max_connections: int) -> Any:
+async def open_s3_client(
+    stack: AsyncExitStack, config: ClientSettings, *, max_connections: int
+) -> Any:
     """An aiobotocore S3 client (closed by `stack`) at `config.s3_endpoint_url`, else where
     botocore finds one (``AWS_ENDPOINT_URL_S3``, ...)."""
     from aiobotocore.config import AioConfig
@@ -260,7 +289,7 @@ async def open_s3_client(stack: AsyncExitStack, config: AppConfig, *, max_connec
     return client
 
 
-def _sqs_endpoint(config: AppConfig) -> str | None:
+def _sqs_endpoint(config: ClientSettings) -> str | None:
     """The SQS endpoint given (the App's, else the environment's), or None for AWS's."""
     if config.endpoint_url:
         return config.endpoint_url

@@ -1,62 +1,50 @@
 """Settings: frozen, keyword-only, validated when they are given.
 
-Every limit SQS imposes is checked here, so that a wrong value fails at decoration or
-construction time with the setting's name and the allowed range, not minutes later as a
-botocore error inside a running worker.
+`ConsumerConfig` (one consumer), `AppConfig` (every consumer of an app), `Breaker` and the
+types of their choices, with their defaults. Each is checked in its ``__post_init__`` (or
+``__init__``) by the checks of `checks.py`.
 """
 
 from __future__ import annotations
 
 import difflib
-import functools
-import inspect
-import math
-import os
-import re
 import typing
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
+from typing import Any, Literal, TypedDict
 
-from ._errors import ConfigurationError
-from ._sqs.base import SQSClient, missing_client_members
-from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
-from ._text import plural
-from .idempotency import IdempotencyKey, IdempotencyStore
-
-__all__ = [
-    "ENV_PREFIX",
-    "AppConfig",
-    "Breaker",
-    "ConsumerConfig",
-    "ConsumerSettings",
-    "EnvironmentSettings",
-    "Middleware",
-    "RunIn",
-    "check_concurrency",
-    "check_seconds",
-    "checked_settings",
-    "too_many_workers",
-    "unknown_setting",
-    "worker_count",
-]
-
-#: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
-MAX_SHUTDOWN_TIMEOUT = 24 * 3600
-MAX_WAIT_TIME = 20
-MAX_BATCH = 10
-MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
-MAX_CONCURRENCY = 10_000
-MAX_PROCESSES = 1024
-MAX_WORKERS = 1024
+from .._errors import ConfigurationError
+from .._sqs.base import SQSClient, missing_client_members
+from .._sqs.credentials import DEFAULT_OUTAGE_LIMIT
+from ..idempotency import IdempotencyKey, IdempotencyStore
+from .checks import (
+    _BUCKET_NAME,
+    MAX_BATCH,
+    MAX_CONCURRENCY,
+    MAX_PROCESSES,
+    MAX_SHUTDOWN_TIMEOUT,
+    MAX_VISIBILITY,
+    MAX_WAIT_TIME,
+    _check_bool,
+    _check_choice,
+    _check_effects,
+    _check_endpoint,
+    _check_exception_types,
+    _check_int,
+    _check_middleware,
+    _check_names,
+    _check_rate,
+    _check_text,
+    available_cpus,
+    check_concurrency,
+    check_seconds,
+    checked_settings,
+)
 
 #: Where a handler runs: on the event loop (``async def``), in a worker thread (a plain
 #: ``def``) or in a child process of the app's pool (a top-level ``def``).
 RunIn = Literal["loop", "thread", "process"]
 RUN_IN: tuple[str, ...] = ("loop", "thread", "process")
-#: The range of `max_rate`, in handler starts per second.
-MIN_RATE = 0.01
-MAX_RATE = 100_000
 
 #: What a consumer does with a message whose body does not decode (or whose payload is gone).
 DecodeErrorAction = Literal["dead-letter", "retry"]
@@ -65,8 +53,6 @@ UnknownFields = Literal["refuse", "ignore"]
 #: When a send goes through S3: only over the queue's MaximumMessageSize, or always.
 PayloadOffload = Literal["over-limit", "always"]
 
-# S3's bucket naming rules, in short: 3 to 63 lowercase letters, digits, dots and hyphens.
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 #: The clients `App(client=...)` and `Producer(client=...)` open by name: the lean HTTP/1.1
 #: client, aiobotocore for every call, or the hot calls over aiohttp (the rest aiobotocore).
 ClientName = Literal["fast", "botocore", "aiohttp"]
@@ -80,196 +66,6 @@ returns what the handler returned; a batch consumer's middleware gets the list o
 Give them to ``App(middleware=[...])`` (around every consumer) or ``@consumer(...,
 middleware=[...])``.
 """
-
-
-P = ParamSpec("P")
-S = TypeVar("S")
-
-
-def unknown_setting(kind: str, name: str, known: Iterable[str]) -> ConfigurationError:
-    """The error for a setting `kind` (``"consumer"``, ``"App"``) does not have."""
-    known = sorted(known)
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    article = "an" if kind[0].lower() in "aeiou" else "a"
-    return ConfigurationError(
-        f"unknown {kind} setting {name!r}{hint}; the settings of {article} {kind} are: "
-        f"{', '.join(known)}"
-    )
-
-
-def checked_settings(
-    kind: str,
-) -> Callable[[Callable[Concatenate[S, P], None]], Callable[Concatenate[S, P], None]]:
-    """Give an ``__init__`` of keyword-only settings the errors of `@consumer`'s.
-
-    Python's own would be a bare TypeError (``unexpected keyword argument 'regoin'``); this
-    names the closest setting, and a positional value says to name it. Type checkers still
-    see the real signature.
-    """
-
-    def decorate(init: Callable[Concatenate[S, P], None]) -> Callable[Concatenate[S, P], None]:
-        parameters = inspect.signature(init).parameters.values()
-        known = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
-
-        @functools.wraps(init)
-        def checked(self: S, /, *args: P.args, **kwargs: P.kwargs) -> None:
-            if args:
-                raise ConfigurationError(
-                    f"{kind}() takes its settings by name, as in {kind}({known[0]}=...): "
-                    f"{args[0]!r} was given without one"
-                )
-            for name in kwargs:
-                if name not in known:
-                    raise unknown_setting(kind, name, known)
-            init(self, *args, **kwargs)
-
-        return checked
-
-    return decorate
-
-
-def available_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask where the system has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS and Windows have no affinity mask
-        return os.cpu_count() or 1
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigurationError(
-            f"{name}={value!r} is invalid: it must be a whole number from {low} to {high}"
-        )
-
-
-def _check_text(name: str, value: object, what: str, *, empty_ok: bool = False) -> None:
-    """A setting that is ``None`` or a string (a non-empty one, unless `empty_ok`)."""
-    if value is not None and (not isinstance(value, str) or not (empty_ok or value.strip())):
-        raise ConfigurationError(f"{name}={value!r} is invalid: give {what}, or None")
-
-
-def _check_names(value: object) -> tuple[str, ...]:
-    """Consumer names: a list of non-empty strings, at least one."""
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ConfigurationError(
-            f"only={value!r} is invalid: give a list of consumer names, such as ['handle_order']"
-        )
-    names = tuple(value)
-    if not names or not all(isinstance(name, str) and name.strip() for name in names):
-        raise ConfigurationError(
-            f"only={value!r} is invalid: give one or more consumer names, or None for all"
-        )
-    return names
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
-    """A setting that must be one of `choices`; a near miss gets "did you mean"."""
-    if isinstance(value, str) and value in choices:
-        return
-    close = difflib.get_close_matches(value, choices, n=1) if isinstance(value, str) else []
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    allowed = ", ".join(repr(choice) for choice in choices)
-    raise ConfigurationError(f"{name}={value!r} is invalid{hint}: it must be one of {allowed}")
-
-
-def _check_bool(name: str, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{name}={value!r} is invalid: it must be True or False")
-
-
-def _check_endpoint(name: str, value: object) -> None:
-    if value is not None and (
-        not isinstance(value, str) or not value.startswith(("http://", "https://"))
-    ):
-        raise ConfigurationError(
-            f"{name}={value!r} is invalid: it must start with http:// or https://"
-        )
-
-
-def _check_effects(config: ConsumerConfig) -> None:
-    """`idempotency`, `idempotency_key` and `outbox`: one-message consumers only."""
-    store = config.idempotency
-    if store is not None and not isinstance(store, IdempotencyStore):
-        raise ConfigurationError(
-            f"idempotency={store!r} is invalid: give a store with async claim, extend, "
-            "release and complete (aiosqsworker.idempotency.MemoryIdempotencyStore, "
-            "RedisIdempotencyStore, or your own)"
-        )
-    key = config.idempotency_key
-    if not callable(key) and key not in ("message_id", "deduplication_id"):
-        raise ConfigurationError(
-            f"idempotency_key={key!r} is invalid: it must be 'message_id', "
-            "'deduplication_id' or a function of the message returning a str"
-        )
-    _check_bool("outbox", config.outbox)
-    if config.batch and (store is not None or config.outbox):
-        setting = "idempotency=" if store is not None else "outbox=True"
-        raise ConfigurationError(
-            f"{setting} applies to one-message handlers, not to batch=True: a batch's "
-            "messages succeed and fail one by one"
-        )
-
-
-def _check_middleware(value: object) -> tuple[Middleware, ...]:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ConfigurationError(
-            f"middleware={value!r} is invalid: give a list of async functions (message, call_next)"
-        )
-    layers = tuple(value)
-    for layer in layers:
-        if not callable(layer):
-            raise ConfigurationError(
-                f"middleware {layer!r} is not callable: each must be an async function "
-                "(message, call_next)"
-            )
-    return layers
-
-
-def check_concurrency(value: object) -> None:
-    """A number of handlers running at once, as `concurrency=` takes it."""
-    _check_int("concurrency", value, 1, MAX_CONCURRENCY)
-
-
-def _check_rate(value: object) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or not MIN_RATE <= value <= MAX_RATE
-    ):
-        raise ConfigurationError(
-            f"max_rate={value!r} is invalid: it must be a number of handler starts per second "
-            f"from {MIN_RATE:g} to {MAX_RATE:g}, or None for no limit"
-        )
-
-
-def check_seconds(name: str, value: object, low: float, high: float) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or math.isnan(value)
-        or not low <= value <= high
-    ):
-        raise ConfigurationError(
-            f"{name}={value!r} is invalid: it must be a number of seconds from {low:g} to {high:g}"
-        )
-
-
-def _check_exception_types(value: object) -> tuple[type[BaseException], ...]:
-    """`Breaker(trip_on=...)`: an exception class, or a list of them."""
-    kinds = (value,) if isinstance(value, type) else value
-    if isinstance(kinds, Iterable) and not isinstance(kinds, str):
-        kinds = tuple(kinds)
-        if all(isinstance(kind, type) and issubclass(kind, BaseException) for kind in kinds):
-            return kinds
-    raise ConfigurationError(
-        f"trip_on={value!r} is invalid: give an exception class or a list of them, such as "
-        "trip_on=[ConnectionError, TimeoutError]"
-    )
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -638,198 +434,3 @@ class AppConfig:
                     f"{type(client).__name__}(...): a client instance already knows where its "
                     f"requests go; give {name} or the instance, not both"
                 )
-
-
-#: The prefix of the environment variables the command line and `App.from_env` read.
-ENV_PREFIX = "AIOSQSWORKER_"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-LOG_FORMATS = ("text", "json")
-MAX_PORT = 65_535
-
-
-def _env_whole(name: str, raw: str, low: int, high: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not low <= value <= high:
-        raise ConfigurationError(
-            f"{ENV_PREFIX}{name}={raw!r} is invalid: it must be a whole number from {low} to {high}"
-        )
-    return value
-
-
-def _env_port(name: str, raw: str) -> int:
-    port = _env_whole(name, raw, -(2**31), 2**31)
-    if not 1 <= port <= MAX_PORT:
-        raise ConfigurationError(
-            f"{ENV_PREFIX}{name}={port} is invalid: it must be a port from 1 to {MAX_PORT}"
-        )
-    return port
-
-
-def _env_seconds(name: str, raw: str, low: float, high: float) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if math.isnan(value) or not low <= value <= high:
-        raise ConfigurationError(
-            f"{ENV_PREFIX}{name}={raw!r} is invalid: it must be a number of seconds from "
-            f"{low:g} to {high:g}"
-        )
-    return value
-
-
-def _env_choice(
-    name: str, raw: str, choices: Sequence[str], fold: Callable[[str], str] = str
-) -> str:
-    """`raw`, folded (`str.upper` for log levels), if it is one of `choices`; the error
-    shows the value as it was given."""
-    value = fold(raw)
-    if value not in choices:
-        raise ConfigurationError(
-            f"{ENV_PREFIX}{name}={raw!r} is invalid: choose one of {', '.join(choices)}"
-        )
-    return value
-
-
-def worker_count(raw: str, given_as: str) -> int:
-    """The worker processes `raw` asks for: a whole number, or ``auto`` (one per CPU)."""
-    text = raw.strip().lower()
-    if text == "auto":
-        return available_cpus()
-    try:
-        workers = int(text)
-    except ValueError:
-        workers = 0
-    if not 1 <= workers <= MAX_WORKERS:
-        raise ConfigurationError(
-            f"{given_as} is invalid: give a whole number from 1 to {MAX_WORKERS}, or auto (one "
-            "per CPU)"
-        )
-    return workers
-
-
-#: Workers per CPU past which `run` warns (they compete for the CPUs), and refuses.
-WORKERS_PER_CPU_WARNED = 2
-WORKERS_PER_CPU_REFUSED = 8
-
-
-def too_many_workers(workers: int, cpus: int) -> tuple[bool, str] | None:
-    """(refused, why) when `workers` processes are more than `cpus` can use; else None.
-
-    Each worker is an event loop that overlaps its own waits on SQS, so more workers than
-    CPUs only compete for them (and hold connections and memory each)."""
-    if workers <= WORKERS_PER_CPU_WARNED * cpus:
-        return None
-    refused = workers > WORKERS_PER_CPU_REFUSED * cpus
-    why = (
-        f"--workers {workers} on {plural(cpus, 'CPU')}: each worker is a process with an event "
-        "loop that already overlaps its waits on SQS, so more than one or two per CPU only "
-        "compete for them; use --workers auto (one per CPU), or raise a consumer's "
-        "concurrency for more messages in flight"
-    )
-    if refused:
-        why += f" (more than {WORKERS_PER_CPU_REFUSED} per CPU is refused)"
-    return refused, why
-
-
-def _env_names(name: str, raw: str) -> tuple[str, ...]:
-    names = tuple(part.strip() for part in raw.split(",") if part.strip())
-    if not names:
-        raise ConfigurationError(
-            f"{ENV_PREFIX}{name}={raw!r} is invalid: give consumer names separated by commas"
-        )
-    return names
-
-
-#: Each variable (less the prefix) and how its text becomes a setting.
-_ENV_PARSERS: dict[str, Callable[[str, str], object]] = {
-    "SHUTDOWN_TIMEOUT": lambda n, raw: _env_seconds(n, raw, 0, MAX_SHUTDOWN_TIMEOUT),
-    "CLIENT": lambda n, raw: _env_choice(n, raw, CLIENT_NAMES),
-    "CONCURRENCY": lambda n, raw: _env_whole(n, raw, 1, MAX_CONCURRENCY),
-    "CONSUMERS": _env_names,
-    "WORKERS": lambda n, raw: worker_count(raw, f"{ENV_PREFIX}{n}={raw!r}"),
-    "METRICS_PORT": _env_port,
-    "METRICS_HOST": lambda n, raw: raw,
-    "LOG_LEVEL": lambda n, raw: _env_choice(n, raw, LOG_LEVELS, str.upper),
-    "LOG_FORMAT": lambda n, raw: _env_choice(n, raw, LOG_FORMATS, str.lower),
-    "WORKER_INDEX": lambda n, raw: _env_whole(n, raw, 0, 1023),
-    "SUPERVISOR_PID": lambda n, raw: _env_whole(n, raw, 1, 2**31),
-}
-
-
-#: Variables the supervisor sets for its workers: read, never offered to a user.
-_SET_BY_THE_SUPERVISOR = ("WORKER_INDEX", "SUPERVISOR_PID")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EnvironmentSettings:
-    """The ``AIOSQSWORKER_*`` environment variables, read and checked in one place.
-
-    The command line takes its defaults from them and `App.from_env` its settings; ``None``
-    means the variable is not set (or empty). A value out of range, or a variable whose name
-    is close to a known one (``AIOSQSWORKER_CONCURENCY``), is a `ConfigurationError`.
-
-    Attributes:
-        shutdown_timeout: ``AIOSQSWORKER_SHUTDOWN_TIMEOUT``, seconds.
-        client: ``AIOSQSWORKER_CLIENT``, ``fast``, ``botocore`` or ``aiohttp``.
-        concurrency: ``AIOSQSWORKER_CONCURRENCY``: every consumer's concurrency.
-        only: ``AIOSQSWORKER_CONSUMERS``: the consumers to run, names separated by commas.
-        workers: ``AIOSQSWORKER_WORKERS``: worker processes, or ``auto`` for one per CPU
-            (command line only).
-        metrics_port: ``AIOSQSWORKER_METRICS_PORT`` (command line only).
-        metrics_host: ``AIOSQSWORKER_METRICS_HOST`` (command line only).
-        log_level: ``AIOSQSWORKER_LOG_LEVEL`` (command line only).
-        log_format: ``AIOSQSWORKER_LOG_FORMAT`` (command line only).
-        worker_index: ``AIOSQSWORKER_WORKER_INDEX``, which the supervisor of ``--workers N``
-            sets for each worker.
-        supervisor_pid: ``AIOSQSWORKER_SUPERVISOR_PID``, the supervisor's pid, which it sets
-            for each worker so that a worker drains when its supervisor dies.
-    """
-
-    shutdown_timeout: float | None = None
-    client: ClientName | None = None
-    concurrency: int | None = None
-    only: tuple[str, ...] | None = None
-    workers: int | None = None
-    metrics_port: int | None = None
-    metrics_host: str | None = None
-    log_level: str | None = None
-    log_format: str | None = None
-    worker_index: int | None = None
-    supervisor_pid: int | None = None
-
-    @classmethod
-    def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentSettings:
-        """The settings `environ` (default: ``os.environ``) holds."""
-        environ = os.environ if environ is None else environ
-        known = [name for name in _ENV_PARSERS if name not in _SET_BY_THE_SUPERVISOR]
-        for variable in environ:
-            if not variable.startswith(ENV_PREFIX):
-                continue
-            name = variable.removeprefix(ENV_PREFIX)
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
-            if name not in _ENV_PARSERS and close:
-                raise ConfigurationError(
-                    f"{variable} is not a setting (did you mean {ENV_PREFIX}{close[0]}?); the "
-                    f"settings are {', '.join(ENV_PREFIX + name for name in known)}"
-                )
-        values: dict[str, Any] = {}
-        for name, parse in _ENV_PARSERS.items():
-            raw = environ.get(ENV_PREFIX + name, "").strip()
-            if raw:
-                field = "only" if name == "CONSUMERS" else name.lower()
-                values[field] = parse(name, raw)
-        return cls(**values)
-
-    def app_settings(self) -> dict[str, Any]:
-        """The `App` (and `AppConfig`) settings among them: those that are set."""
-        settings = {
-            "shutdown_timeout": self.shutdown_timeout,
-            "client": self.client,
-            "concurrency": self.concurrency,
-            "only": self.only,
-        }
-        return {name: value for name, value in settings.items() if value is not None}

@@ -1,0 +1,87 @@
+"""Settings: frozen, keyword-only, validated when they are given.
+
+The package by job: `settings` (the dataclasses and their defaults), `checks` (the ranges and
+the messages of a bad value) and `environment` (the ``AIOSQSWORKER_*`` variables). The names
+the rest of the package imports from ``aiosqsworker._config`` are re-exported here from
+the module that holds each.
+"""
+
+from .checks import (
+    MAX_BATCH,
+    MAX_CONCURRENCY,
+    MAX_PROCESSES,
+    MAX_RATE,
+    MAX_SHUTDOWN_TIMEOUT,
+    MAX_VISIBILITY,
+    MAX_WAIT_TIME,
+    MAX_WORKERS,
+    MIN_RATE,
+    WORKERS_PER_CPU_REFUSED,
+    WORKERS_PER_CPU_WARNED,
+    available_cpus,
+    check_concurrency,
+    check_seconds,
+    checked_settings,
+    too_many_workers,
+    unknown_setting,
+    worker_count,
+)
+from .environment import (
+    ENV_PREFIX,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MAX_PORT,
+    EnvironmentSettings,
+)
+from .settings import (
+    CLIENT_NAMES,
+    RUN_IN,
+    AppConfig,
+    Breaker,
+    ClientName,
+    ConsumerConfig,
+    ConsumerSettings,
+    DecodeErrorAction,
+    Middleware,
+    PayloadOffload,
+    RunIn,
+    UnknownFields,
+)
+
+__all__ = [
+    "CLIENT_NAMES",
+    "ENV_PREFIX",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "MAX_BATCH",
+    "MAX_CONCURRENCY",
+    "MAX_PORT",
+    "MAX_PROCESSES",
+    "MAX_RATE",
+    "MAX_SHUTDOWN_TIMEOUT",
+    "MAX_VISIBILITY",
+    "MAX_WAIT_TIME",
+    "MAX_WORKERS",
+    "MIN_RATE",
+    "RUN_IN",
+    "WORKERS_PER_CPU_REFUSED",
+    "WORKERS_PER_CPU_WARNED",
+    "AppConfig",
+    "Breaker",
+    "ClientName",
+    "ConsumerConfig",
+    "ConsumerSettings",
+    "DecodeErrorAction",
+    "EnvironmentSettings",
+    "Middleware",
+    "PayloadOffload",
+    "RunIn",
+    "UnknownFields",
+    "available_cpus",
+    "check_concurrency",
+    "check_seconds",
+    "checked_settings",
+    "too_many_workers",
+    "unknown_setting",
+    "worker_count",
+]
