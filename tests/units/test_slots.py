@@ -7,12 +7,14 @@ acker in place of the calls and handlers the test ends one by one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
+from anyio.abc import TaskGroup
 
 from aiosqsworker import (
     Message,
@@ -141,6 +143,12 @@ class Handlers:
         """End that handler: it returns, or raises `error`."""
         self.running[message_id].set_result(error)
 
+    async def finish_in_turn(self, *message_ids: str) -> None:
+        """End these handlers one after the other, each once it runs."""
+        for message_id in message_ids:
+            self.finish(message_id)
+            await quiet()
+
 
 class RecordingAcker:
     """The acker's place: what each message was settled as, in order."""
@@ -193,6 +201,15 @@ class Pool:
             on_exit=self.exits.append,
         )
 
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[TaskGroup]:
+        """`Slots.run` in a task group, as the pipeline runs it (for at most 10 s)."""
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self.slots.run)
+                await quiet()
+                yield tg
+
     async def receive(self, *message_ids: str) -> None:
         """A poll brought these: buffered, the slots told once (`on_buffered`), then let run."""
         leases = self.inflight.admit_all([message(message_id=id_) for id_ in message_ids], 0.0)
@@ -209,24 +226,19 @@ async def test_slots_are_made_as_messages_wait_never_more_than_the_limit() -> No
     ones to `concurrency` (more handlers at once than the limit)."""
     handlers = Handlers()
     pool = Pool(handlers, concurrency=3)
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await quiet()
-            assert pool.slots.slot_count == 1  # one from the start, to see the buffer close
-            await pool.receive("m0")
-            assert (handlers.started, pool.slots.slot_count) == (["m0"], 1)
-            await pool.receive("m1", "m2", "m3", "m4", "m5")
-            assert handlers.started == ["m0", "m1", "m2"]
-            assert pool.slots.slot_count == 3
-            handlers.finish("m1")  # a freed slot takes the next message, in order
-            await quiet()
-            assert sorted(handlers.running) == ["m0", "m2", "m3"]
-            for message_id in ["m0", "m2", "m3", "m4", "m5"]:
-                handlers.finish(message_id)
-                await quiet()
-            assert (handlers.most_at_once, pool.slots.slot_count) == (3, 3)
-            pool.buffer.close()
+    async with pool.running():
+        assert pool.slots.slot_count == 1  # one from the start, to see the buffer close
+        await pool.receive("m0")
+        assert (handlers.started, pool.slots.slot_count) == (["m0"], 1)
+        await pool.receive("m1", "m2", "m3", "m4", "m5")
+        assert handlers.started == ["m0", "m1", "m2"]
+        assert pool.slots.slot_count == 3
+        handlers.finish("m1")  # a freed slot takes the next message, in order
+        await quiet()
+        assert sorted(handlers.running) == ["m0", "m2", "m3"]
+        await handlers.finish_in_turn(*["m0", "m2", "m3", "m4", "m5"])
+        assert (handlers.most_at_once, pool.slots.slot_count) == (3, 3)
+        pool.buffer.close()
     assert (pool.slots.finished.is_set(), pool.slots.slot_count) == (True, 0)
     assert pool.acker.outcomes == {f"m{n}": Outcome.ACK for n in range(6)}
     assert pool.counters.running == 0
@@ -238,31 +250,27 @@ async def test_a_lowered_limit_ends_idle_slots_at_once_and_busy_ones_after_their
     messages once their handler returns (the limit would never come down under load)."""
     handlers = Handlers()
     pool = Pool(handlers, concurrency=4)
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await pool.receive("m0", "m1", "m2", "m3")
-            handlers.finish("m0")
-            await quiet()
-            assert (len(handlers.running), pool.slots.slot_count) == (3, 4)  # one idle
-            pool.slots.set_concurrency(2)
-            await quiet()
-            assert pool.slots.concurrency == 2
-            assert sorted(handlers.running) == ["m1", "m2", "m3"]  # none cancelled
-            assert pool.slots.slot_count == 3  # the idle one ended at once
-            await pool.receive("m4", "m5")
-            assert sorted(handlers.running) == ["m1", "m2", "m3"]  # over the limit: none new
-            handlers.finish("m1")  # its slot retires rather than take m4
-            await quiet()
-            assert sorted(handlers.running) == ["m2", "m3"]
-            assert pool.slots.slot_count == 2
-            handlers.finish("m2")  # at the limit now: its slot goes on with m4
-            await quiet()
-            assert sorted(handlers.running) == ["m3", "m4"]
-            for message_id in ["m3", "m4", "m5"]:
-                handlers.finish(message_id)
-                await quiet()
-            pool.buffer.close()
+    async with pool.running():
+        await pool.receive("m0", "m1", "m2", "m3")
+        handlers.finish("m0")
+        await quiet()
+        assert (len(handlers.running), pool.slots.slot_count) == (3, 4)  # one idle
+        pool.slots.set_concurrency(2)
+        await quiet()
+        assert pool.slots.concurrency == 2
+        assert sorted(handlers.running) == ["m1", "m2", "m3"]  # none cancelled
+        assert pool.slots.slot_count == 3  # the idle one ended at once
+        await pool.receive("m4", "m5")
+        assert sorted(handlers.running) == ["m1", "m2", "m3"]  # over the limit: none new
+        handlers.finish("m1")  # its slot retires rather than take m4
+        await quiet()
+        assert sorted(handlers.running) == ["m2", "m3"]
+        assert pool.slots.slot_count == 2
+        handlers.finish("m2")  # at the limit now: its slot goes on with m4
+        await quiet()
+        assert sorted(handlers.running) == ["m3", "m4"]
+        await handlers.finish_in_turn(*["m3", "m4", "m5"])
+        pool.buffer.close()
     assert pool.acker.outcomes == {f"m{n}": Outcome.ACK for n in range(6)}
 
 
@@ -271,18 +279,14 @@ async def test_a_raised_limit_starts_the_waiting_messages_at_once() -> None:
     the next handler's end (`set_concurrency` not staffing), while messages wait."""
     handlers = Handlers()
     pool = Pool(handlers, concurrency=1)
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await pool.receive("m0", "m1", "m2", "m3")
-            assert sorted(handlers.running) == ["m0"]
-            pool.slots.set_concurrency(3)
-            await quiet()
-            assert sorted(handlers.running) == ["m0", "m1", "m2"]
-            for message_id in ["m0", "m1", "m2", "m3"]:
-                handlers.finish(message_id)
-                await quiet()
-            pool.buffer.close()
+    async with pool.running():
+        await pool.receive("m0", "m1", "m2", "m3")
+        assert sorted(handlers.running) == ["m0"]
+        pool.slots.set_concurrency(3)
+        await quiet()
+        assert sorted(handlers.running) == ["m0", "m1", "m2"]
+        await handlers.finish_in_turn(*["m0", "m1", "m2", "m3"])
+        pool.buffer.close()
     assert pool.acker.outcomes == {f"m{n}": Outcome.ACK for n in range(4)}
 
 
@@ -294,20 +298,18 @@ async def test_a_handler_that_never_returns_keeps_its_slot_until_a_forced_stop_r
     settling the stuck message (it would stay invisible, held by no one)."""
     handlers = Handlers()
     pool = Pool(handlers, concurrency=2)
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await pool.receive("stuck", "m1", "m2", "m3")
-            for message_id in ["m1", "m2", "m3"]:  # the other slot does all the rest
-                handlers.finish(message_id)
-                await quiet()
-            assert (sorted(handlers.running), pool.slots.slot_count) == (["stuck"], 2)
-            assert handlers.most_at_once == 2
-            pool.slots.cancel()
+    async with pool.running():
+        await pool.receive("stuck", "m1", "m2", "m3")
+        for message_id in ["m1", "m2", "m3"]:  # the other slot does all the rest
+            handlers.finish(message_id)
             await quiet()
-            assert (pool.slots.finished.is_set(), pool.slots.slot_count) == (True, 0)
-            await pool.receive("late")  # no slot is made after a forced stop
-            assert "late" not in handlers.started
+        assert (sorted(handlers.running), pool.slots.slot_count) == (["stuck"], 2)
+        assert handlers.most_at_once == 2
+        pool.slots.cancel()
+        await quiet()
+        assert (pool.slots.finished.is_set(), pool.slots.slot_count) == (True, 0)
+        await pool.receive("late")  # no slot is made after a forced stop
+        assert "late" not in handlers.started
     assert pool.acker.outcomes == {
         "stuck": Outcome.RELEASE,
         "m1": Outcome.ACK,
@@ -323,13 +325,11 @@ async def test_a_cancelled_run_releases_every_running_message_before_it_ends() -
     messages stay unsettled)."""
     handlers = Handlers()
     pool = Pool(handlers, concurrency=3)
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await pool.receive("m0", "m1", "m2", "m3")
-            handlers.finish("m0")
-            await quiet()
-            tg.cancel_scope.cancel()
+    async with pool.running() as tg:
+        await pool.receive("m0", "m1", "m2", "m3")
+        handlers.finish("m0")
+        await quiet()
+        tg.cancel_scope.cancel()
     assert (pool.slots.finished.is_set(), pool.slots.slot_count) == (True, 0)
     assert handlers.running == {}
     assert pool.acker.outcomes == {
@@ -358,17 +358,15 @@ async def test_whatever_a_handler_raises_fails_its_message_and_the_slot_goes_on(
         "system-exit": SystemExit(3),
         "interrupt": KeyboardInterrupt(),
     }
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await pool.receive(*raised, "fine")
-            for message_id, error in raised.items():
-                handlers.finish(message_id, error)
-                await quiet()
-            handlers.finish("fine")
+    async with pool.running():
+        await pool.receive(*raised, "fine")
+        for message_id, error in raised.items():
+            handlers.finish(message_id, error)
             await quiet()
-            assert pool.slots.slot_count == 1
-            pool.buffer.close()
+        handlers.finish("fine")
+        await quiet()
+        assert pool.slots.slot_count == 1
+        pool.buffer.close()
     assert handlers.started == [*raised, "fine"]
     assert len(handlers.tasks) == 1, "one slot ran them all"
     assert pool.acker.outcomes == {**dict.fromkeys(raised, Outcome.RETRY), "fine": Outcome.ACK}
@@ -383,19 +381,17 @@ async def test_a_lost_lease_cancels_its_handler_alone_and_the_slot_takes_the_nex
     passes for the framework's and ends the slot."""
     handlers = Handlers()
     pool = Pool(handlers, concurrency=1)
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await pool.receive("lost", "own-cancel", "fine")
-            pool.keeper._lose(pool.leases["lost"], "ReceiptHandleIsInvalid")
-            await quiet()
-            assert handlers.started == ["lost", "own-cancel"]
-            handlers.finish("own-cancel", asyncio.CancelledError())
-            await quiet()
-            handlers.finish("fine")
-            await quiet()
-            assert pool.slots.slot_count == 1
-            pool.buffer.close()
+    async with pool.running():
+        await pool.receive("lost", "own-cancel", "fine")
+        pool.keeper._lose(pool.leases["lost"], "ReceiptHandleIsInvalid")
+        await quiet()
+        assert handlers.started == ["lost", "own-cancel"]
+        handlers.finish("own-cancel", asyncio.CancelledError())
+        await quiet()
+        handlers.finish("fine")
+        await quiet()
+        assert pool.slots.slot_count == 1
+        pool.buffer.close()
     assert len(handlers.tasks) == 1, "one slot ran them all"
     assert pool.counters.leases_lost == 1
     # A lost lease's message is ours no more: nothing is sent for it.
@@ -408,9 +404,8 @@ async def test_a_slot_that_breaks_ends_the_others_and_run_raises_its_error() -> 
     left running instead of cancelled and their messages released."""
     handlers = Handlers()
     pool = Pool(handlers, concurrency=3, breaks_on="m0")
-    with anyio.fail_after(10), pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="on m0")):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
+    with pytest.RaisesGroup(pytest.RaisesExc(RuntimeError, match="on m0")):
+        async with pool.running():
             await pool.receive("m0", "m1", "m2")
             handlers.finish("m0")
             await quiet()
@@ -430,14 +425,12 @@ async def test_a_batch_consumer_makes_a_slot_per_batch_waiting_not_per_message()
         await release.wait()
 
     pool = Pool(handle, concurrency=4, batch_size=3)
-    with anyio.fail_after(10):
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(pool.slots.run)
-            await quiet()
-            await pool.receive(*(f"m{n}" for n in range(6)))
-            assert batches == [["m0", "m1", "m2"], ["m3", "m4", "m5"]]
-            assert pool.slots.slot_count == 2
-            release.set()
-            await quiet()
-            pool.buffer.close()
+    async with pool.running():
+        await quiet()
+        await pool.receive(*(f"m{n}" for n in range(6)))
+        assert batches == [["m0", "m1", "m2"], ["m3", "m4", "m5"]]
+        assert pool.slots.slot_count == 2
+        release.set()
+        await quiet()
+        pool.buffer.close()
     assert pool.acker.outcomes == {f"m{n}": Outcome.ACK for n in range(6)}
