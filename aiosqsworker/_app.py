@@ -28,7 +28,7 @@ from ._registry import ConsumerSpec, Registry, select_consumers
 from ._run.signals import capture_signals
 from ._sqs.base import SQSClient
 from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
-from ._worker import StopRequest, Worker, WorkerState
+from ._worker import FlowControls, StopRequest, Worker, WorkerState
 
 if TYPE_CHECKING:
     from typing import Self
@@ -124,9 +124,9 @@ class App:
         self._task_group: TaskGroup | None = None
         self._next_stop = StopRequest()  # a stop() that came before the next run
         # Flow controls outlive a run: a consumer paused when one run ends starts the next
-        # paused, and one paused before the first run starts paused.
-        self._paused: set[str] = set()
-        self._concurrency: dict[str, int] = {}
+        # paused, and one paused before the first run starts paused. Each run's worker
+        # applies them (`FlowControls`); the App only names the consumers.
+        self._controls = FlowControls()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **settings: Any) -> Self:
@@ -231,16 +231,12 @@ class App:
         usual. Called before a run, the consumer starts paused. Returns at once.
         """
         for consumer in self._consumer_names(name):
-            self._paused.add(consumer)
-            if self._worker is not None:
-                self._worker.pause(consumer)
+            self._controls.pause(consumer)
 
     def resume(self, name: str | None = None) -> None:
         """Resume one paused consumer (by its name) or, without a name, every consumer."""
         for consumer in self._consumer_names(name):
-            self._paused.discard(consumer)
-            if self._worker is not None:
-                self._worker.resume(consumer)
+            self._controls.resume(consumer)
 
     def set_concurrency(self, name: str, concurrency: int) -> None:
         """Let consumer `name` run `concurrency` handlers at once, from now on.
@@ -252,9 +248,7 @@ class App:
         """
         check_concurrency(concurrency)
         for consumer in self._consumer_names(name):
-            self._concurrency[consumer] = concurrency
-            if self._worker is not None:
-                self._worker.set_concurrency(consumer, concurrency)
+            self._controls.set_concurrency(consumer, concurrency)
 
     def _consumer_names(self, name: str | None) -> list[str]:
         """Every consumer's name for None, else `name`, refused with a hint when unknown."""
@@ -296,13 +290,7 @@ class App:
         specs = select_consumers(
             self.consumers, only=self.config.only, concurrency=self.config.concurrency
         )
-        self._worker = Worker(
-            self.config,
-            specs,
-            stop=self._next_stop,
-            paused=self._paused,
-            concurrency=self._concurrency,
-        )
+        self._worker = Worker(self.config, specs, stop=self._next_stop, controls=self._controls)
         self._next_stop = StopRequest()
         return self._worker
 

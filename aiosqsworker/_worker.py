@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -37,7 +37,7 @@ from .tracing import with_trace_context
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["StopRequest", "Worker", "WorkerState"]
+__all__ = ["FlowControls", "StopRequest", "Worker", "WorkerState"]
 
 logger = logging.getLogger("aiosqsworker")
 
@@ -56,6 +56,53 @@ class StopRequest:
     def ask(self, *, force: bool) -> None:
         self.asked = True
         self.forced = self.forced or force
+
+
+class FlowControls:
+    """Pause and concurrency asked for per consumer (`App.pause`, `resume`,
+    `set_concurrency`): their one record, and the one way they reach the pipelines.
+
+    The App keeps one for its whole life and hands it to each run's `Worker`, which attaches
+    its pipelines: an ask then reaches a running pipeline at once, and one made before a run
+    (or left by the last one) is applied as the next run builds its pipelines. The state in
+    force is the pipelines' own (`Flow.paused`, `Slots.concurrency`); this is what was asked.
+    """
+
+    __slots__ = ("_concurrency", "_paused", "_pipelines")
+
+    def __init__(self) -> None:
+        self._paused: set[str] = set()
+        self._concurrency: dict[str, int] = {}
+        self._pipelines: Sequence[Pipeline] = ()
+
+    def attach(self, pipelines: Sequence[Pipeline]) -> None:
+        """Where asks go from now on: a run's pipelines (its list, filled as they are built)."""
+        self._pipelines = pipelines
+
+    def paused(self, name: str) -> bool:
+        return name in self._paused
+
+    def concurrency(self, name: str) -> int | None:
+        """The concurrency asked for consumer `name`, or None: its own setting."""
+        return self._concurrency.get(name)
+
+    def pause(self, name: str) -> None:
+        self._paused.add(name)
+        for pipeline in self._named(name):
+            pipeline.pause()
+
+    def resume(self, name: str) -> None:
+        self._paused.discard(name)
+        for pipeline in self._named(name):
+            pipeline.resume()
+
+    def set_concurrency(self, name: str, concurrency: int) -> None:
+        self._concurrency[name] = concurrency
+        for pipeline in self._named(name):
+            pipeline.set_concurrency(concurrency)
+
+    def _named(self, name: str) -> list[Pipeline]:
+        return [pipeline for pipeline in self._pipelines if pipeline.name == name]
 
 
 class WorkerState(enum.Enum):
@@ -82,8 +129,7 @@ class Worker:
         specs: Sequence[ConsumerSpec],
         stop: StopRequest | None = None,
         *,
-        paused: Iterable[str] = (),
-        concurrency: Mapping[str, int] | None = None,
+        controls: FlowControls | None = None,
     ) -> None:
         if not specs:
             raise AioSQSWorkerError(
@@ -100,9 +146,10 @@ class Worker:
         self._urls: QueueUrls | None = None
         self._fatal: AioSQSWorkerError | None = None
         self._exit_request: BaseException | None = None
-        # Flow controls asked for before the pipelines exist: applied as they are built.
-        self._paused = set(paused)
-        self._concurrency = dict(concurrency or {})
+        #: Pause and concurrency asked for: applied to the pipelines as they are built, and
+        #: to the built ones at once.
+        self.controls = controls if controls is not None else FlowControls()
+        self.controls.attach(self._pipelines)
 
     def statistics(self) -> dict[str, ConsumerStatistics]:
         return {pipeline.name: pipeline.statistics() for pipeline in self._pipelines}
@@ -113,24 +160,6 @@ class Worker:
     def open_breakers(self) -> list[str]:
         """The consumers whose circuit breaker is open or half-open (a dependency down)."""
         return [pipeline.name for pipeline in self._pipelines if pipeline.breaker_open]
-
-    def pause(self, name: str) -> None:
-        self._paused.add(name)
-        for pipeline in self._pipelines_named(name):
-            pipeline.pause()
-
-    def resume(self, name: str) -> None:
-        self._paused.discard(name)
-        for pipeline in self._pipelines_named(name):
-            pipeline.resume()
-
-    def set_concurrency(self, name: str, concurrency: int) -> None:
-        self._concurrency[name] = concurrency
-        for pipeline in self._pipelines_named(name):
-            pipeline.set_concurrency(concurrency)
-
-    def _pipelines_named(self, name: str) -> list[Pipeline]:
-        return [pipeline for pipeline in self._pipelines if pipeline.name == name]
 
     async def send(self, queue: str, body: object, **options: Unpack[SendOptions]) -> str:
         """Send through the worker's client (see `BatchingSender.send`)."""
@@ -300,8 +329,8 @@ class Worker:
                     delete_payloads=self.config.delete_payloads,
                     processes=processes,
                     lease_thread=lease_thread,
-                    concurrency=self._concurrency.get(spec.name),
-                    paused=spec.name in self._paused,
+                    concurrency=self.controls.concurrency(spec.name),
+                    paused=self.controls.paused(spec.name),
                     send=self.send,
                     message_ages=self.config.message_ages,
                 )

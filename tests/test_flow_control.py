@@ -211,6 +211,40 @@ async def test_a_consumer_paused_before_the_run_starts_paused(
     assert sorted(handled) == ["a", "b"]
 
 
+async def test_flow_controls_asked_during_a_run_hold_for_the_next_run(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """A consumer paused, and its concurrency changed, while the app runs: its next run starts
+    paused and with that concurrency, until resumed.
+
+    Naive code it catches: the asks kept by the run's worker alone (or the app told only of
+    those made between runs), so that a restarted app forgets a pause an operator made and
+    polls a queue it was told to leave alone.
+    """
+    queue = await sqs.create_queue()
+    app = make_app()
+    handled: list[str] = []
+
+    @app.consumer(queue.name, concurrency=2, wait_time=1)
+    async def handle(message: Message) -> None:
+        handled.append(message.body)
+
+    async with app:
+        app.set_concurrency("handle", 7)
+        app.pause("handle")
+        assert (stats_of(app).paused, stats_of(app).concurrency) == (True, 7)
+    await sqs.send(queue, ["a", "b"])
+    async with app:
+        assert (stats_of(app).paused, stats_of(app).concurrency) == (True, 7)
+        await anyio.sleep(1.5)
+        assert handled == []
+        assert stats_of(app).polls == 0
+        app.resume("handle")
+        await eventually(lambda: stats_of(app).deleted == 2)
+        assert stats_of(app).concurrency == 7
+    assert sorted(handled) == ["a", "b"]
+
+
 # (3) Live concurrency.
 
 

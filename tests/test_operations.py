@@ -128,7 +128,7 @@ async def test_metrics_count_what_the_consumers_did(
 
 def test_json_log_lines_carry_the_message_context() -> None:
     record = logging.LogRecord(
-        "aiosqsworker.dispatcher",
+        "aiosqsworker.slots",
         logging.ERROR,
         __file__,
         1,

@@ -50,7 +50,7 @@ from .procpool import ProcessPool
 from .queue import QueueInfo
 from .receiver import WATCH_VISIBILITY, Receiver, poll_cap
 from .resolve import resolving_payloads
-from .slots import Dispatcher, chain_middleware
+from .slots import Slots, chain_middleware
 from .stats import ConsumerStatistics, Counters, LatencyHistogram
 from .tenants import TenantBuffer
 from .timeouts import time_limit_of
@@ -170,7 +170,7 @@ class Pipeline:
             linger=config.ack_linger,
             polls=poll_cap(self._capacity.total, config.max_messages),
         )
-        invoker = invoker_for(spec, processes, self.counters, lambda: self._dispatcher.concurrency)
+        invoker = invoker_for(spec, processes, self.counters, lambda: self._slots.concurrency)
         call = chain_middleware([*middleware, *config.middleware], invoker)
         dead_letters = queue.dead_letters
         self._breaker = CircuitBreaker(
@@ -190,7 +190,7 @@ class Pipeline:
             if send is None:
                 raise ConfigurationError(f"consumer {spec.name!r}: outbox=True needs a sender")
             call = with_outbox(call, send)
-        self._dispatcher = Dispatcher(
+        self._slots = Slots(
             call,
             replace(config, timeout=spec.slot_timeout),
             self._buffer,
@@ -205,7 +205,7 @@ class Pipeline:
             time_limit=time_limit_of(spec),
             breaker=self._breaker,
         )
-        self._dispatcher.set_concurrency(concurrency)
+        self._slots.set_concurrency(concurrency)
         self._receiver = Receiver(
             client,
             queue.url,
@@ -216,7 +216,7 @@ class Pipeline:
             self._inflight,
             self.counters,
             consumer=self.name,
-            on_buffered=self._dispatcher.staff,
+            on_buffered=self._slots.staff,
         )
         self._stop_deadline = math.inf
 
@@ -235,7 +235,7 @@ class Pipeline:
             self.spec.config.queue,
             self.counters,
             buffered=len(self._buffer) + self._flow.waiting_to_start,
-            concurrency=self._dispatcher.concurrency,
+            concurrency=self._slots.concurrency,
             max_rate=self._flow.max_rate,
             paused=self._flow.paused,
             polling_width=self._receiver.width,
@@ -287,7 +287,7 @@ class Pipeline:
 
     def _breaker_opened(self) -> None:
         self._flow.hold()
-        self._dispatcher.watch_breaker(True)
+        self._slots.watch_breaker(True)
         released = self._release_waiting()
         if released:
             logger.info(
@@ -298,7 +298,7 @@ class Pipeline:
 
     def _breaker_closed(self) -> None:
         self._flow.unhold()
-        self._dispatcher.watch_breaker(False)
+        self._slots.watch_breaker(False)
 
     def resume(self) -> None:
         if self._flow.paused:
@@ -307,11 +307,11 @@ class Pipeline:
 
     def set_concurrency(self, concurrency: int) -> None:
         """Change how many handlers may run at once; running ones are never cancelled."""
-        before = self._dispatcher.concurrency
+        before = self._slots.concurrency
         config = self.spec.config
         self._capacity.resize(config.capacity_at(concurrency))
         self._acker.widen(poll_cap(self._capacity.total, config.max_messages))
-        self._dispatcher.set_concurrency(concurrency)
+        self._slots.set_concurrency(concurrency)
         if concurrency != before:
             logger.info(
                 "[%s] concurrency %d -> %d (%d handlers running)",
@@ -331,7 +331,7 @@ class Pipeline:
             self._stop_deadline = anyio.current_time() + self.shutdown_timeout
         self._stop_requested.set()
         if force:
-            self._dispatcher.cancel()
+            self._slots.cancel()
             self._receiver.abandon()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -387,12 +387,12 @@ class Pipeline:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._leases.run)
             tg.start_soon(self._receiver.run)
-            tg.start_soon(self._dispatcher.run)
+            tg.start_soon(self._slots.run)
             logger.info(
                 "[%s] consuming %s (concurrency %d, prefetch %d, visibility %d s%s%s)",
                 self.name,
                 self.queue.url,
-                self._dispatcher.concurrency,
+                self._slots.concurrency,
                 self.spec.config.prefetch,
                 self.visibility_timeout,
                 "" if self._flow.max_rate is None else f", at most {self._flow.max_rate:g}/s",
@@ -416,16 +416,16 @@ class Pipeline:
             self._what_the_stop_waits_for(),
         )
         with anyio.move_on_after(self._time_left()):
-            await self._dispatcher.finished.wait()
-        if not self._dispatcher.finished.is_set():
+            await self._slots.finished.wait()
+        if not self._slots.finished.is_set():
             logger.warning(
                 "[%s] %s still running after %g s: cancelling them and releasing their messages",
                 self.name,
                 plural(self.counters.running, "handler"),
                 self.shutdown_timeout,
             )
-            self._dispatcher.cancel()
-            await self._dispatcher.finished.wait()
+            self._slots.cancel()
+            await self._slots.finished.wait()
         # A busy poll abandoned now would strand what SQS hands it for a whole visibility
         # timeout; it returns within BUSY_WAIT, so wait for it while the budget lasts. The
         # watch polls left are given up: what they take is hidden for a few seconds only.

@@ -5,7 +5,7 @@ middleware chain and, for a typed handler, the body decoder). Slots are made whe
 wait and no slot is idle, not all up front, and the limit can change while running
 (`set_concurrency`): a slot over a lowered limit retires when its handler has finished, and
 idle ones at once. A slot is a plain asyncio task (anyio's task bookkeeping would cost
-twice the task itself at 10,000 slots); the dispatcher owns them as a task group would: it
+twice the task itself at 10,000 slots); `Slots` owns them as a task group would: it
 waits for every one, cancels them all when cancelled, and raises what one of them raised.
 With a rate limit, a slot waits for the rate (`Flow.start`) before it calls the handler.
 
@@ -64,9 +64,9 @@ from .outcomes import (
 from .stats import Counters, record_ages
 from .timeouts import TimeLimit, is_timeout, timeout_site
 
-__all__ = ["Dispatcher", "chain_middleware"]
+__all__ = ["Slots", "chain_middleware"]
 
-logger = logging.getLogger("aiosqsworker.dispatcher")
+logger = logging.getLogger("aiosqsworker.slots")
 
 Call = Callable[[Any], Awaitable[object]]
 
@@ -121,7 +121,7 @@ def successors_note(outcome: Outcome, head: str) -> str:
     return f"message {head} is received again first, then they come in order"
 
 
-class Dispatcher:
+class Slots:
     """Runs one consumer's handler in up to `concurrency` slots fed by the buffer."""
 
     def __init__(
@@ -436,7 +436,7 @@ class Dispatcher:
         if error is None:  # (a failure is told to the breaker by `_held`)
             assert self._breaker is not None
             self._breaker.ended()
-        await Dispatcher._settle(self, lease, error)
+        await Slots._settle(self, lease, error)
 
     def _held(self, lease: Lease, error: BaseException) -> bool:
         """A failure that is the dependency being down: retried when the breaker probes
