@@ -120,7 +120,6 @@ class Halt(BaseException):
     """A handler's own BaseException: not an `Exception`, not a request to exit."""
 
 
-@pytest.mark.xfail(strict=True, reason="call_consumer assembles its own call")
 async def test_a_batch_handler_that_returns_its_failed_message_is_a_retry_for_both(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
@@ -156,7 +155,6 @@ async def test_a_batch_handler_that_returns_its_failed_message_is_a_retry_for_bo
     assert outcome.returned == [handed[0]]
 
 
-@pytest.mark.xfail(strict=True, reason="call_consumer assembles its own call")
 async def test_a_handler_raising_its_own_base_exception_fails_its_message_for_both(
     sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
