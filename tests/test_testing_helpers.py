@@ -8,7 +8,17 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from aiosqsworker import App, Message, MessageDecodeError, Producer, Reject, Retry, WorkerState
+from aiosqsworker import (
+    App,
+    Breaker,
+    DependencyDown,
+    Message,
+    MessageDecodeError,
+    Producer,
+    Reject,
+    Retry,
+    WorkerState,
+)
 from aiosqsworker.pytest_plugin import TestQueue
 from aiosqsworker.testing import (
     LocalSQSServer,
@@ -184,6 +194,41 @@ async def test_a_handler_raising_its_own_base_exception_fails_its_message_for_bo
     outcome = await call_consumer(handle, handed[0], app=app)
     assert (outcome.action, outcome.min_delay, outcome.delay) == ("retry", 1, 1)
     assert isinstance(outcome.error, Halt)
+
+
+@pytest.mark.xfail(strict=True, reason="call_consumer knows no circuit breaker")
+async def test_a_dependency_down_on_the_last_receive_is_held_not_dead_lettered_by_both(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """A handler raises `DependencyDown` on the last receive its redrive policy allows.
+
+    The worker's circuit breaker holds that failure: the message is retried after the next
+    probe (the cool-down, 20 s, and the one after a failed probe, 40 s) and never
+    dead-lettered for it, since the failure was the dependency's. `call_consumer` on the
+    same message must say the same. Naive change it catches: the helper deciding from the
+    receive count alone, reporting "dead-letter" for a message the worker keeps.
+    """
+    queue = await sqs.create_queue(visibility_timeout=30, max_receive_count=1)
+    dlq = await sqs.dlq_of(queue)
+    await sqs.send(queue, ["x"])
+    app = make_app()
+    handed: list[Message] = []
+
+    @app.consumer(queue.name, wait_time=1, breaker=Breaker(cooldown=20, max_cooldown=300))
+    async def handle(message: Message) -> None:
+        handed.append(message)
+        raise DependencyDown("the payments API")
+
+    async with app:
+        await eventually(lambda: app.statistics()["handle"].retried == 1, within=20)
+        stats = app.statistics()["handle"]
+    assert (stats.breaker_held, stats.dead_lettered, stats.deleted) == (1, 0, 0)
+    assert await sqs.counts(queue) == (0, 1)
+    assert await sqs.counts(dlq) == (0, 0)
+
+    outcome = await call_consumer(handle, handed[0], app=app, max_receive_count=1)
+    assert (outcome.action, outcome.min_delay, outcome.delay) == ("retry", 60, 60)
+    assert isinstance(outcome.error, DependencyDown)
 
 
 @dataclasses.dataclass
