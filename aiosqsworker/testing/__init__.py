@@ -46,10 +46,17 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from .._app import App
-from .._config import ConsumerConfig
+from .._config import Breaker, ConsumerConfig
+from .._consumer.breaker import CircuitBreaker
 from .._consumer.call import handler_call
 from .._consumer.deadletter import DeadLetterQueue
-from .._consumer.outcomes import Outcome, batch_failures, decide, retry_delay_for
+from .._consumer.outcomes import (
+    Outcome,
+    batch_failures,
+    decide,
+    retry_delay_for,
+    within_visibility_cap,
+)
 from .._consumer.procpool import ProcessPool
 from .._consumer.slots import cancelled_by_framework
 from .._message import Message
@@ -156,6 +163,27 @@ def _spec_of(target: object, app: App | None) -> ConsumerSpec:
     return ConsumerSpec.build(target, ConsumerConfig(queue="test"))
 
 
+def _held_for(spec: ConsumerSpec, error: BaseException) -> int | None:
+    """The seconds before a message is back when its failure opens the consumer's circuit
+    breaker, as the slots hold it (after the next probe, never dead-lettered for it); None
+    when the failure does not say the dependency is down."""
+    breaker = CircuitBreaker(
+        spec.config.breaker or Breaker(),
+        consumer=spec.name,
+        on_open=_nothing,
+        on_probe=_nothing,
+        on_close=_nothing,
+    )
+    try:
+        return within_visibility_cap(breaker.retry_in(), 0) if breaker.is_down(error) else None
+    finally:
+        breaker.close()  # no probe comes: the call is over
+
+
+def _nothing() -> None:
+    pass
+
+
 async def call_consumer(
     target: object,
     message: Message,
@@ -171,7 +199,9 @@ async def call_consumer(
     the worker's slots make: typed bodies are decoded, middleware and `timeout=` apply; a
     plain ``def`` runs in a thread, and a ``run_in="process"`` handler in a process of its
     own, started for the call. Whatever the handler raises is the message's failure; a batch
-    consumer gets ``[message]``, and the message failed if the handler returns it.
+    consumer gets ``[message]``, and the message failed if the handler returns it. A failure
+    that opens the consumer's circuit breaker (`DependencyDown`, `Breaker(trip_on=...)`) is
+    a ``"retry"`` after the next probe, never a dead letter, as in the worker.
     `max_receive_count` stands for the queue's RedrivePolicy: on that receive a failure is
     dead-lettered. The queue is taken to have a dead-letter queue, as every queue should,
     so a `Reject` is ``"dead-letter"``; with ``dead_letter_queue=False`` (and no
@@ -206,6 +236,9 @@ async def call_consumer(
             error = exc
     if config.batch:  # the messages it returned (or named) failed, the others succeeded
         error = batch_failures([message], returned, error)[message.message_id]
+    held = _held_for(spec, error) if error is not None else None
+    if held is not None:
+        return HandlerOutcome("retry", held, held, error, returned)
     dead_letters = None
     if (
         dead_letter_queue
