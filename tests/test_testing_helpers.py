@@ -8,7 +8,18 @@ from collections.abc import Callable
 import anyio
 import pytest
 
-from aiosqsworker import App, Message, MessageDecodeError, Producer, Reject, Retry
+from aiosqsworker import (
+    App,
+    Breaker,
+    ConsumerStatistics,
+    DependencyDown,
+    Message,
+    MessageDecodeError,
+    Producer,
+    Reject,
+    Retry,
+    WorkerState,
+)
 from aiosqsworker.pytest_plugin import TestQueue
 from aiosqsworker.testing import (
     LocalSQSServer,
@@ -20,7 +31,7 @@ from aiosqsworker.testing import (
     run_until_empty,
 )
 
-from .kit import REGION, SQSKit
+from .kit import REGION, SQSKit, eventually
 
 
 @dataclasses.dataclass
@@ -111,6 +122,115 @@ async def test_the_pytest_plugin_fixtures_give_a_configured_environment_and_fres
         await producer.send(queue.name, "hello")
     await run_until_empty(app, within=30)
     assert seen == ["hello"]
+
+
+# `call_consumer` and the running worker, on the same consumer and the same message.
+
+
+class Halt(BaseException):
+    """A handler's own BaseException: not an `Exception`, not a request to exit."""
+
+
+async def until_retried(app: App) -> tuple[ConsumerStatistics, WorkerState]:
+    """Run `app` until its consumer ``handle`` has had a message retried; its statistics
+    and the worker's state then."""
+    async with app:
+        await eventually(lambda: app.statistics()["handle"].retried == 1, within=20)
+        return app.statistics()["handle"], app.state
+
+
+async def test_a_batch_handler_that_returns_its_failed_message_is_a_retry_for_both(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """A batch handler reports a message failed by returning it (no exception raised).
+
+    The worker against the server retries that message: nothing is deleted and it comes
+    back. `call_consumer`, given the same consumer and the very message the worker handed
+    the handler, must say "retry" with the same back-off. Naive change it catches: the
+    helper assembling its own call and deciding from the handler's exception alone, so that
+    it reports "ack" for a message the worker retries.
+    """
+    queue = await sqs.create_queue(visibility_timeout=30)
+    await sqs.send(queue, ['{"id": 1, "ok": false}'])
+    app = make_app()
+    handed: list[Message] = []
+
+    @app.consumer(
+        queue.name, batch=True, batch_window=0.1, wait_time=1, retry_base_delay=1, retry_max_delay=1
+    )
+    async def handle(messages: list[Message]) -> list[Message]:
+        handed.extend(messages)
+        return [message for message in messages if not message.json()["ok"]]
+
+    stats, _ = await until_retried(app)
+    assert (stats.succeeded, stats.failed, stats.deleted) == (0, 1, 0)
+    [back] = await sqs.drain_once_back(queue)
+    assert back["MessageId"] == handed[0].message_id
+
+    outcome = await call_consumer(handle, handed[0], app=app)
+    assert (outcome.action, outcome.min_delay, outcome.delay) == ("retry", 1, 1)
+    assert outcome.returned == [handed[0]]
+
+
+async def test_a_handler_raising_its_own_base_exception_fails_its_message_for_both(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """A handler raises a BaseException of its own (neither `Exception` nor an exit request).
+
+    The worker counts it as that message's failure, retries the message and keeps running.
+    `call_consumer` on the same message must report the same "retry" with that error, not
+    let it escape into the user's test. Naive change it catches: the helper catching
+    `Exception` only, where the slots contain whatever a handler raises.
+    """
+    queue = await sqs.create_queue(visibility_timeout=30)
+    await sqs.send(queue, ["x"])
+    app = make_app()
+    handed: list[Message] = []
+
+    @app.consumer(queue.name, wait_time=1, retry_base_delay=1, retry_max_delay=1)
+    async def handle(message: Message) -> None:
+        handed.append(message)
+        raise Halt("not an Exception")
+
+    stats, state = await until_retried(app)
+    assert state is WorkerState.RUNNING
+    assert (stats.failed, stats.deleted) == (1, 0)
+
+    outcome = await call_consumer(handle, handed[0], app=app)
+    assert (outcome.action, outcome.min_delay, outcome.delay) == ("retry", 1, 1)
+    assert isinstance(outcome.error, Halt)
+
+
+async def test_a_dependency_down_on_the_last_receive_is_held_not_dead_lettered_by_both(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """A handler raises `DependencyDown` on the last receive its redrive policy allows.
+
+    The worker's circuit breaker holds that failure: the message is retried after the next
+    probe (the cool-down, 20 s, and the one after a failed probe, 40 s) and never
+    dead-lettered for it, since the failure was the dependency's. `call_consumer` on the
+    same message must say the same. Naive change it catches: the helper deciding from the
+    receive count alone, reporting "dead-letter" for a message the worker keeps.
+    """
+    queue = await sqs.create_queue(visibility_timeout=30, max_receive_count=1)
+    dlq = await sqs.dlq_of(queue)
+    await sqs.send(queue, ["x"])
+    app = make_app()
+    handed: list[Message] = []
+
+    @app.consumer(queue.name, wait_time=1, breaker=Breaker(cooldown=20, max_cooldown=300))
+    async def handle(message: Message) -> None:
+        handed.append(message)
+        raise DependencyDown("the payments API")
+
+    stats, _ = await until_retried(app)
+    assert (stats.breaker_held, stats.dead_lettered, stats.deleted) == (1, 0, 0)
+    assert await sqs.counts(queue) == (0, 1)
+    assert await sqs.counts(dlq) == (0, 0)
+
+    outcome = await call_consumer(handle, handed[0], app=app, max_receive_count=1)
+    assert (outcome.action, outcome.min_delay, outcome.delay) == ("retry", 60, 60)
+    assert isinstance(outcome.error, DependencyDown)
 
 
 @dataclasses.dataclass

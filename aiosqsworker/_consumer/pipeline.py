@@ -37,23 +37,21 @@ from .._text import plural
 from .acker import Acker
 from .breaker import BreakerState, CircuitBreaker
 from .buffer import Buffer, Capacity, MessageBuffer
+from .call import handler_call
 from .fifo import GroupedBuffer
 from .flow import Flow
 from .idempotency import IdempotencyGuard, key_function
 from .inflight import InFlight
 from .leases import Lease, LeaseKeeper
 from .leasethread import LeaseThread
-from .offload import invoker_for
-from .outbox import Send, with_outbox
+from .outbox import Send
 from .outcomes import Outcome
 from .procpool import ProcessPool
 from .queue import QueueInfo
 from .receiver import WATCH_VISIBILITY, Receiver, poll_cap
-from .resolve import resolving_payloads
-from .slots import Slots, chain_middleware
+from .slots import Slots
 from .stats import ConsumerStatistics, Counters, LatencyHistogram
 from .tenants import TenantBuffer
-from .timeouts import time_limit_of
 
 __all__ = ["Pipeline", "stop_waits"]
 
@@ -170,8 +168,15 @@ class Pipeline:
             linger=config.ack_linger,
             polls=poll_cap(self._capacity.total, config.max_messages),
         )
-        invoker = invoker_for(spec, processes, self.counters, lambda: self._slots.concurrency)
-        call = chain_middleware([*middleware, *config.middleware], invoker)
+        call = handler_call(
+            spec,
+            middleware=middleware,
+            processes=processes,
+            counters=self.counters,
+            concurrency=lambda: self._slots.concurrency,
+            payloads=payloads,
+            send=send,
+        )
         dead_letters = queue.dead_letters
         self._breaker = CircuitBreaker(
             config.breaker or Breaker(),
@@ -180,19 +185,13 @@ class Pipeline:
             on_probe=self._flow.probe,
             on_close=self._breaker_closed,
         )
-        if payloads is not None:
-            call = resolving_payloads(payloads, call, batch=config.batch)
-            if dead_letters is not None:
-                dead_letters = dataclasses.replace(
-                    dead_letters, payloads=payloads, payload_bucket=payload_bucket
-                )
-        if config.outbox:
-            if send is None:
-                raise ConfigurationError(f"consumer {spec.name!r}: outbox=True needs a sender")
-            call = with_outbox(call, send)
+        if payloads is not None and dead_letters is not None:
+            dead_letters = dataclasses.replace(
+                dead_letters, payloads=payloads, payload_bucket=payload_bucket
+            )
         self._slots = Slots(
             call,
-            replace(config, timeout=spec.slot_timeout),
+            replace(config, timeout=None),  # the call is time-limited already (`handler_call`)
             self._buffer,
             self._flow,
             self._inflight,
@@ -202,7 +201,6 @@ class Pipeline:
             consumer=self.name,
             on_exit=on_exit,
             idempotency=self._idempotency,
-            time_limit=time_limit_of(spec),
             breaker=self._breaker,
         )
         self._slots.set_concurrency(concurrency)

@@ -35,6 +35,7 @@ a client and it to inject faults.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Mapping
@@ -45,13 +46,19 @@ from typing import TYPE_CHECKING, Literal
 import anyio
 
 from .._app import App
-from .._config import ConsumerConfig
-from .._consumer.offload import invoker_for
-from .._consumer.outbox import with_outbox
-from .._consumer.outcomes import Outcome, decide, retry_delay_for
+from .._config import Breaker, ConsumerConfig
+from .._consumer.breaker import CircuitBreaker
+from .._consumer.call import handler_call
+from .._consumer.deadletter import DeadLetterQueue
+from .._consumer.outcomes import (
+    Outcome,
+    batch_failures,
+    decide,
+    retry_delay_for,
+    within_visibility_cap,
+)
 from .._consumer.procpool import ProcessPool
-from .._consumer.slots import chain_middleware
-from .._consumer.timeouts import time_limit_of
+from .._consumer.slots import cancelled_by_framework
 from .._message import Message
 from .._producer import SendOptions, encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
@@ -156,6 +163,27 @@ def _spec_of(target: object, app: App | None) -> ConsumerSpec:
     return ConsumerSpec.build(target, ConsumerConfig(queue="test"))
 
 
+def _held_for(spec: ConsumerSpec, error: BaseException) -> int | None:
+    """The seconds before a message is back when its failure opens the consumer's circuit
+    breaker, as the slots hold it (after the next probe, never dead-lettered for it); None
+    when the failure does not say the dependency is down."""
+    breaker = CircuitBreaker(
+        spec.config.breaker or Breaker(),
+        consumer=spec.name,
+        on_open=_nothing,
+        on_probe=_nothing,
+        on_close=_nothing,
+    )
+    try:
+        return within_visibility_cap(breaker.retry_in(), 0) if breaker.is_down(error) else None
+    finally:
+        breaker.close()  # no probe comes: the call is over
+
+
+def _nothing() -> None:
+    pass
+
+
 async def call_consumer(
     target: object,
     message: Message,
@@ -167,9 +195,13 @@ async def call_consumer(
     """Run a consumer's handler on `message` as the framework would, without any server.
 
     `target` is a handler decorated with `@consumer` (or `@app.consumer`, then pass `app` so
-    that its middleware runs too), a `ConsumerSpec`, or any handler. Typed bodies are
-    decoded, middleware and `timeout=` apply; a plain ``def`` runs in a thread, and a
-    ``run_in="process"`` handler in a process of its own, started for the call.
+    that its middleware runs too), a `ConsumerSpec`, or any handler. The call is the one
+    the worker's slots make: typed bodies are decoded, middleware and `timeout=` apply; a
+    plain ``def`` runs in a thread, and a ``run_in="process"`` handler in a process of its
+    own, started for the call. Whatever the handler raises is the message's failure; a batch
+    consumer gets ``[message]``, and the message failed if the handler returns it. A failure
+    that opens the consumer's circuit breaker (`DependencyDown`, `Breaker(trip_on=...)`) is
+    a ``"retry"`` after the next probe, never a dead letter, as in the worker.
     `max_receive_count` stands for the queue's RedrivePolicy: on that receive a failure is
     dead-lettered. The queue is taken to have a dead-letter queue, as every queue should,
     so a `Reject` is ``"dead-letter"``; with ``dead_letter_queue=False`` (and no
@@ -178,39 +210,46 @@ async def call_consumer(
     """
     spec = _spec_of(target, app)
     config = spec.config
-    middleware = [*(app.config.middleware if app is not None else ()), *config.middleware]
     error: BaseException | None = None
     returned: object = None
     sent: list[tuple[str, object, dict[str, object]]] = []
+
+    async def record(queue: str, body: object, **options: Unpack[SendOptions]) -> str:
+        sent.append((queue, body, dict(options)))
+        return f"outbox-{len(sent)}"
+
     async with AsyncExitStack() as stack:
         processes = None
         if spec.run_in == "process":  # a pool of one for the call: the message is pickled
             processes = await stack.enter_async_context(ProcessPool(1))
-        call = chain_middleware(middleware, invoker_for(spec, processes))
-        if config.outbox:
-
-            async def record(queue: str, body: object, **options: Unpack[SendOptions]) -> str:
-                sent.append((queue, body, dict(options)))
-                return f"outbox-{len(sent)}"
-
-            call = with_outbox(call, record)
-        time_limit = time_limit_of(spec)
-        if time_limit is not None:
-            call = time_limit.around(call)
+        call = handler_call(
+            spec,
+            middleware=app.config.middleware if app is not None else (),
+            processes=processes,
+            send=record,
+        )
         try:
             returned = await call([message] if config.batch else message)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what is reported
+        except BaseException as exc:  # whatever a handler raises is its message's failure
+            if isinstance(exc, asyncio.CancelledError) and cancelled_by_framework():
+                raise  # the test itself is cancelled
             error = exc
-    has_dlq = (
+    if config.batch:  # the messages it returned (or named) failed, the others succeeded
+        error = batch_failures([message], returned, error)[message.message_id]
+    held = _held_for(spec, error) if error is not None else None
+    if held is not None:
+        return HandlerOutcome("retry", held, held, error, returned)
+    dead_letters = None
+    if (
         dead_letter_queue
         or max_receive_count is not None  # a RedrivePolicy names a dead-letter queue
         or config.dead_letter_queue is not None
-    )
-    last = max_receive_count is not None and message.receive_count >= max_receive_count
+    ):
+        dead_letters = DeadLetterQueue(message.queue, max_receive_count)
     outcome = decide(
         error,
-        last_attempt=last,
-        has_dead_letter_queue=has_dlq,
+        last_attempt=dead_letters is not None and dead_letters.is_last_attempt(message),
+        has_dead_letter_queue=dead_letters is not None,
         on_decode_error=config.on_decode_error,
     )
     if outcome is Outcome.ACK:
