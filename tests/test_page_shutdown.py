@@ -1,4 +1,6 @@
-"""Shutdown of an embedded App: what runs finishes, what waits goes back, nothing is stranded.
+"""Shutdown of an embedded App: what runs finishes, what waits goes back, nothing is stranded:
+what the page `docs/shutdown.md` documents (the command line's quick stop and `--burst` are
+in `test_quick_stop.py`).
 
 Every scenario runs against the real local server, on a queue whose visibility timeout (30 s)
 is far longer than the test: a message the server shows as visible right after a stop was
