@@ -5,7 +5,8 @@ in `test_quick_stop.py`).
 Every scenario runs against the real local server, on a queue whose visibility timeout (30 s)
 is far longer than the test: a message the server shows as visible right after a stop was
 released with visibility 0, not left to time out. Those marked ``also_in_memory`` run on
-the in-memory SQS too (see `conftest.py`).
+the in-memory SQS too (see `conftest.py`). The last one runs `python -m aiosqsworker` on the
+user module `tests.apps.misbehaving`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import anyio
 import pytest
@@ -23,7 +25,9 @@ from aiosqsworker import App, ConsumerStatistics, Message, WorkerState
 from aiosqsworker._consumer.receiver import WATCH_VISIBILITY
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
+from .clikit import cli, exit_code, ids_of, read_ledger, tail
 from .kit import Queue, SQSKit, eventually, eventually_async
+from .test_robustness import APP, env_for, orders
 
 LONG_VISIBILITY = 30
 
@@ -476,3 +480,29 @@ async def test_a_stop_before_the_run_begins_ends_that_run_at_once(
             tg.start_soon(app.run)
             app.stop()  # before run() has even created its worker
     assert app.state.value == "stopped"
+
+
+# Through `python -m aiosqsworker`: a handler that never returns.
+
+
+async def test_a_handler_that_never_returns_is_cancelled_and_released_on_sigterm(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """A handler hangs forever (no timeout=); SIGTERM with a 2 s shutdown timeout.
+
+    Naive code it catches: waiting for running handlers without a bound (the worker never
+    exits), or exiting without releasing (the message is hidden for its 30 s timeout).
+    """
+    queue = await sqs.create_queue(visibility_timeout=30)
+    [hanging] = await sqs.send(queue, orders("hang", range(1)))
+    ledger, log = tmp_path / "ledger", tmp_path / "log"
+    env = env_for(sqs_server.endpoint_url, queue, ledger, wait_time="1")
+    async with cli([APP, "--shutdown-timeout", "2"], env, log) as worker:
+        await eventually(lambda: hanging in ids_of(read_ledger(ledger), "start"), within=20)
+        worker.send_signal(signal.SIGTERM)
+        code, took = await exit_code(worker, log, within=15)
+    assert code == 0, tail(log)
+    assert took < 8, f"the stop took {took:.1f} s"
+    assert await sqs.counts(queue) == (1, 0)  # released: visible at once
+    assert hanging in ids_of(read_ledger(ledger), "cancel")
+    assert "1 handler still running after 2 s: cancelling them" in log.read_text()
