@@ -4,7 +4,9 @@ Every scenario puts a `FaultProxy` between the worker and a real SQS-protocol se
 kills a worker process outright) and asserts the invariants: nothing lost, no duplicate
 that is not explained by the fault, a bounded request rate while failing, recovery once the
 fault is gone. Each docstring names the naive change to the framework that the test exists
-to catch.
+to catch. A lease lost to an extension and deletes failing are the acker's and the lease
+keeper's documented answers to a fault: those scenarios are in
+`test_page_failures_and_retries.py`, with the page they check.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ from anyio.abc import Process
 
 from aiosqsworker import App, ConsumerStatistics, Message, QueueNotFoundError, WorkerState
 from aiosqsworker._consumer.receiver import poll_pause
-from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest
+from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
 from .kit import REGION, SQSKit, eventually, open_kit
-from .servers import new_server, server_kind
+from .servers import new_server
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -51,47 +53,6 @@ def deleted_at_least(app: App, count: int) -> bool:
 
 def bodies(count: int, start: int = 0) -> list[str]:
     return [json.dumps({"n": n}) for n in range(start, start + count)]
-
-
-class PartialFailureProxy(FaultProxy):
-    """Makes the server fail the first entry of the next DeleteMessageBatch calls.
-
-    The entry is taken out of the request before it is forwarded (so the server really does
-    not delete it) and reported under ``Failed`` with the code queued in `fail_next`.
-    `deleted_handles` lists every receipt handle the worker asked to delete, in order.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        super().__init__(upstream)
-        self.fail_next: list[tuple[str, bool]] = []  # (code, sender fault)
-        self.deleted_handles: list[str] = []
-
-    async def forward(self, request: ProxiedRequest) -> Answer:
-        if request.action != "DeleteMessageBatch":
-            return await super().forward(request)
-        body = request.json()
-        entries = body["Entries"]
-        self.deleted_handles.extend(entry["ReceiptHandle"] for entry in entries)
-        failed: list[dict[str, Any]] = []
-        if self.fail_next:
-            code, sender_fault = self.fail_next.pop(0)
-            victim = entries.pop(0)
-            failed.append(
-                {
-                    "Id": victim["Id"],
-                    "Code": code,
-                    "Message": "injected",
-                    "SenderFault": sender_fault,
-                }
-            )
-        if not entries:
-            return Answer.of_json({"Successful": [], "Failed": failed})
-        request.body = json.dumps(body).encode()
-        answer = await super().forward(request)
-        response = answer.json()
-        response["Failed"] = [*response.get("Failed", []), *failed]
-        answer.payload = json.dumps(response).encode()
-        return answer
 
 
 # (1) Throttling and 5xx on every action.
@@ -342,209 +303,7 @@ async def test_failed_lease_extensions_are_retried(
     assert stats.leases_lost == 0
 
 
-async def test_a_lost_lease_cancels_its_handler(
-    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
-) -> None:
-    """Extensions fail until the message times out, and another worker takes and deletes it.
-
-    When the server then refuses the receipt handle, the handler is cancelled, the loss is
-    counted, and the worker sends nothing more for the message. (The other worker deletes
-    the message, because moto accepts any handle a message ever had for as long as the
-    message exists; ministack refuses a superseded handle at once.)
-
-    Naive change it catches: a lost lease that is only logged (the handler is not told and
-    runs on, its message now someone else's).
-    """
-    queue = await sqs.create_queue()
-    cancelled = anyio.Event()
-    started = anyio.Event()
-    async with FaultProxy(sqs_server.endpoint_url) as proxy:
-        proxy.always("ChangeMessageVisibilityBatch", "status", status=500)
-        app = make_app(endpoint_url=proxy.url)
-
-        # Capacity 1: while the handler runs, the worker does not poll (and cannot take the
-        # message back itself).
-        @app.consumer(queue.name, concurrency=1, prefetch=0, wait_time=1, visibility_timeout=2)
-        async def handle(message: Message) -> None:
-            started.set()
-            try:
-                await anyio.sleep(60)
-            except anyio.get_cancelled_exc_class():
-                cancelled.set()
-                raise
-
-        async with app:
-            await sqs.send(queue, bodies(1))
-            with anyio.fail_after(20):
-                await started.wait()
-            stolen: list[dict[str, Any]] = []
-            with anyio.fail_after(20):
-                while not stolen:
-                    response = await sqs.client.receive_message(
-                        QueueUrl=queue.url, WaitTimeSeconds=1, VisibilityTimeout=60
-                    )
-                    stolen = response.get("Messages", [])
-            await sqs.client.delete_message(
-                QueueUrl=queue.url, ReceiptHandle=stolen[0]["ReceiptHandle"]
-            )
-            proxy.clear()
-            with anyio.fail_after(20):
-                await cancelled.wait()
-            await eventually(lambda: stats_of(app).leases_lost == 1)
-            await anyio.sleep(0.5)
-            stats = stats_of(app)
-    assert stats.succeeded == 0
-    assert stats.failed == 0
-    assert stats.deleted + stats.delete_failures + stats.released == 0  # nothing sent
-
-
-# (5) Deletes failing.
-
-
-async def test_failed_deletes_are_retried(
-    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
-) -> None:
-    """DeleteMessageBatch fails with 500 and throttling several times in a row: retried.
-
-    Naive change it catches: an acker that gives up a batch on the first error (messages
-    come back and run twice).
-    """
-    queue = await sqs.create_queue()
-    seen: Counter[str] = Counter()
-    async with FaultProxy(sqs_server.endpoint_url) as proxy:
-        proxy.inject("DeleteMessageBatch", "status", status=500, times=2)
-        proxy.inject("DeleteMessageBatch", "throttle", times=2)
-        app = make_app(endpoint_url=proxy.url)
-
-        @app.consumer(queue.name, wait_time=1, ack_linger=0.2)
-        async def handle(message: Message) -> None:
-            seen[message.message_id] += 1
-
-        async with app:
-            ids = await sqs.send(queue, bodies(10))
-            await eventually(lambda: stats_of(app).deleted == 10, within=30)
-            stats = stats_of(app)
-    assert proxy.faults_applied["DeleteMessageBatch:status"] == 2
-    assert proxy.faults_applied["DeleteMessageBatch:throttle"] == 2
-    assert stats.delete_failures == 0
-    assert set(seen) == set(ids)
-    assert max(seen.values()) == 1
-    assert await sqs.counts(queue) == (0, 0)
-
-
-async def test_partly_failed_delete_batches(
-    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
-) -> None:
-    """A batch whose ``Failed`` list names one entry: retried if transient, else given up.
-
-    A transient failure (InternalError, not the sender's fault) is sent again and the
-    message deleted: handled once. A refused receipt handle is not sent again (it will not
-    get better); the refusal is counted as a lost lease, and the message, still on the
-    server, comes back after its visibility timeout and is handled and deleted a second
-    time: the one
-    duplicate, explained by the refused delete.
-
-    Naive changes it catches: an acker that ignores ``Failed`` in a 200 response (the
-    transiently failed message is handled twice); one that retries every failed entry (the
-    refused handle is sent up to six times).
-    """
-    queue = await sqs.create_queue(visibility_timeout=2)
-    seen: list[tuple[str, int]] = []
-    proxy = PartialFailureProxy(sqs_server.endpoint_url)
-    async with proxy:
-        app = make_app(endpoint_url=proxy.url)
-
-        @app.consumer(queue.name, wait_time=1, ack_linger=0.3)
-        async def handle(message: Message) -> None:
-            seen.append((message.message_id, message.receive_count))
-
-        async with app:
-            proxy.fail_next.append(("InternalError", False))
-            first = await sqs.send(queue, bodies(5))
-            await eventually(lambda: stats_of(app).deleted == 5, within=20)
-            await anyio.sleep(2.5)  # a message whose delete was dropped would be back now
-            assert sorted(m for m, _ in seen) == sorted(first), "transient failure not retried"
-            assert stats_of(app).delete_failures == 0
-
-            proxy.fail_next.append(("ReceiptHandleIsInvalid", True))
-            handles_before = len(proxy.deleted_handles)
-            second = await sqs.send(queue, bodies(5, start=5))
-            await eventually(lambda: stats_of(app).leases_lost == 1, within=20)
-            refused = proxy.deleted_handles[handles_before]
-            await eventually(lambda: stats_of(app).deleted == 10, within=20)
-            stats = stats_of(app)
-    assert proxy.deleted_handles.count(refused) == 1, "a refused handle was sent again"
-    handled = Counter(m for m, _ in seen)
-    assert set(handled) == set(first) | set(second)
-    twice = [m for m, count in handled.items() if count == 2]
-    assert len(twice) == 1, handled
-    assert max(handled.values()) == 2, handled
-    assert (twice[0], 2) in seen  # the second time, it was a second receive
-    assert (stats.leases_lost, stats.delete_failures) == (1, 0)
-    assert await sqs.counts(queue) == (0, 0)
-
-
-async def test_a_delete_with_a_stale_receipt_handle(
-    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App]
-) -> None:
-    """A handler finishes after its message was received by someone else: a stale delete.
-
-    Servers differ here (so does SQS's own documentation): ministack refuses the handle
-    (``ReceiptHandleIsInvalid`` under ``Failed``), moto deletes the message anyway. Either
-    way: no crash, no retry loop, the answer counted, and the worker goes on with the next
-    message.
-
-    Naive change it catches (on a server that refuses stale handles): an acker that retries
-    refused receipt handles.
-    """
-    queue = await sqs.create_queue()
-    release = anyio.Event()
-    seen: list[str] = []
-    async with FaultProxy(sqs_server.endpoint_url) as proxy:
-        proxy.always("ChangeMessageVisibilityBatch", "status", status=500)
-        app = make_app(endpoint_url=proxy.url)
-
-        @app.consumer(queue.name, concurrency=1, prefetch=0, wait_time=1, visibility_timeout=2)
-        async def handle(message: Message) -> None:
-            seen.append(message.message_id)
-            if len(seen) == 1:
-                await release.wait()
-
-        async with app:
-            [stale, *_] = await sqs.send(queue, bodies(1))
-            await eventually(lambda: len(seen) == 1, within=20)
-            stolen: list[dict[str, Any]] = []
-            with anyio.fail_after(20):
-                while not stolen:
-                    response = await sqs.client.receive_message(
-                        QueueUrl=queue.url, WaitTimeSeconds=1, VisibilityTimeout=60
-                    )
-                    stolen = response.get("Messages", [])
-            deletes_before = proxy.requests["DeleteMessageBatch"]
-            release.set()  # the handler ends before the lease keeper notices the loss
-            await eventually(
-                lambda: stats_of(app).deleted + stats_of(app).leases_lost == 1, within=20
-            )
-            await anyio.sleep(1.0)  # room for a retry loop to show itself
-            deletes = proxy.requests["DeleteMessageBatch"] - deletes_before
-            proxy.clear()
-            [fresh] = await sqs.send(queue, bodies(1, start=1))
-            await eventually(lambda: fresh in seen, within=20)
-            assert app.state is WorkerState.RUNNING
-            stats = stats_of(app)
-    assert stolen[0]["MessageId"] == stale
-    assert deletes == 1, "the stale delete was sent again"
-    if server_kind() == "ministack":
-        # ministack refuses a receipt handle that is no longer the latest: a lost lease.
-        assert (stats.leases_lost, stats.delete_failures) == (1, 0)
-        assert await sqs.counts(queue) == (0, 1)
-    else:
-        # moto accepts any handle it ever issued, and deletes the message.
-        assert (stats.leases_lost, stats.delete_failures) == (0, 0)
-        assert await sqs.counts(queue) == (0, 0)
-
-
-# (6) The queue gone mid-run.
+# (5) The queue gone mid-run.
 
 
 async def test_a_queue_deleted_mid_run_stops_the_worker_with_a_clear_error(
@@ -626,7 +385,7 @@ async def test_a_restarted_server_without_the_queue_stops_the_worker(
     assert after_restart <= 6, after_restart
 
 
-# (7) A worker process killed with -9 mid-batch, then a new one.
+# (6) A worker process killed with -9 mid-batch, then a new one.
 
 
 def read_ledger(path: Path) -> list[tuple[int, str, str, int, int, float]]:
