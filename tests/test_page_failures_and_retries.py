@@ -42,9 +42,11 @@ from .clikit import cli, counts_become, exit_code, ids_of, logged, read_ledger, 
 from .kit import SQSKit, eventually
 from .servers import server_kind
 from .test_faults import bodies
+from .test_offload import SERVICE, offload_env, stop
 from .test_pipeline import stats_of
 from .test_robustness import APP, dead_letters, env_for, orders
 from .test_semantics import FAST_RETRIES, ONE_POLL, failure_of
+from .test_stuck_handlers import failure_records, hang
 
 
 def parse_time(text: object) -> datetime:
@@ -378,6 +380,68 @@ async def test_a_handler_past_its_timeout_is_cancelled_and_its_message_fails(
     assert record["exception"] == "builtins.TimeoutError"
     assert record["attempts"] == 2
     assert await sqs.counts(queue) == (0, 0)
+
+
+# What a timeout tells: how long, and where, for async, thread and process handlers.
+
+
+async def test_a_timeout_says_how_long_and_where_for_async_thread_and_process_handlers(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """An ``async``, a ``def`` and a ``run_in="process"`` handler each run past ``timeout=1``
+    on their only allowed receive: each failure record says "timed out after 1 s
+    (timeout=1)" with the handler's name, and its ``where`` is in the handler's module; so
+    does the log line of each.
+
+    Naive code it catches: letting anyio's bare ``TimeoutError`` through: a record with
+    ``"error": ""`` and a ``where`` in anyio's ``fail_at``, which says neither how long nor
+    which code ran out of time.
+    """
+    names = ("loop", "thread", "process")
+    queues = {
+        name: await sqs.create_queue(name, visibility_timeout=30, max_receive_count=1)
+        for name in names
+    }
+    ids = {name: (await sqs.send(queue, hang(1, 4)))[0] for name, queue in queues.items()}
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = offload_env(
+        sqs_server,
+        ledger,
+        timeout="1",
+        visibility="30",
+        **{f"commands_{name}": queue.name for name, queue in queues.items()},
+    )
+    async with cli([SERVICE], env, log) as worker:
+        for queue in queues.values():
+            await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
+        await stop(worker, log)
+    functions = {
+        "loop": "commands_on_the_loop",
+        "thread": "commands_in_thread",
+        "process": "commands_in_process",
+    }
+    # Where each was: the await in the async one, the sleep in the thread, the process's
+    # handler itself (its child is killed, so only its definition is known).
+    innermost = {
+        "loop": "commands_on_the_loop",
+        "thread": "_obey",
+        "process": "commands_in_process",
+    }
+    text = log.read_text()
+    for name, queue in queues.items():
+        [record] = (await failure_records(sqs, queue)).values()
+        function = functions[name]
+        assert record["exception"] == "builtins.TimeoutError"
+        assert record["error"] == (
+            f"handler tests.apps.offload_service.{function} of consumer {function!r} "
+            "timed out after 1 s (timeout=1)"
+        ), record
+        where = str(record["where"])
+        assert where.split(":")[0].endswith("tests/apps/offload_service.py"), record
+        assert where.endswith(f" in {innermost[name]}"), record
+        line = next(line for line in text.splitlines() if f"on message {ids[name]}, at " in line)
+        assert "timed out after 1 s (timeout=1)" in line
+        assert line.endswith(where), line
 
 
 # A lease lost for real.
