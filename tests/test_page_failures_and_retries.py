@@ -1,7 +1,7 @@
 """The page `docs/failures-and-retries.md`, scenario by scenario: what each way a handler ends
 means for its message (retry, back-off, `Reject`, the dead-letter queue and its failure
 record, timeouts, odd exceptions), what the acker does with the entries a batch call failed,
-and lost leases.
+and lost leases, in the page's order.
 
 Every scenario runs a real worker against the test server over HTTP, counts what the
 handlers saw per message id, and checks what the server holds afterwards. Retry back-offs
@@ -234,268 +234,6 @@ async def test_a_batch_handler_fails_one_message_or_the_whole_batch(
     assert await sqs.counts(queue) == (0, 0)
 
 
-# Dead letters carry why they failed.
-
-
-@pytest.mark.also_in_memory
-async def test_a_poison_message_reaches_the_dead_letter_queue_with_its_failure_record(
-    sqs: SQSKit, make_app: Callable[..., App]
-) -> None:
-    """After exactly maxReceiveCount attempts, and not one more; the good message is fine."""
-    queue = await sqs.create_queue(max_receive_count=3)
-    dlq = await sqs.dlq_of(queue)
-    poison_id, good_id = await sqs.send(queue, ["poison", "fine"])
-    invocations: Counter[str] = Counter()
-    app = make_app()
-
-    @app.consumer(queue.name, name="eater", **ONE_POLL, **FAST_RETRIES)
-    async def swallow_poison(message: Message) -> None:
-        invocations[message.message_id] += 1
-        if message.body == "poison":
-            raise PoisonError(f"cannot digest {message.body} (receive {message.receive_count})")
-
-    async with app:
-        await eventually(lambda: stats_of(app, "eater").dead_lettered == 1, what="dead-lettered")
-        await eventually(lambda: stats_of(app, "eater").deleted == 2, what="both deleted")
-        await anyio.sleep(1.5)  # longer than a retry: a fourth attempt would show now
-        stats = stats_of(app, "eater")
-    assert invocations == Counter({poison_id: 3, good_id: 1})
-    assert stats.failed == 3
-    assert await sqs.counts(queue) == (0, 0)
-    letters = await sqs.drain_with_attributes(dlq)
-    assert len(letters) == 1
-    assert letters[0]["Body"] == "poison"
-    record = failure_of(letters[0])
-    assert record["exception"] == f"{PoisonError.__module__}.PoisonError"
-    assert record["error"] == "cannot digest poison (receive 3)"
-    assert record["reason"] == "last attempt failed"
-    assert record["attempts"] == 3
-    assert record["consumer"] == "eater"
-    assert record["source_queue"] == queue.url
-    assert record["message_id"] == poison_id
-    assert "swallow_poison" in record["where"]
-    assert len(record["traceback_digest"]) == 16
-    sent, first_received, failed = (
-        parse_time(record[name]) for name in ("sent_at", "first_received_at", "failed_at")
-    )
-    assert sent <= first_received <= failed
-    assert (failed - sent).total_seconds() < 30
-
-
-async def test_reject_dead_letters_after_one_attempt(
-    sqs: SQSKit, make_app: Callable[..., App]
-) -> None:
-    queue = await sqs.create_queue(max_receive_count=5)
-    dlq = await sqs.dlq_of(queue)
-    (message_id,) = await sqs.send(queue, ["unknown customer 42"])
-    invocations: Counter[str] = Counter()
-    app = make_app()
-
-    @app.consumer(queue.name, **ONE_POLL, **FAST_RETRIES)
-    async def handle(message: Message) -> None:
-        invocations[message.message_id] += 1
-        raise Reject("no such customer")
-
-    async with app:
-        await eventually(lambda: stats_of(app, "handle").dead_lettered == 1, what="rejected")
-        await eventually(lambda: stats_of(app, "handle").deleted == 1, what="original deleted")
-        await anyio.sleep(1.5)  # a retry would be back by now
-    assert invocations == Counter({message_id: 1})
-    assert await sqs.counts(queue) == (0, 0)
-    letters = await sqs.drain_with_attributes(dlq)
-    assert [letter["Body"] for letter in letters] == ["unknown customer 42"]
-    record = failure_of(letters[0])
-    assert record["exception"] == "aiosqsworker.Reject"
-    assert record["reason"] == "no such customer"
-    assert record["attempts"] == 1
-    assert record["message_id"] == message_id
-
-
-@pytest.mark.also_in_memory
-async def test_reject_without_a_dead_letter_queue_keeps_the_message(
-    sqs: SQSKit, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
-) -> None:
-    """With nowhere to put it, a rejected message is not deleted: it comes back later."""
-    caplog.set_level(logging.ERROR, logger="aiosqsworker")
-    queue = await sqs.create_queue()
-    (message_id,) = await sqs.send(queue, ["reject me once"])
-    receive_counts: list[int] = []
-    app = make_app()
-
-    @app.consumer(queue.name, **ONE_POLL, **FAST_RETRIES)
-    async def handle(message: Message) -> None:
-        assert message.message_id == message_id
-        receive_counts.append(message.receive_count)
-        if len(receive_counts) == 1:
-            raise Reject("not today")
-
-    async with app:
-        await eventually(lambda: stats_of(app, "handle").deleted == 1, within=20, what="done")
-        stats = stats_of(app, "handle")
-    assert receive_counts == [1, 2]
-    assert stats.dead_lettered == 0
-    assert stats.retried == 1
-    assert any(
-        "rejected (not today) but there is no dead-letter queue" in record.getMessage()
-        for record in caplog.records
-    )
-    assert await sqs.counts(queue) == (0, 0)
-
-
-# A handler that outlives its timeout.
-
-
-async def test_a_handler_past_its_timeout_is_cancelled_and_its_message_fails(
-    sqs: SQSKit, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.ERROR, logger="aiosqsworker")
-    queue = await sqs.create_queue(max_receive_count=2)
-    (message_id,) = await sqs.send(queue, ["slow"])
-    started: list[int] = []
-    cancelled: list[int] = []
-    finished: list[int] = []
-    app = make_app()
-
-    @app.consumer(queue.name, timeout=0.5, **ONE_POLL, **FAST_RETRIES)
-    async def handle(message: Message) -> None:
-        started.append(message.receive_count)
-        try:
-            await anyio.sleep(5)
-        except anyio.get_cancelled_exc_class():
-            cancelled.append(message.receive_count)
-            raise
-        finished.append(message.receive_count)
-
-    async with app:
-        await eventually(lambda: stats_of(app, "handle").dead_lettered == 1, what="dead-lettered")
-        stats = stats_of(app, "handle")
-    assert started == [1, 2]  # retried once, then dead-lettered on the last attempt
-    assert cancelled == [1, 2]
-    assert finished == []
-    assert stats.succeeded == 0
-    assert stats.failed == 2
-    assert any("timed out after 0.5 s (timeout=0.5)" in r.getMessage() for r in caplog.records)
-    letters = await sqs.drain_with_attributes(await sqs.dlq_of(queue))
-    assert len(letters) == 1
-    record = failure_of(letters[0])
-    assert record["message_id"] == message_id
-    assert record["exception"] == "builtins.TimeoutError"
-    assert record["attempts"] == 2
-    assert await sqs.counts(queue) == (0, 0)
-
-
-# What a timeout tells: how long, and where, for async, thread and process handlers.
-
-
-async def test_a_timeout_says_how_long_and_where_for_async_thread_and_process_handlers(
-    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
-) -> None:
-    """An ``async``, a ``def`` and a ``run_in="process"`` handler each run past ``timeout=1``
-    on their only allowed receive: each failure record says "timed out after 1 s
-    (timeout=1)" with the handler's name, and its ``where`` is in the handler's module; so
-    does the log line of each.
-
-    Naive code it catches: letting anyio's bare ``TimeoutError`` through: a record with
-    ``"error": ""`` and a ``where`` in anyio's ``fail_at``, which says neither how long nor
-    which code ran out of time.
-    """
-    names = ("loop", "thread", "process")
-    queues = {
-        name: await sqs.create_queue(name, visibility_timeout=30, max_receive_count=1)
-        for name in names
-    }
-    ids = {name: (await sqs.send(queue, hang(1, 4)))[0] for name, queue in queues.items()}
-    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
-    env = offload_env(
-        sqs_server,
-        ledger,
-        timeout="1",
-        visibility="30",
-        **{f"commands_{name}": queue.name for name, queue in queues.items()},
-    )
-    async with cli([SERVICE], env, log) as worker:
-        for queue in queues.values():
-            await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
-        await stop(worker, log)
-    functions = {
-        "loop": "commands_on_the_loop",
-        "thread": "commands_in_thread",
-        "process": "commands_in_process",
-    }
-    # Where each was: the await in the async one, the sleep in the thread, the process's
-    # handler itself (its child is killed, so only its definition is known).
-    innermost = {
-        "loop": "commands_on_the_loop",
-        "thread": "_obey",
-        "process": "commands_in_process",
-    }
-    text = log.read_text()
-    for name, queue in queues.items():
-        [record] = (await failure_records(sqs, queue)).values()
-        function = functions[name]
-        assert record["exception"] == "builtins.TimeoutError"
-        assert record["error"] == (
-            f"handler tests.apps.offload_service.{function} of consumer {function!r} "
-            "timed out after 1 s (timeout=1)"
-        ), record
-        where = str(record["where"])
-        assert where.split(":")[0].endswith("tests/apps/offload_service.py"), record
-        assert where.endswith(f" in {innermost[name]}"), record
-        line = next(line for line in text.splitlines() if f"on message {ids[name]}, at " in line)
-        assert "timed out after 1 s (timeout=1)" in line
-        assert line.endswith(where), line
-
-
-# A lease lost for real.
-
-
-@pytest.mark.also_in_memory
-async def test_a_message_deleted_behind_the_workers_back_cancels_its_handler(
-    sqs: SQSKit, make_app: Callable[..., App]
-) -> None:
-    """The message is deleted out of band (with the handle the worker holds). The lease
-    keeper's next extension is refused as an invalid receipt handle: the handler is
-    cancelled, the loss counted, and nothing more is sent for the message.
-    """
-    queue = await sqs.create_queue(visibility_timeout=30)
-    await sqs.send(queue, ["hold me"])
-    handles: list[str] = []
-    started = anyio.Event()
-    cancelled = anyio.Event()
-    finished: list[str] = []
-    app = make_app()
-
-    @app.consumer(queue.name, concurrency=1, prefetch=0, wait_time=1, visibility_timeout=2)
-    async def handle(message: Message) -> None:
-        handles.append(message.receipt_handle)
-        started.set()
-        try:
-            await anyio.sleep(30)
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
-        finished.append(message.message_id)
-
-    async with app:
-        with anyio.fail_after(15):
-            await started.wait()
-        # The lease is really held: at least one extension went through first.
-        await eventually(lambda: stats_of(app, "handle").leases_extended >= 1, within=10)
-        assert stats_of(app, "handle").leases_lost == 0
-        await sqs.delete(queue, handles[0])
-        with anyio.fail_after(10):
-            await cancelled.wait()
-        await eventually(lambda: stats_of(app, "handle").leases_lost == 1, within=5)
-        await anyio.sleep(0.5)  # anything the worker would still send for it goes out now
-        stats = stats_of(app, "handle")
-    assert len(handles) == 1
-    assert finished == []
-    assert stats.succeeded == 0
-    assert stats.failed == 0
-    assert stats.deleted + stats.delete_failures + stats.released + stats.retried == 0
-    assert await sqs.counts(queue) == (0, 0)
-
-
 # Failures: retries through visibility, dead letters.
 
 
@@ -659,183 +397,112 @@ async def test_raising_handlers_never_stop_the_worker(
     assert {r["exception"] for r in unprintable} == {f"{__name__}.UnprintableError"}
 
 
-# A delete batch whose response lists failed entries.
+# Dead letters carry why they failed.
 
 
-@pytest.mark.parametrize("client", ["fast", "botocore", "aiohttp"])
-async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted(
-    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App], client: str
+@pytest.mark.also_in_memory
+async def test_a_poison_message_reaches_the_dead_letter_queue_with_its_failure_record(
+    sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
-    """Two of six messages leave the queue while their handlers run: one delete batch fails
-    for them and succeeds for the other four.
-
-    The two are made visible again by the test's own client (as when a lease runs out) and
-    the queue's redrive policy (maxReceiveCount 1) moves them to the dead-letter queue at
-    the next receive. The worker's single DeleteMessageBatch for all six then comes back
-    with the two under ``Failed`` (ReceiptHandleIsInvalid): counted as lost leases (their
-    handlers succeeded, but the messages were no longer ours to delete), not as successes,
-    not sent again, no crash; the worker goes on handling new messages.
-    """
-    queue = await sqs.create_queue(visibility_timeout=10, max_receive_count=1)
+    """After exactly maxReceiveCount attempts, and not one more; the good message is fine."""
+    queue = await sqs.create_queue(max_receive_count=3)
     dlq = await sqs.dlq_of(queue)
-    total = 6
-    ids = await sqs.send(queue, (str(n) for n in range(total)))
-    release = anyio.Event()
-    running: dict[str, Message] = {}
-    handled: Counter[str] = Counter()
-    proxy = BatchRecorder(sqs_server.endpoint_url)
-    async with proxy:
-        app = make_app(endpoint_url=proxy.url, client=client)
+    poison_id, good_id = await sqs.send(queue, ["poison", "fine"])
+    invocations: Counter[str] = Counter()
+    app = make_app()
 
-        @app.consumer(queue.name, wait_time=1, ack_linger=0.5)
-        async def handle(message: Message) -> None:
-            handled[message.message_id] += 1
-            if message.body.isdigit():
-                running[message.message_id] = message
-                await release.wait()
+    @app.consumer(queue.name, name="eater", **ONE_POLL, **FAST_RETRIES)
+    async def swallow_poison(message: Message) -> None:
+        invocations[message.message_id] += 1
+        if message.body == "poison":
+            raise PoisonError(f"cannot digest {message.body} (receive {message.receive_count})")
 
-        async with app:
-            await eventually(lambda: len(running) == total, within=10)
-            # What an idle consumer's watch poll brought is extended at once: let those
-            # calls end first, or a slow one refused for a victim loses its lease here.
-            await eventually(
-                lambda: (
-                    proxy.requests["ChangeMessageVisibilityBatch"]
-                    == len(proxy.of("ChangeMessageVisibilityBatch"))
-                ),
-                within=10,
-            )
-            victims = [running[ids[1]], running[ids[4]]]
-            for victim in victims:
-                await sqs.client.change_message_visibility(
-                    QueueUrl=queue.url, ReceiptHandle=victim.receipt_handle, VisibilityTimeout=0
-                )
-            # Any receive now moves them to the dead-letter queue (received once already).
-            response = await sqs.client.receive_message(QueueUrl=queue.url, WaitTimeSeconds=0)
-            assert not response.get("Messages")
-            assert await sqs.counts(queue) == (0, total - 2)
-            assert await sqs.counts(dlq) == (2, 0)
-            release.set()
-            await eventually(
-                lambda: stats_of(app).deleted + stats_of(app).leases_lost == total, within=10
-            )
-            await anyio.sleep(1.0)  # room for a retry loop to show itself
-            calls_after_failure = proxy.requests["DeleteMessageBatch"]
-            [later] = await sqs.send(queue, ["later"])
-            await eventually(
-                lambda: stats_of(app).deleted + stats_of(app).leases_lost == total + 1,
-                within=10,
-            )
-            stats = stats_of(app)
-            assert app.state is WorkerState.RUNNING
-
-    [batch, *rest] = proxy.of("DeleteMessageBatch")
-    assert len(batch.entries) == total, "the six deletes did not share one batch"
-    by_entry = {entry["Id"]: entry["ReceiptHandle"] for entry in batch.entries}
-    failed = {by_entry[f["Id"]]: f["Code"] for f in batch.answer["Failed"]}
-    assert failed == {victim.receipt_handle: "ReceiptHandleIsInvalid" for victim in victims}
-    assert len(batch.answer["Successful"]) == total - 2
-    assert calls_after_failure == 1
-    assert [len(call.entries) for call in rest] == [1]
-    assert handled == Counter([*ids, later])
-    assert (stats.deleted, stats.leases_lost, stats.delete_failures) == (total - 1, 2, 0)
-    assert stats.succeeded == total - 1  # what SQS confirmed deleted, not every return
+    async with app:
+        await eventually(lambda: stats_of(app, "eater").dead_lettered == 1, what="dead-lettered")
+        await eventually(lambda: stats_of(app, "eater").deleted == 2, what="both deleted")
+        await anyio.sleep(1.5)  # longer than a retry: a fourth attempt would show now
+        stats = stats_of(app, "eater")
+    assert invocations == Counter({poison_id: 3, good_id: 1})
+    assert stats.failed == 3
     assert await sqs.counts(queue) == (0, 0)
-    assert sorted(m["Body"] for m in await sqs.drain_with_attributes(dlq)) == ["1", "4"]
+    letters = await sqs.drain_with_attributes(dlq)
+    assert len(letters) == 1
+    assert letters[0]["Body"] == "poison"
+    record = failure_of(letters[0])
+    assert record["exception"] == f"{PoisonError.__module__}.PoisonError"
+    assert record["error"] == "cannot digest poison (receive 3)"
+    assert record["reason"] == "last attempt failed"
+    assert record["attempts"] == 3
+    assert record["consumer"] == "eater"
+    assert record["source_queue"] == queue.url
+    assert record["message_id"] == poison_id
+    assert "swallow_poison" in record["where"]
+    assert len(record["traceback_digest"]) == 16
+    sent, first_received, failed = (
+        parse_time(record[name]) for name in ("sent_at", "first_received_at", "failed_at")
+    )
+    assert sent <= first_received <= failed
+    assert (failed - sent).total_seconds() < 30
 
 
-# Bad input among good messages, and what the logs may show.
-
-
-async def test_bad_input_takes_the_failure_path_and_logs_stay_clean(
-    sqs: SQSKit,
-    sqs_server: LocalSQSServer,
-    make_app: Callable[..., App],
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_reject_dead_letters_after_one_attempt(
+    sqs: SQSKit, make_app: Callable[..., App]
 ) -> None:
-    """Malformed JSON, a blank body, a body of the queue's largest size, an attribute that
-    is not UTF-8, among good messages.
+    queue = await sqs.create_queue(max_receive_count=5)
+    dlq = await sqs.dlq_of(queue)
+    (message_id,) = await sqs.send(queue, ["unknown customer 42"])
+    invocations: Counter[str] = Counter()
+    app = make_app()
 
-    The bad ones fail with a clear log line naming the message and are dead-lettered after
-    the redrive policy's receives; the big and the good ones are handled; polling stays at
-    its idle pace. Nothing at INFO or above shows a body, a receipt handle or a credential.
+    @app.consumer(queue.name, **ONE_POLL, **FAST_RETRIES)
+    async def handle(message: Message) -> None:
+        invocations[message.message_id] += 1
+        raise Reject("no such customer")
 
-    Naive changes it catches: logging the message itself at INFO ("received %r"; Message's
-    repr hides the handle, so the body is what leaks); a failure path that stops the
-    consumer on bad input.
-    """
-    access_key, secret_key = "AKIDLOGCHECK7Q2Z", "secret/LOGCHECK+k3y"
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
-    caplog.set_level(logging.INFO)
-    queue = await sqs.create_queue(max_receive_count=2)
-    attributes = await sqs.client.get_queue_attributes(
-        QueueUrl=queue.url, AttributeNames=["MaximumMessageSize"]
-    )
-    largest = min(1024 * 1024, int(attributes["Attributes"]["MaximumMessageSize"]))
-    filler = "BODY-SECRET-" * (largest // 12)
-    big = json.dumps({"pad": filler})[: largest - 2] + '"}'
-    assert len(big.encode()) <= largest
-    good = [json.dumps({"n": n, "note": f"BODY-SECRET-{n}"}) for n in range(10)]
-    [malformed, blank] = await sqs.send(queue, ['{"BODY-SECRET": ', " "])
-    [not_utf8] = (
-        (
-            await sqs.client.send_message(
-                QueueUrl=queue.url,
-                MessageBody='{"n": 99}',
-                MessageAttributes={
-                    "blob": {"DataType": "Binary", "BinaryValue": b"\xff\xfeBODY-SECRET\xc3("}
-                },
-            )
-        )["MessageId"],
-    )
-    with warnings.catch_warnings():
-        # aiohttp warns of a request body over 1 MiB (this one, by its JSON framing).
-        warnings.simplefilter("ignore", ResourceWarning)
-        [big_id] = await sqs.send(queue, [big])
-    good_ids = await sqs.send(queue, good)
-    handles: list[str] = []
-    handled: list[str] = []
-    async with FaultProxy(sqs_server.endpoint_url) as proxy:
-        app = make_app(endpoint_url=proxy.url)
+    async with app:
+        await eventually(lambda: stats_of(app, "handle").dead_lettered == 1, what="rejected")
+        await eventually(lambda: stats_of(app, "handle").deleted == 1, what="original deleted")
+        await anyio.sleep(1.5)  # a retry would be back by now
+    assert invocations == Counter({message_id: 1})
+    assert await sqs.counts(queue) == (0, 0)
+    letters = await sqs.drain_with_attributes(dlq)
+    assert [letter["Body"] for letter in letters] == ["unknown customer 42"]
+    record = failure_of(letters[0])
+    assert record["exception"] == "aiosqsworker.Reject"
+    assert record["reason"] == "no such customer"
+    assert record["attempts"] == 1
+    assert record["message_id"] == message_id
 
-        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0)
-        async def handle(message: Message) -> None:
-            handles.append(message.receipt_handle)
-            message.json()
-            blob = message.message_attributes.get("blob")
-            if blob is not None:
-                bytes(blob["BinaryValue"]).decode()  # a handler reading it as text
-            handled.append(message.message_id)
 
-        started = time.monotonic()
-        async with app:
-            await eventually(
-                lambda: stats_of(app).succeeded == 11 and stats_of(app).dead_lettered == 3,
-                within=100,
-            )
-            elapsed = time.monotonic() - started
-            polls = proxy.requests["ReceiveMessage"]
-    assert sorted(handled) == sorted([big_id, *good_ids])
-    # About one poll per second per poller when idle (allowing for a second one): no tight loop.
-    assert polls <= 2 * (elapsed + 1) * 3 + 10, (polls, elapsed)
-    text = [
-        record.getMessage() + (record.exc_text or "")
+@pytest.mark.also_in_memory
+async def test_reject_without_a_dead_letter_queue_keeps_the_message(
+    sqs: SQSKit, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With nowhere to put it, a rejected message is not deleted: it comes back later."""
+    caplog.set_level(logging.ERROR, logger="aiosqsworker")
+    queue = await sqs.create_queue()
+    (message_id,) = await sqs.send(queue, ["reject me once"])
+    receive_counts: list[int] = []
+    app = make_app()
+
+    @app.consumer(queue.name, **ONE_POLL, **FAST_RETRIES)
+    async def handle(message: Message) -> None:
+        assert message.message_id == message_id
+        receive_counts.append(message.receive_count)
+        if len(receive_counts) == 1:
+            raise Reject("not today")
+
+    async with app:
+        await eventually(lambda: stats_of(app, "handle").deleted == 1, within=20, what="done")
+        stats = stats_of(app, "handle")
+    assert receive_counts == [1, 2]
+    assert stats.dead_lettered == 0
+    assert stats.retried == 1
+    assert any(
+        "rejected (not today) but there is no dead-letter queue" in record.getMessage()
         for record in caplog.records
-        if record.levelno >= logging.INFO
-    ]
-    for bad in (malformed, blank, not_utf8):
-        assert any(
-            f"handler failed on message {bad}" in line or f"moved message {bad}" in line
-            for line in text
-        ), bad
-    for line in text:
-        assert "BODY-SECRET" not in line, line
-        assert access_key not in line, line
-        assert secret_key not in line, line
-        for receipt in handles:
-            assert receipt not in line, line
+    )
+    assert await sqs.counts(queue) == (0, 0)
 
 
 # Bodies that do not decode.
@@ -967,6 +634,204 @@ async def test_a_retry_to_the_12_hour_cap_that_lingers_before_its_call_is_not_re
         await eventually(lambda: app.statistics()["handle"].retried == 1, within=20)
         assert app.statistics()["handle"].visibility_failures == 0
     assert await sqs.counts(queue) == (0, 1)
+
+
+# Bad input among good messages, and what the logs may show.
+
+
+async def test_bad_input_takes_the_failure_path_and_logs_stay_clean(
+    sqs: SQSKit,
+    sqs_server: LocalSQSServer,
+    make_app: Callable[..., App],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Malformed JSON, a blank body, a body of the queue's largest size, an attribute that
+    is not UTF-8, among good messages.
+
+    The bad ones fail with a clear log line naming the message and are dead-lettered after
+    the redrive policy's receives; the big and the good ones are handled; polling stays at
+    its idle pace. Nothing at INFO or above shows a body, a receipt handle or a credential.
+
+    Naive changes it catches: logging the message itself at INFO ("received %r"; Message's
+    repr hides the handle, so the body is what leaks); a failure path that stops the
+    consumer on bad input.
+    """
+    access_key, secret_key = "AKIDLOGCHECK7Q2Z", "secret/LOGCHECK+k3y"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+    caplog.set_level(logging.INFO)
+    queue = await sqs.create_queue(max_receive_count=2)
+    attributes = await sqs.client.get_queue_attributes(
+        QueueUrl=queue.url, AttributeNames=["MaximumMessageSize"]
+    )
+    largest = min(1024 * 1024, int(attributes["Attributes"]["MaximumMessageSize"]))
+    filler = "BODY-SECRET-" * (largest // 12)
+    big = json.dumps({"pad": filler})[: largest - 2] + '"}'
+    assert len(big.encode()) <= largest
+    good = [json.dumps({"n": n, "note": f"BODY-SECRET-{n}"}) for n in range(10)]
+    [malformed, blank] = await sqs.send(queue, ['{"BODY-SECRET": ', " "])
+    [not_utf8] = (
+        (
+            await sqs.client.send_message(
+                QueueUrl=queue.url,
+                MessageBody='{"n": 99}',
+                MessageAttributes={
+                    "blob": {"DataType": "Binary", "BinaryValue": b"\xff\xfeBODY-SECRET\xc3("}
+                },
+            )
+        )["MessageId"],
+    )
+    with warnings.catch_warnings():
+        # aiohttp warns of a request body over 1 MiB (this one, by its JSON framing).
+        warnings.simplefilter("ignore", ResourceWarning)
+        [big_id] = await sqs.send(queue, [big])
+    good_ids = await sqs.send(queue, good)
+    handles: list[str] = []
+    handled: list[str] = []
+    async with FaultProxy(sqs_server.endpoint_url) as proxy:
+        app = make_app(endpoint_url=proxy.url)
+
+        @app.consumer(queue.name, wait_time=1, retry_base_delay=0, retry_max_delay=0)
+        async def handle(message: Message) -> None:
+            handles.append(message.receipt_handle)
+            message.json()
+            blob = message.message_attributes.get("blob")
+            if blob is not None:
+                bytes(blob["BinaryValue"]).decode()  # a handler reading it as text
+            handled.append(message.message_id)
+
+        started = time.monotonic()
+        async with app:
+            await eventually(
+                lambda: stats_of(app).succeeded == 11 and stats_of(app).dead_lettered == 3,
+                within=100,
+            )
+            elapsed = time.monotonic() - started
+            polls = proxy.requests["ReceiveMessage"]
+    assert sorted(handled) == sorted([big_id, *good_ids])
+    # About one poll per second per poller when idle (allowing for a second one): no tight loop.
+    assert polls <= 2 * (elapsed + 1) * 3 + 10, (polls, elapsed)
+    text = [
+        record.getMessage() + (record.exc_text or "")
+        for record in caplog.records
+        if record.levelno >= logging.INFO
+    ]
+    for bad in (malformed, blank, not_utf8):
+        assert any(
+            f"handler failed on message {bad}" in line or f"moved message {bad}" in line
+            for line in text
+        ), bad
+    for line in text:
+        assert "BODY-SECRET" not in line, line
+        assert access_key not in line, line
+        assert secret_key not in line, line
+        for receipt in handles:
+            assert receipt not in line, line
+
+
+# A handler that outlives its timeout.
+
+
+async def test_a_handler_past_its_timeout_is_cancelled_and_its_message_fails(
+    sqs: SQSKit, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="aiosqsworker")
+    queue = await sqs.create_queue(max_receive_count=2)
+    (message_id,) = await sqs.send(queue, ["slow"])
+    started: list[int] = []
+    cancelled: list[int] = []
+    finished: list[int] = []
+    app = make_app()
+
+    @app.consumer(queue.name, timeout=0.5, **ONE_POLL, **FAST_RETRIES)
+    async def handle(message: Message) -> None:
+        started.append(message.receive_count)
+        try:
+            await anyio.sleep(5)
+        except anyio.get_cancelled_exc_class():
+            cancelled.append(message.receive_count)
+            raise
+        finished.append(message.receive_count)
+
+    async with app:
+        await eventually(lambda: stats_of(app, "handle").dead_lettered == 1, what="dead-lettered")
+        stats = stats_of(app, "handle")
+    assert started == [1, 2]  # retried once, then dead-lettered on the last attempt
+    assert cancelled == [1, 2]
+    assert finished == []
+    assert stats.succeeded == 0
+    assert stats.failed == 2
+    assert any("timed out after 0.5 s (timeout=0.5)" in r.getMessage() for r in caplog.records)
+    letters = await sqs.drain_with_attributes(await sqs.dlq_of(queue))
+    assert len(letters) == 1
+    record = failure_of(letters[0])
+    assert record["message_id"] == message_id
+    assert record["exception"] == "builtins.TimeoutError"
+    assert record["attempts"] == 2
+    assert await sqs.counts(queue) == (0, 0)
+
+
+# What a timeout tells: how long, and where, for async, thread and process handlers.
+
+
+async def test_a_timeout_says_how_long_and_where_for_async_thread_and_process_handlers(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """An ``async``, a ``def`` and a ``run_in="process"`` handler each run past ``timeout=1``
+    on their only allowed receive: each failure record says "timed out after 1 s
+    (timeout=1)" with the handler's name, and its ``where`` is in the handler's module; so
+    does the log line of each.
+
+    Naive code it catches: letting anyio's bare ``TimeoutError`` through: a record with
+    ``"error": ""`` and a ``where`` in anyio's ``fail_at``, which says neither how long nor
+    which code ran out of time.
+    """
+    names = ("loop", "thread", "process")
+    queues = {
+        name: await sqs.create_queue(name, visibility_timeout=30, max_receive_count=1)
+        for name in names
+    }
+    ids = {name: (await sqs.send(queue, hang(1, 4)))[0] for name, queue in queues.items()}
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    env = offload_env(
+        sqs_server,
+        ledger,
+        timeout="1",
+        visibility="30",
+        **{f"commands_{name}": queue.name for name, queue in queues.items()},
+    )
+    async with cli([SERVICE], env, log) as worker:
+        for queue in queues.values():
+            await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
+        await stop(worker, log)
+    functions = {
+        "loop": "commands_on_the_loop",
+        "thread": "commands_in_thread",
+        "process": "commands_in_process",
+    }
+    # Where each was: the await in the async one, the sleep in the thread, the process's
+    # handler itself (its child is killed, so only its definition is known).
+    innermost = {
+        "loop": "commands_on_the_loop",
+        "thread": "_obey",
+        "process": "commands_in_process",
+    }
+    text = log.read_text()
+    for name, queue in queues.items():
+        [record] = (await failure_records(sqs, queue)).values()
+        function = functions[name]
+        assert record["exception"] == "builtins.TimeoutError"
+        assert record["error"] == (
+            f"handler tests.apps.offload_service.{function} of consumer {function!r} "
+            "timed out after 1 s (timeout=1)"
+        ), record
+        where = str(record["where"])
+        assert where.split(":")[0].endswith("tests/apps/offload_service.py"), record
+        assert where.endswith(f" in {innermost[name]}"), record
+        line = next(line for line in text.splitlines() if f"on message {ids[name]}, at " in line)
+        assert "timed out after 1 s (timeout=1)" in line
+        assert line.endswith(where), line
 
 
 # Through `python -m aiosqsworker` (the user module `tests.apps.misbehaving`): handlers that
@@ -1120,6 +985,91 @@ async def test_a_success_whose_lease_was_lost_before_its_delete_is_not_counted_a
     summary = next(line for line in log.read_text().splitlines() if "stopped:" in line)
     assert "2 succeeded" in summary, summary
     assert "1 lease lost" in summary, summary
+
+
+# A delete batch whose response lists failed entries.
+
+
+@pytest.mark.parametrize("client", ["fast", "botocore", "aiohttp"])
+async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted(
+    sqs: SQSKit, sqs_server: LocalSQSServer, make_app: Callable[..., App], client: str
+) -> None:
+    """Two of six messages leave the queue while their handlers run: one delete batch fails
+    for them and succeeds for the other four.
+
+    The two are made visible again by the test's own client (as when a lease runs out) and
+    the queue's redrive policy (maxReceiveCount 1) moves them to the dead-letter queue at
+    the next receive. The worker's single DeleteMessageBatch for all six then comes back
+    with the two under ``Failed`` (ReceiptHandleIsInvalid): counted as lost leases (their
+    handlers succeeded, but the messages were no longer ours to delete), not as successes,
+    not sent again, no crash; the worker goes on handling new messages.
+    """
+    queue = await sqs.create_queue(visibility_timeout=10, max_receive_count=1)
+    dlq = await sqs.dlq_of(queue)
+    total = 6
+    ids = await sqs.send(queue, (str(n) for n in range(total)))
+    release = anyio.Event()
+    running: dict[str, Message] = {}
+    handled: Counter[str] = Counter()
+    proxy = BatchRecorder(sqs_server.endpoint_url)
+    async with proxy:
+        app = make_app(endpoint_url=proxy.url, client=client)
+
+        @app.consumer(queue.name, wait_time=1, ack_linger=0.5)
+        async def handle(message: Message) -> None:
+            handled[message.message_id] += 1
+            if message.body.isdigit():
+                running[message.message_id] = message
+                await release.wait()
+
+        async with app:
+            await eventually(lambda: len(running) == total, within=10)
+            # What an idle consumer's watch poll brought is extended at once: let those
+            # calls end first, or a slow one refused for a victim loses its lease here.
+            await eventually(
+                lambda: (
+                    proxy.requests["ChangeMessageVisibilityBatch"]
+                    == len(proxy.of("ChangeMessageVisibilityBatch"))
+                ),
+                within=10,
+            )
+            victims = [running[ids[1]], running[ids[4]]]
+            for victim in victims:
+                await sqs.client.change_message_visibility(
+                    QueueUrl=queue.url, ReceiptHandle=victim.receipt_handle, VisibilityTimeout=0
+                )
+            # Any receive now moves them to the dead-letter queue (received once already).
+            response = await sqs.client.receive_message(QueueUrl=queue.url, WaitTimeSeconds=0)
+            assert not response.get("Messages")
+            assert await sqs.counts(queue) == (0, total - 2)
+            assert await sqs.counts(dlq) == (2, 0)
+            release.set()
+            await eventually(
+                lambda: stats_of(app).deleted + stats_of(app).leases_lost == total, within=10
+            )
+            await anyio.sleep(1.0)  # room for a retry loop to show itself
+            calls_after_failure = proxy.requests["DeleteMessageBatch"]
+            [later] = await sqs.send(queue, ["later"])
+            await eventually(
+                lambda: stats_of(app).deleted + stats_of(app).leases_lost == total + 1,
+                within=10,
+            )
+            stats = stats_of(app)
+            assert app.state is WorkerState.RUNNING
+
+    [batch, *rest] = proxy.of("DeleteMessageBatch")
+    assert len(batch.entries) == total, "the six deletes did not share one batch"
+    by_entry = {entry["Id"]: entry["ReceiptHandle"] for entry in batch.entries}
+    failed = {by_entry[f["Id"]]: f["Code"] for f in batch.answer["Failed"]}
+    assert failed == {victim.receipt_handle: "ReceiptHandleIsInvalid" for victim in victims}
+    assert len(batch.answer["Successful"]) == total - 2
+    assert calls_after_failure == 1
+    assert [len(call.entries) for call in rest] == [1]
+    assert handled == Counter([*ids, later])
+    assert (stats.deleted, stats.leases_lost, stats.delete_failures) == (total - 1, 2, 0)
+    assert stats.succeeded == total - 1  # what SQS confirmed deleted, not every return
+    assert await sqs.counts(queue) == (0, 0)
+    assert sorted(m["Body"] for m in await sqs.drain_with_attributes(dlq)) == ["1", "4"]
 
 
 # Faults: a lease lost to an extension, deletes failing (a FaultProxy between the worker and
@@ -1323,3 +1273,53 @@ async def test_a_delete_with_a_stale_receipt_handle(
         # moto accepts any handle it ever issued, and deletes the message.
         assert (stats.leases_lost, stats.delete_failures) == (0, 0)
         assert await sqs.counts(queue) == (0, 0)
+
+
+# A lease lost for real.
+
+
+@pytest.mark.also_in_memory
+async def test_a_message_deleted_behind_the_workers_back_cancels_its_handler(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    """The message is deleted out of band (with the handle the worker holds). The lease
+    keeper's next extension is refused as an invalid receipt handle: the handler is
+    cancelled, the loss counted, and nothing more is sent for the message.
+    """
+    queue = await sqs.create_queue(visibility_timeout=30)
+    await sqs.send(queue, ["hold me"])
+    handles: list[str] = []
+    started = anyio.Event()
+    cancelled = anyio.Event()
+    finished: list[str] = []
+    app = make_app()
+
+    @app.consumer(queue.name, concurrency=1, prefetch=0, wait_time=1, visibility_timeout=2)
+    async def handle(message: Message) -> None:
+        handles.append(message.receipt_handle)
+        started.set()
+        try:
+            await anyio.sleep(30)
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+        finished.append(message.message_id)
+
+    async with app:
+        with anyio.fail_after(15):
+            await started.wait()
+        # The lease is really held: at least one extension went through first.
+        await eventually(lambda: stats_of(app, "handle").leases_extended >= 1, within=10)
+        assert stats_of(app, "handle").leases_lost == 0
+        await sqs.delete(queue, handles[0])
+        with anyio.fail_after(10):
+            await cancelled.wait()
+        await eventually(lambda: stats_of(app, "handle").leases_lost == 1, within=5)
+        await anyio.sleep(0.5)  # anything the worker would still send for it goes out now
+        stats = stats_of(app, "handle")
+    assert len(handles) == 1
+    assert finished == []
+    assert stats.succeeded == 0
+    assert stats.failed == 0
+    assert stats.deleted + stats.delete_failures + stats.released + stats.retried == 0
+    assert await sqs.counts(queue) == (0, 0)
