@@ -13,7 +13,7 @@ MINISTACK_ENV := AIOSQSWORKER_MINISTACK_VENV=$(abspath $(MINISTACK_VENV))
 # What `make test` runs against ministack too (the full pass, about as long as moto's, is
 # `make test-ministack`): the happy path, the fault scenarios where servers differ most, a
 # stalled extension, a rolling restart, and the quick stop's and --burst's scenarios.
-MINISTACK_SUBSET ?= tests/test_happy_path.py tests/test_faults.py tests/test_robustness.py tests/test_quick_stop.py -k "happy_path or stale_receipt or lost_lease or partly_failed or queue_deleted or cut_short or stalled_extension or rolling_restart or exits_within_3_s or sent_just_after or burst_exits"
+MINISTACK_SUBSET ?= tests/test_happy_path.py tests/test_faults.py tests/test_page_failures_and_retries.py tests/test_robustness.py tests/test_quick_stop.py -k "happy_path or stale_receipt or lost_lease or partly_failed or queue_deleted or cut_short or stalled_extension or rolling_restart or exits_within_3_s or sent_just_after or burst_exits"
 
 # The other Pythons the classifiers name: `make test` runs a smoke subset on each one found
 # (the whole suite runs on the one of $(VENV)). It is the engine's unit tests, the in-memory

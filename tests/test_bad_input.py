@@ -2,8 +2,8 @@
 
 A handler the framework cannot call, a setting out of range, a queue that does not exist,
 missing credentials or region: each fails early with the framework's own error, naming what
-is wrong and how to fix it. A body that does not decode is an ordinary failure of that one
-message: retried, then dead-lettered, never deleted silently, while other messages flow.
+is wrong and how to fix it. (A body that does not decode, and a `Retry` without end, are
+failures of one message: their scenarios are in `test_page_failures_and_retries.py`.)
 """
 
 from __future__ import annotations
@@ -28,11 +28,9 @@ from aiosqsworker import (
     CredentialsError,
     HandlerSignatureError,
     Message,
-    MessageDecodeError,
     Producer,
     QueueNotFoundError,
     Reject,
-    Retry,
     WorkerState,
     consumer,
 )
@@ -532,137 +530,6 @@ async def test_a_queue_given_by_url_works(make_app: Callable[..., App], sqs: SQS
     received = await consume_three(make_app(), queue.url, sqs)
     assert {message.queue for message in received} == {queue.url}
     assert await sqs.counts(queue) == (0, 0)
-
-
-# Bodies that do not decode.
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        "password=hunter2",
-        "{'token': 'hunter2'}",
-        '{"token": "hunter2"',
-        "",
-        "   ",
-    ],
-    ids=["text", "single-quotes", "truncated", "empty", "blank"],
-)
-def test_a_body_that_is_not_json_raises_a_clear_error(body: str) -> None:
-    message = Message(
-        message_id="3f1c8a7e-0b5d-4c1e-9a7b-2d6e5f4a3b2c",
-        body=body,
-        receipt_handle="AQEB-handle",
-        queue="https://sqs.us-east-1.amazonaws.com/123456789012/orders",
-    )
-    with pytest.raises(MessageDecodeError) as info:
-        message.json()
-    text = str(info.value)
-    assert "not valid JSON" in text
-    assert message.message_id in text
-    assert f"{len(body)} characters" in text
-    assert "hunter2" not in text
-    assert isinstance(info.value, ValueError)
-
-
-async def test_a_body_that_is_not_json_is_dead_lettered_at_once_while_others_flow(
-    make_app: Callable[..., App], sqs: SQSKit
-) -> None:
-    """`message.json()` on a body that is not JSON: the copy and its record are in the
-    dead-letter queue after one receive, and ten good messages are handled meanwhile.
-
-    Naive change it catches: treating a decode error as transient (retried until the redrive
-    policy's count), or deleting the bad message without a copy.
-    """
-    queue = await sqs.create_queue(max_receive_count=3)
-    dlq = await sqs.dlq_of(queue)
-    [bad_id] = await sqs.send(queue, ["password=hunter2"])
-    good_ids = await sqs.send(queue, (json.dumps({"n": n}) for n in range(10)))
-    attempts: list[int] = []
-    decoded: list[int] = []
-    app = make_app()
-
-    @app.consumer(queue.name, concurrency=1, wait_time=1, retry_base_delay=0, retry_max_delay=0)
-    async def handle(message: Message) -> None:
-        if message.message_id == bad_id:
-            attempts.append(message.receive_count)
-        decoded.append(message.json()["n"])
-
-    with anyio.fail_after(40):
-        async with app:
-            await eventually(
-                lambda: (
-                    app.statistics()["handle"].succeeded == 10
-                    and app.statistics()["handle"].dead_lettered == 1
-                ),
-                within=30,
-                what="ten good messages handled and the bad one dead-lettered",
-            )
-    stats = app.statistics()["handle"]
-    assert sorted(decoded) == list(range(10))
-    assert attempts == [1], "a body that cannot decode was retried"
-    assert stats.failed == 1
-    assert stats.deleted == 11  # ten successes, and the original of the dead letter
-    assert len(good_ids) == 10
-
-    dead = await sqs.drain_with_attributes(dlq)
-    assert [message["Body"] for message in dead] == ["password=hunter2"]
-    record = json.loads(dead[0]["MessageAttributes"]["aiosqsworker.failure"]["StringValue"])
-    assert record["exception"] == "aiosqsworker.MessageDecodeError"
-    assert bad_id in record["error"]
-    assert "hunter2" not in record["error"]
-    assert await sqs.counts(queue) == (0, 0)
-
-
-async def test_a_retry_without_end_is_capped_not_a_crash(
-    make_app: Callable[..., App], sqs: SQSKit
-) -> None:
-    queue = await sqs.create_queue()
-    [later] = await sqs.send(queue, ["later"])
-    await sqs.send(queue, (str(n) for n in range(5)))
-    app = make_app()
-
-    @app.consumer(queue.name, concurrency=1, wait_time=1)
-    async def handle(message: Message) -> None:
-        if message.message_id == later:
-            raise Retry(delay=math.inf)
-
-    with anyio.fail_after(30):
-        async with app:
-            await eventually(
-                lambda: (
-                    app.statistics()["handle"].deleted == 5
-                    and app.statistics()["handle"].retried == 1
-                ),
-                within=20,
-            )
-            assert app.state is WorkerState.RUNNING
-    # Hidden for as long as SQS allows, not lost and not handled again.
-    assert await sqs.counts(queue) == (0, 1)
-
-
-async def test_a_retry_to_the_12_hour_cap_that_lingers_before_its_call_is_not_refused(
-    make_app: Callable[..., App], sqs: SQSKit
-) -> None:
-    """A ``Retry(delay=math.inf)`` waits 2 s in the acker (``ack_linger=2``) before its call.
-
-    Naive code it catches: cutting the delay to the 12-hour cap when the handler ends and
-    sending that figure seconds later: SQS counts the cap when the call arrives, so it refuses
-    the change (``Total VisibilityTimeout ... beyond the limit``), and on a loaded machine
-    the plain linger of 50 ms was enough.
-    """
-    queue = await sqs.create_queue()
-    await sqs.send(queue, ["later"])
-    app = make_app()
-
-    @app.consumer(queue.name, concurrency=1, wait_time=1, ack_linger=2)
-    async def handle(message: Message) -> None:
-        raise Retry(delay=math.inf)
-
-    async with app:
-        await eventually(lambda: app.statistics()["handle"].retried == 1, within=20)
-        assert app.statistics()["handle"].visibility_failures == 0
-    assert await sqs.counts(queue) == (0, 1)
 
 
 # Mistakes a new user makes: each one clear error that says the fix.

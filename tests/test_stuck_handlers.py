@@ -1,9 +1,11 @@
-"""Handlers that hang: threads given up at a timeout or a stop, what a timeout tells, and a
-loop blocked by one handler call after another.
+"""Handlers that hang: threads given up at a timeout, and a loop blocked by one handler call
+after another.
 
 The command-line scenarios run `tests.apps.offload_service` (see `test_offload.py` for its
 ledger): a ``def`` handler's thread cannot be stopped, so the worker must bound how many it
-leaves running, and exit after a drain without waiting for them.
+leaves running. What a timeout tells is checked in `test_page_failures_and_retries.py`, and
+the worker's exit after a drain, without waiting for such threads, in `test_page_shutdown.py`:
+with the pages that document them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -23,11 +24,10 @@ import pytest
 from aiosqsworker import App, Message
 from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
 from aiosqsworker._consumer.timeouts import code_of
-from aiosqsworker._run.burst import BURST_FAILED
 from aiosqsworker._run.watchdog import LoopWatchdog
 from aiosqsworker.testing import LocalSQSServer
 
-from .clikit import cli, counts_become, exit_code, tail
+from .clikit import cli, counts_become, tail
 from .kit import Queue, SQSKit, eventually
 from .test_offload import SERVICE, Event, offload_env, read_events, runs, stop
 
@@ -68,55 +68,6 @@ async def failure_records(sqs: SQSKit, queue: Queue) -> dict[int, dict[str, obje
         attribute = message["MessageAttributes"][FAILURE_ATTRIBUTE]["StringValue"]
         records[json.loads(message["Body"])["n"]] = json.loads(attribute)
     return records
-
-
-# A def handler that never returns.
-
-
-@pytest.mark.parametrize("mode", ["sigterm", "burst", "workers"])
-async def test_a_drained_worker_exits_though_a_def_handler_never_returns(
-    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path, mode: str
-) -> None:
-    """A ``def`` handler sleeps for an hour; the worker drains (SIGTERM with
-    ``--shutdown-timeout 3``, alone or as one of ``--workers 2``, or ``--burst`` once its
-    timeout of 1 s dead-lettered the message) and must then exit, saying which handler it
-    left running.
-
-    Naive code it catches: returning from the run and letting the interpreter end as usual:
-    it waits at exit for every thread still running, so the drained worker hangs until the
-    handler returns (an hour): a pod runs to its grace period, ``--burst`` never ends, the
-    supervisor of ``--workers`` waits for its worker.
-    """
-    queue = await sqs.create_queue(visibility_timeout=30, max_receive_count=1)
-    [stuck] = await sqs.send(queue, hang(1, 3600))
-    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
-    settings = {"commands_thread": queue.name, "visibility": "30"}
-    args = {
-        "sigterm": [SERVICE, "--shutdown-timeout", "3"],
-        "workers": [SERVICE, "--shutdown-timeout", "3", "--workers", "2"],
-        "burst": [SERVICE, "--burst"],
-    }[mode]
-    if mode == "burst":
-        settings["timeout"] = "1"
-    async with cli(args, offload_env(sqs_server, ledger, **settings), log) as worker:
-        await eventually(lambda: stuck in runs(read_events(ledger), "start"), within=30)
-        if mode != "burst":
-            worker.send_signal(signal.SIGTERM)
-        code, took = await exit_code(worker, log, within=20)
-    # --burst exits BURST_FAILED: its one message failed (timed out) and was dead-lettered
-    assert code == (BURST_FAILED if mode == "burst" else 0), tail(log)
-    assert took < (12 if mode == "burst" else 10), f"exited {took:.1f} s after the stop"
-    text = log.read_text()
-    lines = [line for line in text.splitlines() if "it abandoned still running" in line]
-    assert len(lines) == 1, tail(log)
-    assert (
-        "1 handler thread it abandoned still running (a thread cannot be stopped): handler "
-        "tests.apps.offload_service.commands_in_thread of consumer 'commands_in_thread' (1)"
-    ) in lines[0]
-    if mode == "burst":  # timed out on its only allowed receive: dead-lettered
-        await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
-    else:  # cancelled at the shutdown timeout: released, visible again at once
-        assert await sqs.counts(queue) == (1, 0)
 
 
 # Threads abandoned at a timeout are bounded.
@@ -193,68 +144,6 @@ async def test_the_statistics_count_abandoned_threads_until_they_return(
         await eventually(lambda: app.statistics()["handle"].abandoned_threads == 0)
         await eventually(lambda: app.statistics()["handle"].succeeded == 1)
         app.stop()
-
-
-# What a timeout tells.
-
-
-async def test_a_timeout_says_how_long_and_where_for_async_thread_and_process_handlers(
-    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
-) -> None:
-    """An ``async``, a ``def`` and a ``run_in="process"`` handler each run past ``timeout=1``
-    on their only allowed receive: each failure record says "timed out after 1 s
-    (timeout=1)" with the handler's name, and its ``where`` is in the handler's module; so
-    does the log line of each.
-
-    Naive code it catches: letting anyio's bare ``TimeoutError`` through: a record with
-    ``"error": ""`` and a ``where`` in anyio's ``fail_at``, which says neither how long nor
-    which code ran out of time.
-    """
-    names = ("loop", "thread", "process")
-    queues = {
-        name: await sqs.create_queue(name, visibility_timeout=30, max_receive_count=1)
-        for name in names
-    }
-    ids = {name: (await sqs.send(queue, hang(1, 4)))[0] for name, queue in queues.items()}
-    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
-    env = offload_env(
-        sqs_server,
-        ledger,
-        timeout="1",
-        visibility="30",
-        **{f"commands_{name}": queue.name for name, queue in queues.items()},
-    )
-    async with cli([SERVICE], env, log) as worker:
-        for queue in queues.values():
-            await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
-        await stop(worker, log)
-    functions = {
-        "loop": "commands_on_the_loop",
-        "thread": "commands_in_thread",
-        "process": "commands_in_process",
-    }
-    # Where each was: the await in the async one, the sleep in the thread, the process's
-    # handler itself (its child is killed, so only its definition is known).
-    innermost = {
-        "loop": "commands_on_the_loop",
-        "thread": "_obey",
-        "process": "commands_in_process",
-    }
-    text = log.read_text()
-    for name, queue in queues.items():
-        [record] = (await failure_records(sqs, queue)).values()
-        function = functions[name]
-        assert record["exception"] == "builtins.TimeoutError"
-        assert record["error"] == (
-            f"handler tests.apps.offload_service.{function} of consumer {function!r} "
-            "timed out after 1 s (timeout=1)"
-        ), record
-        where = str(record["where"])
-        assert where.split(":")[0].endswith("tests/apps/offload_service.py"), record
-        assert where.endswith(f" in {innermost[name]}"), record
-        line = next(line for line in text.splitlines() if f"on message {ids[name]}, at " in line)
-        assert "timed out after 1 s (timeout=1)" in line
-        assert line.endswith(where), line
 
 
 # The loop watchdog.

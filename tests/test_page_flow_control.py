@@ -1,4 +1,5 @@
-"""Flow control on a real server: rate limits, pause and resume, live concurrency, polling.
+"""Flow control on a real server: rate limits, pause and resume, live concurrency, polling,
+as the page `docs/flow-control.md` documents them.
 
 Each scenario runs a worker against the test server over HTTP and checks what the server
 shows (visible and in-flight counts, requests seen by a counting proxy) as well as what the

@@ -1,9 +1,12 @@
-"""Shutdown of an embedded App: what runs finishes, what waits goes back, nothing is stranded.
+"""Shutdown of an embedded App: what runs finishes, what waits goes back, nothing is stranded:
+what the page `docs/shutdown.md` documents (the command line's quick stop and `--burst` are
+in `test_quick_stop.py`).
 
 Every scenario runs against the real local server, on a queue whose visibility timeout (30 s)
 is far longer than the test: a message the server shows as visible right after a stop was
 released with visibility 0, not left to time out. Those marked ``also_in_memory`` run on
-the in-memory SQS too (see `conftest.py`).
+the in-memory SQS too (see `conftest.py`). The last ones run `python -m aiosqsworker` on the
+user modules `tests.apps.misbehaving` and `tests.apps.offload_service`.
 """
 
 from __future__ import annotations
@@ -13,15 +16,21 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 import anyio
 import pytest
 
 from aiosqsworker import App, ConsumerStatistics, Message, WorkerState
 from aiosqsworker._consumer.receiver import WATCH_VISIBILITY
+from aiosqsworker._run.burst import BURST_FAILED
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
+from .clikit import cli, counts_become, exit_code, ids_of, read_ledger, tail
 from .kit import Queue, SQSKit, eventually, eventually_async
+from .test_offload import SERVICE, offload_env, read_events, runs
+from .test_robustness import APP, env_for, orders
+from .test_stuck_handlers import hang
 
 LONG_VISIBILITY = 30
 
@@ -430,3 +439,120 @@ async def test_a_forced_stop_abandons_an_open_long_poll_at_once(
     assert stopped_in < 5, f"the forced stop waited {stopped_in:.1f} s for a {wait_time} s poll"
     assert _state(app) is WorkerState.STOPPED
     assert await sqs.counts(queue) == (0, 0)
+
+
+# Cancelled from outside, stopped before it started.
+
+
+async def test_cancelling_the_task_that_runs_the_app_releases_buffered_messages(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    queue = await sqs.create_queue(visibility_timeout=60)
+    await sqs.send(queue, (str(n) for n in range(6)))
+    started = anyio.Event()
+    app = make_app()
+
+    @app.consumer(queue.name, concurrency=1, prefetch=5, wait_time=1)
+    async def handle(message: Message) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(app.run)
+        await started.wait()
+        await eventually(lambda: app.statistics()["handle"].buffered == 5)
+        tg.cancel_scope.cancel()  # the host gives up on it: no stop(), no drain
+
+    # Released (visibility 0), not left hidden for the 60 s visibility timeout: the one that
+    # was running and the five that were buffered alike.
+    assert await sqs.counts(queue) == (6, 0)
+
+
+async def test_a_stop_before_the_run_begins_ends_that_run_at_once(
+    sqs: SQSKit, make_app: Callable[..., App]
+) -> None:
+    queue = await sqs.create_queue()
+    app = make_app()
+
+    @app.consumer(queue.name, wait_time=1)
+    async def handle(message: Message) -> None:
+        pass
+
+    with anyio.fail_after(15):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(app.run)
+            app.stop()  # before run() has even created its worker
+    assert app.state.value == "stopped"
+
+
+# Through `python -m aiosqsworker`: handlers that never return (an async one is cancelled at
+# the shutdown timeout; a def one's thread cannot be stopped, and the drained worker exits).
+
+
+async def test_a_handler_that_never_returns_is_cancelled_and_released_on_sigterm(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """A handler hangs forever (no timeout=); SIGTERM with a 2 s shutdown timeout.
+
+    Naive code it catches: waiting for running handlers without a bound (the worker never
+    exits), or exiting without releasing (the message is hidden for its 30 s timeout).
+    """
+    queue = await sqs.create_queue(visibility_timeout=30)
+    [hanging] = await sqs.send(queue, orders("hang", range(1)))
+    ledger, log = tmp_path / "ledger", tmp_path / "log"
+    env = env_for(sqs_server.endpoint_url, queue, ledger, wait_time="1")
+    async with cli([APP, "--shutdown-timeout", "2"], env, log) as worker:
+        await eventually(lambda: hanging in ids_of(read_ledger(ledger), "start"), within=20)
+        worker.send_signal(signal.SIGTERM)
+        code, took = await exit_code(worker, log, within=15)
+    assert code == 0, tail(log)
+    assert took < 8, f"the stop took {took:.1f} s"
+    assert await sqs.counts(queue) == (1, 0)  # released: visible at once
+    assert hanging in ids_of(read_ledger(ledger), "cancel")
+    assert "1 handler still running after 2 s: cancelling them" in log.read_text()
+
+
+@pytest.mark.parametrize("mode", ["sigterm", "burst", "workers"])
+async def test_a_drained_worker_exits_though_a_def_handler_never_returns(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path, mode: str
+) -> None:
+    """A ``def`` handler sleeps for an hour; the worker drains (SIGTERM with
+    ``--shutdown-timeout 3``, alone or as one of ``--workers 2``, or ``--burst`` once its
+    timeout of 1 s dead-lettered the message) and must then exit, saying which handler it
+    left running.
+
+    Naive code it catches: returning from the run and letting the interpreter end as usual:
+    it waits at exit for every thread still running, so the drained worker hangs until the
+    handler returns (an hour): a pod runs to its grace period, ``--burst`` never ends, the
+    supervisor of ``--workers`` waits for its worker.
+    """
+    queue = await sqs.create_queue(visibility_timeout=30, max_receive_count=1)
+    [stuck] = await sqs.send(queue, hang(1, 3600))
+    ledger, log = tmp_path / "ledger", tmp_path / "stderr"
+    settings = {"commands_thread": queue.name, "visibility": "30"}
+    args = {
+        "sigterm": [SERVICE, "--shutdown-timeout", "3"],
+        "workers": [SERVICE, "--shutdown-timeout", "3", "--workers", "2"],
+        "burst": [SERVICE, "--burst"],
+    }[mode]
+    if mode == "burst":
+        settings["timeout"] = "1"
+    async with cli(args, offload_env(sqs_server, ledger, **settings), log) as worker:
+        await eventually(lambda: stuck in runs(read_events(ledger), "start"), within=30)
+        if mode != "burst":
+            worker.send_signal(signal.SIGTERM)
+        code, took = await exit_code(worker, log, within=20)
+    # --burst exits BURST_FAILED: its one message failed (timed out) and was dead-lettered
+    assert code == (BURST_FAILED if mode == "burst" else 0), tail(log)
+    assert took < (12 if mode == "burst" else 10), f"exited {took:.1f} s after the stop"
+    text = log.read_text()
+    lines = [line for line in text.splitlines() if "it abandoned still running" in line]
+    assert len(lines) == 1, tail(log)
+    assert (
+        "1 handler thread it abandoned still running (a thread cannot be stopped): handler "
+        "tests.apps.offload_service.commands_in_thread of consumer 'commands_in_thread' (1)"
+    ) in lines[0]
+    if mode == "burst":  # timed out on its only allowed receive: dead-lettered
+        await counts_become(sqs, await sqs.dlq_of(queue), (1, 0))
+    else:  # cancelled at the shutdown timeout: released, visible again at once
+        assert await sqs.counts(queue) == (1, 0)

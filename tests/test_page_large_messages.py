@@ -1,4 +1,5 @@
-"""Large messages through S3, interoperable with AWS's own extended client.
+"""Large messages through S3, interoperable with AWS's own extended client: what the page
+`docs/large-messages.md` documents.
 
 S3 and SQS are one moto server; the other side is AWS's ``amazon-sqs-extended-client`` in a
 process of its own (`tests/extended_peer.py`). What it sends reaches handlers whole; what the
