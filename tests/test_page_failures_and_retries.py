@@ -1004,7 +1004,8 @@ async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted
     handlers succeeded, but the messages were no longer ours to delete), not as successes,
     not sent again, no crash; the worker goes on handling new messages.
     """
-    queue = await sqs.create_queue(visibility_timeout=10, max_receive_count=1)
+    # A long visibility timeout: after the first extension, none is due while the test runs.
+    queue = await sqs.create_queue(visibility_timeout=60, max_receive_count=1)
     dlq = await sqs.dlq_of(queue)
     total = 6
     ids = await sqs.send(queue, (str(n) for n in range(total)))
@@ -1015,7 +1016,8 @@ async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted
     async with proxy:
         app = make_app(endpoint_url=proxy.url, client=client)
 
-        @app.consumer(queue.name, wait_time=1, ack_linger=0.5)
+        # The linger gathers the six deletes into one batch, with room for a busy machine.
+        @app.consumer(queue.name, wait_time=1, ack_linger=2.0)
         async def handle(message: Message) -> None:
             handled[message.message_id] += 1
             if message.body.isdigit():
@@ -1024,11 +1026,13 @@ async def test_failed_entries_of_a_delete_batch_are_counted_and_the_rest_deleted
 
         async with app:
             await eventually(lambda: len(running) == total, within=10)
-            # What an idle consumer's watch poll brought is extended at once: let those
-            # calls end first, or a slow one refused for a victim loses its lease here.
+            # What an idle consumer's watch poll brought is extended at once: let that
+            # extension happen and its calls end first, or one made after a victim is taken
+            # hides it again (or, refused, loses its lease here).
             await eventually(
                 lambda: (
-                    proxy.requests["ChangeMessageVisibilityBatch"]
+                    stats_of(app).leases_extended > 0
+                    and proxy.requests["ChangeMessageVisibilityBatch"]
                     == len(proxy.of("ChangeMessageVisibilityBatch"))
                 ),
                 within=10,
