@@ -180,7 +180,8 @@ def _startup_lines(results: Results) -> list[str]:
             f"`import aiosqsworker`, median of {imports.runs} fresh processes: "
             f"**{imports.importtime_ms:.0f} ms** by `python -X importtime` (the package's "
             f"cumulative import time), {imports.wall_ms:.0f} ms of wall time beyond the "
-            f"interpreter's own start ({imports.interpreter_ms:.0f} ms for `python -c pass`).",
+            f"interpreter's own start ({imports.interpreter_ms:.0f} ms for `python -c pass`, "
+            f"{imports.ratio:.2f}x; alone: `python -m benchmarks.startup --runs 15`).",
             "",
         ]
     if results.launch:

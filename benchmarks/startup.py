@@ -2,8 +2,10 @@
 
 - **import**: ``python -X importtime -c "import aiosqsworker"`` (the interpreter's own account
   of the package's cumulative import time), and the wall time of ``python -c "import
-  aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out); medians
-  of `runs`, each in a fresh process with the contenders' environment.
+  aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out), and the
+  ratio of the two; medians of `runs`, each in a fresh process with the contenders'
+  environment, the two commands alternated so that they share the machine's noise.
+  ``python -m benchmarks.startup [--runs N]`` measures the import alone and prints it.
 - **launch to first message**: the wall time from just before a contender process is
   started to its first handled message. It releases the one message of the run as soon as
   it is ready to consume (``--launch``: no settling pause), as it opens its window in the
@@ -13,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
@@ -37,6 +40,11 @@ class ImportTimes:
     importtime_ms: float  # -X importtime's cumulative figure for the package
     wall_ms: float  # python -c "import aiosqsworker" less python -c pass
     interpreter_ms: float  # python -c pass
+
+    @property
+    def ratio(self) -> float:
+        """Whole process with the import over the bare interpreter's (medians)."""
+        return (self.wall_ms + self.interpreter_ms) / self.interpreter_ms
 
 
 def _wall(code: str, python: str) -> float:
@@ -113,3 +121,26 @@ def run_launch(
                 )
             )
     return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the import figures: ``python -m benchmarks.startup --runs 15``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.startup",
+        description="How long `import aiosqsworker` takes, in fresh processes.",
+    )
+    parser.add_argument("--runs", type=int, default=15, help="fresh processes each way")
+    args = parser.parse_args(argv)
+    times = import_times(args.runs)
+    print(
+        f"import aiosqsworker, median of {times.runs} fresh processes each way:\n"
+        f"  {times.importtime_ms:.0f} ms by -X importtime (cumulative, the package)\n"
+        f"  {times.wall_ms:.0f} ms wall beyond `python -c pass` "
+        f"({times.wall_ms + times.interpreter_ms:.0f} against {times.interpreter_ms:.0f} ms, "
+        f"{times.ratio:.2f}x)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
