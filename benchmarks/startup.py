@@ -3,9 +3,13 @@
 - **import**: ``python -X importtime -c "import aiosqsworker"`` (the interpreter's own account
   of the package's cumulative import time), and the wall time of ``python -c "import
   aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out), and the
-  ratio of the two; medians of `runs`, each in a fresh process with the contenders'
-  environment, the two commands alternated so that they share the machine's noise.
-  ``python -m benchmarks.startup [--runs N]`` measures the import alone and prints it.
+  ratio of the two; the same wall time for ``from aiosqsworker import App`` (the package
+  imports its engine when a name is first used: this is what a worker pays). Medians of
+  `runs`, each in a fresh process with the contenders' environment, the commands
+  alternated so that they share the machine's noise. The imports read bytecode, as an
+  installed package's do, written outside the tree by a first, untimed, run (the contenders
+  otherwise run with ``PYTHONDONTWRITEBYTECODE``, compiling every module in every process).
+  ``python -m benchmarks.startup [--runs N] [--no-bytecode]`` measures the imports alone.
 - **launch to first message**: the wall time from just before a contender process is
   started to its first handled message. It releases the one message of the run as soon as
   it is ready to consume (``--launch``: no settling pause), as it opens its window in the
@@ -19,6 +23,7 @@ import argparse
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +35,8 @@ __all__ = ["ImportTimes", "import_times", "run_launch"]
 
 #: The contenders whose launch is timed, when present in the run.
 LAUNCHED = ("aiosqsworker", "celery-sqs")
+#: What a worker imports before it starts: the engine, behind the package's lazy names.
+APP_IMPORT = "from aiosqsworker import App"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,11 @@ class ImportTimes:
     importtime_ms: float  # -X importtime's cumulative figure for the package
     wall_ms: float  # python -c "import aiosqsworker" less python -c pass
     interpreter_ms: float  # python -c pass
+    #: python -c "from aiosqsworker import App" less python -c pass: the package loads its
+    #: engine when a name is first used, so this is what a worker's start pays.
+    app_ms: float | None = None
+    #: Whether the imports read bytecode (as an installed package's do) or compiled sources.
+    bytecode: bool = True
 
     @property
     def ratio(self) -> float:
@@ -47,16 +59,16 @@ class ImportTimes:
         return (self.wall_ms + self.interpreter_ms) / self.interpreter_ms
 
 
-def _wall(code: str, python: str) -> float:
+def _wall(code: str, python: str, env: dict[str, str]) -> float:
     started = time.perf_counter()
-    subprocess.run([python, "-c", code], env=child_environment(), cwd=PROJECT_ROOT, check=True)
+    subprocess.run([python, "-c", code], env=env, cwd=PROJECT_ROOT, check=True)
     return time.perf_counter() - started
 
 
-def _importtime_us(python: str, module: str) -> int:
+def _importtime_us(python: str, module: str, env: dict[str, str]) -> int:
     completed = subprocess.run(
         [python, "-X", "importtime", "-c", f"import {module}"],
-        env=child_environment(),
+        env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
         check=True,
@@ -69,21 +81,41 @@ def _importtime_us(python: str, module: str) -> int:
     raise RuntimeError(f"-X importtime printed no line for {module}")
 
 
-def import_times(runs: int = 5, python: str = sys.executable) -> ImportTimes:
-    """`import aiosqsworker`, `runs` times each way (interleaved, to share the noise)."""
-    cumulative: list[float] = []
-    walls: list[float] = []
-    bare: list[float] = []
-    for _ in range(runs):
-        cumulative.append(_importtime_us(python, "aiosqsworker") / 1000)
-        bare.append(_wall("pass", python) * 1000)
-        walls.append(_wall("import aiosqsworker", python) * 1000)
-    interpreter = statistics.median(bare)
+def _environment(bytecode_cache: str | None) -> dict[str, str]:
+    """The contenders' environment; with `bytecode_cache`, bytecode is written there and read
+    back, as an installed package's is (the contenders' runs compile the project's sources in
+    every process, which is not what a user's import costs)."""
+    env = child_environment()
+    if bytecode_cache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = bytecode_cache  # outside the tree
+    return env
+
+
+def import_times(
+    runs: int = 5, python: str = sys.executable, *, bytecode: bool = True
+) -> ImportTimes:
+    """`import aiosqsworker`, `runs` times each way (interleaved, to share the noise); with
+    `bytecode`, from bytecode compiled by a first, untimed, run of each command."""
+    with tempfile.TemporaryDirectory(prefix="aiosqsworker-bytecode-") as cache:
+        env = _environment(cache if bytecode else None)
+        codes = ("pass", "import aiosqsworker", APP_IMPORT)
+        for code in codes:
+            _wall(code, python, env)
+        cumulative: list[float] = []
+        walls: dict[str, list[float]] = {code: [] for code in codes}
+        for _ in range(runs):
+            cumulative.append(_importtime_us(python, "aiosqsworker", env) / 1000)
+            for code in codes:
+                walls[code].append(_wall(code, python, env) * 1000)
+    interpreter = statistics.median(walls["pass"])
     return ImportTimes(
         runs=runs,
         importtime_ms=statistics.median(cumulative),
-        wall_ms=statistics.median(walls) - interpreter,
+        wall_ms=statistics.median(walls["import aiosqsworker"]) - interpreter,
         interpreter_ms=interpreter,
+        app_ms=statistics.median(walls[APP_IMPORT]) - interpreter,
+        bytecode=bytecode,
     )
 
 
@@ -130,14 +162,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="How long `import aiosqsworker` takes, in fresh processes.",
     )
     parser.add_argument("--runs", type=int, default=15, help="fresh processes each way")
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="compile every module from source in every process (PYTHONDONTWRITEBYTECODE)",
+    )
     args = parser.parse_args(argv)
-    times = import_times(args.runs)
+    times = import_times(args.runs, bytecode=not args.no_bytecode)
     print(
-        f"import aiosqsworker, median of {times.runs} fresh processes each way:\n"
+        f"import aiosqsworker, median of {times.runs} fresh processes each way, "
+        f"{'from bytecode' if times.bytecode else 'compiled from source'}:\n"
         f"  {times.importtime_ms:.0f} ms by -X importtime (cumulative, the package)\n"
         f"  {times.wall_ms:.0f} ms wall beyond `python -c pass` "
         f"({times.wall_ms + times.interpreter_ms:.0f} against {times.interpreter_ms:.0f} ms, "
-        f"{times.ratio:.2f}x)"
+        f"{times.ratio:.2f}x)\n"
+        f"  {times.app_ms:.0f} ms wall beyond it for `{APP_IMPORT}` (the engine)"
     )
     return 0
 
