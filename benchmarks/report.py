@@ -189,7 +189,13 @@ def _startup_lines(results: Results) -> list[str]:
             lines += [
                 f"`from aiosqsworker import App` (the package imports its engine when a name "
                 f"is first used: what a worker pays before it starts): {imports.app_ms:.0f} ms "
-                "of wall time beyond the interpreter's own start.",
+                "of wall time beyond the interpreter's own start"
+                + (
+                    f", {imports.app_cpu_ms:.0f} ms of CPU time "
+                    f"(`import aiosqsworker`: {imports.cpu_ms:.0f} ms)."
+                    if imports.app_cpu_ms is not None and imports.cpu_ms is not None
+                    else "."
+                ),
                 "",
             ]
     if results.launch:

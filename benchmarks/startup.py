@@ -4,7 +4,8 @@
   of the package's cumulative import time), and the wall time of ``python -c "import
   aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out), and the
   ratio of the two; the same wall time for ``from aiosqsworker import App`` (the package
-  imports its engine when a name is first used: this is what a worker pays). Medians of
+  imports its engine when a name is first used: this is what a worker pays); the CPU time
+  of each beyond ``python -c pass``'s, steadier on a shared machine. Medians of
   `runs`, each in a fresh process with the contenders' environment, the commands
   alternated so that they share the machine's noise. The imports read bytecode, as an
   installed package's do, written outside the tree by a first, untimed, run (the contenders
@@ -20,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -52,6 +54,10 @@ class ImportTimes:
     app_ms: float | None = None
     #: Whether the imports read bytecode (as an installed package's do) or compiled sources.
     bytecode: bool = True
+    #: CPU time (user + system) beyond python -c pass's, of each import: steadier than the
+    #: wall time on a machine that other work shares.
+    cpu_ms: float | None = None
+    app_cpu_ms: float | None = None
 
     @property
     def ratio(self) -> float:
@@ -59,10 +65,15 @@ class ImportTimes:
         return (self.wall_ms + self.interpreter_ms) / self.interpreter_ms
 
 
-def _wall(code: str, python: str, env: dict[str, str]) -> float:
+def _run(code: str, python: str, env: dict[str, str]) -> tuple[float, float]:
+    """The wall and CPU time, in milliseconds, of ``python -c code``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     subprocess.run([python, "-c", code], env=env, cwd=PROJECT_ROOT, check=True)
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall * 1000, cpu * 1000
 
 
 def _importtime_us(python: str, module: str, env: dict[str, str]) -> int:
@@ -101,14 +112,18 @@ def import_times(
         env = _environment(cache if bytecode else None)
         codes = ("pass", "import aiosqsworker", APP_IMPORT)
         for code in codes:
-            _wall(code, python, env)
+            _run(code, python, env)
         cumulative: list[float] = []
         walls: dict[str, list[float]] = {code: [] for code in codes}
+        cpus: dict[str, list[float]] = {code: [] for code in codes}
         for _ in range(runs):
             cumulative.append(_importtime_us(python, "aiosqsworker", env) / 1000)
             for code in codes:
-                walls[code].append(_wall(code, python, env) * 1000)
+                wall, cpu = _run(code, python, env)
+                walls[code].append(wall)
+                cpus[code].append(cpu)
     interpreter = statistics.median(walls["pass"])
+    interpreter_cpu = statistics.median(cpus["pass"])
     return ImportTimes(
         runs=runs,
         importtime_ms=statistics.median(cumulative),
@@ -116,6 +131,8 @@ def import_times(
         interpreter_ms=interpreter,
         app_ms=statistics.median(walls[APP_IMPORT]) - interpreter,
         bytecode=bytecode,
+        cpu_ms=statistics.median(cpus["import aiosqsworker"]) - interpreter_cpu,
+        app_cpu_ms=statistics.median(cpus[APP_IMPORT]) - interpreter_cpu,
     )
 
 
@@ -175,8 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"  {times.importtime_ms:.0f} ms by -X importtime (cumulative, the package)\n"
         f"  {times.wall_ms:.0f} ms wall beyond `python -c pass` "
         f"({times.wall_ms + times.interpreter_ms:.0f} against {times.interpreter_ms:.0f} ms, "
-        f"{times.ratio:.2f}x)\n"
-        f"  {times.app_ms:.0f} ms wall beyond it for `{APP_IMPORT}` (the engine)"
+        f"{times.ratio:.2f}x), {times.cpu_ms:.0f} ms CPU beyond it\n"
+        f"  {times.app_ms:.0f} ms wall, {times.app_cpu_ms:.0f} ms CPU beyond it for "
+        f"`{APP_IMPORT}` (the engine)"
     )
     return 0
 
