@@ -94,31 +94,12 @@ __all__ = [
     "log_to",
 ]
 
-#: The module that defines each public name, imported the first time the name is used.
+#: The module that defines each public name, imported the first time the name is used; the
+#: other names of `__all__` are the exceptions of `._errors`.
 _HOMES: dict[str, tuple[str, ...]] = {
     "._app": ("App",),
     "._config": ("AppConfig", "Breaker", "ConsumerConfig", "ConsumerSettings", "Middleware"),
     "._consumer.stats": ("ConsumerStatistics",),
-    "._errors": (
-        "AccessDeniedError",
-        "AioSQSWorkerError",
-        "ConfigurationError",
-        "CredentialsError",
-        "CredentialsUnavailableError",
-        "DependencyDown",
-        "HandlerProcessError",
-        "HandlerSignatureError",
-        "MessageDecodeError",
-        "PartialBatchFailure",
-        "PayloadError",
-        "PayloadNotFoundError",
-        "QueueNotFoundError",
-        "ReceiptHandleInvalidError",
-        "Reject",
-        "Retry",
-        "SQSError",
-        "TransientSQSError",
-    ),
     "._logging": ("log_to",),
     "._message": ("Message",),
     "._producer": ("Producer", "SendOptions"),
@@ -132,7 +113,7 @@ _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 if not _typing.TYPE_CHECKING:  # at run time only: to a type checker, a typo stays an error
 
     def __getattr__(name: str) -> object:
-        module = _HOME_OF.get(name)
+        module = _HOME_OF.get(name, "._errors" if name in __all__ else None)
         if module is None:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         value = getattr(_importlib.import_module(module, __name__), name)

@@ -22,7 +22,8 @@ HEAVY = ("aiobotocore", "aiohttp", "anyio", "asyncio", "botocore", "multiprocess
 
 
 def loaded_after(code: str) -> dict[str, list[str]]:
-    """Run `code` in a fresh interpreter; what it imported, and what it printed (one line)."""
+    """Run `code` in a fresh interpreter: the heavy libraries and package modules it
+    imported, and the lines it printed."""
     script = f"import sys\n{code}\nimport json\nprint(json.dumps(sorted(sys.modules)))\n"
     completed = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
