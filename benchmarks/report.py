@@ -176,13 +176,28 @@ def _startup_lines(results: Results) -> list[str]:
     lines: list[str] = []
     imports = results.imports
     if imports is not None:
+        source = "from bytecode, as installed" if imports.bytecode else "no bytecode"
         lines += [
-            f"`import aiosqsworker`, median of {imports.runs} fresh processes: "
+            f"`import aiosqsworker`, median of {imports.runs} fresh processes ({source}): "
             f"**{imports.importtime_ms:.0f} ms** by `python -X importtime` (the package's "
             f"cumulative import time), {imports.wall_ms:.0f} ms of wall time beyond the "
-            f"interpreter's own start ({imports.interpreter_ms:.0f} ms for `python -c pass`).",
+            f"interpreter's own start ({imports.interpreter_ms:.0f} ms for `python -c pass`, "
+            f"{imports.ratio:.2f}x; alone: `python -m benchmarks.startup --runs 15`).",
             "",
         ]
+        if imports.app_ms is not None:
+            lines += [
+                f"`from aiosqsworker import App` (the package imports its engine when a name "
+                f"is first used: what a worker pays before it starts): {imports.app_ms:.0f} ms "
+                "of wall time beyond the interpreter's own start"
+                + (
+                    f", {imports.app_cpu_ms:.0f} ms of CPU time "
+                    f"(`import aiosqsworker`: {imports.cpu_ms:.0f} ms)."
+                    if imports.app_cpu_ms is not None and imports.cpu_ms is not None
+                    else "."
+                ),
+                "",
+            ]
     if results.launch:
         lines += [
             "Launch to the first message: the wall time from just before the process is "

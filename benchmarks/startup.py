@@ -2,8 +2,15 @@
 
 - **import**: ``python -X importtime -c "import aiosqsworker"`` (the interpreter's own account
   of the package's cumulative import time), and the wall time of ``python -c "import
-  aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out); medians
-  of `runs`, each in a fresh process with the contenders' environment.
+  aiosqsworker"`` less that of ``python -c pass`` (interpreter start-up taken out), and the
+  ratio of the two; the same wall time for ``from aiosqsworker import App`` (the package
+  imports its engine when a name is first used: this is what a worker pays); the CPU time
+  of each beyond ``python -c pass``'s, steadier on a shared machine. Medians of
+  `runs`, each in a fresh process with the contenders' environment, the commands
+  alternated so that they share the machine's noise. The imports read bytecode, as an
+  installed package's do, written outside the tree by a first, untimed, run (the contenders
+  otherwise run with ``PYTHONDONTWRITEBYTECODE``, compiling every module in every process).
+  ``python -m benchmarks.startup [--runs N] [--no-bytecode]`` measures the imports alone.
 - **launch to first message**: the wall time from just before a contender process is
   started to its first handled message. It releases the one message of the run as soon as
   it is ready to consume (``--launch``: no settling pause), as it opens its window in the
@@ -13,9 +20,12 @@
 
 from __future__ import annotations
 
+import argparse
+import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +37,8 @@ __all__ = ["ImportTimes", "import_times", "run_launch"]
 
 #: The contenders whose launch is timed, when present in the run.
 LAUNCHED = ("aiosqsworker", "celery-sqs")
+#: What a worker imports before it starts: the engine, behind the package's lazy names.
+APP_IMPORT = "from aiosqsworker import App"
 
 
 @dataclass(frozen=True)
@@ -37,18 +49,37 @@ class ImportTimes:
     importtime_ms: float  # -X importtime's cumulative figure for the package
     wall_ms: float  # python -c "import aiosqsworker" less python -c pass
     interpreter_ms: float  # python -c pass
+    #: python -c "from aiosqsworker import App" less python -c pass: the package loads its
+    #: engine when a name is first used, so this is what a worker's start pays.
+    app_ms: float | None = None
+    #: Whether the imports read bytecode (as an installed package's do) or compiled sources.
+    bytecode: bool = True
+    #: CPU time (user + system) beyond python -c pass's, of each import: steadier than the
+    #: wall time on a machine that other work shares.
+    cpu_ms: float | None = None
+    app_cpu_ms: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        """Whole process with the import over the bare interpreter's (medians)."""
+        return (self.wall_ms + self.interpreter_ms) / self.interpreter_ms
 
 
-def _wall(code: str, python: str) -> float:
+def _run(code: str, python: str, env: dict[str, str]) -> tuple[float, float]:
+    """The wall and CPU time, in milliseconds, of ``python -c code``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    subprocess.run([python, "-c", code], env=child_environment(), cwd=PROJECT_ROOT, check=True)
-    return time.perf_counter() - started
+    subprocess.run([python, "-c", code], env=env, cwd=PROJECT_ROOT, check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall * 1000, cpu * 1000
 
 
-def _importtime_us(python: str, module: str) -> int:
+def _importtime_us(python: str, module: str, env: dict[str, str]) -> int:
     completed = subprocess.run(
         [python, "-X", "importtime", "-c", f"import {module}"],
-        env=child_environment(),
+        env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
         check=True,
@@ -61,21 +92,47 @@ def _importtime_us(python: str, module: str) -> int:
     raise RuntimeError(f"-X importtime printed no line for {module}")
 
 
-def import_times(runs: int = 5, python: str = sys.executable) -> ImportTimes:
-    """`import aiosqsworker`, `runs` times each way (interleaved, to share the noise)."""
-    cumulative: list[float] = []
-    walls: list[float] = []
-    bare: list[float] = []
-    for _ in range(runs):
-        cumulative.append(_importtime_us(python, "aiosqsworker") / 1000)
-        bare.append(_wall("pass", python) * 1000)
-        walls.append(_wall("import aiosqsworker", python) * 1000)
-    interpreter = statistics.median(bare)
+def _environment(bytecode_cache: str | None) -> dict[str, str]:
+    """The contenders' environment; with `bytecode_cache`, bytecode is written there and read
+    back, as an installed package's is (the contenders' runs compile the project's sources in
+    every process, which is not what a user's import costs)."""
+    env = child_environment()
+    if bytecode_cache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = bytecode_cache  # outside the tree
+    return env
+
+
+def import_times(
+    runs: int = 5, python: str = sys.executable, *, bytecode: bool = True
+) -> ImportTimes:
+    """`import aiosqsworker`, `runs` times each way (interleaved, to share the noise); with
+    `bytecode`, from bytecode compiled by a first, untimed, run of each command."""
+    with tempfile.TemporaryDirectory(prefix="aiosqsworker-bytecode-") as cache:
+        env = _environment(cache if bytecode else None)
+        codes = ("pass", "import aiosqsworker", APP_IMPORT)
+        for code in codes:
+            _run(code, python, env)
+        cumulative: list[float] = []
+        walls: dict[str, list[float]] = {code: [] for code in codes}
+        cpus: dict[str, list[float]] = {code: [] for code in codes}
+        for _ in range(runs):
+            cumulative.append(_importtime_us(python, "aiosqsworker", env) / 1000)
+            for code in codes:
+                wall, cpu = _run(code, python, env)
+                walls[code].append(wall)
+                cpus[code].append(cpu)
+    interpreter = statistics.median(walls["pass"])
+    interpreter_cpu = statistics.median(cpus["pass"])
     return ImportTimes(
         runs=runs,
         importtime_ms=statistics.median(cumulative),
-        wall_ms=statistics.median(walls) - interpreter,
+        wall_ms=statistics.median(walls["import aiosqsworker"]) - interpreter,
         interpreter_ms=interpreter,
+        app_ms=statistics.median(walls[APP_IMPORT]) - interpreter,
+        bytecode=bytecode,
+        cpu_ms=statistics.median(cpus["import aiosqsworker"]) - interpreter_cpu,
+        app_cpu_ms=statistics.median(cpus[APP_IMPORT]) - interpreter_cpu,
     )
 
 
@@ -113,3 +170,34 @@ def run_launch(
                 )
             )
     return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the import figures: ``python -m benchmarks.startup --runs 15``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.startup",
+        description="How long `import aiosqsworker` takes, in fresh processes.",
+    )
+    parser.add_argument("--runs", type=int, default=15, help="fresh processes each way")
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="compile every module from source in every process (PYTHONDONTWRITEBYTECODE)",
+    )
+    args = parser.parse_args(argv)
+    times = import_times(args.runs, bytecode=not args.no_bytecode)
+    print(
+        f"import aiosqsworker, median of {times.runs} fresh processes each way, "
+        f"{'from bytecode' if times.bytecode else 'compiled from source'}:\n"
+        f"  {times.importtime_ms:.0f} ms by -X importtime (cumulative, the package)\n"
+        f"  {times.wall_ms:.0f} ms wall beyond `python -c pass` "
+        f"({times.wall_ms + times.interpreter_ms:.0f} against {times.interpreter_ms:.0f} ms, "
+        f"{times.ratio:.2f}x), {times.cpu_ms:.0f} ms CPU beyond it\n"
+        f"  {times.app_ms:.0f} ms wall, {times.app_cpu_ms:.0f} ms CPU beyond it for "
+        f"`{APP_IMPORT}` (the engine)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

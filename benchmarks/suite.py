@@ -98,7 +98,7 @@ class Plan:
     deadline: float = 60.0
     loop: str = "uvloop"
     #: Fresh processes timed for `import aiosqsworker`, and launches to a first message.
-    import_runs: int = 5
+    import_runs: int = 15
     launch_runs: int = 3
 
     @classmethod

@@ -26,9 +26,7 @@ child stands alone:
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import multiprocessing
 import os
 import pickle
 import select
@@ -40,15 +38,17 @@ import traceback
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from .._errors import HandlerProcessError
 from .._text import public_name
 from .timeouts import TimeLimit, definition_of
+
+if TYPE_CHECKING:  # multiprocessing is imported when a pool starts, not with the engine
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
 
 __all__ = [
     "ProcessPool",
@@ -112,7 +112,10 @@ def describe_exit(exitcode: int | None) -> str:
 
 def in_handler_process() -> bool:
     """Whether this is one of the pool's children (which must never run an app itself)."""
-    return multiprocessing.current_process().name == CHILD_NAME
+    # A child is started by multiprocessing's spawn, which has imported it: where it is not
+    # imported, this is no child, and the check does not import it.
+    multiprocessing = sys.modules.get("multiprocessing")
+    return multiprocessing is not None and multiprocessing.current_process().name == CHILD_NAME
 
 
 def _serve(conn: Connection, parent: int) -> None:
@@ -157,6 +160,8 @@ def die_with_parent(parent: int, *, kernel: bool = True) -> None:
 
 
 def _ask_kernel_for_death_signal() -> bool:
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         result: int = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -311,6 +316,8 @@ class ProcessPool:
     def __init__(self, size: int) -> None:
         self.size = size
         self.started = 0  # children started, replacements included
+        import multiprocessing
+
         self._context = multiprocessing.get_context("spawn")
         self._slots = anyio.Semaphore(size)
         self._idle: list[_Child] = []

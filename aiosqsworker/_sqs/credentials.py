@@ -18,14 +18,16 @@ shared by both clients:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._errors import CredentialsError, CredentialsUnavailableError, SQSError
 from .sigv4 import FrozenCredentials
+
+if TYPE_CHECKING:  # asyncio is imported by the first refresh: not by `@consumer` definitions
+    import asyncio
 
 __all__ = ["DEFAULT_OUTAGE_LIMIT", "CredentialOutage", "CredentialSource", "fetch_pause"]
 
@@ -130,6 +132,8 @@ class CredentialSource:
         """
         if self._fetch is None and self._outage is None and not self._due():
             return await self._get()  # botocore's cached credentials: no I/O
+        import asyncio
+
         if self._fetch is None:
             outage = self._outage
             now = self._clock()
