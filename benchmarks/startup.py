@@ -8,14 +8,15 @@
   of each beyond ``python -c pass``'s, steadier on a shared machine. Medians of
   `runs`, each in a fresh process with the contenders' environment, the commands
   alternated so that they share the machine's noise. The imports read bytecode, as an
-  installed package's do, written outside the tree by a first, untimed, run (the contenders
-  otherwise run with ``PYTHONDONTWRITEBYTECODE``, compiling every module in every process).
+  installed package's do, written outside the tree by a first, untimed, run
+  (``--no-bytecode``: compiled from source in every process instead).
   ``python -m benchmarks.startup [--runs N] [--no-bytecode]`` measures the imports alone.
 - **launch to first message**: the wall time from just before a contender process is
   started to its first handled message. It releases the one message of the run as soon as
   it is ready to consume (``--launch``: no settling pause), as it opens its window in the
   other runs, so every contender is timed alike. aiosqsworker beside celery when the celery
-  peer is installed (`benchmarks/peers`), in turn, medians of `runs`.
+  peer is installed (`benchmarks/peers`), in turn, medians of `runs`, after an untimed
+  launch of each that writes its bytecode (`harness.BYTECODE_CACHE`).
 """
 
 from __future__ import annotations
@@ -97,9 +98,11 @@ def _environment(bytecode_cache: str | None) -> dict[str, str]:
     back, as an installed package's is (the contenders' runs compile the project's sources in
     every process, which is not what a user's import costs)."""
     env = child_environment()
-    if bytecode_cache is not None:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = bytecode_cache  # outside the tree
+    if bytecode_cache is None:
+        env.pop("PYTHONPYCACHEPREFIX", None)
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env["PYTHONPYCACHEPREFIX"] = bytecode_cache  # a fresh one: written by a first run
     return env
 
 
@@ -144,10 +147,11 @@ def run_launch(
     loop: str,
     progress: Callable[[str], None],
 ) -> dict[str, list[Outcome]]:
-    """Each of `LAUNCHED` among `contenders`, `runs` times in turn, one waiting message."""
+    """Each of `LAUNCHED` among `contenders`, `runs` times in turn, one waiting message,
+    after an untimed launch of each (its bytecode written, as an installed package has it)."""
     chosen = [c for c in contenders if c.name in LAUNCHED]
     results: dict[str, list[Outcome]] = {c.name: [] for c in chosen}
-    for _ in range(runs):
+    for run in range(runs + 1):
         for contender in chosen:
             outcome = run_contender(
                 contender,
@@ -160,6 +164,8 @@ def run_launch(
                 responder=responder,
                 launch=True,
             )
+            if run == 0:
+                continue  # the warm-up
             results[contender.name].append(outcome)
             progress(
                 f"  [launch] {contender.name:<24} "
