@@ -162,6 +162,8 @@ class Slots:
         self._consumer = consumer
         self._on_exit = on_exit
         self._breaker = breaker
+        #: While the breaker is not closed, every ending goes through `_settle` (it is told).
+        self._watched = False
         self._limit = config.concurrency
         self._slots: set[asyncio.Task[None]] = set()
         self._staffed = 0  # slots not retiring
@@ -249,11 +251,9 @@ class Slots:
         if not self._slots and self._all_ended is not None:
             self._all_ended.set()
 
-    async def _next(self) -> Lease | None:
-        """The next buffered message still ours and free to start, or None once this slot
-        should end (the buffer is closed, or the slot retires under a lowered limit)."""
-        task = asyncio.current_task()
-        assert task is not None
+    async def _next(self, task: asyncio.Task[None]) -> Lease | None:
+        """The next buffered message still ours and free to start, or None once the slot,
+        `task`, should end (the buffer is closed, or the slot retires under a lowered limit)."""
         while True:
             if task in self._retiring:
                 return None
@@ -313,7 +313,9 @@ class Slots:
             error,
             lost=lease.lost,
             cancelled=cancelled,
-            last_attempt=dead_letters is not None and dead_letters.is_last_attempt(lease.message),
+            last_attempt=error is not None
+            and dead_letters is not None
+            and dead_letters.is_last_attempt(lease.message),
             has_dead_letter_queue=dead_letters is not None,
             on_decode_error=self._config.on_decode_error,
         )
@@ -326,12 +328,13 @@ class Slots:
         # each at 10,000 slots.
         task = asyncio.current_task()
         assert task is not None
+        clock = asyncio.get_running_loop().time  # `now()`, looked up once per slot
         counters = self._counters
         guard = self._idempotency
-        while (lease := await self._next()) is not None:
+        while (lease := await self._next(task)) is not None:
             counters.running += 1
             ended, error = True, None
-            started = now()
+            started = clock()
             if self._ages:
                 self._record_ages(lease, started)
             try:
@@ -353,19 +356,27 @@ class Slots:
                     self._conclude(lease, self._outcome(lease, None, cancelled=True), None)
             if ended and lease.holder_cancelled:
                 task.uncancel()  # the handler swallowed its lease's cancellation: take it back
-            if ended:
-                counters.latency.record(now() - started)
+            if not ended:
+                continue
+            counters.latency.record(clock() - started)
+            if error is None and not lease.lost and not self._watched:
+                # The usual ending, a success on a lease still ours: what `_settle` decides
+                # for it, without a coroutine per message.
+                self._carry_out(lease, Outcome.ACK, 0)
+            else:
                 self._log_timeout(lease, error)
                 await self._settle(lease, error)
 
     # A list of messages per call.
 
     async def _batch_slot(self) -> None:
-        while (first := await self._next()) is not None:
+        task = asyncio.current_task()
+        assert task is not None
+        while (first := await self._next(task)) is not None:
             batch = [first]
             with anyio.move_on_after(self._config.batch_window):
                 while len(batch) < self._config.batch_size:
-                    lease = await self._next()
+                    lease = await self._next(task)
                     if lease is None:
                         break
                     batch.append(lease)
@@ -427,6 +438,7 @@ class Slots:
     def watch_breaker(self, watching: bool) -> None:
         """While the breaker is open or probing, a message's ending may close it; closed,
         nothing is added to a message's path (the per-message cost stays the same)."""
+        self._watched = watching
         if watching:
             self._settle = self._settle_watched  # type: ignore[method-assign]
         else:
