@@ -21,11 +21,15 @@ from typing import Any, Concatenate, Literal, ParamSpec, TypedDict, TypeVar
 from ._errors import ConfigurationError
 from ._sqs.base import SQSClient, missing_client_members
 from ._sqs.credentials import DEFAULT_OUTAGE_LIMIT
+from ._sqs.limits import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
 from ._text import plural
 from .idempotency import IdempotencyKey, IdempotencyStore
 
 __all__ = [
     "ENV_PREFIX",
+    "MAX_BATCH",  # SQS's numbers, from _sqs/limits.py, for the modules that import them here
+    "MAX_VISIBILITY",
+    "MAX_WAIT_TIME",
     "AppConfig",
     "Breaker",
     "ConsumerConfig",
@@ -41,11 +45,7 @@ __all__ = [
     "worker_count",
 ]
 
-#: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
 MAX_SHUTDOWN_TIMEOUT = 24 * 3600
-MAX_WAIT_TIME = 20
-MAX_BATCH = 10
-MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
 MAX_PROCESSES = 1024
 MAX_WORKERS = 1024

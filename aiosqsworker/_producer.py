@@ -38,7 +38,7 @@ from ._config import (
 from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
 from ._sqs.checksums import md5_of_body
-from ._sqs.limits import MAX_ATTRIBUTES
+from ._sqs.limits import MAX_ATTRIBUTES, MAX_DELAY
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import (
     RESERVED_ATTRIBUTES,
@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
+    "MAX_DELAY",
     "MAX_MESSAGE_BYTES",
     "BatchingSender",
     "PayloadSending",
@@ -74,7 +75,6 @@ logger = logging.getLogger("aiosqsworker.producer")
 #: What a queue takes when its MaximumMessageSize cannot be read: the size many queues (and
 #: AWS's extended client) still use, so that an offloading sender errs on the safe side.
 UNKNOWN_LIMIT = 262_144
-MAX_DELAY = 900
 MAX_ATTEMPTS = 3
 T = TypeVar("T")
 
