@@ -47,6 +47,7 @@ from ._sqs.payloads import (
     pointer_attributes,
     pointer_body,
 )
+from ._sqs.rules import Refusal, attribute_count_refusal, message_refusal, size_refusal
 from ._sqs.urls import queue_name
 from .tracing import with_trace_context
 
@@ -118,12 +119,17 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> dict[str, dict
             encoded[name] = {"DataType": "Binary", "BinaryValue": value}
         else:
             encoded[name] = {"DataType": "String", "StringValue": str(value)}
-    if len(encoded) > MAX_ATTRIBUTES:
-        raise ConfigurationError(
-            f"{len(encoded)} message attributes given: "
-            f"SQS allows at most {MAX_ATTRIBUTES} per message"
-        )
+    refusal = attribute_count_refusal(len(encoded))
+    if refusal is not None:
+        raise refused(refusal)
     return encoded
+
+
+def refused(refusal: Refusal) -> ConfigurationError:
+    """The error for a message SQS would refuse: raised before anything is sent."""
+    return ConfigurationError(
+        f"{refusal.hint}: nothing was sent (SQS would answer {refusal.code}: {refusal.message})"
+    )
 
 
 def fifo_send_problem(queue_url: str, *, group_id: str | None, delay: int) -> str | None:
@@ -291,7 +297,9 @@ class PayloadSending:
     offload: PayloadOffload = "over-limit"
 
 
-def _too_large(size: int, limit: int | None, queue_url: str) -> ConfigurationError:
+def _too_large(
+    size: int, limit: int | None, queue_url: str, refusal: Refusal | None
+) -> ConfigurationError:
     if limit is None or limit >= MAX_MESSAGE_BYTES:
         where = f"over SQS's limit of {MAX_MESSAGE_BYTES} bytes"
     else:
@@ -299,9 +307,10 @@ def _too_large(size: int, limit: int | None, queue_url: str) -> ConfigurationErr
             f"over the MaximumMessageSize of queue {queue_name(queue_url)} ({limit} bytes; "
             f"SQS allows up to {MAX_MESSAGE_BYTES})"
         )
+    answer = f" (SQS would answer {refusal.code}: {refusal.message})" if refusal else ""
     return ConfigurationError(
-        f"message of {size} bytes (body and attributes) is {where}: nothing was sent. Give "
-        "App/Producer payload_bucket=... to send large bodies through S3, or raise the "
+        f"message of {size} bytes (body and attributes) is {where}: nothing was sent{answer}. "
+        "Give App/Producer payload_bucket=... to send large bodies through S3, or raise the "
         "queue's MaximumMessageSize"
     )
 
@@ -330,10 +339,16 @@ class BatchingSender:
         text = encode_body(body)
         encoded = encode_attributes(options.get("attributes"))
         size = message_size(text, encoded)
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY:
-            raise ConfigurationError(
-                f"delay={delay!r} is invalid: it must be a whole number of seconds from 0 to 900"
-            )
+        refusal = message_refusal(
+            text,
+            encoded,
+            delay=delay,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
+            limit=None,  # held against the queue's own limit below, or sent through S3
+        )
+        if refusal is not None:
+            raise refused(refusal)
         problem = fifo_send_problem(queue_url, group_id=group_id, delay=delay)
         if problem is not None:
             raise ConfigurationError(problem)
@@ -348,7 +363,8 @@ class BatchingSender:
             always=payloads is not None and payloads.offload == "always",
         )
         if decision == "refuse":
-            raise _too_large(size, limit, queue_url)
+            refusal = size_refusal(text, encoded, MAX_MESSAGE_BYTES if limit is None else limit)
+            raise _too_large(size, limit, queue_url, refusal)
         if decision == "offload":
             assert payloads is not None
             assert payloads.bucket is not None

@@ -35,6 +35,7 @@ from typing import Any
 from .._errors import MessageDecodeError, PayloadError, SQSError
 from .._message import Message, from_epoch_millis
 from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
+from .._sqs.limits import MAX_ATTRIBUTES
 from .._sqs.payloads import (
     RESERVED_ATTRIBUTES,
     PayloadStore,
@@ -59,8 +60,6 @@ __all__ = [
 logger = logging.getLogger("aiosqsworker.deadletter")
 
 FAILURE_ATTRIBUTE = "aiosqsworker.failure"
-#: SQS allows ten message attributes; the failure record takes one of them.
-MAX_MESSAGE_ATTRIBUTES = 10
 MAX_ERROR_TEXT = 1000
 
 
@@ -132,7 +131,7 @@ def dead_letter_attributes(
     names += [name for name in own if name not in RESERVED_ATTRIBUTES]
     kept: dict[str, Mapping[str, Any]] = {}
     for name in names:
-        if len(kept) == MAX_MESSAGE_ATTRIBUTES - 1:
+        if len(kept) == MAX_ATTRIBUTES - 1:  # the failure record takes the last one
             break
         if name != FAILURE_ATTRIBUTE:
             kept[name] = {k: v for k, v in own[name].items() if k != "StringListValues" and v}

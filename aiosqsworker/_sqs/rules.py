@@ -255,19 +255,21 @@ def message_refusal(
     delay: object = None,
     group_id: object = None,
     deduplication_id: object = None,
-    limit: int = MAX_MESSAGE_BYTES,
+    limit: int | None = MAX_MESSAGE_BYTES,
 ) -> Refusal | None:
     """The first rule one message breaks, in the order SQS checks them; None if it breaks none.
 
-    `limit` is the queue's MaximumMessageSize (at most 1 MiB); a `delay` of None is the
-    queue's own. Whether the queue takes a group id or a delay (FIFO or not) is the caller's.
+    `limit` is the queue's MaximumMessageSize (at most 1 MiB), or None when the caller holds
+    the size against the queue itself (a sender that may store the body in S3 instead); a
+    `delay` of None is the queue's own. Whether the queue takes a group id or a delay (FIFO
+    or not) is the caller's.
     """
     attributes = attributes or {}
     refusal = body_refusal(body) or attributes_refusal(attributes)
     if refusal is None:
         assert isinstance(body, str)
         refusal = (
-            size_refusal(body, attributes, limit)
+            (size_refusal(body, attributes, limit) if limit is not None else None)
             or fifo_id_refusal("MessageGroupId", group_id)
             or fifo_id_refusal("MessageDeduplicationId", deduplication_id)
         )
