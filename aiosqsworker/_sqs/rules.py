@@ -137,27 +137,31 @@ def attribute_count_refusal(count: int) -> Refusal | None:
 
 def attribute_name_refusal(name: object) -> Refusal | None:
     """A message attribute name SQS refuses (its length, characters, dots, reserved prefix)."""
+    # For a character outside the set, the text local servers (moto) copy from SQS; for the
+    # length, the dots and the reserved prefixes the text is unverified (SQS answers
+    # InvalidParameterValue; we have not seen its own words).
+    message = (
+        f"Message (user) attribute name {name!r} is invalid: use 1 to {MAX_ATTRIBUTE_NAME} of "
+        "A-Z, a-z, 0-9, '_', '-' and '.', not starting or ending with '.', without '..', and "
+        "not starting with 'AWS.' or 'Amazon.'."
+    )
     if not isinstance(name, str) or not name:
         why = "a name must be a non-empty string"
     elif len(name) > MAX_ATTRIBUTE_NAME:
         why = f"a name is at most {MAX_ATTRIBUTE_NAME} characters"
     elif not ATTRIBUTE_NAME.fullmatch(name):
         why = "a name may hold only letters, digits, '_', '-' and '.'"
+        message = (
+            f"The message attribute name '{name}' is invalid. Attribute name can contain A-Z, "
+            "a-z, 0-9, underscore (_), hyphen (-), and period (.) characters."
+        )
     elif name.lower().startswith(RESERVED_ATTRIBUTE_PREFIXES):
         why = "names starting with 'AWS.' or 'Amazon.' are reserved"
     elif name.startswith(".") or name.endswith(".") or ".." in name:
         why = "a name may not start or end with '.', nor hold '..'"
     else:
         return None
-    # Unverified text: SQS answers InvalidParameterValue; its words for each case vary.
-    return Refusal(
-        _INVALID,
-        f"Message (user) attribute name {name!r} is invalid: use 1 to {MAX_ATTRIBUTE_NAME} of "
-        "A-Z, a-z, 0-9, '_', '-' and '.', not starting or ending with '.', without '..', and "
-        "not starting with 'AWS.' or 'Amazon.'.",
-        "MessageAttributes",
-        why,
-    )
+    return Refusal(_INVALID, message, "MessageAttributes", why)
 
 
 def data_type_refusal(name: str, data_type: object) -> Refusal | None:
