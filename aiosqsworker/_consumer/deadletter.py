@@ -43,13 +43,13 @@ from .._sqs.payloads import (
     pointer_attributes,
     pointer_body,
 )
+from .._sqs.redrive import FAILURE_ATTRIBUTE
 from .._text import plural, public_name
 from .procpool import RemoteTraceback
 from .receivecount import has_receive_count
 from .timeouts import StuckAt
 
 __all__ = [
-    "FAILURE_ATTRIBUTE",
     "DeadLetterQueue",
     "dead_letter_attributes",
     "dead_letter_entry",
@@ -59,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger("aiosqsworker.deadletter")
 
-FAILURE_ATTRIBUTE = "aiosqsworker.failure"
 MAX_ERROR_TEXT = 1000
 
 

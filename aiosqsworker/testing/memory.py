@@ -50,11 +50,11 @@ from typing import Any, Literal
 import anyio
 import anyio.lowlevel
 
-from .._consumer.queue import RedrivePolicy
 from .._errors import ConfigurationError, QueueNotFoundError, SQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SendBatchResult
 from .._sqs.checksums import md5_of_attributes, md5_of_body
 from .._sqs.errors import Endpoint, sqs_error
+from .._sqs.redrive import RedrivePolicy
 from .._sqs.urls import queue_name
 from ._sqsrules import (
     DEDUPLICATION_WINDOW,

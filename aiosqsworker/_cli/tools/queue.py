@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..._config import AppConfig
-from ..._consumer.queue import RedrivePolicy, parse_redrive_policy
 from ..._errors import ConfigurationError, QueueNotFoundError
 from ..._sqs.base import QueueAdmin
 from ..._sqs.open import open_queue_admin
+from ..._sqs.redrive import RedrivePolicy, parse_redrive_policy
 from ._common import messages_text, queue_depth, queue_name_of, run
 
 __all__ = [

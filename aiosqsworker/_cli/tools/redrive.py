@@ -24,11 +24,11 @@ from typing import Any, Literal
 import anyio
 
 from ..._config import MAX_BATCH
-from ..._consumer.deadletter import FAILURE_ATTRIBUTE
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import BatchingSender, message_size
 from ..._sqs.base import SQSClient
 from ..._sqs.payloads import PayloadStore
+from ..._sqs.redrive import FAILURE_ATTRIBUTE
 from ._common import (
     RECEIVE_WAIT,
     Progress,
