@@ -15,6 +15,7 @@ __all__ = [
     "ATTRIBUTE_NAME",
     "BATCH_ENTRY_ID",
     "DATA_TYPES",
+    "DEDUPLICATION_WINDOW",
     "FIFO_ID",
     "FORBIDDEN_CHARACTER",
     "MAX_ATTRIBUTES",
@@ -25,9 +26,15 @@ __all__ = [
     "MAX_DELAY",
     "MAX_FIFO_ID",
     "MAX_MESSAGE_BYTES",
+    "MAX_QUEUE_NAME",
+    "MAX_RECEIVE_COUNT",
+    "MAX_RETENTION",
     "MAX_VISIBILITY",
     "MAX_WAIT_TIME",
+    "MIN_MESSAGE_SIZE",
+    "MIN_RETENTION",
     "NUMBER",
+    "QUEUE_NAME",
     "RESERVED_ATTRIBUTE_PREFIXES",
 ]
 
@@ -68,3 +75,15 @@ NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 MAX_FIFO_ID = 128
 #: A MessageGroupId or MessageDeduplicationId: alphanumerics and ASCII punctuation.
 FIFO_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+")
+#: Seconds within which a FIFO queue drops a message whose deduplication id it has seen.
+DEDUPLICATION_WINDOW = 300
+#: Characters of a queue's name, ``.fifo`` included.
+MAX_QUEUE_NAME = 80
+#: A queue's name before its ``.fifo``: alphanumerics, '-' and '_'.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+#: The range of a queue's MaximumMessageSize (its top is `MAX_MESSAGE_BYTES`).
+MIN_MESSAGE_SIZE = 1024
+#: The range of a queue's MessageRetentionPeriod, in seconds (1 minute to 14 days).
+MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
+#: The top of a RedrivePolicy's maxReceiveCount.
+MAX_RECEIVE_COUNT = 1000

@@ -33,7 +33,9 @@ from .limits import (
     MAX_DELAY,
     MAX_FIFO_ID,
     MAX_MESSAGE_BYTES,
+    MAX_QUEUE_NAME,
     NUMBER,
+    QUEUE_NAME,
     RESERVED_ATTRIBUTE_PREFIXES,
 )
 
@@ -50,6 +52,7 @@ __all__ = [
     "fifo_id_refusal",
     "message_refusal",
     "message_size",
+    "queue_name_refusal",
     "size_refusal",
 ]
 
@@ -323,3 +326,28 @@ def batch_ids_refusal(operation: str, ids: Sequence[object]) -> Refusal | None:
             )
         seen.add(id_)
     return None
+
+
+def queue_name_refusal(name: str, *, fifo: bool) -> Refusal | None:
+    """A queue name CreateQueue refuses: 1 to 80 alphanumerics, '-' and '_', and a FIFO
+    queue's ending in ``.fifo`` (counted in the 80)."""
+    base = name.removesuffix(".fifo") if fifo else name
+    if len(name) > MAX_QUEUE_NAME:
+        why = f"a queue name is at most {MAX_QUEUE_NAME} characters ({len(name)} given)"
+    elif fifo and base == name:
+        why = f"a FIFO queue's name ends in .fifo: use {name}.fifo"
+    elif not QUEUE_NAME.fullmatch(base):
+        why = "a queue name may hold only letters, digits, '-' and '_' (and end in .fifo)"
+        if not fifo and name.endswith(".fifo"):
+            why += "; a name ending in .fifo is a FIFO queue's (FifoQueue=true)"
+    else:
+        return None
+    # Unverified text: SQS answers InvalidParameterValue in words of its own.
+    return Refusal(
+        _INVALID,
+        f"Queue name {name!r} is invalid: it can only include alphanumeric characters, "
+        f"hyphens, or underscores, 1 to {MAX_QUEUE_NAME} in length"
+        + (", and a FIFO queue's must end in .fifo" if fifo else ""),
+        "QueueName",
+        why,
+    )

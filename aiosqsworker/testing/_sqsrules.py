@@ -13,17 +13,27 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._sqs.limits import MAX_BATCH, MAX_DELAY, MAX_MESSAGE_BYTES, MAX_VISIBILITY, MAX_WAIT_TIME
+from .._sqs.limits import (
+    DEDUPLICATION_WINDOW,
+    MAX_BATCH,
+    MAX_DELAY,
+    MAX_MESSAGE_BYTES,
+    MAX_RETENTION,
+    MAX_VISIBILITY,
+    MAX_WAIT_TIME,
+    MIN_MESSAGE_SIZE,
+    MIN_RETENTION,
+)
 from .._sqs.rules import (
     Refusal,
     batch_ids_refusal,
     message_refusal,
     message_size,
+    queue_name_refusal,
 )
 
 __all__ = [
@@ -43,16 +53,14 @@ __all__ = [
 
 #: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
 MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
-DEDUPLICATION_WINDOW = 300
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
 _NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
 
 #: Queue attributes with a range, their defaults, and the others CreateQueue takes.
 _RANGES = {
     "DelaySeconds": (0, MAX_DELAY),
-    "MaximumMessageSize": (1024, MAX_MESSAGE_BYTES),
-    "MessageRetentionPeriod": (60, 1_209_600),
+    "MaximumMessageSize": (MIN_MESSAGE_SIZE, MAX_MESSAGE_BYTES),
+    "MessageRetentionPeriod": (MIN_RETENTION, MAX_RETENTION),
     "ReceiveMessageWaitTimeSeconds": (0, MAX_WAIT_TIME),
     "VisibilityTimeout": (0, MAX_VISIBILITY),
 }
@@ -126,15 +134,7 @@ def check_queue(name: str, given: Mapping[str, str]) -> dict[str, str]:
                 "InvalidAttributeName", f"Unknown Attribute {key}.{_hint(key, _QUEUE_ATTRIBUTES)}"
             )
     fifo = given.get("FifoQueue") == "true"
-    base = name.removesuffix(".fifo") if fifo else name
-    if not _QUEUE_NAME.fullmatch(base) or len(name) > 80 or (fifo and base == name):
-        raise Refused(
-            "InvalidParameterValue",
-            f"Queue name {name!r} is invalid: it can only include alphanumeric characters, "
-            "hyphens, or underscores, 1 to 80 in length"
-            + (", and a FIFO queue's must end in .fifo" if fifo else "")
-            + (" (a name ending in .fifo needs FifoQueue=true)" if "." in base else ""),
-        )
+    Refused.check(queue_name_refusal(name, fifo=fifo))
     attributes = {**_DEFAULTS, **(_FIFO_DEFAULTS if fifo else {})}
     for key, value in given.items():
         if key in _RANGES:

@@ -14,15 +14,16 @@ from typing import Any, TypeAlias, TypeVar
 
 from ..._config import MAX_VISIBILITY
 from ..._errors import ConfigurationError
-from ..._sqs.limits import MAX_DELAY, MAX_MESSAGE_BYTES
-from ..._sqs.rules import delay_refusal
-from .queue import (
-    DEFAULT_MAX_RECEIVE_COUNT,
+from ..._sqs.limits import (
+    MAX_DELAY,
+    MAX_MESSAGE_BYTES,
     MAX_RECEIVE_COUNT,
     MAX_RETENTION,
     MIN_MESSAGE_SIZE,
     MIN_RETENTION,
 )
+from ..._sqs.rules import delay_refusal
+from .queue import DEFAULT_MAX_RECEIVE_COUNT
 from .send import parse_attribute
 
 __all__ = ["add_admin_parsers"]
