@@ -38,7 +38,7 @@ from ._config import (
 from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientSQSError
 from ._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
 from ._sqs.checksums import md5_of_body
-from ._sqs.limits import MAX_ATTRIBUTES, MAX_DELAY
+from ._sqs.limits import MAX_ATTRIBUTES, MAX_BATCH_BYTES, MAX_DELAY
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import (
     RESERVED_ATTRIBUTES,
@@ -155,7 +155,7 @@ def fifo_send_problem(queue_url: str, *, group_id: str | None, delay: int) -> st
 def batch_is_full(count: int, total: int, size: int) -> bool:
     """Whether a SendMessageBatch of `count` entries and `total` bytes cannot take one of
     `size` more: ten entries, and 1 MiB in all."""
-    return count == MAX_BATCH or total + size > MAX_MESSAGE_BYTES
+    return count == MAX_BATCH or total + size > MAX_BATCH_BYTES
 
 
 @dataclass(eq=False)

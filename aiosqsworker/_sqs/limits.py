@@ -21,6 +21,7 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "MAX_ATTRIBUTE_NAME",
     "MAX_BATCH",
+    "MAX_BATCH_BYTES",
     "MAX_BATCH_ENTRY_ID",
     "MAX_DATA_TYPE",
     "MAX_DELAY",
@@ -42,6 +43,8 @@ __all__ = [
 MAX_MESSAGE_BYTES = 1_048_576
 #: Entries of one batch call; messages one ReceiveMessage returns.
 MAX_BATCH = 10
+#: The messages of one SendMessageBatch together, attributes included.
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
 #: Characters of a batch entry's Id.
 MAX_BATCH_ENTRY_ID = 80
 #: A batch entry's Id: alphanumerics, '-' and '_' (its length is `MAX_BATCH_ENTRY_ID`).

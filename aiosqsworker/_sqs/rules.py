@@ -28,6 +28,7 @@ from .limits import (
     MAX_ATTRIBUTE_NAME,
     MAX_ATTRIBUTES,
     MAX_BATCH,
+    MAX_BATCH_BYTES,
     MAX_BATCH_ENTRY_ID,
     MAX_DATA_TYPE,
     MAX_DELAY,
@@ -46,6 +47,7 @@ __all__ = [
     "attribute_refusal",
     "attributes_refusal",
     "batch_ids_refusal",
+    "batch_size_refusal",
     "body_refusal",
     "data_type_refusal",
     "delay_refusal",
@@ -326,6 +328,21 @@ def batch_ids_refusal(operation: str, ids: Sequence[object]) -> Refusal | None:
             )
         seen.add(id_)
     return None
+
+
+def batch_size_refusal(total: int) -> Refusal | None:
+    """A SendMessageBatch whose messages come to more than 1 MiB together (`message_size`
+    of each entry), refused as a whole before any entry is looked at."""
+    if total <= MAX_BATCH_BYTES:
+        return None
+    return Refusal(
+        "AWS.SimpleQueueService.BatchRequestTooLong",
+        f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent "
+        f"{total} bytes.",
+        "Entries",
+        f"the batch's messages come to {total} bytes: SQS takes at most {MAX_BATCH_BYTES} in "
+        "one call; send fewer at once",
+    )
 
 
 def queue_name_refusal(name: str, *, fifo: bool) -> Refusal | None:

@@ -20,6 +20,7 @@ from typing import Any
 from .._sqs.limits import (
     DEDUPLICATION_WINDOW,
     MAX_BATCH,
+    MAX_BATCH_BYTES,
     MAX_DELAY,
     MAX_MESSAGE_BYTES,
     MAX_RETENTION,
@@ -31,6 +32,7 @@ from .._sqs.limits import (
 from .._sqs.rules import (
     Refusal,
     batch_ids_refusal,
+    batch_size_refusal,
     message_refusal,
     message_size,
     queue_name_refusal,
@@ -52,7 +54,6 @@ __all__ = [
 ]
 
 #: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
-MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
 
 _NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
 
@@ -178,12 +179,7 @@ def check_batch_size(entries: Sequence[Mapping[str, Any]]) -> None:
         message_size(str(entry.get("MessageBody", "")), _as_given(entry.get("MessageAttributes")))
         for entry in entries
     )
-    if total > MAX_BATCH_BYTES:
-        raise Refused(
-            "AWS.SimpleQueueService.BatchRequestTooLong",
-            f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent "
-            f"{total} bytes.",
-        )
+    Refused.check(batch_size_refusal(total))
 
 
 def whole_seconds(value: object, parameter: str, low: int, high: int) -> int:
