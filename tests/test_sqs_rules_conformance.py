@@ -93,8 +93,8 @@ class Case:
         return self.rule
 
 
-def _string(value: str) -> dict[str, Any]:
-    return {"DataType": "String", "StringValue": value}
+def _string(value: str, data_type: str = "String") -> dict[str, Any]:
+    return {"DataType": data_type, "StringValue": value}
 
 
 def _number(value: str, data_type: str = "Number") -> dict[str, Any]:
@@ -155,6 +155,8 @@ CASES = [
     Case("type with a custom label", None, attributes={"n": _number("42", "Number.int")}),
     Case("type 'Integer'", _INVALID, attributes={"n": _number("42", "Integer")}),
     Case("type 'Number.' (empty label)", _INVALID, attributes={"n": _number("42", "Number.")}),
+    Case("type of 256 characters", None, attributes={"n": _string("v", "String." + "x" * 249)}),
+    Case("type of 257 characters", _INVALID, attributes={"n": _string("v", "String." + "x" * 250)}),
     Case("type 'string' (lower case)", _INVALID, attributes={"n": _number("v", "string")}),
     Case("Number '42'", None, attributes={"n": _number("42")}),
     Case("Number '-1.5e3'", None, attributes={"n": _number("-1.5e3")}),
@@ -174,6 +176,7 @@ CASES = [
     Case("group id of 128 punctuation and letters", None, group_id="g!#-." + "g" * 123),
     Case("group id of 129", _INVALID, group_id="g" * 129),
     Case("group id with a space", _INVALID, group_id="a b"),
+    Case("empty group id", _INVALID, group_id=""),
     Case("group id with 'é'", _INVALID, group_id="é"),
     Case("deduplication id of 128", None, group_id="g", deduplication_id="d" * 128),
     Case("deduplication id of 129", _INVALID, group_id="g", deduplication_id="d" * 129),
