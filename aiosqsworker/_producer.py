@@ -47,7 +47,13 @@ from ._sqs.payloads import (
     pointer_attributes,
     pointer_body,
 )
-from ._sqs.rules import Refusal, attribute_count_refusal, message_refusal, size_refusal
+from ._sqs.rules import (
+    Refusal,
+    attribute_count_refusal,
+    message_refusal,
+    queue_message_limit,
+    size_refusal,
+)
 from ._sqs.urls import queue_name
 from .tracing import with_trace_context
 
@@ -280,10 +286,7 @@ class QueueLimits(SharedLookup[int | None]):
                     UNKNOWN_LIMIT,
                 )
                 return None
-            try:
-                return min(int(attributes["MaximumMessageSize"]), MAX_MESSAGE_BYTES)
-            except (KeyError, ValueError):
-                return None
+            return queue_message_limit(attributes)
 
         super().__init__(read)
 

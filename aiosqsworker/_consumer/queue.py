@@ -14,6 +14,7 @@ from .._config import ConsumerConfig
 from .._errors import SQSError
 from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient
 from .._sqs.redrive import RedrivePolicy
+from .._sqs.rules import queue_message_limit
 from .deadletter import DeadLetterQueue
 
 __all__ = ["QueueInfo"]
@@ -71,14 +72,18 @@ class QueueInfo:
 async def _max_message_size(client: SQSClient, queue_url: str) -> int:
     """A queue's MaximumMessageSize; SQS's own limit where it cannot be read."""
     try:
-        attributes = await client.get_queue_attributes(queue_url)
-        return min(int(attributes["MaximumMessageSize"]), MAX_MESSAGE_BYTES)
-    except (SQSError, KeyError, ValueError) as exc:
+        limit = queue_message_limit(await client.get_queue_attributes(queue_url))
+    except SQSError as exc:
+        limit, why = None, str(exc)
+    else:
+        why = "its attributes hold no readable MaximumMessageSize"
+    if limit is None:
         logger.warning(
             "cannot read the MaximumMessageSize of %s (%s): dead-letter copies are sized "
             "for %d bytes",
             queue_url,
-            exc,
+            why,
             MAX_MESSAGE_BYTES,
         )
         return MAX_MESSAGE_BYTES
+    return limit

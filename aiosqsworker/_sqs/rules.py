@@ -54,6 +54,7 @@ __all__ = [
     "fifo_id_refusal",
     "message_refusal",
     "message_size",
+    "queue_message_limit",
     "queue_name_refusal",
     "size_refusal",
 ]
@@ -96,6 +97,15 @@ def _bad_character(text: str, where: str, parameter: str) -> Refusal | None:
         "an SQS message (control characters other than tab, line feed and carriage return "
         "are not): encode the text (JSON escapes it, base64 carries bytes)",
     )
+
+
+def queue_message_limit(attributes: Mapping[str, str]) -> int | None:
+    """The bytes a queue takes in one message: its MaximumMessageSize, never over SQS's 1 MiB;
+    None when its attributes do not say (the caller chooses what to assume)."""
+    try:
+        return min(int(attributes["MaximumMessageSize"]), MAX_MESSAGE_BYTES)
+    except (KeyError, ValueError):
+        return None
 
 
 def body_refusal(body: object) -> Refusal | None:

@@ -31,6 +31,7 @@ from ..._sqs.rules import (
     data_type_refusal,
     fifo_id_refusal,
     message_size,
+    queue_message_limit,
     size_refusal,
 )
 from ._common import Progress, batch_is_full, messages_text, open_client, queue_name_of, run
@@ -134,16 +135,13 @@ class SendTarget:
 
     @classmethod
     def from_attributes(cls, url: str, attributes: Mapping[str, str]) -> SendTarget:
-        try:
-            limit = int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
-        except ValueError:
-            limit = MAX_MESSAGE_BYTES
+        limit = queue_message_limit(attributes)
         return cls(
             url=url,
             name=queue_name_of(url),
             fifo=attributes.get("FifoQueue") == "true" or url.endswith(".fifo"),
             content_based_deduplication=attributes.get("ContentBasedDeduplication") == "true",
-            limit=min(limit, MAX_MESSAGE_BYTES),
+            limit=MAX_MESSAGE_BYTES if limit is None else limit,
         )
 
 
