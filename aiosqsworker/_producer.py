@@ -51,6 +51,7 @@ from ._sqs.rules import (
     Refusal,
     attribute_count_refusal,
     message_refusal,
+    queue_kind_refusal,
     queue_message_limit,
     size_refusal,
 )
@@ -138,24 +139,32 @@ def refused(refusal: Refusal) -> ConfigurationError:
     )
 
 
-def fifo_send_problem(queue_url: str, *, group_id: str | None, delay: int) -> str | None:
-    """Why SQS would refuse this send to a FIFO queue, or None (a FIFO queue's name ends in
-    ``.fifo``, so the URL tells before any call)."""
-    if not queue_url.endswith(".fifo"):
+def fifo_send_problem(
+    queue_url: str, *, group_id: str | None, delay: int, deduplication_id: str | None = None
+) -> str | None:
+    """Why SQS would refuse this send for the queue's kind, or None (a FIFO queue's name ends
+    in ``.fifo``, so the URL tells before any call)."""
+    fifo = queue_url.endswith(".fifo")
+    refusal = queue_kind_refusal(
+        fifo=fifo, group_id=group_id, deduplication_id=deduplication_id, delay=delay
+    )
+    if refusal is None:
         return None
     name = queue_name(queue_url)
-    if group_id is None:
-        return (
+    if refusal.parameter == "MessageGroupId":
+        problem = (
             f"{name} is a FIFO queue: pass group_id=... (its MessageGroupId; messages of one "
             "group are handled in order), and deduplication_id=... unless the queue has "
             "ContentBasedDeduplication"
         )
-    if delay:
-        return (
+    elif refusal.parameter == "DelaySeconds":
+        problem = (
             f"{name} is a FIFO queue: SQS takes no per-message delay there (set the queue's "
             "DelaySeconds instead)"
         )
-    return None
+    else:
+        problem = f"{name} is a standard queue: deduplication_id=... is for FIFO queues only"
+    return f"{problem} (SQS would answer {refusal.code}: {refusal.message})"
 
 
 def batch_is_full(count: int, total: int, size: int) -> bool:
@@ -352,7 +361,9 @@ class BatchingSender:
         )
         if refusal is not None:
             raise refused(refusal)
-        problem = fifo_send_problem(queue_url, group_id=group_id, delay=delay)
+        problem = fifo_send_problem(
+            queue_url, group_id=group_id, delay=delay, deduplication_id=deduplication_id
+        )
         if problem is not None:
             raise ConfigurationError(problem)
         limit = await self._limits.get(queue_url)

@@ -80,6 +80,8 @@ class Case:
     #: SQS's code when the message is a SendMessageBatch's one entry, if not `code`: a
     #: message over 1 MiB makes the whole call too long before the entry is looked at.
     batch_code: str | None = None
+    #: Whether the queue is a FIFO queue (by default: when the case gives a group id).
+    fifo_queue: bool | None = None
 
     @property
     def in_a_batch(self) -> str | None:
@@ -87,7 +89,7 @@ class Case:
 
     @property
     def fifo(self) -> bool:
-        return self.group_id is not None
+        return self.group_id is not None if self.fifo_queue is None else self.fifo_queue
 
     def __str__(self) -> str:
         return self.rule
@@ -178,6 +180,9 @@ CASES = [
     Case("group id with a space", _INVALID, group_id="a b"),
     Case("empty group id", _INVALID, group_id=""),
     Case("group id with 'é'", _INVALID, group_id="é"),
+    Case("FIFO message without a group id", "MissingParameter", fifo_queue=True),
+    Case("FIFO message with a delay of its own", _INVALID, group_id="g", delay=5),
+    Case("standard message with a deduplication id", _INVALID, deduplication_id="d"),
     Case("deduplication id of 128", None, group_id="g", deduplication_id="d" * 128),
     Case("deduplication id of 129", _INVALID, group_id="g", deduplication_id="d" * 129),
 ]

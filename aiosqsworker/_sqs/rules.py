@@ -54,6 +54,7 @@ __all__ = [
     "fifo_id_refusal",
     "message_refusal",
     "message_size",
+    "queue_kind_refusal",
     "queue_message_limit",
     "queue_name_refusal",
     "size_refusal",
@@ -295,6 +296,56 @@ def message_refusal(
     if refusal is None and delay is not None:
         refusal = delay_refusal(delay)
     return refusal
+
+
+_NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
+
+
+def queue_kind_refusal(
+    *,
+    fifo: bool,
+    group_id: object = None,
+    deduplication_id: object = None,
+    delay: object = None,
+    content_based: bool | None = None,
+) -> Refusal | None:
+    """What a FIFO queue requires and a standard queue does not take: a FIFO message needs a
+    MessageGroupId, takes no DelaySeconds of its own, and needs a MessageDeduplicationId
+    unless the queue has ContentBasedDeduplication (`content_based` None: not known, not
+    checked); a standard queue takes no MessageDeduplicationId."""
+    if fifo and group_id is None:
+        return Refusal(
+            "MissingParameter",
+            "The request must contain the parameter MessageGroupId.",
+            "MessageGroupId",
+            "a FIFO queue's message needs a MessageGroupId: messages of one group are "
+            "delivered in order, one at a time",
+        )
+    if fifo and delay:
+        return Refusal(
+            _INVALID,
+            f"Value {delay} for parameter DelaySeconds is invalid. Reason: {_NOT_FOR_THIS_QUEUE}",
+            "DelaySeconds",
+            "a FIFO queue takes no per-message delay: set the queue's DelaySeconds instead",
+        )
+    if fifo and deduplication_id is None and content_based is False:
+        return Refusal(
+            _INVALID,
+            "The queue should either have ContentBasedDeduplication enabled or "
+            "MessageDeduplicationId provided explicitly",
+            "MessageDeduplicationId",
+            "this FIFO queue has no ContentBasedDeduplication: give each message a "
+            "MessageDeduplicationId, or enable ContentBasedDeduplication",
+        )
+    if not fifo and deduplication_id is not None:
+        return Refusal(
+            _INVALID,
+            f"Value {deduplication_id} for parameter MessageDeduplicationId is invalid. "
+            f"Reason: {_NOT_FOR_THIS_QUEUE}",
+            "MessageDeduplicationId",
+            "a MessageDeduplicationId is for FIFO queues only",
+        )
+    return None
 
 
 def batch_ids_refusal(operation: str, ids: Sequence[object]) -> Refusal | None:

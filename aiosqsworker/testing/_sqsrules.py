@@ -35,6 +35,7 @@ from .._sqs.rules import (
     batch_size_refusal,
     message_refusal,
     message_size,
+    queue_kind_refusal,
     queue_name_refusal,
 )
 
@@ -55,7 +56,6 @@ __all__ = [
 
 #: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
 
-_NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
 
 #: Queue attributes with a range, their defaults, and the others CreateQueue takes.
 _RANGES = {
@@ -227,30 +227,17 @@ def check_send_entry(
     )
     assert isinstance(body, str)
     attributes = {name: _attribute_value(value) for name, value in (raw or {}).items()}
-    if fifo and delay:
-        raise Refused(
-            "InvalidParameterValue",
-            f"Value {delay} for parameter DelaySeconds is invalid. Reason: {_NOT_FOR_THIS_QUEUE}",
+    Refused.check(
+        queue_kind_refusal(
+            fifo=fifo,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
+            delay=delay,
+            content_based=content_based,
         )
-    if fifo:
-        if group_id is None:
-            raise Refused(
-                "MissingParameter", "The request must contain the parameter MessageGroupId."
-            )
-        if deduplication_id is None:
-            if not content_based:
-                raise Refused(
-                    "InvalidParameterValue",
-                    "The queue should either have ContentBasedDeduplication enabled or "
-                    "MessageDeduplicationId provided explicitly",
-                )
-            deduplication_id = hashlib.sha256(body.encode()).hexdigest()
-    elif deduplication_id is not None:
-        raise Refused(
-            "InvalidParameterValue",
-            f"Value {deduplication_id} for parameter MessageDeduplicationId is invalid. "
-            f"Reason: {_NOT_FOR_THIS_QUEUE}",
-        )
+    )
+    if fifo and deduplication_id is None:  # content-based: the body's SHA-256
+        deduplication_id = hashlib.sha256(body.encode()).hexdigest()
     return SendEntry(
         body=body,
         message_attributes=attributes,

@@ -31,6 +31,7 @@ from ..._sqs.rules import (
     data_type_refusal,
     fifo_id_refusal,
     message_size,
+    queue_kind_refusal,
     queue_message_limit,
     size_refusal,
 )
@@ -156,22 +157,26 @@ def send_options_problem(
         refusal = fifo_id_refusal(parameter, value)
         if refusal is not None:
             return f"{option}: {refusal.hint}"
-    if target.fifo:
-        if group_id is None:
-            return f"{target.name} is a FIFO queue: give --group-id"
-        if delay:
-            return (
-                f"{target.name} is a FIFO queue: SQS takes no per-message --delay there (set "
-                "the queue's DelaySeconds instead)"
-            )
-        if deduplication_id is None and not target.content_based_deduplication:
-            return (
-                f"{target.name} is a FIFO queue without ContentBasedDeduplication: give "
-                "--dedup-id (for a single message), or enable ContentBasedDeduplication"
-            )
-    elif deduplication_id is not None:
-        return f"--dedup-id is for FIFO queues, and {target.name} is a standard queue"
-    return None
+    refusal = queue_kind_refusal(
+        fifo=target.fifo,
+        group_id=group_id,
+        deduplication_id=deduplication_id,
+        delay=delay,
+        content_based=target.content_based_deduplication,
+    )
+    if refusal is None:
+        return None
+    return {
+        "MessageGroupId": f"{target.name} is a FIFO queue: give --group-id",
+        "DelaySeconds": f"{target.name} is a FIFO queue: SQS takes no per-message --delay there "
+        "(set the queue's DelaySeconds instead)",
+        "MessageDeduplicationId": (
+            f"{target.name} is a FIFO queue without ContentBasedDeduplication: give "
+            "--dedup-id (for a single message), or enable ContentBasedDeduplication"
+            if target.fifo
+            else f"--dedup-id is for FIFO queues, and {target.name} is a standard queue"
+        ),
+    }[refusal.parameter]
 
 
 class _Chunks:
