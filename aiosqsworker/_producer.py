@@ -30,7 +30,6 @@ import anyio
 
 from ._backoff import backoff
 from ._config import (
-    MAX_BATCH,
     AppConfig,
     ClientName,
     PayloadOffload,
@@ -41,7 +40,7 @@ from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientS
 from ._sqs.base import MAX_MESSAGE_BYTES, BatchEntryFailure, SQSClient, message_size
 from ._sqs.batches import LEFT_OUT, read_answer
 from ._sqs.checksums import md5_of_body
-from ._sqs.limits import MAX_ATTRIBUTES
+from ._sqs.limits import MAX_ATTRIBUTES, MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import (
     RESERVED_ATTRIBUTES,
@@ -50,6 +49,14 @@ from ._sqs.payloads import (
     pointer_attributes,
     pointer_body,
 )
+from ._sqs.rules import (
+    Refusal,
+    attribute_count_refusal,
+    message_refusal,
+    queue_kind_refusal,
+    queue_message_limit,
+    size_refusal,
+)
 from ._sqs.urls import queue_name
 from .tracing import with_trace_context
 
@@ -57,6 +64,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
+    "MAX_DELAY",
     "MAX_MESSAGE_BYTES",
     "BatchingSender",
     "PayloadSending",
@@ -77,7 +85,6 @@ logger = logging.getLogger("aiosqsworker.producer")
 #: What a queue takes when its MaximumMessageSize cannot be read: the size many queues (and
 #: AWS's extended client) still use, so that an offloading sender errs on the safe side.
 UNKNOWN_LIMIT = 262_144
-MAX_DELAY = 900
 MAX_ATTEMPTS = 3
 T = TypeVar("T")
 
@@ -121,38 +128,51 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> dict[str, dict
             encoded[name] = {"DataType": "Binary", "BinaryValue": value}
         else:
             encoded[name] = {"DataType": "String", "StringValue": str(value)}
-    if len(encoded) > MAX_ATTRIBUTES:
-        raise ConfigurationError(
-            f"{len(encoded)} message attributes given: "
-            f"SQS allows at most {MAX_ATTRIBUTES} per message"
-        )
+    refusal = attribute_count_refusal(len(encoded))
+    if refusal is not None:
+        raise refused(refusal)
     return encoded
 
 
-def fifo_send_problem(queue_url: str, *, group_id: str | None, delay: int) -> str | None:
-    """Why SQS would refuse this send to a FIFO queue, or None (a FIFO queue's name ends in
-    ``.fifo``, so the URL tells before any call)."""
-    if not queue_url.endswith(".fifo"):
+def refused(refusal: Refusal) -> ConfigurationError:
+    """The error for a message SQS would refuse: raised before anything is sent."""
+    return ConfigurationError(
+        f"{refusal.hint}: nothing was sent (SQS would answer {refusal.code}: {refusal.message})"
+    )
+
+
+def fifo_send_problem(
+    queue_url: str, *, group_id: str | None, delay: int, deduplication_id: str | None = None
+) -> str | None:
+    """Why SQS would refuse this send for the queue's kind, or None (a FIFO queue's name ends
+    in ``.fifo``, so the URL tells before any call)."""
+    fifo = queue_url.endswith(".fifo")
+    refusal = queue_kind_refusal(
+        fifo=fifo, group_id=group_id, deduplication_id=deduplication_id, delay=delay
+    )
+    if refusal is None:
         return None
     name = queue_name(queue_url)
-    if group_id is None:
-        return (
+    if refusal.parameter == "MessageGroupId":
+        problem = (
             f"{name} is a FIFO queue: pass group_id=... (its MessageGroupId; messages of one "
             "group are handled in order), and deduplication_id=... unless the queue has "
             "ContentBasedDeduplication"
         )
-    if delay:
-        return (
+    elif refusal.parameter == "DelaySeconds":
+        problem = (
             f"{name} is a FIFO queue: SQS takes no per-message delay there (set the queue's "
             "DelaySeconds instead)"
         )
-    return None
+    else:
+        problem = f"{name} is a standard queue: deduplication_id=... is for FIFO queues only"
+    return f"{problem} (SQS would answer {refusal.code}: {refusal.message})"
 
 
 def batch_is_full(count: int, total: int, size: int) -> bool:
     """Whether a SendMessageBatch of `count` entries and `total` bytes cannot take one of
     `size` more: ten entries, and 1 MiB in all."""
-    return count == MAX_BATCH or total + size > MAX_MESSAGE_BYTES
+    return count == MAX_BATCH or total + size > MAX_BATCH_BYTES
 
 
 @dataclass(eq=False)
@@ -277,10 +297,7 @@ class QueueLimits(SharedLookup[int | None]):
                     UNKNOWN_LIMIT,
                 )
                 return None
-            try:
-                return min(int(attributes["MaximumMessageSize"]), MAX_MESSAGE_BYTES)
-            except (KeyError, ValueError):
-                return None
+            return queue_message_limit(attributes)
 
         super().__init__(read)
 
@@ -294,7 +311,9 @@ class PayloadSending:
     offload: PayloadOffload = "over-limit"
 
 
-def _too_large(size: int, limit: int | None, queue_url: str) -> ConfigurationError:
+def _too_large(
+    size: int, limit: int | None, queue_url: str, refusal: Refusal | None
+) -> ConfigurationError:
     if limit is None or limit >= MAX_MESSAGE_BYTES:
         where = f"over SQS's limit of {MAX_MESSAGE_BYTES} bytes"
     else:
@@ -302,9 +321,10 @@ def _too_large(size: int, limit: int | None, queue_url: str) -> ConfigurationErr
             f"over the MaximumMessageSize of queue {queue_name(queue_url)} ({limit} bytes; "
             f"SQS allows up to {MAX_MESSAGE_BYTES})"
         )
+    answer = f" (SQS would answer {refusal.code}: {refusal.message})" if refusal else ""
     return ConfigurationError(
-        f"message of {size} bytes (body and attributes) is {where}: nothing was sent. Give "
-        "App/Producer payload_bucket=... to send large bodies through S3, or raise the "
+        f"message of {size} bytes (body and attributes) is {where}: nothing was sent{answer}. "
+        "Give App/Producer payload_bucket=... to send large bodies through S3, or raise the "
         "queue's MaximumMessageSize"
     )
 
@@ -333,11 +353,19 @@ class BatchingSender:
         text = encode_body(body)
         encoded = encode_attributes(options.get("attributes"))
         size = message_size(text, encoded)
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY:
-            raise ConfigurationError(
-                f"delay={delay!r} is invalid: it must be a whole number of seconds from 0 to 900"
-            )
-        problem = fifo_send_problem(queue_url, group_id=group_id, delay=delay)
+        refusal = message_refusal(
+            text,
+            encoded,
+            delay=delay,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
+            limit=None,  # held against the queue's own limit below, or sent through S3
+        )
+        if refusal is not None:
+            raise refused(refusal)
+        problem = fifo_send_problem(
+            queue_url, group_id=group_id, delay=delay, deduplication_id=deduplication_id
+        )
         if problem is not None:
             raise ConfigurationError(problem)
         limit = await self._limits.get(queue_url)
@@ -351,7 +379,8 @@ class BatchingSender:
             always=payloads is not None and payloads.offload == "always",
         )
         if decision == "refuse":
-            raise _too_large(size, limit, queue_url)
+            refusal = size_refusal(text, encoded, MAX_MESSAGE_BYTES if limit is None else limit)
+            raise _too_large(size, limit, queue_url, refusal)
         if decision == "offload":
             assert payloads is not None
             assert payloads.bucket is not None

@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from ._consumer.queue import RedrivePolicy
+from ._sqs.redrive import RedrivePolicy
 from .testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["TestQueue", "local_sqs_server", "sqs_endpoint", "sqs_queue"]

@@ -13,8 +13,8 @@ import anyio
 from aiobotocore.session import get_session
 
 from aiosqsworker import Endpoint, SQSClient
-from aiosqsworker._consumer.queue import RedrivePolicy
 from aiosqsworker._sqs.botocore import AioBotocoreSQSClient
+from aiosqsworker._sqs.redrive import RedrivePolicy
 from aiosqsworker.testing import MemorySQS
 
 REGION = "us-east-1"

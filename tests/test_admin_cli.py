@@ -19,13 +19,10 @@ from aiosqsworker import App, Message, Reject
 from aiosqsworker._cli import tools as admin
 from aiosqsworker._cli.main import main as cli_main
 from aiosqsworker._cli.tools import _common as tools_common
-from aiosqsworker._consumer.deadletter import (
-    FAILURE_ATTRIBUTE,
-    dead_letter_attributes,
-    failure_record,
-)
+from aiosqsworker._consumer.deadletter import dead_letter_attributes, failure_record
 from aiosqsworker._errors import ConfigurationError
 from aiosqsworker._producer import MAX_MESSAGE_BYTES
+from aiosqsworker._sqs.redrive import FAILURE_ATTRIBUTE
 from aiosqsworker.testing import LocalSQSServer, make_message, run_until_empty
 
 from .kit import REGION, Queue, SQSKit

@@ -27,8 +27,8 @@ from aiosqsworker import (
     Retry,
     SQSError,
 )
-from aiosqsworker._consumer.queue import RedrivePolicy
 from aiosqsworker._sqs.checksums import md5_of_attributes, md5_of_body
+from aiosqsworker._sqs.redrive import RedrivePolicy
 from aiosqsworker.testing import (
     ManualClock,
     MemorySQS,

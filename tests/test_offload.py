@@ -38,9 +38,9 @@ from aiosqsworker import (
     consumer,
 )
 from aiosqsworker._config import EnvironmentSettings, available_cpus, worker_count
-from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
 from aiosqsworker._consumer.procpool import ProcessPool, RemoteTraceback
 from aiosqsworker._registry import default_registry
+from aiosqsworker._sqs.redrive import FAILURE_ATTRIBUTE
 from aiosqsworker.testing import LocalSQSServer, call_consumer, free_port, make_message
 
 from .apps import offload_service, pool_jobs

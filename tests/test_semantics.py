@@ -29,8 +29,8 @@ from aiosqsworker import (
     Message,
     MessageDecodeError,
 )
-from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
 from aiosqsworker._consumer.receiver import poller_count
+from aiosqsworker._sqs.redrive import FAILURE_ATTRIBUTE
 
 from .kit import SQSKit, eventually, eventually_async
 

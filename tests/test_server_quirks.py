@@ -16,7 +16,7 @@ import anyio
 import pytest
 
 from aiosqsworker import App, Message, Reject
-from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
+from aiosqsworker._sqs.redrive import FAILURE_ATTRIBUTE
 from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest
 
 from .kit import SQSKit, eventually, eventually_async

@@ -22,9 +22,9 @@ import anyio
 import pytest
 
 from aiosqsworker import App, Message
-from aiosqsworker._consumer.deadletter import FAILURE_ATTRIBUTE
 from aiosqsworker._consumer.timeouts import code_of
 from aiosqsworker._run.watchdog import LoopWatchdog
+from aiosqsworker._sqs.redrive import FAILURE_ATTRIBUTE
 from aiosqsworker.testing import LocalSQSServer
 
 from .clikit import cli, counts_become, tail

@@ -19,9 +19,9 @@ import anyio
 from aiobotocore.session import get_session
 
 from .._app import App
-from .._consumer.queue import RedrivePolicy
 from .._message import Message
 from .._run.signals import capture_signals
+from .._sqs.redrive import RedrivePolicy
 from .._text import plural
 from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 

@@ -7,13 +7,10 @@ the module that holds each.
 """
 
 from .checks import (
-    MAX_BATCH,
     MAX_CONCURRENCY,
     MAX_PROCESSES,
     MAX_RATE,
     MAX_SHUTDOWN_TIMEOUT,
-    MAX_VISIBILITY,
-    MAX_WAIT_TIME,
     MAX_WORKERS,
     MIN_RATE,
     WORKERS_PER_CPU_REFUSED,
@@ -53,14 +50,11 @@ __all__ = [
     "ENV_PREFIX",
     "LOG_FORMATS",
     "LOG_LEVELS",
-    "MAX_BATCH",
     "MAX_CONCURRENCY",
     "MAX_PORT",
     "MAX_PROCESSES",
     "MAX_RATE",
     "MAX_SHUTDOWN_TIMEOUT",
-    "MAX_VISIBILITY",
-    "MAX_WAIT_TIME",
     "MAX_WORKERS",
     "MIN_RATE",
     "RUN_IN",

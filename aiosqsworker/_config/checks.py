@@ -25,11 +25,7 @@ if TYPE_CHECKING:
     from .settings import ConsumerConfig, Middleware
 
 
-#: SQS limits (see the SQS API reference for ReceiveMessage and ChangeMessageVisibility).
 MAX_SHUTDOWN_TIMEOUT = 24 * 3600
-MAX_WAIT_TIME = 20
-MAX_BATCH = 10
-MAX_VISIBILITY = 43_200  # 12 hours, also the cap on a message's total invisibility
 MAX_CONCURRENCY = 10_000
 MAX_PROCESSES = 1024
 MAX_WORKERS = 1024

@@ -16,15 +16,13 @@ from typing import Any, Literal, TypedDict
 from .._errors import ConfigurationError
 from .._sqs.base import SQSClient, missing_client_members
 from .._sqs.credentials import DEFAULT_OUTAGE_LIMIT
+from .._sqs.limits import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
 from ..idempotency import IdempotencyKey, IdempotencyStore
 from .checks import (
     _BUCKET_NAME,
-    MAX_BATCH,
     MAX_CONCURRENCY,
     MAX_PROCESSES,
     MAX_SHUTDOWN_TIMEOUT,
-    MAX_VISIBILITY,
-    MAX_WAIT_TIME,
     _check_bool,
     _check_choice,
     _check_effects,

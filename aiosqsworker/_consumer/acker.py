@@ -29,10 +29,10 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .._backoff import backoff
-from .._config import MAX_BATCH
 from .._errors import CredentialsUnavailableError, SQSError, TransientSQSError
 from .._sqs.base import BatchResult, SQSClient
 from .._sqs.batches import read_answer
+from .._sqs.limits import MAX_BATCH
 from .._text import plural
 from .buffer import MessageBuffer
 from .clock import now

@@ -41,6 +41,7 @@ from .._errors import MessageDecodeError, PayloadError, SQSError
 from .._message import Message, from_epoch_millis
 from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient, message_size
 from .._sqs.batches import read_answer
+from .._sqs.limits import MAX_ATTRIBUTES
 from .._sqs.payloads import (
     RESERVED_ATTRIBUTES,
     PayloadStore,
@@ -48,13 +49,13 @@ from .._sqs.payloads import (
     pointer_attributes,
     pointer_body,
 )
+from .._sqs.redrive import FAILURE_ATTRIBUTE
 from .._text import plural, public_name
 from .procpool import RemoteTraceback
 from .receivecount import has_receive_count
 from .timeouts import StuckAt
 
 __all__ = [
-    "FAILURE_ATTRIBUTE",
     "DeadLetterQueue",
     "dead_letter_attributes",
     "dead_letter_entry",
@@ -64,9 +65,6 @@ __all__ = [
 
 logger = logging.getLogger("aiosqsworker.deadletter")
 
-FAILURE_ATTRIBUTE = "aiosqsworker.failure"
-#: SQS allows ten message attributes; the failure record takes one of them.
-MAX_MESSAGE_ATTRIBUTES = 10
 MAX_ERROR_TEXT = 1000
 #: Calls a copy gets while SQS's answers refuse it for now or leave it out.
 SEND_ATTEMPTS = 3
@@ -140,7 +138,7 @@ def dead_letter_attributes(
     names += [name for name in own if name not in RESERVED_ATTRIBUTES]
     kept: dict[str, Mapping[str, Any]] = {}
     for name in names:
-        if len(kept) == MAX_MESSAGE_ATTRIBUTES - 1:
+        if len(kept) == MAX_ATTRIBUTES - 1:  # the failure record takes the last one
             break
         if name != FAILURE_ATTRIBUTE:
             kept[name] = {k: v for k, v in own[name].items() if k != "StringListValues" and v}

@@ -34,9 +34,9 @@ from typing import Any
 
 from .._backlog import Backlog
 from .._backoff import backoff
-from .._config import MAX_VISIBILITY
 from .._errors import ConfigurationError, Retry
 from .._message import Message
+from .._sqs.limits import MAX_VISIBILITY
 from ..idempotency import IdempotencyKey, IdempotencyStore, new_token
 from . import clock
 from .leases import Lease

@@ -32,11 +32,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from .._backoff import backoff
-from .._config import MAX_BATCH, MAX_VISIBILITY
 from .._errors import SQSError, TransientSQSError
 from .._message import Message
 from .._sqs.base import SQSClient
 from .._sqs.batches import read_answer
+from .._sqs.limits import MAX_BATCH, MAX_VISIBILITY
 from .._text import plural
 from . import clock
 from .stats import Counters

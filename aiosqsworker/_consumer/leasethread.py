@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .._backoff import backoff
-from .._config import MAX_BATCH
 from .._errors import SQSError
 from .._sqs.base import BatchResult, SignedClient
 from .._sqs.batches import read_answer
 from .._sqs.blocking import BlockingVisibilityCalls
+from .._sqs.limits import MAX_BATCH
 from .._sqs.sigv4 import FrozenCredentials
 from .._text import plural
 from .leases import MAX_CALL_TIME, MIN_CALL_TIME, Lease, extension_lead, extension_timeout

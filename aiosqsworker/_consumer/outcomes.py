@@ -26,9 +26,10 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 
 from .._backoff import backoff
-from .._config import MAX_VISIBILITY, ConsumerConfig, DecodeErrorAction
+from .._config import ConsumerConfig, DecodeErrorAction
 from .._errors import MessageDecodeError, PartialBatchFailure, PayloadNotFoundError, Reject, Retry
 from .._message import Message
+from .._sqs.limits import MAX_VISIBILITY
 
 __all__ = [
     "Outcome",

@@ -2,64 +2,24 @@
 
 `QueueInfo.fetch` reads the queue's attributes and resolves its dead-letter queue: the
 consumer's own `dead_letter_queue=`, else the target of the queue's RedrivePolicy, and that
-queue's MaximumMessageSize, which dead-letter copies must fit. `RedrivePolicy` is the one
-reading of that attribute, which the queue tools share.
+queue's MaximumMessageSize, which dead-letter copies must fit (the RedrivePolicy is read by
+`_sqs/redrive.py`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
 
 from .._config import ConsumerConfig
 from .._errors import SQSError
 from .._sqs.base import MAX_MESSAGE_BYTES, SQSClient
+from .._sqs.redrive import RedrivePolicy
+from .._sqs.rules import queue_message_limit
 from .deadletter import DeadLetterQueue
 
-__all__ = ["QueueInfo", "RedrivePolicy", "parse_redrive_policy"]
+__all__ = ["QueueInfo"]
 
 logger = logging.getLogger("aiosqsworker")
-
-
-def parse_redrive_policy(policy: str | None) -> tuple[str, int] | None:
-    """(dead-letter queue ARN, maxReceiveCount) from a RedrivePolicy attribute, if any."""
-    if not policy:
-        return None
-    try:
-        parsed = json.loads(policy)
-        return str(parsed["deadLetterTargetArn"]), int(parsed["maxReceiveCount"])
-    except (ValueError, KeyError, TypeError):
-        logger.warning("ignoring a RedrivePolicy that does not parse: %r", policy)
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class RedrivePolicy:
-    """A queue's RedrivePolicy: where SQS moves a message, after how many receives."""
-
-    dead_letter_arn: str
-    max_receive_count: int
-
-    @classmethod
-    def of(cls, attributes: Mapping[str, str]) -> RedrivePolicy | None:
-        """The policy in a queue's attributes, or None without one (or an unreadable one)."""
-        parsed = parse_redrive_policy(attributes.get("RedrivePolicy"))
-        return cls(*parsed) if parsed else None
-
-    def attribute(self) -> str:
-        """The policy as the queue attribute ``RedrivePolicy`` takes it."""
-        return json.dumps(
-            {
-                "deadLetterTargetArn": self.dead_letter_arn,
-                "maxReceiveCount": str(self.max_receive_count),
-            }
-        )
-
-    async def dead_letter_url(self, client: SQSClient) -> str:
-        """The dead-letter queue's URL; `QueueNotFoundError` when it is gone."""
-        return await client.queue_url_from_arn(self.dead_letter_arn)
 
 
 class QueueInfo:
@@ -112,14 +72,18 @@ class QueueInfo:
 async def _max_message_size(client: SQSClient, queue_url: str) -> int:
     """A queue's MaximumMessageSize; SQS's own limit where it cannot be read."""
     try:
-        attributes = await client.get_queue_attributes(queue_url)
-        return min(int(attributes["MaximumMessageSize"]), MAX_MESSAGE_BYTES)
-    except (SQSError, KeyError, ValueError) as exc:
+        limit = queue_message_limit(await client.get_queue_attributes(queue_url))
+    except SQSError as exc:
+        limit, why = None, str(exc)
+    else:
+        why = "its attributes hold no readable MaximumMessageSize"
+    if limit is None:
         logger.warning(
             "cannot read the MaximumMessageSize of %s (%s): dead-letter copies are sized "
             "for %d bytes",
             queue_url,
-            exc,
+            why,
             MAX_MESSAGE_BYTES,
         )
         return MAX_MESSAGE_BYTES
+    return limit

@@ -1,5 +1,5 @@
-"""The SQS boundary's vocabulary: the `SQSClient` protocol, the results of batch calls, and
-what SQS counts of a message's size.
+"""The SQS boundary's vocabulary: the `SQSClient` protocol and the results of batch calls
+(`MAX_MESSAGE_BYTES` and `message_size` are re-exported from `limits` and `rules`).
 
 Everything outside `_sqs/` depends on this protocol, never on aiobotocore or aiohttp; its
 implementations are `lean.LeanSQSClient`, `botocore.AioBotocoreSQSClient` and
@@ -19,6 +19,8 @@ from .._errors import (
     TransientSQSError,
 )
 from .errors import Endpoint, classify_error_code
+from .limits import MAX_MESSAGE_BYTES
+from .rules import message_size
 from .sigv4 import FrozenCredentials
 
 __all__ = [
@@ -33,19 +35,6 @@ __all__ = [
     "missing_client_members",
     "parse_queue_arn",
 ]
-
-#: SQS's limit on one message, attributes included, and on one batch call (1 MiB).
-MAX_MESSAGE_BYTES = 1_048_576
-
-
-def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
-    """Bytes SQS counts against its limit: the body plus every attribute's name, type, value."""
-    size = len(body.encode())
-    for name, value in attributes.items():
-        size += len(name.encode()) + len(str(value.get("DataType", "")).encode())
-        raw = value.get("StringValue", value.get("BinaryValue", b""))
-        size += len(raw) if isinstance(raw, bytes) else len(str(raw).encode())
-    return size
 
 
 def parse_queue_arn(arn: str) -> tuple[str, str]:

@@ -2,28 +2,41 @@
 
 Pure checks for `MemorySQS`: a queue's name and attributes (CreateQueue), a batch call's
 entry ids, a SendMessage entry (body characters and size, message attributes, delay, FIFO
-parameters), a visibility timeout. Each raises `Refused` with SQS's error code; the caller
-turns it into the framework's error for a whole call, or a failed entry of a batch.
+parameters), a visibility timeout. The rules a message and a batch's ids break are those of
+`_sqs/rules.py`, which the producer and the command line's ``send`` check too; this module
+adds what only a server decides (the queue's kind, its attributes). Each raises `Refused`
+with SQS's error code and text; the caller turns it into the framework's error for a whole
+call, or a failed entry of a batch.
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import MAX_BATCH, MAX_VISIBILITY, MAX_WAIT_TIME
-from .._producer import MAX_DELAY, MAX_MESSAGE_BYTES, message_size
 from .._sqs.limits import (
-    ALLOWED_CHARACTERS,
-    ATTRIBUTE_NAME,
-    FORBIDDEN_CHARACTER,
-    MAX_ATTRIBUTE_NAME,
-    MAX_ATTRIBUTES,
-    NUMBER,
+    DEDUPLICATION_WINDOW,
+    MAX_BATCH,
+    MAX_BATCH_BYTES,
+    MAX_DELAY,
+    MAX_MESSAGE_BYTES,
+    MAX_RETENTION,
+    MAX_VISIBILITY,
+    MAX_WAIT_TIME,
+    MIN_MESSAGE_SIZE,
+    MIN_RETENTION,
+)
+from .._sqs.rules import (
+    Refusal,
+    batch_ids_refusal,
+    batch_size_refusal,
+    message_refusal,
+    message_size,
+    queue_kind_refusal,
+    queue_name_refusal,
 )
 
 __all__ = [
@@ -42,19 +55,13 @@ __all__ = [
 ]
 
 #: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
-MAX_BATCH_BYTES = MAX_MESSAGE_BYTES
-DEDUPLICATION_WINDOW = 300
 
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,80}")
-_BATCH_ID = re.compile(r"[A-Za-z0-9_-]{1,80}")
-_FIFO_ID = re.compile(r"[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}")
-_NOT_FOR_THIS_QUEUE = "The request include parameter that is not valid for this queue type."
 
 #: Queue attributes with a range, their defaults, and the others CreateQueue takes.
 _RANGES = {
     "DelaySeconds": (0, MAX_DELAY),
-    "MaximumMessageSize": (1024, MAX_MESSAGE_BYTES),
-    "MessageRetentionPeriod": (60, 1_209_600),
+    "MaximumMessageSize": (MIN_MESSAGE_SIZE, MAX_MESSAGE_BYTES),
+    "MessageRetentionPeriod": (MIN_RETENTION, MAX_RETENTION),
     "ReceiveMessageWaitTimeSeconds": (0, MAX_WAIT_TIME),
     "VisibilityTimeout": (0, MAX_VISIBILITY),
 }
@@ -105,6 +112,12 @@ class Refused(Exception):
         self.code = code
         self.message = message
 
+    @classmethod
+    def check(cls, refusal: Refusal | None) -> None:
+        """Raise SQS's answer to a request that breaks one of `_sqs.rules`."""
+        if refusal is not None:
+            raise cls(refusal.code, refusal.message)
+
 
 def _hint(word: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(word, known, n=1)
@@ -122,15 +135,7 @@ def check_queue(name: str, given: Mapping[str, str]) -> dict[str, str]:
                 "InvalidAttributeName", f"Unknown Attribute {key}.{_hint(key, _QUEUE_ATTRIBUTES)}"
             )
     fifo = given.get("FifoQueue") == "true"
-    base = name.removesuffix(".fifo") if fifo else name
-    if not _QUEUE_NAME.fullmatch(base) or len(name) > 80 or (fifo and base == name):
-        raise Refused(
-            "InvalidParameterValue",
-            f"Queue name {name!r} is invalid: it can only include alphanumeric characters, "
-            "hyphens, or underscores, 1 to 80 in length"
-            + (", and a FIFO queue's must end in .fifo" if fifo else "")
-            + (" (a name ending in .fifo needs FifoQueue=true)" if "." in base else ""),
-        )
+    Refused.check(queue_name_refusal(name, fifo=fifo))
     attributes = {**_DEFAULTS, **(_FIFO_DEFAULTS if fifo else {})}
     for key, value in given.items():
         if key in _RANGES:
@@ -157,28 +162,7 @@ def check_queue(name: str, given: Mapping[str, str]) -> dict[str, str]:
 
 def check_batch_ids(operation: str, ids: Sequence[object]) -> None:
     """The whole-call errors of a batch call: its number of entries and their ids."""
-    if not ids:
-        raise Refused(
-            "AWS.SimpleQueueService.EmptyBatchRequest",
-            f"There should be at least one {operation}RequestEntry in the request.",
-        )
-    if len(ids) > MAX_BATCH:
-        raise Refused(
-            "AWS.SimpleQueueService.TooManyEntriesInBatchRequest",
-            f"Maximum number of entries per request are {MAX_BATCH}. You have sent {len(ids)}.",
-        )
-    for id_ in ids:
-        if not isinstance(id_, str) or not _BATCH_ID.fullmatch(id_):
-            raise Refused(
-                "AWS.SimpleQueueService.InvalidBatchEntryId",
-                "A batch entry id can only contain alphanumeric characters, hyphens and "
-                "underscores. It can be at most 80 letters long.",
-            )
-    seen: set[object] = set()
-    for id_ in ids:
-        if id_ in seen:
-            raise Refused("AWS.SimpleQueueService.BatchEntryIdsNotDistinct", f"Id {id_} repeated.")
-        seen.add(id_)
+    Refused.check(batch_ids_refusal(operation, ids))
 
 
 def check_batch_size(entries: Sequence[Mapping[str, Any]]) -> None:
@@ -195,12 +179,7 @@ def check_batch_size(entries: Sequence[Mapping[str, Any]]) -> None:
         message_size(str(entry.get("MessageBody", "")), _as_given(entry.get("MessageAttributes")))
         for entry in entries
     )
-    if total > MAX_BATCH_BYTES:
-        raise Refused(
-            "AWS.SimpleQueueService.BatchRequestTooLong",
-            f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent "
-            f"{total} bytes.",
-        )
+    Refused.check(batch_size_refusal(total))
 
 
 def whole_seconds(value: object, parameter: str, low: int, high: int) -> int:
@@ -230,61 +209,35 @@ def check_send_entry(
 ) -> SendEntry:
     """One SendMessage entry, checked as SQS checks it for a queue of that kind."""
     body = entry.get("MessageBody")
-    if not isinstance(body, str) or not body:
-        raise Refused("MissingParameter", "The request must contain the parameter MessageBody.")
-    _check_text(body, "the message body")
-    attributes = _message_attributes(entry.get("MessageAttributes"))
-    if message_size(body, attributes) > max_size:
-        raise Refused(
-            "InvalidParameterValue",
-            "One or more parameters are invalid. Reason: Message must be shorter than "
-            f"{max_size} bytes.",
-        )
+    raw = entry.get("MessageAttributes")
+    if raw is not None and not isinstance(raw, Mapping):
+        raise Refused("InvalidParameterValue", "MessageAttributes must be a map of attributes.")
     group_id = entry.get("MessageGroupId")
     deduplication_id = entry.get("MessageDeduplicationId")
-    for parameter, value in (
-        ("MessageGroupId", group_id),
-        ("MessageDeduplicationId", deduplication_id),
-    ):
-        if value is not None and (not isinstance(value, str) or not _FIFO_ID.fullmatch(value)):
-            raise Refused(
-                "InvalidParameterValue",
-                f"Value {value} for parameter {parameter} is invalid. Reason: {parameter} can "
-                "only include alphanumeric and punctuation characters. 1 to 128 in length.",
-            )
     delay = entry.get("DelaySeconds")
-    if delay is not None:
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= MAX_DELAY:
-            raise Refused(
-                "InvalidParameterValue",
-                f"Value {delay} for parameter DelaySeconds is invalid. Reason: DelaySeconds "
-                f"must be >= 0 and <= {MAX_DELAY}.",
-            )
-        if fifo and delay:
-            raise Refused(
-                "InvalidParameterValue",
-                f"Value {delay} for parameter DelaySeconds is invalid. Reason: "
-                f"{_NOT_FOR_THIS_QUEUE}",
-            )
-    if fifo:
-        if group_id is None:
-            raise Refused(
-                "MissingParameter", "The request must contain the parameter MessageGroupId."
-            )
-        if deduplication_id is None:
-            if not content_based:
-                raise Refused(
-                    "InvalidParameterValue",
-                    "The queue should either have ContentBasedDeduplication enabled or "
-                    "MessageDeduplicationId provided explicitly",
-                )
-            deduplication_id = hashlib.sha256(body.encode()).hexdigest()
-    elif deduplication_id is not None:
-        raise Refused(
-            "InvalidParameterValue",
-            f"Value {deduplication_id} for parameter MessageDeduplicationId is invalid. "
-            f"Reason: {_NOT_FOR_THIS_QUEUE}",
+    Refused.check(
+        message_refusal(
+            body,
+            raw,
+            delay=delay,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
+            limit=max_size,
         )
+    )
+    assert isinstance(body, str)
+    attributes = {name: _attribute_value(value) for name, value in (raw or {}).items()}
+    Refused.check(
+        queue_kind_refusal(
+            fifo=fifo,
+            group_id=group_id,
+            deduplication_id=deduplication_id,
+            delay=delay,
+            content_based=content_based,
+        )
+    )
+    if fifo and deduplication_id is None:  # content-based: the body's SHA-256
+        deduplication_id = hashlib.sha256(body.encode()).hexdigest()
     return SendEntry(
         body=body,
         message_attributes=attributes,
@@ -293,16 +246,6 @@ def check_send_entry(
         group_id=group_id,
         deduplication_id=deduplication_id,
     )
-
-
-def _check_text(text: str, where: str) -> None:
-    bad = FORBIDDEN_CHARACTER.search(text)
-    if bad is not None:
-        raise Refused(
-            "InvalidMessageContents",
-            f"Invalid binary character '#x{ord(bad.group()):X}' was found in {where}, the set "
-            f"of allowed characters is {ALLOWED_CHARACTERS}",
-        )
 
 
 def _as_given(attributes: object) -> dict[str, dict[str, Any]]:
@@ -314,72 +257,16 @@ def _as_given(attributes: object) -> dict[str, dict[str, Any]]:
     }
 
 
-def _message_attributes(raw: object) -> dict[str, dict[str, Any]]:
-    """A SendMessage's MessageAttributes, checked as SQS checks them, normalized."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise Refused("InvalidParameterValue", "MessageAttributes must be a map of attributes.")
-    if len(raw) > MAX_ATTRIBUTES:
-        raise Refused(
-            "InvalidParameterValue",
-            f"Number of message attributes [{len(raw)}] exceeds the allowed maximum "
-            f"[{MAX_ATTRIBUTES}].",
-        )
-    attributes: dict[str, dict[str, Any]] = {}
-    for name, value in raw.items():
-        if (
-            not isinstance(name, str)
-            or len(name) > MAX_ATTRIBUTE_NAME
-            or not ATTRIBUTE_NAME.fullmatch(name)
-            or name.startswith(".")
-            or name.endswith(".")
-            or ".." in name
-            or name.lower().startswith(("aws.", "amazon."))
-        ):
-            raise Refused(
-                "InvalidParameterValue",
-                f"Message (user) attribute name {name!r} is invalid: use 1 to 256 of A-Z, a-z, "
-                "0-9, '_', '-' and '.', not starting or ending with '.', without '..', and not "
-                "starting with 'AWS.' or 'Amazon.'.",
-            )
-        attributes[name] = _attribute_value(name, value)
-    return attributes
-
-
-def _attribute_value(name: str, value: object) -> dict[str, Any]:
-    data_type = value.get("DataType") if isinstance(value, Mapping) else None
-    if not isinstance(value, Mapping) or not isinstance(data_type, str):
-        data_type = ""
-    base = data_type.partition(".")[0]
-    if not isinstance(value, Mapping) or base not in ("String", "Number", "Binary"):
-        raise Refused(
-            "InvalidParameterValue",
-            f"The message attribute '{name}' has an invalid message attribute type, the set of "
-            "supported type prefixes is Binary, Number, and String.",
-        )
-    empty = Refused(
-        "InvalidParameterValue",
-        f"The message attribute '{name}' must contain non-empty message attribute value for "
-        f"message attribute type '{data_type}'.",
-    )
-    if base == "Binary":
-        binary = value.get("BinaryValue")
-        if isinstance(binary, str):
-            binary = binary.encode()
-        if not isinstance(binary, bytes | bytearray) or not binary:
-            raise empty
-        return {"DataType": data_type, "BinaryValue": bytes(binary)}
-    text = value.get("StringValue")
-    if not isinstance(text, str) or not text:
-        raise empty
-    _check_text(text, f"the value of message attribute '{name}'")
-    if base == "Number" and not NUMBER.fullmatch(text):
-        raise Refused(
-            "InvalidParameterValue",
-            f"Can't cast the value of message (user) attribute '{name}' to a number.",
-        )
-    return {"DataType": data_type, "StringValue": text}
+def _attribute_value(value: Mapping[str, Any]) -> dict[str, Any]:
+    """An attribute `attribute_refusal` accepted, as it is stored (a Binary value in bytes)."""
+    data_type = value["DataType"]
+    if data_type.partition(".")[0] == "Binary":
+        binary = value["BinaryValue"]
+        return {
+            "DataType": data_type,
+            "BinaryValue": binary.encode() if isinstance(binary, str) else bytes(binary),
+        }
+    return {"DataType": data_type, "StringValue": value["StringValue"]}
 
 
 def _system_attributes(raw: object) -> dict[str, str]:

@@ -50,11 +50,12 @@ from typing import Any, Literal
 import anyio
 import anyio.lowlevel
 
-from .._consumer.queue import RedrivePolicy
 from .._errors import ConfigurationError, QueueNotFoundError, SQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SendBatchResult
 from .._sqs.checksums import md5_of_attributes, md5_of_body
 from .._sqs.errors import Endpoint, sqs_error
+from .._sqs.redrive import RedrivePolicy
+from .._sqs.urls import queue_name
 from ._sqsrules import (
     DEDUPLICATION_WINDOW,
     MAX_BATCH,
@@ -623,7 +624,7 @@ class MemorySQS:
 
     def _queue(self, queue: str, operation: str) -> _Queue:
         """A queue by name, or by a URL ending in its name."""
-        name = queue.rstrip("/").rpartition("/")[2] if "://" in queue else queue
+        name = queue_name(queue) if "://" in queue else queue
         found = self._queues.get(name)
         if found is None:
             raise self._missing(queue, operation)
@@ -632,7 +633,7 @@ class MemorySQS:
     def _missing(self, queue: str, operation: str) -> QueueNotFoundError:
         names = sorted(self._queues)
         known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "no queues"
-        name = queue.rstrip("/").rpartition("/")[2] if "://" in queue else queue
+        name = queue_name(queue) if "://" in queue else queue
         name = name.rpartition(":")[2]
         return QueueNotFoundError(
             f"queue {queue!r} does not exist in this MemorySQS (it has {known}): create it "

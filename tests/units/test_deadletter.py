@@ -15,10 +15,10 @@ import pytest
 from aiosqsworker import MessageDecodeError
 from aiosqsworker._bodies import build_invoker
 from aiosqsworker._consumer.deadletter import (
-    FAILURE_ATTRIBUTE,
     dead_letter_attributes,
     failure_record,
 )
+from aiosqsworker._sqs.redrive import FAILURE_ATTRIBUTE
 
 from .factories import QUEUE_URL, message
 

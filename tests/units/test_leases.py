@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import anyio
 import pytest
 
-from aiosqsworker._config import MAX_VISIBILITY
 from aiosqsworker._consumer.leases import (
     Lease,
     LeaseKeeper,
@@ -24,6 +23,7 @@ from aiosqsworker._consumer.leases import (
 from aiosqsworker._consumer.receiver import WATCH_VISIBILITY
 from aiosqsworker._consumer.stats import Counters
 from aiosqsworker._sqs.base import BatchResult
+from aiosqsworker._sqs.limits import MAX_VISIBILITY
 
 from .factories import QUEUE_URL, lease, message
 

@@ -18,7 +18,6 @@ from aiosqsworker import (
     Reject,
     Retry,
 )
-from aiosqsworker._config import MAX_VISIBILITY
 from aiosqsworker._consumer.deadletter import (
     DeadLetterQueue,
 )
@@ -29,6 +28,7 @@ from aiosqsworker._consumer.outcomes import (
     retry_delay,
     within_visibility_cap,
 )
+from aiosqsworker._sqs.limits import MAX_VISIBILITY
 
 from .factories import high, low, message
 

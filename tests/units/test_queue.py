@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiosqsworker._consumer.queue import parse_redrive_policy
+from aiosqsworker._sqs.redrive import parse_redrive_policy
 
 
 @pytest.mark.parametrize(

@@ -20,14 +20,13 @@ from typing import Any
 
 import anyio
 
-from ..._config import MAX_BATCH
-from ..._consumer.deadletter import FAILURE_ATTRIBUTE
-from ..._consumer.queue import RedrivePolicy
 from ..._errors import MessageDecodeError, PayloadError, QueueNotFoundError, SQSError
 from ..._message import from_epoch_millis
 from ..._sqs.base import SQSClient
 from ..._sqs.batches import read_answer
+from ..._sqs.limits import MAX_BATCH
 from ..._sqs.payloads import RESERVED_ATTRIBUTES, PayloadStore, S3Pointer, pointer_of
+from ..._sqs.redrive import FAILURE_ATTRIBUTE, RedrivePolicy
 from ._common import (
     RECEIVE_WAIT,
     count_of,

@@ -12,17 +12,18 @@ import math
 from collections.abc import Callable
 from typing import Any, TypeAlias, TypeVar
 
-from ..._config import MAX_VISIBILITY
 from ..._errors import ConfigurationError
-from ..._producer import MAX_DELAY
-from ..._sqs.base import MAX_MESSAGE_BYTES
-from .queue import (
-    DEFAULT_MAX_RECEIVE_COUNT,
+from ..._sqs.limits import (
+    MAX_DELAY,
+    MAX_MESSAGE_BYTES,
     MAX_RECEIVE_COUNT,
     MAX_RETENTION,
+    MAX_VISIBILITY,
     MIN_MESSAGE_SIZE,
     MIN_RETENTION,
 )
+from ..._sqs.rules import delay_refusal
+from .queue import DEFAULT_MAX_RECEIVE_COUNT
 from .send import parse_attribute
 
 __all__ = ["add_admin_parsers"]
@@ -198,7 +199,7 @@ def _checked_number(
 
 
 _delay = _checked_number(
-    int, lambda value: 0 <= value <= MAX_DELAY, f"whole seconds from 0 to {MAX_DELAY}"
+    int, lambda value: delay_refusal(value) is None, f"whole seconds from 0 to {MAX_DELAY}"
 )
 _positive_int = _checked_number(int, lambda value: value >= 1, "a whole number of 1 or more")
 _visibility = _checked_number(

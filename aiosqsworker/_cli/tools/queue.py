@@ -15,24 +15,20 @@ directly.
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..._config import AppConfig
-from ..._consumer.queue import RedrivePolicy, parse_redrive_policy
 from ..._errors import ConfigurationError, QueueNotFoundError
 from ..._sqs.base import QueueAdmin
 from ..._sqs.open import open_queue_admin
+from ..._sqs.redrive import RedrivePolicy, parse_redrive_policy
+from ..._sqs.rules import queue_name_refusal
 from ._common import messages_text, queue_depth, queue_name_of, run
 
 __all__ = [
-    "MAX_RECEIVE_COUNT",
-    "MAX_RETENTION",
-    "MIN_MESSAGE_SIZE",
-    "MIN_RETENTION",
     "QueuePlan",
     "attribute_conflicts",
     "is_local_endpoint",
@@ -41,26 +37,15 @@ __all__ = [
     "run_queue",
 ]
 
-#: SQS's ranges of MaximumMessageSize (bytes) and MessageRetentionPeriod (seconds).
-MIN_MESSAGE_SIZE = 1024
-MIN_RETENTION, MAX_RETENTION = 60, 1_209_600
-#: SQS's range of a RedrivePolicy's maxReceiveCount.
-MAX_RECEIVE_COUNT = 1000
 #: The maxReceiveCount of ``--dead-letter-queue`` without ``--max-receive-count``.
 DEFAULT_MAX_RECEIVE_COUNT = 5
-MAX_NAME = 80
-_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _LOCAL_HOSTS = {"localhost", "::1"}
 
 
 def queue_name_problem(name: str) -> str | None:
     """Why SQS would refuse `name` as a queue name, or None."""
-    base = name.removesuffix(".fifo")
-    if len(name) > MAX_NAME:
-        return f"a queue name is at most {MAX_NAME} characters ({len(name)} given)"
-    if not base or not _NAME.fullmatch(base):
-        return "a queue name may hold only letters, digits, '-' and '_' (and end in .fifo)"
-    return None
+    refusal = queue_name_refusal(name, fifo=name.endswith(".fifo"))
+    return refusal.hint if refusal else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,13 @@ from typing import Any, Literal
 
 import anyio
 
-from ..._config import MAX_BATCH
-from ..._consumer.deadletter import FAILURE_ATTRIBUTE
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import BatchingSender, message_size
 from ..._sqs.base import SQSClient
 from ..._sqs.batches import read_answer
+from ..._sqs.limits import MAX_BATCH
 from ..._sqs.payloads import PayloadStore
+from ..._sqs.redrive import FAILURE_ATTRIBUTE
 from ._common import (
     RECEIVE_WAIT,
     Progress,

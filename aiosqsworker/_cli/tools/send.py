@@ -19,15 +19,20 @@ from typing import IO, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ..._config import MAX_BATCH
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
-from ..._producer import MAX_MESSAGE_BYTES, BatchingSender, message_size
-from ..._sqs.limits import (
-    ATTRIBUTE_NAME,
-    FORBIDDEN_CHARACTER,
-    MAX_ATTRIBUTE_NAME,
-    MAX_ATTRIBUTES,
-    NUMBER,
+from ..._producer import BatchingSender
+from ..._sqs.limits import MAX_BATCH, MAX_MESSAGE_BYTES
+from ..._sqs.rules import (
+    attribute_count_refusal,
+    attribute_name_refusal,
+    attribute_refusal,
+    body_refusal,
+    data_type_refusal,
+    fifo_id_refusal,
+    message_size,
+    queue_kind_refusal,
+    queue_message_limit,
+    size_refusal,
 )
 from ._common import Progress, batch_is_full, messages_text, open_client, queue_name_of, run
 from .lines import LineReader
@@ -45,20 +50,11 @@ __all__ = [
 #: Messages `send` keeps in flight (ten SendMessageBatch calls of ten).
 SEND_IN_FLIGHT = 100
 
-_DATA_TYPES = ("String", "Number", "Binary")
-
 
 def attribute_name_problem(name: str) -> str | None:
     """Why SQS would refuse `name` as a message attribute name, or None."""
-    if len(name) > MAX_ATTRIBUTE_NAME:
-        return f"a name is at most {MAX_ATTRIBUTE_NAME} characters"
-    if not ATTRIBUTE_NAME.fullmatch(name):
-        return "a name may hold only letters, digits, '_', '-' and '.'"
-    if name.lower().startswith(("aws.", "amazon.")):
-        return "names starting with 'AWS.' or 'Amazon.' are reserved"
-    if name.startswith(".") or name.endswith(".") or ".." in name:
-        return "a name may not start or end with '.', nor hold '..'"
-    return None
+    refusal = attribute_name_refusal(name)
+    return refusal.hint if refusal else None
 
 
 def parse_attribute(text: str) -> tuple[str, dict[str, Any]]:
@@ -76,23 +72,20 @@ def parse_attribute(text: str) -> tuple[str, dict[str, Any]]:
     problem = attribute_name_problem(name)
     if problem:
         raise ConfigurationError(f"{text!r}: {name!r} is not a valid attribute name: {problem}")
-    base, dot, label = data_type.partition(".")
-    if base not in _DATA_TYPES or (dot and not label):
-        raise ConfigurationError(
-            f"{text!r}: type {data_type!r} is not String, Number or Binary (a custom label may "
-            "follow a dot, as in Number.int)"
-        )
-    if not value:
-        raise ConfigurationError(f"{text!r} has an empty value: SQS refuses empty attributes")
-    if base == "Number" and not NUMBER.fullmatch(value):
-        raise ConfigurationError(f"{text!r}: {value!r} is not a number")
-    if base == "Binary":
+    refusal = data_type_refusal(name, data_type)
+    if refusal is not None:
+        raise ConfigurationError(f"{text!r}: {refusal.hint}")
+    attribute: dict[str, Any] = {"DataType": data_type, "StringValue": value}
+    if data_type.partition(".")[0] == "Binary":
         try:
             raw = base64.b64decode(value, validate=True)
         except binascii.Error:
             raise ConfigurationError(f"{text!r}: a Binary value must be base64") from None
-        return name, {"DataType": data_type, "BinaryValue": raw}
-    return name, {"DataType": data_type, "StringValue": value}
+        attribute = {"DataType": data_type, "BinaryValue": raw}
+    refusal = attribute_refusal(name, attribute)
+    if refusal is not None:
+        raise ConfigurationError(f"{text!r}: {refusal.hint}")
+    return name, attribute
 
 
 def collect_attributes(
@@ -104,30 +97,16 @@ def collect_attributes(
         if name in attributes:
             raise ConfigurationError(f"--attribute {name} is given twice")
         attributes[name] = value
-    if len(attributes) > MAX_ATTRIBUTES:
-        raise ConfigurationError(
-            f"{len(attributes)} attributes given: SQS allows at most {MAX_ATTRIBUTES} per message"
-        )
+    refusal = attribute_count_refusal(len(attributes))
+    if refusal is not None:
+        raise ConfigurationError(refusal.hint)
     return attributes
 
 
 def body_problem(body: str, attributes: Mapping[str, Mapping[str, Any]], limit: int) -> str | None:
     """Why SQS would refuse `body` (with `attributes`) on a queue that takes `limit` bytes."""
-    if not body:
-        return "the message is empty: SQS refuses empty messages"
-    bad = FORBIDDEN_CHARACTER.search(body)
-    if bad is not None:
-        return (
-            f"character U+{ord(bad.group()):04X} at position {bad.start() + 1} is not allowed in "
-            "an SQS message"
-        )
-    size = message_size(body, attributes)
-    if size > limit:
-        return (
-            f"message of {size} bytes (body and attributes) is over the queue's limit of {limit} "
-            "bytes (MaximumMessageSize): store large payloads elsewhere (S3), send a reference"
-        )
-    return None
+    refusal = body_refusal(body) or size_refusal(body, attributes, limit)
+    return refusal.hint if refusal else None
 
 
 def _check_body(
@@ -156,16 +135,13 @@ class SendTarget:
 
     @classmethod
     def from_attributes(cls, url: str, attributes: Mapping[str, str]) -> SendTarget:
-        try:
-            limit = int(attributes.get("MaximumMessageSize", MAX_MESSAGE_BYTES))
-        except ValueError:
-            limit = MAX_MESSAGE_BYTES
+        limit = queue_message_limit(attributes)
         return cls(
             url=url,
             name=queue_name_of(url),
             fifo=attributes.get("FifoQueue") == "true" or url.endswith(".fifo"),
             content_based_deduplication=attributes.get("ContentBasedDeduplication") == "true",
-            limit=min(limit, MAX_MESSAGE_BYTES),
+            limit=MAX_MESSAGE_BYTES if limit is None else limit,
         )
 
 
@@ -173,22 +149,33 @@ def send_options_problem(
     target: SendTarget, *, group_id: str | None, deduplication_id: str | None, delay: int
 ) -> str | None:
     """Why --group-id, --dedup-id or --delay do not suit the queue, or None."""
-    if target.fifo:
-        if group_id is None:
-            return f"{target.name} is a FIFO queue: give --group-id"
-        if delay:
-            return (
-                f"{target.name} is a FIFO queue: SQS takes no per-message --delay there (set "
-                "the queue's DelaySeconds instead)"
-            )
-        if deduplication_id is None and not target.content_based_deduplication:
-            return (
-                f"{target.name} is a FIFO queue without ContentBasedDeduplication: give "
-                "--dedup-id (for a single message), or enable ContentBasedDeduplication"
-            )
-    elif deduplication_id is not None:
-        return f"--dedup-id is for FIFO queues, and {target.name} is a standard queue"
-    return None
+    for option, parameter, value in (
+        ("--group-id", "MessageGroupId", group_id),
+        ("--dedup-id", "MessageDeduplicationId", deduplication_id),
+    ):
+        refusal = fifo_id_refusal(parameter, value)
+        if refusal is not None:
+            return f"{option}: {refusal.hint}"
+    refusal = queue_kind_refusal(
+        fifo=target.fifo,
+        group_id=group_id,
+        deduplication_id=deduplication_id,
+        delay=delay,
+        content_based=target.content_based_deduplication,
+    )
+    if refusal is None:
+        return None
+    return {
+        "MessageGroupId": f"{target.name} is a FIFO queue: give --group-id",
+        "DelaySeconds": f"{target.name} is a FIFO queue: SQS takes no per-message --delay there "
+        "(set the queue's DelaySeconds instead)",
+        "MessageDeduplicationId": (
+            f"{target.name} is a FIFO queue without ContentBasedDeduplication: give "
+            "--dedup-id (for a single message), or enable ContentBasedDeduplication"
+            if target.fifo
+            else f"--dedup-id is for FIFO queues, and {target.name} is a standard queue"
+        ),
+    }[refusal.parameter]
 
 
 class _Chunks:

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 
 import anyio
 
-from ..._consumer.queue import RedrivePolicy
 from ..._errors import QueueNotFoundError
 from ..._sqs.base import SQSClient
+from ..._sqs.redrive import RedrivePolicy
 from ._common import count_of, open_client, queue_depth, queue_name_of, run
 
 __all__ = ["STATS_COLUMNS", "QueueStats", "format_stats_table", "queue_stats", "run_stats"]
