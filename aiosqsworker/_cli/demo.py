@@ -16,14 +16,12 @@ import time
 from typing import Any
 
 import anyio
-from aiobotocore.session import get_session
 
 from .._app import App
 from .._consumer.queue import RedrivePolicy
 from .._message import Message
 from .._run.signals import capture_signals
 from .._text import plural
-from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["run_demo"]
 
@@ -103,6 +101,8 @@ def _build_app(endpoint_url: str) -> App:
 
 
 async def _demo(endpoint_url: str, messages: int, keep_running: bool) -> int:
+    from aiobotocore.session import get_session  # imported by the command, not by --help
+
     orders, emails, poison = _plan(messages)
     session = get_session()
     async with session.create_client(
@@ -150,6 +150,8 @@ async def _demo(endpoint_url: str, messages: int, keep_running: bool) -> int:
 
 def run_demo(*, messages: int = 200, keep_running: bool = False, use_uvloop: bool = False) -> int:
     """Run the demo; returns the process exit code."""
+    from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer  # moto: imported when run
+
     for name, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     print("demo: starting a local SQS server (moto) on 127.0.0.1 ...", flush=True)

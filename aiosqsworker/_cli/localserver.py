@@ -15,7 +15,6 @@ import sys
 import types
 
 from .._errors import AioSQSWorkerError, ConfigurationError
-from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["DEFAULT_PORT", "LOCAL_REGION", "export_line", "local_environment", "run_local_server"]
 
@@ -29,6 +28,8 @@ def local_environment(endpoint_url: str) -> dict[str, str]:
     """What a new terminal needs to talk to the local server: the SQS and S3 endpoints (it
     serves both), the region under both names (plain boto3 reads only AWS_DEFAULT_REGION)
     and credentials (any do)."""
+    from ..testing.server import LOCAL_CREDENTIALS  # the testing package: imported when run
+
     return {
         "AWS_ENDPOINT_URL_SQS": endpoint_url,
         "AWS_ENDPOINT_URL_S3": endpoint_url,
@@ -63,6 +64,8 @@ def _interrupt(signum: int, frame: types.FrameType | None) -> None:
 
 def run_local_server(*, port: int) -> int:
     """Serve until Ctrl-C or SIGTERM (exit 0); 1 if the server dies by itself."""
+    from ..testing.server import LocalSQSServer  # the testing package: imported when run
+
     if port:
         _check_port_free(port)
     server = LocalSQSServer(host=HOST, port=port or None)

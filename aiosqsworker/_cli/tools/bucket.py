@@ -13,8 +13,6 @@ import re
 from contextlib import AsyncExitStack
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from ..._config import AppConfig
 from ..._errors import AioSQSWorkerError, ConfigurationError
 from ..._sqs.open import open_s3_client
@@ -40,6 +38,8 @@ def bucket_name_problem(name: str) -> str | None:
 async def _exists(s3: Any, name: str) -> bool:
     """Whether bucket `name` exists and is this account's (S3 in us-east-1 would answer a
     second CreateBucket of one's own bucket with success, so it is asked first)."""
+    from botocore.exceptions import ClientError  # the S3 client's own: loaded with it
+
     try:
         await s3.head_bucket(Bucket=name)
     except ClientError as exc:
@@ -56,6 +56,8 @@ async def _exists(s3: Any, name: str) -> bool:
 
 
 async def _create(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError  # the S3 client's own
+
     config = AppConfig(region=args.region, s3_endpoint_url=args.endpoint_url, profile=args.profile)
     async with AsyncExitStack() as stack:
         s3 = await open_s3_client(stack, config, max_connections=2)
