@@ -31,10 +31,9 @@ from .send import (
     body_problem,
     collect_attributes,
     parse_attribute,
-    run_send,
     send_options_problem,
 )
-from .stats import QueueStats, format_stats_table, queue_stats, run_stats
+from .stats import QueueStats, format_stats_table, queue_stats
 
 __all__ = [
     "DeadLetterRoute",
@@ -70,10 +69,6 @@ __all__ = [
 
 def run_command(args: argparse.Namespace) -> int:
     """Run the tool `args` names (the CLI's entry point into this package)."""
-    if args.command == "send":
-        return run_send(args)
-    if args.command == "stats":
-        return run_stats(args)
     if args.command == "queue":
         return run_queue(args)
     if args.command == "bucket":

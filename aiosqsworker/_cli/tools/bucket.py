@@ -16,7 +16,7 @@ from typing import Any
 from ..._config import AppConfig
 from ..._errors import AioSQSWorkerError, ConfigurationError
 from ..._sqs.open import open_s3_client
-from ._common import run
+from ._common import run_coroutine
 
 __all__ = ["bucket_name_problem", "run_bucket"]
 
@@ -86,4 +86,4 @@ def run_bucket(args: argparse.Namespace) -> int:
     problem = bucket_name_problem(args.name)
     if problem:
         raise ConfigurationError(f"bucket {args.name!r}: {problem}")
-    return run(_create, args)
+    return run_coroutine(_create, args)

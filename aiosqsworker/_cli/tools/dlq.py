@@ -34,7 +34,7 @@ from ._common import (
     open_client,
     open_payloads,
     queue_name_of,
-    run,
+    run_coroutine,
 )
 
 __all__ = [
@@ -315,4 +315,4 @@ async def _inspect(args: argparse.Namespace) -> int:
 
 
 def run_dlq_inspect(args: argparse.Namespace) -> int:
-    return run(_inspect, args)
+    return run_coroutine(_inspect, args)

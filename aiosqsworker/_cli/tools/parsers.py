@@ -8,14 +8,14 @@ pages' guide (input, what each column or step means, exit codes, examples).
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
-from typing import Any, TypeAlias, TypeVar
+from typing import TypeAlias
 
 from ..._config import MAX_VISIBILITY
-from ..._errors import ConfigurationError
 from ..._producer import MAX_DELAY
 from ..._sqs.base import MAX_MESSAGE_BYTES
+from ..command import argument, checked_number
+from ._common import delay_seconds, positive_int
 from .queue import (
     DEFAULT_MAX_RECEIVE_COUNT,
     MAX_RECEIVE_COUNT,
@@ -23,57 +23,8 @@ from .queue import (
     MIN_MESSAGE_SIZE,
     MIN_RETENTION,
 )
-from .send import parse_attribute
 
 __all__ = ["add_admin_parsers"]
-
-SEND_EPILOG = """\
-input:
-  Each BODY argument is one message, sent as it is; options go anywhere among QUEUE and
-  the BODY arguments. With --file PATH (--file - or a lone - reads stdin) each line is one
-  message: its text without the line ending, so JSON lines stay JSON text. Empty lines
-  are skipped; lines must be UTF-8. A line the queue cannot take (over its
-  MaximumMessageSize, a character SQS refuses) is an error that names it: a file is
-  checked whole before anything is sent; from stdin, lines are sent as they come and
-  sending stops at the bad line.
-
-sending:
-  SendMessageBatch calls of ten, up to 100 messages in flight; on a FIFO queue one batch
-  at a time, in input order. Every 1,000 messages a progress line (count, rate) goes to
-  stderr, and one at the end; "sent N messages to QUEUE" goes to stdout.
-
-FIFO queues:
-  --group-id is required. --dedup-id is for a single message; to send several, the queue
-  needs ContentBasedDeduplication. SQS takes no per-message --delay on a FIFO queue.
-
-exit codes:
-  0 all sent; 1 an error (the message says how much was sent); 2 bad usage.
-
-examples:
-  python -m aiosqsworker send orders '{"id": 1}' '{"id": 2}'
-  python -m aiosqsworker send orders --file orders.jsonl --attribute source=backfill
-  jq -c '.items[]' export.json | python -m aiosqsworker send orders -
-  python -m aiosqsworker send orders '{"id": 3}' --attribute priority:Number=5 --delay 60
-  python -m aiosqsworker send orders.fifo '{"id": 3}' --group-id customer-42 --dedup-id order-3
-"""
-
-STATS_EPILOG = """\
-columns:
-  VISIBLE       messages waiting to be received (ApproximateNumberOfMessages)
-  IN FLIGHT     received, not deleted yet (ApproximateNumberOfMessagesNotVisible)
-  DELAYED       sent with a delay that is not over (ApproximateNumberOfMessagesDelayed)
-  DLQ           the dead-letter queue of the RedrivePolicy ("-": none)
-  DLQ DEPTH     all its messages: visible + in flight + delayed ("missing": no such queue)
-  MAX RECEIVES  the RedrivePolicy's maxReceiveCount: receives before SQS dead-letters
-  VISIBILITY    the queue's VisibilityTimeout
-  SQS's counts are approximate. The age of the oldest message is not shown: SQS's API does
-  not report it (CloudWatch's ApproximateAgeOfOldestMessage metric does).
-
-examples:
-  python -m aiosqsworker stats orders payments
-  python -m aiosqsworker stats orders --watch          every 5 s, until Ctrl-C
-  python -m aiosqsworker stats orders --watch 1 --json
-"""
 
 INSPECT_EPILOG = """\
 which queue:
@@ -164,63 +115,23 @@ examples:
 """
 
 
-def _argument(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse `type=` from a parser that raises ConfigurationError."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ConfigurationError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
-
-
-_Number = TypeVar("_Number", int, float)
-
-
-def _checked_number(
-    convert: Callable[[str], _Number], accept: Callable[[_Number], bool], wanted: str
-) -> Callable[[str], _Number]:
-    """A parser of the numbers `convert` reads and `accept` takes; any other text is refused."""
-
-    def parse(text: str) -> _Number:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise ConfigurationError(f"{text!r}: give {wanted}") from None
-        if not accept(value):
-            raise ConfigurationError(f"{text!r}: give {wanted}")
-        return value
-
-    return parse
-
-
-_delay = _checked_number(
-    int, lambda value: 0 <= value <= MAX_DELAY, f"whole seconds from 0 to {MAX_DELAY}"
-)
-_positive_int = _checked_number(int, lambda value: value >= 1, "a whole number of 1 or more")
-_visibility = _checked_number(
+_visibility = checked_number(
     int, lambda value: 0 <= value <= MAX_VISIBILITY, f"whole seconds from 0 to {MAX_VISIBILITY}"
 )
-_receive_count = _checked_number(
+_receive_count = checked_number(
     int,
     lambda value: 1 <= value <= MAX_RECEIVE_COUNT,
     f"a whole number from 1 to {MAX_RECEIVE_COUNT}",
 )
-_message_size = _checked_number(
+_message_size = checked_number(
     int,
     lambda value: MIN_MESSAGE_SIZE <= value <= MAX_MESSAGE_BYTES,
     f"bytes from {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES}",
 )
-_retention = _checked_number(
+_retention = checked_number(
     int,
     lambda value: MIN_RETENTION <= value <= MAX_RETENTION,
     f"whole seconds from {MIN_RETENTION} to {MAX_RETENTION} (14 days)",
-)
-_seconds = _checked_number(
-    float, lambda value: value > 0 and not math.isinf(value), "a positive number of seconds"
 )
 
 
@@ -289,65 +200,6 @@ def add_admin_parsers(
     raw = argparse.RawDescriptionHelpFormatter
 
     prog = _PROG
-    send = sub.add_parser(
-        "send",
-        prog=f"{prog} send",
-        help="send messages from arguments, a file or stdin",
-        description="Send messages to QUEUE (a name or URL): each BODY, or each line of "
-        "--file PATH or stdin, is one message.",
-        epilog=SEND_EPILOG,
-        formatter_class=raw,
-    )
-    send.add_argument("queue", metavar="QUEUE", help="queue name or URL")
-    send.add_argument(
-        "bodies", metavar="BODY", nargs="*", help="message bodies; a lone - reads stdin"
-    )
-    send.add_argument(
-        "--file", metavar="PATH", help="send each line of PATH as a message (- for stdin)"
-    )
-    send.add_argument(
-        "--attribute",
-        action="append",
-        default=[],
-        type=_argument(parse_attribute),
-        metavar="NAME[:TYPE]=VALUE",
-        help="a message attribute for every message (repeatable, up to 10); TYPE is String "
-        "(the default), Number or Binary (VALUE in base64)",
-    )
-    send.add_argument(
-        "--delay",
-        type=_argument(_delay),
-        default=0,
-        metavar="SECONDS",
-        help="hide the messages for this long after sending, 0 to 900 (standard queues)",
-    )
-    send.add_argument("--group-id", help="MessageGroupId (required by FIFO queues)")
-    send.add_argument(
-        "--dedup-id",
-        help="MessageDeduplicationId of a single message (FIFO queues without "
-        "ContentBasedDeduplication)",
-    )
-
-    stats = sub.add_parser(
-        "stats",
-        prog=f"{prog} stats",
-        help="show queue depths, in flight, delayed, and dead-letter queues",
-        description="Print what SQS counts for each QUEUE (name or URL) and its dead-letter "
-        "queue. The age of the oldest message is left out: SQS's API does not report it.",
-        epilog=STATS_EPILOG,
-        formatter_class=raw,
-    )
-    stats.add_argument("queues", metavar="QUEUE", nargs="+", help="queue names or URLs")
-    stats.add_argument(
-        "--watch",
-        nargs="?",
-        const=5.0,
-        type=_argument(_seconds),
-        metavar="SECONDS",
-        help="refresh every SECONDS (default 5) until Ctrl-C",
-    )
-    stats.add_argument("--json", action="store_true", help="one JSON object per queue")
-
     dlq = sub.add_parser(
         "dlq",
         prog=f"{prog} dlq",
@@ -368,7 +220,7 @@ def add_admin_parsers(
     )
     inspect.add_argument(
         "--max",
-        type=_argument(_positive_int),
+        type=argument(positive_int),
         default=10,
         metavar="N",
         help="show at most N messages (default: %(default)s)",
@@ -392,7 +244,7 @@ def add_admin_parsers(
         "--filter", metavar="TEXT", help="move only messages whose body contains TEXT"
     )
     redrive.add_argument(
-        "--max", type=_argument(_positive_int), metavar="N", help="move at most N messages"
+        "--max", type=argument(positive_int), metavar="N", help="move at most N messages"
     )
     redrive.add_argument(
         "--to", metavar="QUEUE", help="move to this queue instead of the source queue"
@@ -423,27 +275,27 @@ def add_admin_parsers(
     create.add_argument("--fifo", action="store_true", help="a FIFO queue (NAME ends in .fifo)")
     create.add_argument(
         "--visibility-timeout",
-        type=_argument(_visibility),
+        type=argument(_visibility),
         metavar="SECONDS",
         help="the queue's VisibilityTimeout, 0 to 43200 (default: SQS's, 30)",
     )
     create.add_argument(
         "--max-message-size",
-        type=_argument(_message_size),
+        type=argument(_message_size),
         metavar="BYTES",
         help=f"the queue's MaximumMessageSize, {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES} "
         "(default: SQS's)",
     )
     create.add_argument(
         "--retention",
-        type=_argument(_retention),
+        type=argument(_retention),
         metavar="SECONDS",
         help=f"the queue's MessageRetentionPeriod, {MIN_RETENTION} to {MAX_RETENTION} "
         "(default: SQS's, 4 days)",
     )
     create.add_argument(
         "--delay",
-        type=_argument(_delay),
+        type=argument(delay_seconds),
         metavar="SECONDS",
         help=f"the queue's DelaySeconds, 0 to {MAX_DELAY} (default: 0)",
     )
@@ -459,7 +311,7 @@ def add_admin_parsers(
     )
     create.add_argument(
         "--max-receive-count",
-        type=_argument(_receive_count),
+        type=argument(_receive_count),
         metavar="N",
         help=f"receives before a message goes to DLQ, 1 to {MAX_RECEIVE_COUNT} "
         f"(default: {DEFAULT_MAX_RECEIVE_COUNT})",
@@ -501,7 +353,7 @@ def add_admin_parsers(
     )
     create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
 
-    for parser in (send, stats, inspect, redrive, create, *destroyers):
+    for parser in (inspect, redrive, create, *destroyers):
         connection_options(parser)
         logging_options(parser)
     # The S3 endpoint is the bucket command's own.

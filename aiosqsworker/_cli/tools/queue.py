@@ -26,7 +26,7 @@ from ..._consumer.queue import RedrivePolicy, parse_redrive_policy
 from ..._errors import ConfigurationError, QueueNotFoundError
 from ..._sqs.base import QueueAdmin
 from ..._sqs.open import open_queue_admin
-from ._common import messages_text, queue_depth, queue_name_of, run
+from ._common import messages_text, queue_depth, queue_name_of, run_coroutine
 
 __all__ = [
     "MAX_RECEIVE_COUNT",
@@ -281,7 +281,7 @@ def run_queue(args: argparse.Namespace) -> int:
             retention=args.retention,
             delay=args.delay,
         )
-        return run(_create, args, plan)
+        return run_coroutine(_create, args, plan)
     if args.queue_command == "purge":
-        return run(_purge, args)
-    return run(_delete, args)
+        return run_coroutine(_purge, args)
+    return run_coroutine(_delete, args)

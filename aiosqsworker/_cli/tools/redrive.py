@@ -37,7 +37,7 @@ from ._common import (
     open_client,
     open_payloads,
     queue_name_of,
-    run,
+    run_coroutine,
 )
 from .dlq import (
     DeadLetterRoute,
@@ -375,4 +375,4 @@ async def _redrive(args: argparse.Namespace) -> int:
 
 
 def run_dlq_redrive(args: argparse.Namespace) -> int:
-    return run(_redrive, args)
+    return run_coroutine(_redrive, args)
