@@ -21,10 +21,12 @@ __all__ = [
     "Command",
     "Invocation",
     "Subparsers",
+    "action_parser",
     "add_connection_options",
     "add_logging_options",
     "argument",
     "checked_number",
+    "command_group",
 ]
 
 PROG = "python -m aiosqsworker"
@@ -114,3 +116,33 @@ def checked_number(
         return value
 
     return parse
+
+
+def command_group(
+    sub: Subparsers, name: str, *, help: str, description: str, epilog: str
+) -> tuple[argparse.ArgumentParser, Subparsers]:
+    """A command made of actions (`queue create`, ...): its parser, and its ACTION subparsers."""
+    group = sub.add_parser(
+        name,
+        prog=f"{PROG} {name}",
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
+    return group, actions
+
+
+def action_parser(
+    actions: Subparsers, command: str, *, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    """One action of a command group; `command` is its whole name (``queue create``)."""
+    return actions.add_parser(
+        command.rsplit(" ", 1)[-1],
+        prog=f"{PROG} {command}",
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )

@@ -15,7 +15,7 @@ from . import demo, localserver, scale
 from . import run as run_command
 from .command import Invocation, add_connection_options, add_logging_options
 from .parsing import ForgivingParser, leaf_parser, unknown_arguments_error
-from .tools import add_admin_parsers, send, stats
+from .tools import add_admin_parsers, dlqcommand, send, stats
 from .tools import run_command as run_tool
 
 __all__ = ["main"]
@@ -55,7 +55,7 @@ def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentPa
     run_parser = run_command.add_parser(sub, env)
     # `python -m aiosqsworker MODULE` is `run MODULE`: the top-level help shows its options.
     parser.epilog = "the run command (the default):\n\n" + run_parser.format_help()
-    for command in (demo, scale, localserver, send, stats):
+    for command in (demo, scale, localserver, send, stats, dlqcommand):
         command.add_parser(sub, env)
 
     add_admin_parsers(
@@ -76,7 +76,7 @@ _COMMANDS: dict[str, Callable[[Invocation], int]] = {
     "scale": scale.run,
     "send": send.run,
     "stats": stats.run,
-    "dlq": _command_admin,
+    "dlq": dlqcommand.run,
     "queue": _command_admin,
     "bucket": _command_admin,
     "local-server": localserver.run,

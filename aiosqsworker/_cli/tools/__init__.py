@@ -21,11 +21,11 @@ import argparse
 
 from ._common import Progress, batch_waves, format_rate, queue_name_of
 from .bucket import bucket_name_problem, run_bucket
-from .dlq import DeadLetterRoute, failure_of, format_peeked, run_dlq_inspect
+from .dlq import DeadLetterRoute, failure_of, format_peeked
 from .lines import LineReader, LineSplitter, decode_line
 from .parsers import add_admin_parsers
 from .queue import QueuePlan, attribute_conflicts, is_local_endpoint, plan_queues, run_queue
-from .redrive import MoveEntry, redrive_decision, redrive_entry, run_dlq_redrive
+from .redrive import MoveEntry, redrive_decision, redrive_entry
 from .send import (
     SendTarget,
     body_problem,
@@ -73,6 +73,4 @@ def run_command(args: argparse.Namespace) -> int:
         return run_queue(args)
     if args.command == "bucket":
         return run_bucket(args)
-    if args.dlq_command == "inspect":
-        return run_dlq_inspect(args)
-    return run_dlq_redrive(args)
+    raise AssertionError(args.command)

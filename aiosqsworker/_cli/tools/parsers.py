@@ -15,7 +15,7 @@ from ..._config import MAX_VISIBILITY
 from ..._producer import MAX_DELAY
 from ..._sqs.base import MAX_MESSAGE_BYTES
 from ..command import argument, checked_number
-from ._common import delay_seconds, positive_int
+from ._common import delay_seconds
 from .queue import (
     DEFAULT_MAX_RECEIVE_COUNT,
     MAX_RECEIVE_COUNT,
@@ -25,54 +25,6 @@ from .queue import (
 )
 
 __all__ = ["add_admin_parsers"]
-
-INSPECT_EPILOG = """\
-which queue:
-  A QUEUE with a RedrivePolicy is a source queue: its dead-letter queue is inspected.
-  A QUEUE without one is taken as the dead-letter queue itself.
-
-how it peeks:
-  Messages are received with a 30 s visibility timeout, printed, and made visible again
-  at once: nothing is deleted. A peek is a receive, though: ApproximateReceiveCount grows
-  (and if the dead-letter queue has a RedrivePolicy of its own, peeks count towards it).
-  Messages in flight elsewhere are not seen; on a FIFO queue, a group shows its first ten.
-
-failure record:
-  Messages the framework dead-lettered carry why (message attribute aiosqsworker.failure):
-  reason, exception, error, where, attempts, consumer, source queue, times. Messages SQS's
-  own redrive moved have none.
-
-examples:
-  python -m aiosqsworker dlq inspect orders
-  python -m aiosqsworker dlq inspect orders-dlq --max 50 --full
-  python -m aiosqsworker dlq inspect orders --json | jq -r .failure.exception
-"""
-
-REDRIVE_EPILOG = """\
-which queues:
-  A QUEUE with a RedrivePolicy is the source: messages go back to it from its dead-letter
-  queue. A QUEUE without one is taken as the dead-letter queue: messages go back to the one
-  queue whose RedrivePolicy names it, or to --to QUEUE. A dead letter whose failure record
-  (or SQS's DeadLetterQueueSourceArn) names another source queue is left where it is,
-  unless --to is given.
-
-how it moves:
-  Up to ten messages at a time are received from the dead-letter queue, sent with
-  SendMessageBatch (body and message attributes kept, the aiosqsworker.failure record
-  dropped; FIFO: MessageGroupId kept, a new deduplication id), and deleted from the
-  dead-letter queue only once SQS confirmed their send. Messages not moved (--filter,
-  --max, --dry-run, a failed send) are made visible again at the end. An interrupted
-  redrive loses nothing: at worst a message is in both queues.
-
-exit codes:
-  0 done; 1 an error, or messages that could not be moved (they stay in the DLQ).
-
-examples:
-  python -m aiosqsworker dlq redrive orders --dry-run
-  python -m aiosqsworker dlq redrive orders --filter '"customer": 42' --max 100
-  python -m aiosqsworker dlq redrive orders-dlq --to orders-replay
-"""
-
 
 QUEUE_EPILOG = """\
 create:
@@ -135,28 +87,6 @@ _retention = checked_number(
 )
 
 
-def _dlq_action(
-    actions: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    *,
-    help: str,
-    description: str,
-    epilog: str,
-) -> argparse.ArgumentParser:
-    """A `dlq` action and its QUEUE argument: a source queue, or the dead-letter queue itself."""
-    parser = actions.add_parser(
-        name,
-        help=help,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "queue", metavar="QUEUE", help="source queue (its DLQ is read) or the DLQ itself"
-    )
-    return parser
-
-
 _PROG = "python -m aiosqsworker"
 _Actions: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -197,64 +127,6 @@ def add_admin_parsers(
     logging_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     """Add `send`, `stats`, `dlq`, `queue` and `bucket` to the CLI's subcommands."""
-    raw = argparse.RawDescriptionHelpFormatter
-
-    prog = _PROG
-    dlq = sub.add_parser(
-        "dlq",
-        prog=f"{prog} dlq",
-        help="inspect or redrive dead-lettered messages",
-        description="Look at dead-lettered messages (inspect) or move them back (redrive).",
-        epilog="examples:\n  python -m aiosqsworker dlq inspect orders\n"
-        "  python -m aiosqsworker dlq redrive orders --dry-run\n",
-        formatter_class=raw,
-    )
-    actions = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
-    inspect = _dlq_action(
-        actions,
-        "inspect",
-        help="peek at dead-lettered messages without consuming them",
-        description="Show up to --max dead-lettered messages: id, receive count, sent time, "
-        "body and the failure record the framework attached. Nothing is deleted.",
-        epilog=INSPECT_EPILOG,
-    )
-    inspect.add_argument(
-        "--max",
-        type=argument(positive_int),
-        default=10,
-        metavar="N",
-        help="show at most N messages (default: %(default)s)",
-    )
-    inspect.add_argument(
-        "--full", action="store_true", help="whole bodies and errors, not their first 300 chars"
-    )
-    inspect.add_argument(
-        "--json", action="store_true", help="one JSON object per message, whole bodies"
-    )
-
-    redrive = _dlq_action(
-        actions,
-        "redrive",
-        help="move dead-lettered messages back to their source queue",
-        description="Move messages from the dead-letter queue back to the source queue, "
-        "without their failure record.",
-        epilog=REDRIVE_EPILOG,
-    )
-    redrive.add_argument(
-        "--filter", metavar="TEXT", help="move only messages whose body contains TEXT"
-    )
-    redrive.add_argument(
-        "--max", type=argument(positive_int), metavar="N", help="move at most N messages"
-    )
-    redrive.add_argument(
-        "--to", metavar="QUEUE", help="move to this queue instead of the source queue"
-    )
-    redrive.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print what would move; move nothing, leave everything visible",
-    )
-
     queue_actions = _command_group(
         sub,
         "queue",
@@ -353,7 +225,7 @@ def add_admin_parsers(
     )
     create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
 
-    for parser in (inspect, redrive, create, *destroyers):
+    for parser in (create, *destroyers):
         connection_options(parser)
         logging_options(parser)
     # The S3 endpoint is the bucket command's own.
