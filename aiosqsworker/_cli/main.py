@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .. import __version__
 from .._config import EnvironmentSettings
@@ -13,22 +13,30 @@ from .._logging import configure_logging
 from .._run.runner import uvloop_available
 from . import demo, localserver, scale
 from . import run as run_command
-from .command import Invocation, add_connection_options, add_logging_options
+from .command import Command, Invocation
 from .parsing import ForgivingParser, leaf_parser, unknown_arguments_error
-from .tools import add_admin_parsers, dlqcommand, send, stats
-from .tools import run_command as run_tool
+from .tools import bucket, dlqcommand, queue, send, stats
 
 __all__ = ["main"]
 
 COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq", "queue", "bucket", "local-server")
 
+#: Each command's module, in the order --help lists them.
+_COMMANDS: dict[str, Command] = {
+    "run": run_command,
+    "demo": demo,
+    "scale": scale,
+    "local-server": localserver,
+    "send": send,
+    "stats": stats,
+    "dlq": dlqcommand,
+    "queue": queue,
+    "bucket": bucket,
+}
+
 
 def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentParser:
     env = env or EnvironmentSettings()
-
-    def logging_options(parser: argparse.ArgumentParser) -> None:
-        add_logging_options(parser, env)
-
     parser: argparse.ArgumentParser = ForgivingParser(
         prog="python -m aiosqsworker",
         description="Run SQS consumers. Commands: run (the default), demo, scale, send, "
@@ -52,35 +60,13 @@ def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentPa
     # Without prog, a command's usage line would repeat the whole multi-line usage above.
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", prog="python -m aiosqsworker")
 
-    run_parser = run_command.add_parser(sub, env)
-    # `python -m aiosqsworker MODULE` is `run MODULE`: the top-level help shows its options.
-    parser.epilog = "the run command (the default):\n\n" + run_parser.format_help()
-    for command in (demo, scale, localserver, send, stats, dlqcommand):
-        command.add_parser(sub, env)
-
-    add_admin_parsers(
-        sub,
-        connection_options=add_connection_options,
-        logging_options=logging_options,
-    )
+    for name, command in _COMMANDS.items():
+        command_parser = command.add_parser(sub, env)
+        if name == "run":
+            # `python -m aiosqsworker MODULE` is `run MODULE`: the top-level help shows its
+            # options.
+            parser.epilog = "the run command (the default):\n\n" + command_parser.format_help()
     return parser
-
-
-def _command_admin(call: Invocation) -> int:
-    return run_tool(call.args)
-
-
-_COMMANDS: dict[str, Callable[[Invocation], int]] = {
-    "run": run_command.run,
-    "demo": demo.run,
-    "scale": scale.run,
-    "send": send.run,
-    "stats": stats.run,
-    "dlq": dlqcommand.run,
-    "queue": _command_admin,
-    "bucket": _command_admin,
-    "local-server": localserver.run,
-}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format, worker=env.worker_index)
     use_uvloop = uvloop_available() and not args.no_uvloop
     try:
-        return _COMMANDS[args.command](Invocation(args, args_list, env, use_uvloop))
+        return _COMMANDS[args.command].run(Invocation(args, args_list, env, use_uvloop))
     except AioSQSWorkerError as exc:
         print(f"aiosqsworker: error: {exc}", file=sys.stderr)
         return 1

@@ -13,12 +13,27 @@ import re
 from contextlib import AsyncExitStack
 from typing import Any
 
-from ..._config import AppConfig
+from ..._config import AppConfig, EnvironmentSettings
 from ..._errors import AioSQSWorkerError, ConfigurationError
 from ..._sqs.open import open_s3_client
+from ..command import Invocation, Subparsers, action_parser, add_logging_options, command_group
 from ._common import run_coroutine
 
-__all__ = ["bucket_name_problem", "run_bucket"]
+__all__ = ["add_parser", "bucket_name_problem", "run"]
+
+BUCKET_EPILOG = """\
+create:
+  Creates bucket NAME at the S3 endpoint: --endpoint-url, else AWS_ENDPOINT_URL_S3, else
+  AWS_ENDPOINT_URL, else AWS's own (local-server serves S3 and prints AWS_ENDPOINT_URL_S3).
+  Outside us-east-1 the bucket is created in the region in use. A bucket that exists and
+  is yours is left as it is (exit 0).
+
+exit codes:
+  0 created or already yours; 1 an error (a name S3 refuses, another account's bucket).
+
+examples:
+  python -m aiosqsworker bucket create orders-payloads
+"""
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: The region whose buckets take no LocationConstraint (S3 refuses one naming it).
@@ -82,7 +97,36 @@ async def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bucket(args: argparse.Namespace) -> int:
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser, actions = command_group(
+        sub,
+        "bucket",
+        help="create the S3 bucket of large messages",
+        description="Create an S3 bucket, for large messages (payload_bucket=).",
+        epilog=BUCKET_EPILOG,
+    )
+    create_bucket = action_parser(
+        actions,
+        "bucket create",
+        help="create a bucket (exit 0 if it exists and is yours)",
+        description="Create bucket NAME at the S3 endpoint (--endpoint-url, else "
+        "AWS_ENDPOINT_URL_S3, else AWS's).",
+        epilog=BUCKET_EPILOG,
+    )
+    create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
+    # The S3 endpoint is the bucket command's own.
+    create_bucket.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
+    create_bucket.add_argument(
+        "--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)"
+    )
+    create_bucket.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+    add_logging_options(create_bucket, env)
+    return parser
+
+
+def run(call: Invocation) -> int:
+    """Create the bucket `call` names (exit 0 if it exists and is this account's)."""
+    args = call.args
     problem = bucket_name_problem(args.name)
     if problem:
         raise ConfigurationError(f"bucket {args.name!r}: {problem}")
