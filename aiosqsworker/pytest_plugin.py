@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from ._consumer.queue import RedrivePolicy
-from .testing.server import LOCAL_CREDENTIALS, LocalSQSServer
+from ._localsqs import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["TestQueue", "local_sqs_server", "sqs_endpoint", "sqs_queue"]
 

@@ -21,6 +21,7 @@ import anyio
 from .._app import App
 from .._config import EnvironmentSettings
 from .._consumer.queue import RedrivePolicy
+from .._localsqs import LOCAL_CREDENTIALS, LocalSQSServer
 from .._message import Message
 from .._run.signals import capture_signals
 from .._text import plural
@@ -170,8 +171,6 @@ def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentPa
 
 def run(call: Invocation) -> int:
     """Run the demo; returns the process exit code."""
-    from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer  # moto: imported when run
-
     messages, keep_running = call.args.messages, call.args.keep_running
     for name, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(name, value)

@@ -17,6 +17,7 @@ import types
 
 from .._config import EnvironmentSettings
 from .._errors import AioSQSWorkerError, ConfigurationError
+from .._localsqs import LOCAL_CREDENTIALS, LocalSQSServer
 from .command import Invocation, Subparsers, add_logging_options
 
 __all__ = [
@@ -38,8 +39,6 @@ def local_environment(endpoint_url: str) -> dict[str, str]:
     """What a new terminal needs to talk to the local server: the SQS and S3 endpoints (it
     serves both), the region under both names (plain boto3 reads only AWS_DEFAULT_REGION)
     and credentials (any do)."""
-    from ..testing.server import LOCAL_CREDENTIALS  # the testing package: imported when run
-
     return {
         "AWS_ENDPOINT_URL_SQS": endpoint_url,
         "AWS_ENDPOINT_URL_S3": endpoint_url,
@@ -102,8 +101,6 @@ def _interrupt(signum: int, frame: types.FrameType | None) -> None:
 def run(call: Invocation) -> int:
     """Serve until Ctrl-C or SIGTERM (exit 0); 1 if the server dies by itself."""
     port: int = call.args.port
-    from ..testing.server import LocalSQSServer  # the testing package: imported when run
-
     if port:
         _check_port_free(port)
     server = LocalSQSServer(host=HOST, port=port or None)
