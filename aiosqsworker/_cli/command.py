@@ -27,6 +27,7 @@ __all__ = [
     "argument",
     "checked_number",
     "command_group",
+    "command_parser",
 ]
 
 PROG = "python -m aiosqsworker"
@@ -118,11 +119,12 @@ def checked_number(
     return parse
 
 
-def command_group(
+def command_parser(
     sub: Subparsers, name: str, *, help: str, description: str, epilog: str
-) -> tuple[argparse.ArgumentParser, Subparsers]:
-    """A command made of actions (`queue create`, ...): its parser, and its ACTION subparsers."""
-    group = sub.add_parser(
+) -> argparse.ArgumentParser:
+    """A command's parser: its --help shows `epilog` (the guide: examples, exit codes) as it is
+    written."""
+    return sub.add_parser(
         name,
         prog=f"{PROG} {name}",
         help=help,
@@ -130,6 +132,13 @@ def command_group(
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+
+
+def command_group(
+    sub: Subparsers, name: str, *, help: str, description: str, epilog: str
+) -> tuple[argparse.ArgumentParser, Subparsers]:
+    """A command made of actions (`queue create`, ...): its parser, and its ACTION subparsers."""
+    group = command_parser(sub, name, help=help, description=description, epilog=epilog)
     actions = group.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True)
     return group, actions
 

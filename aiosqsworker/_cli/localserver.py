@@ -18,7 +18,7 @@ import types
 from .._config import EnvironmentSettings
 from .._errors import AioSQSWorkerError, ConfigurationError
 from .._localsqs import LOCAL_CREDENTIALS, LocalSQSServer
-from .command import Invocation, Subparsers, add_logging_options
+from .command import Invocation, Subparsers, add_logging_options, command_parser
 
 __all__ = [
     "DEFAULT_PORT",
@@ -61,7 +61,8 @@ def _port(text: str) -> int:
 
 
 def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
+    parser = command_parser(
+        sub,
         "local-server",
         help="run the project's local SQS server on 127.0.0.1, for development",
         description="Start the local SQS server the test suite uses (moto, with receives "
@@ -69,7 +70,6 @@ def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentPa
         "it, and serve until Ctrl-C or SIGTERM. Queues and messages live in its memory.",
         epilog="examples:\n  python -m aiosqsworker local-server\n"
         "  python -m aiosqsworker local-server --port 0     any free port\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--port",

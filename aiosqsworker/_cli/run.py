@@ -28,7 +28,13 @@ from .._registry import default_registry
 from .._run.reload import file_changes, watched_directories
 from .._run.runner import run as run_app
 from .._run.supervisor import supervise
-from .command import Invocation, Subparsers, add_connection_options, add_logging_options
+from .command import (
+    Invocation,
+    Subparsers,
+    add_connection_options,
+    add_logging_options,
+    command_parser,
+)
 
 __all__ = ["add_parser", "load_app", "run"]
 
@@ -106,13 +112,13 @@ def _workers_option(raw: str) -> int:
 
 
 def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
+    parser = command_parser(
+        sub,
         "run",
         help="run the consumers a module registers (the default command)",
         description="Import MODULE and run every consumer it registered with @consumer, or "
         "the App named by MODULE:APP, until SIGTERM or SIGINT.",
         epilog=RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("target", metavar="MODULE[:APP]", help="e.g. myservice.orders")
     add_connection_options(parser)

@@ -12,7 +12,13 @@ from .._config import AppConfig, EnvironmentSettings
 from .._errors import ConfigurationError
 from .._run.scaling import QueueSample, RateMemory, Recommendation, observe, recommend
 from .._sqs.open import open_sqs_client
-from .command import Invocation, Subparsers, add_connection_options, add_logging_options
+from .command import (
+    Invocation,
+    Subparsers,
+    add_connection_options,
+    add_logging_options,
+    command_parser,
+)
 
 __all__ = ["add_parser", "format_recommendation", "run", "sampling_note"]
 
@@ -95,13 +101,13 @@ async def _scale(args: argparse.Namespace) -> None:
 
 
 def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
+    parser = command_parser(
+        sub,
         "scale",
         help="recommend a worker count for a queue, from SQS's own counters",
         description="Sample the queue (and the workers' metrics, if given) and print how many "
         "workers keep up with arrivals and drain the backlog within --target-latency.",
         epilog=SCALE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("queue", metavar="QUEUE", help="queue name or URL")
     parser.add_argument("--target-latency", type=float, default=60.0, help="seconds")

@@ -30,12 +30,12 @@ from ..._sqs.limits import (
     NUMBER,
 )
 from ..command import (
-    PROG,
     Invocation,
     Subparsers,
     add_connection_options,
     add_logging_options,
     argument,
+    command_parser,
 )
 from ._common import (
     Progress,
@@ -433,14 +433,13 @@ def _check_stream(
 
 
 def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
+    parser = command_parser(
+        sub,
         "send",
-        prog=f"{PROG} send",
         help="send messages from arguments, a file or stdin",
         description="Send messages to QUEUE (a name or URL): each BODY, or each line of "
         "--file PATH or stdin, is one message.",
         epilog=SEND_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("queue", metavar="QUEUE", help="queue name or URL")
     parser.add_argument(

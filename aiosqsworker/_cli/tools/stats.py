@@ -23,13 +23,13 @@ from ..._consumer.queue import RedrivePolicy
 from ..._errors import QueueNotFoundError
 from ..._sqs.base import SQSClient
 from ..command import (
-    PROG,
     Invocation,
     Subparsers,
     add_connection_options,
     add_logging_options,
     argument,
     checked_number,
+    command_parser,
 )
 from ._common import count_of, open_client, queue_depth, queue_name_of, run_coroutine
 
@@ -203,14 +203,13 @@ async def _stats(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
-    parser = sub.add_parser(
+    parser = command_parser(
+        sub,
         "stats",
-        prog=f"{PROG} stats",
         help="show queue depths, in flight, delayed, and dead-letter queues",
         description="Print what SQS counts for each QUEUE (name or URL) and its dead-letter "
         "queue. The age of the oldest message is left out: SQS's API does not report it.",
         epilog=STATS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("queues", metavar="QUEUE", nargs="+", help="queue names or URLs")
     parser.add_argument(
