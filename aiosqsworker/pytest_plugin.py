@@ -37,8 +37,8 @@ from typing import Any
 
 import pytest
 
+from ._localsqs import LOCAL_CREDENTIALS, LocalSQSServer
 from ._sqs.redrive import RedrivePolicy
-from .testing.server import LOCAL_CREDENTIALS, LocalSQSServer
 
 __all__ = ["TestQueue", "local_sqs_server", "sqs_endpoint", "sqs_queue"]
 

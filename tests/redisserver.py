@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from aiosqsworker.testing.server import free_port, stop_process
+from aiosqsworker._localsqs import free_port, stop_process
 
 __all__ = ["redis_server"]
 

@@ -20,7 +20,7 @@ import pytest
 from anyio.abc import Process
 
 from aiosqsworker import App, ConfigurationError, Message
-from aiosqsworker._cli.main import _worker_argv
+from aiosqsworker._cli.run import _worker_argv
 from aiosqsworker._run.burst import is_quiet
 from aiosqsworker._run.reload import watched_directories
 from aiosqsworker.testing import LocalSQSServer, free_port, run_until_empty

@@ -8,6 +8,7 @@ itself once every good message is done and every poison one is in the dead-lette
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -16,16 +17,17 @@ import time
 from typing import Any
 
 import anyio
-from aiobotocore.session import get_session
 
 from .._app import App
+from .._config import EnvironmentSettings
+from .._localsqs import LOCAL_CREDENTIALS, LocalSQSServer
 from .._message import Message
 from .._run.signals import capture_signals
 from .._sqs.redrive import RedrivePolicy
 from .._text import plural
-from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
+from .command import Invocation, Subparsers, add_logging_options
 
-__all__ = ["run_demo"]
+__all__ = ["add_parser", "run"]
 
 REGION = "us-east-1"
 VISIBILITY = 4  # short, so that the slow jobs show the lease keeper at work
@@ -103,6 +105,8 @@ def _build_app(endpoint_url: str) -> App:
 
 
 async def _demo(endpoint_url: str, messages: int, keep_running: bool) -> int:
+    from aiobotocore.session import get_session  # imported by the command, not by --help
+
     orders, emails, poison = _plan(messages)
     session = get_session()
     async with session.create_client(
@@ -148,8 +152,26 @@ async def _demo(endpoint_url: str, messages: int, keep_running: bool) -> int:
     return 0 if left == 0 or keep_running else 1
 
 
-def run_demo(*, messages: int = 200, keep_running: bool = False, use_uvloop: bool = False) -> int:
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "demo",
+        help="run demo consumers against a local SQS server started for the occasion",
+        description="Start a local SQS server (moto's) on 127.0.0.1, create demo queues, "
+        "send messages (some slow, some poisonous) and consume them with visible progress.",
+    )
+    parser.add_argument("--messages", type=int, default=200, help="(default: %(default)s)")
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="keep consuming after the demo messages are done, until Ctrl-C",
+    )
+    add_logging_options(parser, env)
+    return parser
+
+
+def run(call: Invocation) -> int:
     """Run the demo; returns the process exit code."""
+    messages, keep_running = call.args.messages, call.args.keep_running
     for name, value in LOCAL_CREDENTIALS.items():
         os.environ.setdefault(name, value)
     print("demo: starting a local SQS server (moto) on 127.0.0.1 ...", flush=True)
@@ -162,7 +184,7 @@ def run_demo(*, messages: int = 200, keep_running: bool = False, use_uvloop: boo
                 messages,
                 keep_running,
                 backend="asyncio",
-                backend_options={"use_uvloop": use_uvloop},
+                backend_options={"use_uvloop": call.use_uvloop},
             )
         except KeyboardInterrupt:  # pragma: no cover - interactive
             print("demo: interrupted", file=sys.stderr)

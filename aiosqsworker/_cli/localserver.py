@@ -8,16 +8,26 @@ credentials) goes to stdout.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import signal
 import socket
 import sys
 import types
 
+from .._config import EnvironmentSettings
 from .._errors import AioSQSWorkerError, ConfigurationError
-from ..testing.server import LOCAL_CREDENTIALS, LocalSQSServer
+from .._localsqs import LOCAL_CREDENTIALS, LocalSQSServer
+from .command import Invocation, Subparsers, add_logging_options, command_parser
 
-__all__ = ["DEFAULT_PORT", "LOCAL_REGION", "export_line", "local_environment", "run_local_server"]
+__all__ = [
+    "DEFAULT_PORT",
+    "LOCAL_REGION",
+    "add_parser",
+    "export_line",
+    "local_environment",
+    "run",
+]
 
 #: The port local AWS emulators listen on by convention.
 DEFAULT_PORT = 4566
@@ -44,6 +54,33 @@ def export_line(endpoint_url: str) -> str:
     return "export " + " ".join(f"{name}={value}" for name, value in variables.items())
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65_535:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a port from 0 (any free one) to 65535")
+    return int(text)
+
+
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser = command_parser(
+        sub,
+        "local-server",
+        help="run the project's local SQS server on 127.0.0.1, for development",
+        description="Start the local SQS server the test suite uses (moto, with receives "
+        "made atomic as SQS's are) on 127.0.0.1, print the environment to point a worker at "
+        "it, and serve until Ctrl-C or SIGTERM. Queues and messages live in its memory.",
+        epilog="examples:\n  python -m aiosqsworker local-server\n"
+        "  python -m aiosqsworker local-server --port 0     any free port\n",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="port on 127.0.0.1 (default: %(default)s; 0: any free one)",
+    )
+    add_logging_options(parser, env)
+    return parser
+
+
 def _check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -61,8 +98,9 @@ def _interrupt(signum: int, frame: types.FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def run_local_server(*, port: int) -> int:
+def run(call: Invocation) -> int:
     """Serve until Ctrl-C or SIGTERM (exit 0); 1 if the server dies by itself."""
+    port: int = call.args.port
     if port:
         _check_port_free(port)
     server = LocalSQSServer(host=HOST, port=port or None)

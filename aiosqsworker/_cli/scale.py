@@ -8,12 +8,32 @@ from contextlib import AsyncExitStack
 
 import anyio
 
-from .._config import AppConfig
+from .._config import AppConfig, EnvironmentSettings
 from .._errors import ConfigurationError
 from .._run.scaling import QueueSample, RateMemory, Recommendation, observe, recommend
 from .._sqs.open import open_sqs_client
+from .command import (
+    Invocation,
+    Subparsers,
+    add_connection_options,
+    add_logging_options,
+    command_parser,
+)
 
-__all__ = ["format_recommendation", "run_scale", "sampling_note"]
+__all__ = ["add_parser", "format_recommendation", "run", "sampling_note"]
+
+SCALE_EPILOG = """\
+how it decides:
+  arrivals = completions + growth of the queue (visible + in flight + delayed),
+  desired  = ceil((arrivals + visible / --target-latency) / per-worker rate),
+  clamped to [--min, --max]. The per-worker rate is --per-worker-rate, or measured
+  from the workers' own counters (--worker-metrics, their /metrics endpoints).
+
+examples:
+  python -m aiosqsworker scale orders --target-latency 60 --min 1 --max 20 --per-worker-rate 40
+  python -m aiosqsworker scale orders --worker-metrics http://10.0.0.5:9090/metrics --watch
+"""
+
 
 #: Seconds between the lines that say a sample is still being taken.
 TICK = 5.0
@@ -80,7 +100,41 @@ async def _scale(args: argparse.Namespace) -> None:
             first = last
 
 
-def run_scale(args: argparse.Namespace) -> int:
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser = command_parser(
+        sub,
+        "scale",
+        help="recommend a worker count for a queue, from SQS's own counters",
+        description="Sample the queue (and the workers' metrics, if given) and print how many "
+        "workers keep up with arrivals and drain the backlog within --target-latency.",
+        epilog=SCALE_EPILOG,
+    )
+    parser.add_argument("queue", metavar="QUEUE", help="queue name or URL")
+    parser.add_argument("--target-latency", type=float, default=60.0, help="seconds")
+    parser.add_argument("--min", type=int, default=1, dest="minimum")
+    parser.add_argument("--max", type=int, default=20, dest="maximum")
+    parser.add_argument(
+        "--per-worker-rate", type=float, help="messages/s one worker handles, if known"
+    )
+    parser.add_argument(
+        "--worker-metrics",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a worker's /metrics URL (repeat for each worker): measures the rate",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=10.0, help="seconds between samples (default: 10)"
+    )
+    parser.add_argument("--watch", action="store_true", help="keep printing")
+    add_connection_options(parser)
+    add_logging_options(parser, env)
+    return parser
+
+
+def run(call: Invocation) -> int:
+    """Sample the queue and print the recommendation (every --interval with --watch)."""
+    args = call.args
     if args.target_latency <= 0:
         raise ConfigurationError("--target-latency must be a positive number of seconds")
     if not 0 <= args.minimum <= args.maximum:

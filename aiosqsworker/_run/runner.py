@@ -22,7 +22,6 @@ import anyio
 from .._consumer.threads import running_handlers
 from .._errors import AioSQSWorkerError, single_error
 from .burst import burst_ended, stop_when_empty
-from .metrics import serve_metrics
 from .orphan import watch_supervisor
 from .probe import RunnableApp
 from .progress import report_progress
@@ -69,6 +68,8 @@ def run(
         failure: BaseException | None = None
         async with anyio.create_task_group() as tg:
             if metrics_address is not None:
+                from .metrics import serve_metrics  # aiohttp: imported only to serve /metrics
+
                 host, port = metrics_address
                 await tg.start(functools.partial(serve_metrics, app, host=host, port=port))
             if progress_interval:

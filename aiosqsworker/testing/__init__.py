@@ -27,10 +27,10 @@ Against a real SQS-protocol server, `run_until_empty` runs an app until its queu
 (``aiosqsworker.pytest_plugin``, loaded automatically) provides the fixtures
 ``local_sqs_server`` and ``sqs_queue``.
 
-`LocalSQSServer` (`testing.server`) runs the project's local SQS server, moto's with SQS's
-delivery guarantees (install the ``server`` extra: ``pip install 'aiosqsworker[server]'``),
-in a subprocess on a free loopback port; `FaultProxy` (`testing.faultproxy`) sits between
-a client and it to inject faults.
+`LocalSQSServer` runs the project's local SQS server (the one the command line's
+``local-server`` runs), moto's with SQS's delivery guarantees (install the ``server`` extra:
+``pip install 'aiosqsworker[server]'``), in a subprocess on a free loopback port;
+`FaultProxy` (`testing.faultproxy`) sits between a client and it to inject faults.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from .._consumer.outcomes import (
 )
 from .._consumer.procpool import ProcessPool
 from .._consumer.slots import cancelled_by_framework
+from .._localsqs import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 from .._message import Message
 from .._producer import SendOptions, encode_attributes, encode_body
 from .._registry import ConsumerSpec, default_registry
@@ -67,7 +68,6 @@ from .clock import Clock, ManualClock, RealClock
 from .faultproxy import Answer, FaultProxy, ProxiedRequest
 from .harness import InMemoryApp, in_memory
 from .memory import MemorySQS, QueueCounts, QueuedMessage
-from .server import LOCAL_CREDENTIALS, LocalSQSServer, free_port
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

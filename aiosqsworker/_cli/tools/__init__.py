@@ -1,4 +1,4 @@
-"""The operator's queue tools: `send`, `stats`, `dlq inspect`, `dlq redrive` and `queue`.
+"""The operator's queue tools: `send`, `stats`, `dlq inspect`, `dlq redrive`, `queue`, `bucket`.
 
 - ``send QUEUE [BODY ...]`` sends messages from arguments, a file or stdin (one per line) in
   SendMessageBatch calls, through `BatchingSender`, many in flight at once (`.send`, reading
@@ -10,31 +10,29 @@
 - ``queue create|purge|delete NAME`` makes and removes queues (`.queue`);
 - ``bucket create NAME`` makes the S3 bucket of large messages (`.bucket`).
 
-`.parsers` holds their command line; `._common` what they share. Parsing, checking and
+Each command's module holds its parser (``add_parser``) beside what it runs (``run``), as
+`aiosqsworker._cli.command` describes; `.dlqcommand` makes `dlq`'s two actions one command;
+`._common` holds what they share. Parsing, checking and
 formatting are pure functions, exported here, that tests call directly; the commands do the
 I/O around them.
 """
 
 from __future__ import annotations
 
-import argparse
-
 from ._common import Progress, batch_waves, format_rate, queue_name_of
-from .bucket import bucket_name_problem, run_bucket
-from .dlq import DeadLetterRoute, failure_of, format_peeked, run_dlq_inspect
+from .bucket import bucket_name_problem
+from .dlq import DeadLetterRoute, failure_of, format_peeked
 from .lines import LineReader, LineSplitter, decode_line
-from .parsers import add_admin_parsers
-from .queue import QueuePlan, attribute_conflicts, is_local_endpoint, plan_queues, run_queue
-from .redrive import MoveEntry, redrive_decision, redrive_entry, run_dlq_redrive
+from .queue import QueuePlan, attribute_conflicts, is_local_endpoint, plan_queues
+from .redrive import MoveEntry, redrive_decision, redrive_entry
 from .send import (
     SendTarget,
     body_problem,
     collect_attributes,
     parse_attribute,
-    run_send,
     send_options_problem,
 )
-from .stats import QueueStats, format_stats_table, queue_stats, run_stats
+from .stats import QueueStats, format_stats_table, queue_stats
 
 __all__ = [
     "DeadLetterRoute",
@@ -45,7 +43,6 @@ __all__ = [
     "QueuePlan",
     "QueueStats",
     "SendTarget",
-    "add_admin_parsers",
     "attribute_conflicts",
     "batch_waves",
     "body_problem",
@@ -63,21 +60,5 @@ __all__ = [
     "queue_stats",
     "redrive_decision",
     "redrive_entry",
-    "run_command",
     "send_options_problem",
 ]
-
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run the tool `args` names (the CLI's entry point into this package)."""
-    if args.command == "send":
-        return run_send(args)
-    if args.command == "stats":
-        return run_stats(args)
-    if args.command == "queue":
-        return run_queue(args)
-    if args.command == "bucket":
-        return run_bucket(args)
-    if args.dlq_command == "inspect":
-        return run_dlq_inspect(args)
-    return run_dlq_redrive(args)

@@ -20,10 +20,13 @@ from ..._config import AppConfig
 from ..._errors import AioSQSWorkerError, leaf_errors
 from ..._producer import batch_is_full
 from ..._sqs.base import SQSClient
+from ..._sqs.limits import MAX_DELAY
 from ..._sqs.open import open_payload_store, open_sqs_client
 from ..._sqs.payloads import PayloadStore
+from ..._sqs.rules import delay_refusal
 from ..._sqs.urls import queue_name
 from ..._text import plural
+from ..command import checked_number
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -32,14 +35,22 @@ __all__ = [
     "batch_is_full",
     "batch_waves",
     "count_of",
+    "delay_seconds",
     "format_rate",
     "messages_text",
     "open_client",
     "open_payloads",
+    "positive_int",
     "queue_depth",
     "queue_name_of",
-    "run",
+    "run_coroutine",
 ]
+
+#: Options several commands take: `send --delay` and `queue create --delay`; `dlq ... --max`.
+delay_seconds = checked_number(
+    int, lambda value: delay_refusal(value) is None, f"whole seconds from 0 to {MAX_DELAY}"
+)
+positive_int = checked_number(int, lambda value: value >= 1, "a whole number of 1 or more")
 
 #: A progress line on stderr every this many messages sent or moved.
 PROGRESS_EVERY = 1000
@@ -155,7 +166,7 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return next(framework, group)
 
 
-def run(function: Callable[..., Any], *args: object) -> int:
+def run_coroutine(function: Callable[..., Any], *args: object) -> int:
     """Run a command's coroutine; its exit status (130 on Ctrl-C), or the error it hit."""
     try:
         return int(anyio.run(function, *args))

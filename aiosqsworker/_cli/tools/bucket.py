@@ -13,14 +13,27 @@ import re
 from contextlib import AsyncExitStack
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from ..._config import AppConfig
+from ..._config import AppConfig, EnvironmentSettings
 from ..._errors import AioSQSWorkerError, ConfigurationError
 from ..._sqs.open import open_s3_client
-from ._common import run
+from ..command import Invocation, Subparsers, action_parser, add_logging_options, command_group
+from ._common import run_coroutine
 
-__all__ = ["bucket_name_problem", "run_bucket"]
+__all__ = ["add_parser", "bucket_name_problem", "run"]
+
+BUCKET_EPILOG = """\
+create:
+  Creates bucket NAME at the S3 endpoint: --endpoint-url, else AWS_ENDPOINT_URL_S3, else
+  AWS_ENDPOINT_URL, else AWS's own (local-server serves S3 and prints AWS_ENDPOINT_URL_S3).
+  Outside us-east-1 the bucket is created in the region in use. A bucket that exists and
+  is yours is left as it is (exit 0).
+
+exit codes:
+  0 created or already yours; 1 an error (a name S3 refuses, another account's bucket).
+
+examples:
+  python -m aiosqsworker bucket create orders-payloads
+"""
 
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 #: The region whose buckets take no LocationConstraint (S3 refuses one naming it).
@@ -40,6 +53,8 @@ def bucket_name_problem(name: str) -> str | None:
 async def _exists(s3: Any, name: str) -> bool:
     """Whether bucket `name` exists and is this account's (S3 in us-east-1 would answer a
     second CreateBucket of one's own bucket with success, so it is asked first)."""
+    from botocore.exceptions import ClientError  # the S3 client's own: loaded with it
+
     try:
         await s3.head_bucket(Bucket=name)
     except ClientError as exc:
@@ -56,6 +71,8 @@ async def _exists(s3: Any, name: str) -> bool:
 
 
 async def _create(args: argparse.Namespace) -> int:
+    from botocore.exceptions import BotoCoreError, ClientError  # the S3 client's own
+
     config = AppConfig(region=args.region, s3_endpoint_url=args.endpoint_url, profile=args.profile)
     async with AsyncExitStack() as stack:
         s3 = await open_s3_client(stack, config, max_connections=2)
@@ -80,8 +97,37 @@ async def _create(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bucket(args: argparse.Namespace) -> int:
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser, actions = command_group(
+        sub,
+        "bucket",
+        help="create the S3 bucket of large messages",
+        description="Create an S3 bucket, for large messages (payload_bucket=).",
+        epilog=BUCKET_EPILOG,
+    )
+    create_bucket = action_parser(
+        actions,
+        "bucket create",
+        help="create a bucket (exit 0 if it exists and is yours)",
+        description="Create bucket NAME at the S3 endpoint (--endpoint-url, else "
+        "AWS_ENDPOINT_URL_S3, else AWS's).",
+        epilog=BUCKET_EPILOG,
+    )
+    create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
+    # The S3 endpoint is the bucket command's own.
+    create_bucket.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
+    create_bucket.add_argument(
+        "--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)"
+    )
+    create_bucket.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+    add_logging_options(create_bucket, env)
+    return parser
+
+
+def run(call: Invocation) -> int:
+    """Create the bucket `call` names (exit 0 if it exists and is this account's)."""
+    args = call.args
     problem = bucket_name_problem(args.name)
     if problem:
         raise ConfigurationError(f"bucket {args.name!r}: {problem}")
-    return run(_create, args)
+    return run_coroutine(_create, args)

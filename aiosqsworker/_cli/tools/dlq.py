@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 
+from ..._config import EnvironmentSettings
 from ..._errors import MessageDecodeError, PayloadError, QueueNotFoundError, SQSError
 from ..._message import from_epoch_millis
 from ..._sqs.base import SQSClient
@@ -27,19 +28,29 @@ from ..._sqs.batches import read_answer
 from ..._sqs.limits import MAX_BATCH
 from ..._sqs.payloads import RESERVED_ATTRIBUTES, PayloadStore, S3Pointer, pointer_of
 from ..._sqs.redrive import FAILURE_ATTRIBUTE, RedrivePolicy
+from ..command import (
+    Subparsers,
+    action_parser,
+    add_connection_options,
+    add_logging_options,
+    argument,
+)
 from ._common import (
     RECEIVE_WAIT,
     count_of,
     messages_text,
     open_client,
     open_payloads,
+    positive_int,
     queue_name_of,
-    run,
+    run_coroutine,
 )
 
 __all__ = [
     "DeadLetterRoute",
     "Payload",
+    "add_inspect_parser",
+    "dlq_action",
     "failure_of",
     "fetch_payload",
     "find_dead_letter_queue",
@@ -49,6 +60,28 @@ __all__ = [
     "release_at_exit",
     "run_dlq_inspect",
 ]
+
+INSPECT_EPILOG = """\
+which queue:
+  A QUEUE with a RedrivePolicy is a source queue: its dead-letter queue is inspected.
+  A QUEUE without one is taken as the dead-letter queue itself.
+
+how it peeks:
+  Messages are received with a 30 s visibility timeout, printed, and made visible again
+  at once: nothing is deleted. A peek is a receive, though: ApproximateReceiveCount grows
+  (and if the dead-letter queue has a RedrivePolicy of its own, peeks count towards it).
+  Messages in flight elsewhere are not seen; on a FIFO queue, a group shows its first ten.
+
+failure record:
+  Messages the framework dead-lettered carry why (message attribute aiosqsworker.failure):
+  reason, exception, error, where, attempts, consumer, source queue, times. Messages SQS's
+  own redrive moved have none.
+
+examples:
+  python -m aiosqsworker dlq inspect orders
+  python -m aiosqsworker dlq inspect orders-dlq --max 50 --full
+  python -m aiosqsworker dlq inspect orders --json | jq -r .failure.exception
+"""
 
 #: Seconds a peeked message stays hidden if the peek dies before making it visible again.
 PEEK_VISIBILITY = 30
@@ -314,5 +347,44 @@ async def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def dlq_action(
+    actions: Subparsers, name: str, *, help: str, description: str, epilog: str
+) -> argparse.ArgumentParser:
+    """A `dlq` action and its QUEUE argument: a source queue, or the dead-letter queue itself."""
+    parser = action_parser(
+        actions, f"dlq {name}", help=help, description=description, epilog=epilog
+    )
+    parser.add_argument(
+        "queue", metavar="QUEUE", help="source queue (its DLQ is read) or the DLQ itself"
+    )
+    return parser
+
+
+def add_inspect_parser(actions: Subparsers, env: EnvironmentSettings) -> None:
+    parser = dlq_action(
+        actions,
+        "inspect",
+        help="peek at dead-lettered messages without consuming them",
+        description="Show up to --max dead-lettered messages: id, receive count, sent time, "
+        "body and the failure record the framework attached. Nothing is deleted.",
+        epilog=INSPECT_EPILOG,
+    )
+    parser.add_argument(
+        "--max",
+        type=argument(positive_int),
+        default=10,
+        metavar="N",
+        help="show at most N messages (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="whole bodies and errors, not their first 300 chars"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="one JSON object per message, whole bodies"
+    )
+    add_connection_options(parser)
+    add_logging_options(parser, env)
+
+
 def run_dlq_inspect(args: argparse.Namespace) -> int:
-    return run(_inspect, args)
+    return run_coroutine(_inspect, args)

@@ -20,26 +20,91 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from ..._config import AppConfig
+from ..._config import AppConfig, EnvironmentSettings
 from ..._errors import ConfigurationError, QueueNotFoundError
 from ..._sqs.base import QueueAdmin
+from ..._sqs.limits import (
+    MAX_DELAY,
+    MAX_MESSAGE_BYTES,
+    MAX_RECEIVE_COUNT,
+    MAX_RETENTION,
+    MAX_VISIBILITY,
+    MIN_MESSAGE_SIZE,
+    MIN_RETENTION,
+)
 from ..._sqs.open import open_queue_admin
 from ..._sqs.redrive import RedrivePolicy, parse_redrive_policy
 from ..._sqs.rules import queue_name_refusal
-from ._common import messages_text, queue_depth, queue_name_of, run
+from ..command import (
+    Invocation,
+    Subparsers,
+    action_parser,
+    add_connection_options,
+    add_logging_options,
+    argument,
+    checked_number,
+    command_group,
+)
+from ._common import delay_seconds, messages_text, queue_depth, queue_name_of, run_coroutine
 
 __all__ = [
     "QueuePlan",
+    "add_parser",
     "attribute_conflicts",
     "is_local_endpoint",
     "plan_queues",
     "queue_name_problem",
-    "run_queue",
+    "run",
 ]
 
 #: The maxReceiveCount of ``--dead-letter-queue`` without ``--max-receive-count``.
 DEFAULT_MAX_RECEIVE_COUNT = 5
 _LOCAL_HOSTS = {"localhost", "::1"}
+
+QUEUE_EPILOG = """\
+create:
+  Creates NAME (a FIFO queue with --fifo or a name ending in .fifo). With
+  --dead-letter-queue DLQ, DLQ is created too when it does not exist (a FIFO queue's must
+  be FIFO), and NAME gets a RedrivePolicy: after --max-receive-count receives (default 5)
+  a message goes there. --visibility-timeout, --max-message-size, --retention and --delay
+  set those attributes of NAME. A queue that exists with the settings asked for is left as
+  it is (exit 0); one that exists with other settings is an error naming them.
+
+purge, delete:
+  purge deletes every message of NAME; delete deletes the queue (its dead-letter queue is
+  kept). Both ask for --yes unless the endpoint is on this machine (127.0.0.1, localhost).
+  SQS allows one purge of a queue every 60 s, and a deleted queue's name can be taken
+  again only 60 s later.
+
+exit codes:
+  0 done; 1 an error (a queue that does not exist, other settings, no --yes); 2 bad usage.
+
+examples:
+  python -m aiosqsworker queue create orders --dead-letter-queue orders-dlq --max-receive-count 5
+  python -m aiosqsworker queue create orders.fifo --content-based-deduplication
+  python -m aiosqsworker queue create reports --max-message-size 1048576 --retention 86400
+  python -m aiosqsworker queue purge orders
+  python -m aiosqsworker queue delete orders --yes
+"""
+
+_visibility = checked_number(
+    int, lambda value: 0 <= value <= MAX_VISIBILITY, f"whole seconds from 0 to {MAX_VISIBILITY}"
+)
+_receive_count = checked_number(
+    int,
+    lambda value: 1 <= value <= MAX_RECEIVE_COUNT,
+    f"a whole number from 1 to {MAX_RECEIVE_COUNT}",
+)
+_message_size = checked_number(
+    int,
+    lambda value: MIN_MESSAGE_SIZE <= value <= MAX_MESSAGE_BYTES,
+    f"bytes from {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES}",
+)
+_retention = checked_number(
+    int,
+    lambda value: MIN_RETENTION <= value <= MAX_RETENTION,
+    f"whole seconds from {MIN_RETENTION} to {MAX_RETENTION} (14 days)",
+)
 
 
 def queue_name_problem(name: str) -> str | None:
@@ -253,7 +318,96 @@ async def _delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_queue(args: argparse.Namespace) -> int:
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser, actions = command_group(
+        sub,
+        "queue",
+        help="create, purge or delete a queue",
+        description="Create a queue (and its dead-letter queue), delete its messages, or "
+        "delete it.",
+        epilog=QUEUE_EPILOG,
+    )
+    create = action_parser(
+        actions,
+        "queue create",
+        help="create a queue, and its dead-letter queue",
+        description="Create queue NAME; with --dead-letter-queue, that queue too when it does "
+        "not exist, and a RedrivePolicy to it.",
+        epilog=QUEUE_EPILOG,
+    )
+    create.add_argument("name", metavar="NAME", help="the queue's name (FIFO: ends in .fifo)")
+    create.add_argument("--fifo", action="store_true", help="a FIFO queue (NAME ends in .fifo)")
+    create.add_argument(
+        "--visibility-timeout",
+        type=argument(_visibility),
+        metavar="SECONDS",
+        help="the queue's VisibilityTimeout, 0 to 43200 (default: SQS's, 30)",
+    )
+    create.add_argument(
+        "--max-message-size",
+        type=argument(_message_size),
+        metavar="BYTES",
+        help=f"the queue's MaximumMessageSize, {MIN_MESSAGE_SIZE} to {MAX_MESSAGE_BYTES} "
+        "(default: SQS's)",
+    )
+    create.add_argument(
+        "--retention",
+        type=argument(_retention),
+        metavar="SECONDS",
+        help=f"the queue's MessageRetentionPeriod, {MIN_RETENTION} to {MAX_RETENTION} "
+        "(default: SQS's, 4 days)",
+    )
+    create.add_argument(
+        "--delay",
+        type=argument(delay_seconds),
+        metavar="SECONDS",
+        help=f"the queue's DelaySeconds, 0 to {MAX_DELAY} (default: 0)",
+    )
+    create.add_argument(
+        "--content-based-deduplication",
+        action="store_true",
+        help="FIFO queues: deduplicate by the body's SHA-256, so sends need no --dedup-id",
+    )
+    create.add_argument(
+        "--dead-letter-queue",
+        metavar="DLQ",
+        help="where messages go after --max-receive-count receives (created if missing)",
+    )
+    create.add_argument(
+        "--max-receive-count",
+        type=argument(_receive_count),
+        metavar="N",
+        help=f"receives before a message goes to DLQ, 1 to {MAX_RECEIVE_COUNT} "
+        f"(default: {DEFAULT_MAX_RECEIVE_COUNT})",
+    )
+    destroyers = []
+    for name, does in (
+        ("purge", "delete every message of a queue"),
+        ("delete", "delete a queue (its dead-letter queue is kept)"),
+    ):
+        action = action_parser(
+            actions,
+            f"queue {name}",
+            help=does,
+            description=f"{does[0].upper()}{does[1:]}.",
+            epilog=QUEUE_EPILOG,
+        )
+        action.add_argument("name", metavar="NAME", help="queue name or URL")
+        action.add_argument(
+            "--yes",
+            action="store_true",
+            help="confirm (needed unless the endpoint is 127.0.0.1 or localhost)",
+        )
+        destroyers.append(action)
+    for action in (create, *destroyers):
+        add_connection_options(action)
+        add_logging_options(action, env)
+    return parser
+
+
+def run(call: Invocation) -> int:
+    """Create, purge or delete the queue `call` names."""
+    args = call.args
     if args.queue_command == "create":
         plan = plan_queues(
             args.name,
@@ -266,7 +420,7 @@ def run_queue(args: argparse.Namespace) -> int:
             retention=args.retention,
             delay=args.delay,
         )
-        return run(_create, args, plan)
+        return run_coroutine(_create, args, plan)
     if args.queue_command == "purge":
-        return run(_purge, args)
-    return run(_delete, args)
+        return run_coroutine(_purge, args)
+    return run_coroutine(_delete, args)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import anyio
 
+from ..._config import EnvironmentSettings
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import BatchingSender, message_size
 from ..._sqs.base import SQSClient
@@ -30,6 +31,7 @@ from ..._sqs.batches import read_answer
 from ..._sqs.limits import MAX_BATCH
 from ..._sqs.payloads import PayloadStore
 from ..._sqs.redrive import FAILURE_ATTRIBUTE
+from ..command import Subparsers, add_connection_options, add_logging_options, argument
 from ._common import (
     RECEIVE_WAIT,
     Progress,
@@ -37,11 +39,13 @@ from ._common import (
     messages_text,
     open_client,
     open_payloads,
+    positive_int,
     queue_name_of,
-    run,
+    run_coroutine,
 )
 from .dlq import (
     DeadLetterRoute,
+    dlq_action,
     failure_of,
     fetch_payload,
     find_dead_letter_queue,
@@ -52,11 +56,38 @@ from .dlq import (
 __all__ = [
     "MoveEntry",
     "RedriveDecision",
+    "add_redrive_parser",
     "origin_of",
     "redrive_decision",
     "redrive_entry",
     "run_dlq_redrive",
 ]
+
+REDRIVE_EPILOG = """\
+which queues:
+  A QUEUE with a RedrivePolicy is the source: messages go back to it from its dead-letter
+  queue. A QUEUE without one is taken as the dead-letter queue: messages go back to the one
+  queue whose RedrivePolicy names it, or to --to QUEUE. A dead letter whose failure record
+  (or SQS's DeadLetterQueueSourceArn) names another source queue is left where it is,
+  unless --to is given.
+
+how it moves:
+  Up to ten messages at a time are received from the dead-letter queue, sent with
+  SendMessageBatch (body and message attributes kept, the aiosqsworker.failure record
+  dropped; FIFO: MessageGroupId kept, a new deduplication id), and deleted from the
+  dead-letter queue only once SQS confirmed their send. Messages not moved (--filter,
+  --max, --dry-run, a failed send) are made visible again at the end. An interrupted
+  redrive loses nothing: at worst a message is in both queues.
+
+exit codes:
+  0 done; 1 an error, or messages that could not be moved (they stay in the DLQ).
+
+examples:
+  python -m aiosqsworker dlq redrive orders --dry-run
+  python -m aiosqsworker dlq redrive orders --filter '"customer": 42' --max 100
+  python -m aiosqsworker dlq redrive orders-dlq --to orders-replay
+"""
+
 
 #: Seconds a message redrive holds (not moved yet, or left behind) stays hidden if redrive dies.
 HOLD_VISIBILITY = 120
@@ -375,5 +406,32 @@ async def _redrive(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_redrive_parser(actions: Subparsers, env: EnvironmentSettings) -> None:
+    parser = dlq_action(
+        actions,
+        "redrive",
+        help="move dead-lettered messages back to their source queue",
+        description="Move messages from the dead-letter queue back to the source queue, "
+        "without their failure record.",
+        epilog=REDRIVE_EPILOG,
+    )
+    parser.add_argument(
+        "--filter", metavar="TEXT", help="move only messages whose body contains TEXT"
+    )
+    parser.add_argument(
+        "--max", type=argument(positive_int), metavar="N", help="move at most N messages"
+    )
+    parser.add_argument(
+        "--to", metavar="QUEUE", help="move to this queue instead of the source queue"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would move; move nothing, leave everything visible",
+    )
+    add_connection_options(parser)
+    add_logging_options(parser, env)
+
+
 def run_dlq_redrive(args: argparse.Namespace) -> int:
-    return run(_redrive, args)
+    return run_coroutine(_redrive, args)

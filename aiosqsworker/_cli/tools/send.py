@@ -19,6 +19,7 @@ from typing import IO, Any
 import anyio
 from anyio.abc import TaskGroup
 
+from ..._config import EnvironmentSettings
 from ..._errors import AioSQSWorkerError, ConfigurationError, SQSError
 from ..._producer import BatchingSender
 from ..._sqs.limits import MAX_BATCH, MAX_MESSAGE_BYTES
@@ -34,18 +35,65 @@ from ..._sqs.rules import (
     queue_message_limit,
     size_refusal,
 )
-from ._common import Progress, batch_is_full, messages_text, open_client, queue_name_of, run
+from ..command import (
+    Invocation,
+    Subparsers,
+    add_connection_options,
+    add_logging_options,
+    argument,
+    command_parser,
+)
+from ._common import (
+    Progress,
+    batch_is_full,
+    delay_seconds,
+    messages_text,
+    open_client,
+    queue_name_of,
+    run_coroutine,
+)
 from .lines import LineReader
 
 __all__ = [
     "SendTarget",
+    "add_parser",
     "attribute_name_problem",
     "body_problem",
     "collect_attributes",
     "parse_attribute",
-    "run_send",
+    "run",
     "send_options_problem",
 ]
+
+SEND_EPILOG = """\
+input:
+  Each BODY argument is one message, sent as it is; options go anywhere among QUEUE and
+  the BODY arguments. With --file PATH (--file - or a lone - reads stdin) each line is one
+  message: its text without the line ending, so JSON lines stay JSON text. Empty lines
+  are skipped; lines must be UTF-8. A line the queue cannot take (over its
+  MaximumMessageSize, a character SQS refuses) is an error that names it: a file is
+  checked whole before anything is sent; from stdin, lines are sent as they come and
+  sending stops at the bad line.
+
+sending:
+  SendMessageBatch calls of ten, up to 100 messages in flight; on a FIFO queue one batch
+  at a time, in input order. Every 1,000 messages a progress line (count, rate) goes to
+  stderr, and one at the end; "sent N messages to QUEUE" goes to stdout.
+
+FIFO queues:
+  --group-id is required. --dedup-id is for a single message; to send several, the queue
+  needs ContentBasedDeduplication. SQS takes no per-message --delay on a FIFO queue.
+
+exit codes:
+  0 all sent; 1 an error (the message says how much was sent); 2 bad usage.
+
+examples:
+  python -m aiosqsworker send orders '{"id": 1}' '{"id": 2}'
+  python -m aiosqsworker send orders --file orders.jsonl --attribute source=backfill
+  jq -c '.items[]' export.json | python -m aiosqsworker send orders -
+  python -m aiosqsworker send orders '{"id": 3}' --attribute priority:Number=5 --delay 60
+  python -m aiosqsworker send orders.fifo '{"id": 3}' --group-id customer-42 --dedup-id order-3
+"""
 
 #: Messages `send` keeps in flight (ten SendMessageBatch calls of ten).
 SEND_IN_FLIGHT = 100
@@ -372,7 +420,52 @@ def _check_stream(
     return count
 
 
-def run_send(args: argparse.Namespace) -> int:
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser = command_parser(
+        sub,
+        "send",
+        help="send messages from arguments, a file or stdin",
+        description="Send messages to QUEUE (a name or URL): each BODY, or each line of "
+        "--file PATH or stdin, is one message.",
+        epilog=SEND_EPILOG,
+    )
+    parser.add_argument("queue", metavar="QUEUE", help="queue name or URL")
+    parser.add_argument(
+        "bodies", metavar="BODY", nargs="*", help="message bodies; a lone - reads stdin"
+    )
+    parser.add_argument(
+        "--file", metavar="PATH", help="send each line of PATH as a message (- for stdin)"
+    )
+    parser.add_argument(
+        "--attribute",
+        action="append",
+        default=[],
+        type=argument(parse_attribute),
+        metavar="NAME[:TYPE]=VALUE",
+        help="a message attribute for every message (repeatable, up to 10); TYPE is String "
+        "(the default), Number or Binary (VALUE in base64)",
+    )
+    parser.add_argument(
+        "--delay",
+        type=argument(delay_seconds),
+        default=0,
+        metavar="SECONDS",
+        help="hide the messages for this long after sending, 0 to 900 (standard queues)",
+    )
+    parser.add_argument("--group-id", help="MessageGroupId (required by FIFO queues)")
+    parser.add_argument(
+        "--dedup-id",
+        help="MessageDeduplicationId of a single message (FIFO queues without "
+        "ContentBasedDeduplication)",
+    )
+    add_connection_options(parser)
+    add_logging_options(parser, env)
+    return parser
+
+
+def run(call: Invocation) -> int:
+    """Send the messages `call` names; 0 once every one is sent."""
+    args = call.args
     attributes = collect_attributes(args.attribute)
     path: str | None = args.file
     bodies: list[str] = list(args.bodies)
@@ -394,7 +487,7 @@ def run_send(args: argparse.Namespace) -> int:
             raise ConfigurationError(f"--file {path}: {exc.strerror or exc}") from None
     try:
         numbered = [(f"BODY {i}", body) for i, body in enumerate(bodies, 1)]
-        return run(_send, args, attributes, numbered, stream)
+        return run_coroutine(_send, args, attributes, numbered, stream)
     finally:
         if stream is not None and path != "-":
             stream.close()

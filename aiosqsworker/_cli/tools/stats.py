@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
@@ -17,12 +18,52 @@ from datetime import UTC, datetime
 
 import anyio
 
+from ..._config import EnvironmentSettings
 from ..._errors import QueueNotFoundError
 from ..._sqs.base import SQSClient
 from ..._sqs.redrive import RedrivePolicy
-from ._common import count_of, open_client, queue_depth, queue_name_of, run
+from ..command import (
+    Invocation,
+    Subparsers,
+    add_connection_options,
+    add_logging_options,
+    argument,
+    checked_number,
+    command_parser,
+)
+from ._common import count_of, open_client, queue_depth, queue_name_of, run_coroutine
 
-__all__ = ["STATS_COLUMNS", "QueueStats", "format_stats_table", "queue_stats", "run_stats"]
+__all__ = [
+    "STATS_COLUMNS",
+    "QueueStats",
+    "add_parser",
+    "format_stats_table",
+    "queue_stats",
+    "run",
+]
+
+STATS_EPILOG = """\
+columns:
+  VISIBLE       messages waiting to be received (ApproximateNumberOfMessages)
+  IN FLIGHT     received, not deleted yet (ApproximateNumberOfMessagesNotVisible)
+  DELAYED       sent with a delay that is not over (ApproximateNumberOfMessagesDelayed)
+  DLQ           the dead-letter queue of the RedrivePolicy ("-": none)
+  DLQ DEPTH     all its messages: visible + in flight + delayed ("missing": no such queue)
+  MAX RECEIVES  the RedrivePolicy's maxReceiveCount: receives before SQS dead-letters
+  VISIBILITY    the queue's VisibilityTimeout
+  SQS's counts are approximate. The age of the oldest message is not shown: SQS's API does
+  not report it (CloudWatch's ApproximateAgeOfOldestMessage metric does).
+
+examples:
+  python -m aiosqsworker stats orders payments
+  python -m aiosqsworker stats orders --watch          every 5 s, until Ctrl-C
+  python -m aiosqsworker stats orders --watch 1 --json
+"""
+
+#: `--watch SECONDS`
+_seconds = checked_number(
+    float, lambda value: value > 0 and not math.isinf(value), "a positive number of seconds"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,5 +202,30 @@ async def _stats(args: argparse.Namespace) -> int:
             await anyio.sleep(args.watch)
 
 
-def run_stats(args: argparse.Namespace) -> int:
-    return run(_stats, args)
+def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:
+    parser = command_parser(
+        sub,
+        "stats",
+        help="show queue depths, in flight, delayed, and dead-letter queues",
+        description="Print what SQS counts for each QUEUE (name or URL) and its dead-letter "
+        "queue. The age of the oldest message is left out: SQS's API does not report it.",
+        epilog=STATS_EPILOG,
+    )
+    parser.add_argument("queues", metavar="QUEUE", nargs="+", help="queue names or URLs")
+    parser.add_argument(
+        "--watch",
+        nargs="?",
+        const=5.0,
+        type=argument(_seconds),
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 5) until Ctrl-C",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per queue")
+    add_connection_options(parser)
+    add_logging_options(parser, env)
+    return parser
+
+
+def run(call: Invocation) -> int:
+    """Print the queues' counts (every --watch seconds, until Ctrl-C)."""
+    return run_coroutine(_stats, call.args)

@@ -1,6 +1,10 @@
 """`LocalSQSServer`: the project's local SQS server (moto, with atomic receives) in a
 subprocess on a free loopback port, for tests, the demo and development.
 
+The command line's ``demo`` and ``local-server`` run it, and `aiosqsworker.testing` and the
+pytest plugin hand it to tests: it lives here, beside neither, and imports nothing but the
+standard library (moto itself runs in the subprocess, `aiosqsworker.testing.motoserver`).
+
 ```python
 with LocalSQSServer() as server:
     app = App(endpoint_url=server.endpoint_url, region="us-east-1")
