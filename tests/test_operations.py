@@ -30,6 +30,7 @@ from aiosqsworker._logging import JsonFormatter, message_context
 from aiosqsworker._run.metrics import serve_metrics
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
+from .clikit import cli, exit_code, logged
 from .kit import REGION, SQSKit, eventually, eventually_async
 
 REPO = Path(__file__).resolve().parent.parent
@@ -294,6 +295,35 @@ async def test_ctrl_c_under_workers_drains_gracefully_and_every_line_names_its_w
     assert all(count == 1 for count in handled.values())  # nothing cut short and redone
     visible, in_flight = await sqs.counts(queue)
     assert (visible + len(handled), in_flight) == (len(ids), 0)  # the rest released at once
+
+
+async def test_a_stop_while_the_workers_still_start_is_clean(
+    sqs: SQSKit, sqs_server: LocalSQSServer, tmp_path: Path
+) -> None:
+    """SIGTERM reaches the supervisor while its workers are still importing the service: each
+    dies of the SIGTERM forwarded to it before it could handle one, holding no message (a
+    worker handles signals before its first poll). The supervisor stops cleanly: exit 0,
+    and the log says what happened to each worker.
+
+    Catches: a supervisor that reads a worker killed by its own forwarded SIGTERM, before the
+    worker could hold anything, as a failure (exit 1) that an orchestrator would report.
+    """
+    queue = await sqs.create_queue()
+    ids = set(await sqs.send(queue, ["a", "b"]))
+    ledger, stderr = tmp_path / "ledger", tmp_path / "stderr"
+    env = {
+        **_ops_service_env(sqs_server, queue.name, ledger, job_seconds=0),
+        "OPS_IMPORT_SECONDS": "30",
+    }
+    async with cli(["tests.apps.ops_service", "--workers", "2"], env, stderr) as supervisor:
+        await logged(stderr, "worker 1 started")
+        supervisor.send_signal(signal.SIGTERM)
+        code, _ = await exit_code(supervisor, stderr, within=30)
+    text = stderr.read_text()
+    assert code == 0, text[-3000:]
+    assert text.count("stopped before it was ready") == 2, text[-3000:]
+    assert not _ledger(ledger)
+    assert await sqs.counts(queue) == (len(ids), 0)  # never received
 
 
 @pytest.fixture

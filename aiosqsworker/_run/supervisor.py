@@ -138,6 +138,16 @@ class Supervisor:
             await self._spawn(slot)
             assert slot.process is not None
             code = await slot.process.wait()
+            if self._stopping.is_set() and code == -signal.SIGTERM:
+                # Killed by the SIGTERM forwarded to it before it handled signals: it had not
+                # polled (a worker handles them before its first poll), so it held nothing.
+                logger.info(
+                    "worker %d stopped before it was ready (the stop came while it started): "
+                    "it held no message",
+                    slot.index,
+                )
+                slot.exit_codes.append(0)
+                return
             slot.exit_codes.append(code)
             if self._stopping.is_set():
                 logger.info("worker %d exited with code %d", slot.index, code)
