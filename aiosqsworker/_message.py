@@ -121,13 +121,24 @@ class Message:
         """
         attributes = raw.get("Attributes")
         if attributes and shared is not None:
+            held = shared.setdefault
             for name, value in attributes.items():
-                attributes[name] = shared.setdefault(value, value)
-        return cls(
-            message_id=raw["MessageId"],
-            body=raw.get("Body", ""),
-            receipt_handle=raw["ReceiptHandle"],
-            queue=queue,
-            attributes=attributes or _NONE,
-            message_attributes=raw.get("MessageAttributes") or _NONE,
-        )
+                attributes[name] = held(value, value)
+        # The fields set through their slots: the frozen class's __init__ goes through
+        # object.__setattr__ once a field, more than a third of a received message's cost.
+        message = object.__new__(cls)
+        _set_message_id(message, raw["MessageId"])
+        _set_body(message, raw.get("Body", ""))
+        _set_receipt_handle(message, raw["ReceiptHandle"])
+        _set_queue(message, queue)
+        _set_attributes(message, attributes or _NONE)
+        _set_message_attributes(message, raw.get("MessageAttributes") or _NONE)
+        return message
+
+
+_set_message_id = Message.__dict__["message_id"].__set__
+_set_body = Message.__dict__["body"].__set__
+_set_receipt_handle = Message.__dict__["receipt_handle"].__set__
+_set_queue = Message.__dict__["queue"].__set__
+_set_attributes = Message.__dict__["attributes"].__set__
+_set_message_attributes = Message.__dict__["message_attributes"].__set__

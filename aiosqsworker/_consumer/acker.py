@@ -38,7 +38,7 @@ from .buffer import MessageBuffer
 from .clock import now
 from .inflight import InFlight, Settling
 from .leases import within_leases
-from .outcomes import within_visibility_cap
+from .outcomes import Outcome, within_visibility_cap
 
 __all__ = ["Acker", "calls_for"]
 
@@ -126,10 +126,14 @@ class _Outbox(Generic[T]):
 
     def put(self, entry: T, *, urgent: bool = False) -> None:
         """Queue `entry`; an `urgent` one is sent without waiting for the linger."""
-        self._pending.append(entry)
-        self._arrived.set()
-        self._urgent = self._urgent or urgent
-        if len(self._pending) >= MAX_BATCH or urgent:
+        pending = self._pending
+        pending.append(entry)
+        if len(pending) == 1:  # (the batch former waits for arrivals only while none is pending)
+            self._arrived.set()
+        if urgent:
+            self._urgent = True
+            self._full.set()
+        elif len(pending) >= MAX_BATCH:
             self._full.set()
 
     def close(self) -> None:
@@ -288,7 +292,8 @@ class Acker:
 
     def send(self, settling: Settling) -> None:
         """Queue the delete or visibility change of a settling message."""
-        if settling.is_delete:
+        outcome = settling.outcome
+        if outcome is Outcome.ACK or outcome is Outcome.DEAD_LETTER:  # (`is_delete`, inline)
             self._deletes.put(settling)
         else:
             self._changes.put(settling, urgent=settling.urgent)

@@ -106,6 +106,10 @@ class InFlight:
     def settle(self, lease: Lease, outcome: Outcome, delay: int = 0) -> None:
         """The one way out: queue the message's delete or visibility change, or, for a
         lost lease, finish it here (nothing is sent for a message that is not ours)."""
+        if outcome is Outcome.ACK:  # the usual way out: a delete
+            assert self._sender is not None, "InFlight.connect() first"
+            self._sender.send(Settling(lease, outcome, delay))
+            return
         counters = self._counters
         if outcome is Outcome.RETRY or outcome is Outcome.DEAD_LETTER:
             counters.failed += 1

@@ -5,6 +5,7 @@ Pure decisions and small parts, called directly: no server here.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -36,6 +37,29 @@ def test_message_from_a_realistic_receive() -> None:
     assert received.group_id == "customer-7"
     assert received.message_attributes["tenant"]["StringValue"] == "acme"
     assert raw["ReceiptHandle"] not in repr(received)
+
+
+def test_a_received_message_is_the_message_its_fields_make() -> None:
+    """`from_sqs` sets each field through its slot, not through the class's constructor.
+
+    Catches: a field added to `Message` that `from_sqs` leaves unset (reading it raises
+    AttributeError), or one it sets to another field's value.
+    """
+    raw = raw_message(ApproximateReceiveCount="2")
+    received = Message.from_sqs(raw, QUEUE_URL)
+    made = Message(
+        message_id=raw["MessageId"],
+        body=raw["Body"],
+        receipt_handle=raw["ReceiptHandle"],
+        queue=QUEUE_URL,
+        attributes=raw["Attributes"],
+        message_attributes=raw["MessageAttributes"],
+    )
+    for field in dataclasses.fields(Message):
+        assert getattr(received, field.name) == getattr(made, field.name), field.name
+    assert received == made
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        received.body = "changed"  # type: ignore[misc]
 
 
 def test_message_without_attributes() -> None:
