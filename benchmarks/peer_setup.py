@@ -2,7 +2,9 @@
 
 A peer's environment lives under ``--peers-dir`` (a temporary directory by default), one per
 peer so that their pins never meet; it is made once and reused while its requirements stay
-the same. A Python peer gets a virtual environment from PyPI, and its driver
+the same. A Python peer gets a virtual environment from PyPI, made with the Python running the
+benchmarks or, for a peer that needs another version, with the interpreter its spec names
+(`PeerSpec.python`, found on ``PATH`` or among pyenv's versions), and its driver
 (`benchmarks/peers/`) runs with that environment's Python from the project's root, so it
 imports `benchmarks._probe` and `benchmarks.handlers` (standard library only) and the peer,
 nothing else of the project. A Node.js peer gets a directory of packages from the npm
@@ -13,6 +15,7 @@ registry, and its driver (a ``.cjs`` script beside the Python ones) finds them t
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +26,7 @@ from typing import Literal
 
 from .harness import Contender
 
-__all__ = ["PEERS", "PeerSpec", "prepare_peers"]
+__all__ = ["PEERS", "PeerSpec", "find_python", "prepare_peers"]
 
 INSTALL_TIMEOUT = 600.0
 
@@ -40,6 +43,10 @@ class PeerSpec:
     note: str = ""
     #: "node": `requirements` are npm packages and `module` is the driver's script.
     runtime: Literal["python", "node"] = "python"
+    #: The interpreter its virtual environment is made with, for a peer that needs another
+    #: Python than the one running the benchmarks (e.g. "python3.12"): `find_python` looks
+    #: for it; None: the benchmarks' own.
+    python: str | None = None
 
 
 PEERS: dict[str, PeerSpec] = {
@@ -100,6 +107,33 @@ PEERS: dict[str, PeerSpec] = {
 }
 
 
+def _runs(python: str) -> bool:
+    """Whether `python` starts (a pyenv shim on PATH fails for a version not selected)."""
+    try:
+        completed = subprocess.run(
+            [python, "-c", "pass"], capture_output=True, timeout=60, check=False
+        )
+    except OSError:
+        return False
+    return completed.returncode == 0
+
+
+def _version_key(path: Path) -> list[int]:
+    """pyenv's version directory of `path` (".../versions/3.12.1/bin/python3.12") as numbers."""
+    return [int(part) if part.isdigit() else -1 for part in path.parent.parent.name.split(".")]
+
+
+def find_python(name: str) -> str | None:
+    """The path of the interpreter `name` ("python3.12"): on PATH, else the newest of pyenv's
+    versions that has it (``$PYENV_ROOT``, by default ``~/.pyenv``); None if none runs."""
+    candidates = [found] if (found := shutil.which(name)) else []
+    versions = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    if versions.is_dir():
+        found_there = sorted(versions.glob(f"*/bin/{name}"), key=_version_key, reverse=True)
+        candidates += [str(path) for path in found_there]
+    return next((candidate for candidate in candidates if _runs(candidate)), None)
+
+
 def _python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
 
@@ -128,6 +162,13 @@ def install(spec: PeerSpec, directory: Path, log: Callable[[str], None]) -> tupl
     home = directory / spec.name
     stamp = home / ".bench-requirements"
     wanted = "\n".join(spec.requirements)
+    interpreter = sys.executable
+    if spec.python is not None:
+        found = find_python(spec.python)
+        if found is None:
+            return _python(home), f"not run: {spec.python} is not on this machine (PATH or pyenv)"
+        interpreter = found
+        wanted += f"\n{spec.python}"
     if spec.runtime == "node":
         installed = home / "node_modules"
         if shutil.which("node") is None or shutil.which("npm") is None:
@@ -142,7 +183,7 @@ def install(spec: PeerSpec, directory: Path, log: Callable[[str], None]) -> tupl
         npm = ["npm", "install", "--prefix", str(home), "--no-audit", "--no-fund", "--silent"]
         problem = _run_installer([*npm, *spec.requirements])
     else:
-        problem = _run_installer([sys.executable, "-m", "venv", "--clear", str(home)])
+        problem = _run_installer([interpreter, "-m", "venv", "--clear", str(home)])
         pip = [str(installed), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         problem = problem or _run_installer([*pip, *spec.requirements])
     if not problem:
