@@ -58,7 +58,9 @@ def poller_count(concurrency: int) -> int:
     """Concurrent long polls for `concurrency` handlers: aiosqsworker's most (its `poll_cap`).
 
     The bare loops keep them all open all the time; aiosqsworker opens that many only
-    while polls come back full, and one on an idle queue.
+    while polls come back full, and one on an idle queue. The fanferro peer's driver gives
+    fanferro as many, importing this from its own environment: this module imports only the
+    standard library at its top.
     """
     room = concurrency + PREFETCH
     bound = max(MAX_POLLERS, min(MAX_POLLS, math.ceil(room / ROOM_PER_POLL)))

@@ -103,6 +103,15 @@ PEERS: dict[str, PeerSpec] = {
             "benchmarks/peers/sqs_consumer.cjs",
             runtime="node",
         ),
+        PeerSpec(
+            "fanferro",
+            "fanferro (asyncio, Rust core)",
+            ("fanferro", "uvloop"),
+            "fanferro",
+            "benchmarks.peers.fanferro_sqs",
+            note="Python 3.12 (it needs 3.12 or later); uvloop added: it runs on the suite's loop",
+            python="python3.12",
+        ),
     )
 }
 

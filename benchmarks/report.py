@@ -508,7 +508,12 @@ def render_markdown(
             "environment from PyPI, or a directory of npm packages for the Node.js peer) and "
             "driven by a small script in `benchmarks/peers/` that uses the peer's documented "
             "API with the same handlers and concurrency. A peer that could not be installed "
-            "or run is listed with the reason.",
+            "or run is listed with the reason. fanferro (an asyncio SNS and SQS library whose "
+            "signing, HTTP and SQS protocol are in Rust; 0.5.0 when it was added) needs Python "
+            "3.12 or later: its environment is made with `python3.12`, found on `PATH` or among "
+            "pyenv's versions (without one it is listed as not run, with the reason), and it "
+            "runs on the suite's event loop with its own defaults but for the concurrency and "
+            "the number of long polls, as many as aiosqsworker opens at most.",
             "",
             "| peer | status |",
             "|---|---|",

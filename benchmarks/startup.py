@@ -14,8 +14,8 @@
 - **launch to first message**: the wall time from just before a contender process is
   started to its first handled message. It releases the one message of the run as soon as
   it is ready to consume (``--launch``: no settling pause), as it opens its window in the
-  other runs, so every contender is timed alike. aiosqsworker beside celery when the celery
-  peer is installed (`benchmarks/peers`), in turn, medians of `runs`, after an untimed
+  other runs, so every contender is timed alike. aiosqsworker beside celery and fanferro when
+  those peers are installed (`benchmarks/peers`), in turn, medians of `runs`, after an untimed
   launch of each that writes its bytecode (`harness.BYTECODE_CACHE`).
 """
 
@@ -37,7 +37,7 @@ from .responder import ResponderProcess
 __all__ = ["ImportTimes", "import_times", "run_launch"]
 
 #: The contenders whose launch is timed, when present in the run.
-LAUNCHED = ("aiosqsworker", "celery-sqs")
+LAUNCHED = ("aiosqsworker", "celery-sqs", "fanferro")
 #: What a worker imports before it starts: the engine, behind the package's lazy names.
 APP_IMPORT = "from aiosqsworker import App"
 
