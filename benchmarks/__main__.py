@@ -56,7 +56,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--handlers", type=_names, default=None, help="of noop,io,cpu (default: all)"
     )
-    parser.add_argument("--repetitions", type=int, help="runs per contender and handler")
+    parser.add_argument(
+        "--repetitions",
+        type=int,
+        help="runs per contender and handler, peers included (default: 1 for a peer)",
+    )
     parser.add_argument("--messages", type=int, help="messages per run, every handler")
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
@@ -137,6 +141,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan.handlers = tuple(args.handlers)
     if args.repetitions:
         plan.repetitions = dict.fromkeys(plan.repetitions, args.repetitions)
+        plan.peer_repetitions = args.repetitions
     if args.messages:
         plan.messages = dict.fromkeys(plan.messages, args.messages)
     plan.concurrency = args.concurrency

@@ -1,4 +1,4 @@
-"""The peers' set-up: a peer that needs another Python than the benchmarks' own."""
+"""The peers' set-up: a peer that needs another Python than the benchmarks' own; their runs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.__main__ import make_plan, parse
 from benchmarks.peer_setup import PEERS, PeerSpec, find_python, prepare_peers
 
 
@@ -61,3 +62,11 @@ def test_the_interpreter_is_the_newest_pyenv_version_when_the_path_one_does_not_
 
     assert find_python("python3.12") == str(newest)
     assert find_python("python3.13") is None
+
+
+def test_repetitions_asked_for_apply_to_the_peers_too() -> None:
+    """`--repetitions 5` runs every contender five times, peers included, so a peer's figure
+    is a median beside the others', not one sample; without it a peer runs once. Catches the
+    option setting the own contenders' runs only."""
+    assert make_plan(parse(["--repetitions", "5"])).peer_repetitions == 5
+    assert make_plan(parse([])).peer_repetitions == 1
