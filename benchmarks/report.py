@@ -342,8 +342,9 @@ def render_markdown(
         "",
         "Contenders:",
         "",
-        "- **aiosqsworker (default: fast path)**: `App()` with default settings; receive, "
-        "delete and visibility calls go over aiohttp with its own SigV4 signing;",
+        "- **aiosqsworker (default: fast path)**: `App()` with default settings; every call "
+        "over the lean HTTP/1.1 transport (`_sqs/lean.py`) with its own SigV4 signing, no "
+        "botocore or aiohttp;",
         '- **aiosqsworker (client="botocore")**: every call through aiobotocore;',
         "- **bare aiobotocore loop**: pollers calling ReceiveMessage(10) into a small bounded "
         "queue, N handler tasks, DeleteMessageBatch of ten with a 50 ms linger; no leases, "
