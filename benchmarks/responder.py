@@ -55,6 +55,7 @@ from typing import Any
 
 from aiohttp import web
 
+from aiosqsworker._localsqs import stop_process
 from aiosqsworker._sqs.urls import queue_name
 
 __all__ = ["Responder", "ResponderProcess", "main"]
@@ -443,14 +444,8 @@ class ResponderProcess:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            stop_process(process)
 
     def __enter__(self) -> ResponderProcess:
         self.start()
