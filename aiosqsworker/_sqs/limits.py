@@ -69,8 +69,9 @@ DATA_TYPES = ("String", "Number", "Binary")
 MAX_DATA_TYPE = 256
 #: The characters SQS accepts in a body or a String attribute, as its documentation writes them.
 ALLOWED_CHARACTERS = "#x9 | #xA | #xD | #x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
-#: One character outside `ALLOWED_CHARACTERS`.
-FORBIDDEN_CHARACTER = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+#: One character outside `ALLOWED_CHARACTERS`, written as the set of those outside it (the
+#: complement of the allowed ranges compiles in a tenth of the time, at every App import).
+FORBIDDEN_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 #: A Number attribute's value as SQS reads it (a decimal, an optional sign and exponent): no
 #: spaces around it and no '_' between digits, which Python's float() and Decimal() accept.
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
