@@ -35,6 +35,7 @@ from collections.abc import Callable
 from .._config import Breaker
 from .._errors import DependencyDown, MessageDecodeError, Reject, Retry
 from .clock import now
+from .outcomes import within_visibility_cap
 
 __all__ = ["BreakerState", "CircuitBreaker", "FailureWindow", "next_cooldown"]
 
@@ -126,6 +127,14 @@ class CircuitBreaker:
         if self.state is not BreakerState.OPEN:
             self._open(error)
         return True
+
+    def held_delay(self, error: BaseException, held_for: float) -> int | None:
+        """The visibility timeout of a message whose handler failed with `error` after it
+        was held `held_for` seconds, when that failure is the dependency being down (the
+        breaker opens: see `is_down`); None when it is not."""
+        if not self.is_down(error):
+            return None
+        return within_visibility_cap(self.retry_in(), held_for)
 
     def ended(self) -> None:
         """A message ended in a way that says the dependency answered: half-open, that

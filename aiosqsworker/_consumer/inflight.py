@@ -106,18 +106,15 @@ class InFlight:
     def settle(self, lease: Lease, outcome: Outcome, delay: int = 0) -> None:
         """The one way out: queue the message's delete or visibility change, or, for a
         lost lease, finish it here (nothing is sent for a message that is not ours)."""
-        if outcome is Outcome.ACK:  # the usual way out: a delete
-            assert self._sender is not None, "InFlight.connect() first"
-            self._sender.send(Settling(lease, outcome, delay))
-            return
-        counters = self._counters
-        if outcome is Outcome.RETRY or outcome is Outcome.DEAD_LETTER:
-            counters.failed += 1
-        if outcome is Outcome.DEAD_LETTER:
-            counters.dead_lettered += 1  # the copy is in the dead-letter queue already
-        if outcome is Outcome.LOST:
-            self._settled(lease)
-            return
+        if outcome is not Outcome.ACK:  # (the usual way out, a delete, counts nothing here)
+            counters = self._counters
+            if outcome is Outcome.RETRY or outcome is Outcome.DEAD_LETTER:
+                counters.failed += 1
+            if outcome is Outcome.DEAD_LETTER:
+                counters.dead_lettered += 1  # the copy is in the dead-letter queue already
+            if outcome is Outcome.LOST:
+                self._settled(lease)
+                return
         assert self._sender is not None, "InFlight.connect() first"
         self._sender.send(Settling(lease, outcome, delay))
 

@@ -22,7 +22,6 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import anyio
 from anyio.abc import TaskStatus
@@ -191,7 +190,7 @@ class Pipeline:
             )
         self._slots = Slots(
             call,
-            replace(config, timeout=None),  # the call is time-limited already (`handler_call`)
+            config,
             self._buffer,
             self._flow,
             self._inflight,

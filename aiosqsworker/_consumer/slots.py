@@ -59,10 +59,9 @@ from .outcomes import (
     dead_letter_reason,
     decide,
     retry_delay_for,
-    within_visibility_cap,
 )
 from .stats import Counters, record_ages
-from .timeouts import TimeLimit, is_timeout, timeout_site
+from .timeouts import is_timeout, timeout_site
 
 __all__ = ["Slots", "chain_middleware"]
 
@@ -138,14 +137,10 @@ class Slots:
         consumer: str,
         on_exit: Callable[[BaseException], None],
         idempotency: IdempotencyGuard | None = None,
-        time_limit: TimeLimit | None = None,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        if time_limit is None and config.timeout is not None:
-            time_limit = TimeLimit(config.timeout, f"the handler of consumer {consumer!r}")
-        # Without a limit a handler runs inside no `with` at all: one would hold a bound
-        # method for as long as it runs.
-        self._call = call if time_limit is None else time_limit.around(call)
+        #: The handler call, time limit included (`call.handler_call`).
+        self._call = call
         #: Claims each message's key around its handler; None: the handler is called as is.
         #: The claim is outside the time limit (a store call has its own), the handler in it.
         self._idempotency = idempotency
@@ -413,7 +408,11 @@ class Slots:
 
     async def _settle(self, lease: Lease, error: BaseException | None) -> None:
         """Decide the message's outcome and carry it out."""
-        if error is not None and self._breaker is not None and self._held(lease, error):
+        if error is None:
+            if self._watched:  # (a failure is told to the breaker by `_held`)
+                assert self._breaker is not None
+                self._breaker.ended()
+        elif self._breaker is not None and self._held(lease, error):
             return
         outcome = self._outcome(lease, error)
         if outcome is Outcome.DEAD_LETTER:
@@ -437,26 +436,18 @@ class Slots:
 
     def watch_breaker(self, watching: bool) -> None:
         """While the breaker is open or probing, a message's ending may close it; closed,
-        nothing is added to a message's path (the per-message cost stays the same)."""
+        a success takes the slots' short path (`_slot`) and tells no one."""
         self._watched = watching
-        if watching:
-            self._settle = self._settle_watched  # type: ignore[method-assign]
-        else:
-            self.__dict__.pop("_settle", None)
-
-    async def _settle_watched(self, lease: Lease, error: BaseException | None) -> None:
-        if error is None:  # (a failure is told to the breaker by `_held`)
-            assert self._breaker is not None
-            self._breaker.ended()
-        await Slots._settle(self, lease, error)
 
     def _held(self, lease: Lease, error: BaseException) -> bool:
         """A failure that is the dependency being down: retried when the breaker probes
         again, never dead-lettered for it (its receive count was not the message's doing)."""
         assert self._breaker is not None
-        if lease.lost or not self._breaker.is_down(error):
+        if lease.lost:
             return False
-        delay = within_visibility_cap(self._breaker.retry_in(), now() - lease.received_at)
+        delay = self._breaker.held_delay(error, now() - lease.received_at)
+        if delay is None:
+            return False
         logger.info(
             "[%s] message %s failed while its dependency is down (%s): visible again in %d s, "
             "not counted toward dead-lettering",

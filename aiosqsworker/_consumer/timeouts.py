@@ -170,6 +170,7 @@ class TimeLimit:
 
 
 def time_limit_of(spec: ConsumerSpec) -> TimeLimit | None:
-    """The time limit the slots put around a call of `spec` (`ConsumerSpec.slot_timeout`)."""
+    """The time limit `call.handler_call` puts around a call of `spec`
+    (`ConsumerSpec.slot_timeout`)."""
     seconds = spec.slot_timeout
     return None if seconds is None else TimeLimit(seconds, spec.label, spec.handler)

@@ -55,7 +55,6 @@ from .._consumer.outcomes import (
     batch_failures,
     decide,
     retry_delay_for,
-    within_visibility_cap,
 )
 from .._consumer.procpool import ProcessPool
 from .._consumer.slots import cancelled_by_framework
@@ -175,7 +174,7 @@ def _held_for(spec: ConsumerSpec, error: BaseException) -> int | None:
         on_close=_nothing,
     )
     try:
-        return within_visibility_cap(breaker.retry_in(), 0) if breaker.is_down(error) else None
+        return breaker.held_delay(error, 0)
     finally:
         breaker.close()  # no probe comes: the call is over
 
