@@ -30,7 +30,7 @@ from aiosqsworker._logging import JsonFormatter, message_context
 from aiosqsworker._run.metrics import serve_metrics
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
-from .clikit import cli, exit_code, logged
+from .clikit import cli, exit_code, logged, tail
 from .kit import REGION, SQSKit, eventually, eventually_async
 
 REPO = Path(__file__).resolve().parent.parent
@@ -316,12 +316,12 @@ async def test_a_stop_while_the_workers_still_start_is_clean(
         "OPS_IMPORT_SECONDS": "30",
     }
     async with cli(["tests.apps.ops_service", "--workers", "2"], env, stderr) as supervisor:
+        await logged(stderr, "worker 0 started")
         await logged(stderr, "worker 1 started")
         supervisor.send_signal(signal.SIGTERM)
         code, _ = await exit_code(supervisor, stderr, within=30)
-    text = stderr.read_text()
-    assert code == 0, text[-3000:]
-    assert text.count("stopped before it was ready") == 2, text[-3000:]
+    assert code == 0, tail(stderr)
+    assert stderr.read_text().count("stopped before it was ready") == 2, tail(stderr)
     assert not _ledger(ledger)
     assert await sqs.counts(queue) == (len(ids), 0)  # never received
 

@@ -138,9 +138,11 @@ class Supervisor:
             await self._spawn(slot)
             assert slot.process is not None
             code = await slot.process.wait()
-            if self._stopping.is_set() and code == -signal.SIGTERM:
-                # Killed by the SIGTERM forwarded to it before it handled signals: it had not
-                # polled (a worker handles them before its first poll), so it held nothing.
+            if self._stopping.is_set() and self._signals == 1 and code == -signal.SIGTERM:
+                # Killed by the one SIGTERM forwarded to it: it did not handle signals yet, so
+                # it had not polled (a worker handles them before its first poll) and held
+                # nothing. (A second SIGTERM may kill a worker that has drained and let go of
+                # its handlers: that one exits as it does, not as a clean stop.)
                 logger.info(
                     "worker %d stopped before it was ready (the stop came while it started): "
                     "it held no message",
