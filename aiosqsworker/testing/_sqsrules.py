@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._sqs.limits import (
-    DEDUPLICATION_WINDOW,
-    MAX_BATCH,
-    MAX_BATCH_BYTES,
     MAX_DELAY,
     MAX_MESSAGE_BYTES,
     MAX_RETENTION,
@@ -40,11 +37,6 @@ from .._sqs.rules import (
 )
 
 __all__ = [
-    "DEDUPLICATION_WINDOW",
-    "MAX_BATCH",
-    "MAX_BATCH_BYTES",
-    "MAX_VISIBILITY",
-    "MAX_WAIT_TIME",
     "Refused",
     "SendEntry",
     "check_batch_ids",
@@ -53,9 +45,6 @@ __all__ = [
     "check_send_entry",
     "whole_seconds",
 ]
-
-#: SQS's limits beyond those the framework itself checks (`_config`, `_producer`).
-
 
 #: Queue attributes with a range, their defaults, and the others CreateQueue takes.
 _RANGES = {

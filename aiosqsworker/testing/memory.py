@@ -43,7 +43,7 @@ import json
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,13 +54,16 @@ from .._errors import ConfigurationError, QueueNotFoundError, SQSError
 from .._sqs.base import BatchEntryFailure, BatchResult, SendBatchResult
 from .._sqs.checksums import md5_of_attributes, md5_of_body
 from .._sqs.errors import Endpoint, sqs_error
+from .._sqs.limits import (
+    DEDUPLICATION_WINDOW,
+    MAX_BATCH,
+    MAX_RECEIVE_COUNT,
+    MAX_VISIBILITY,
+    MAX_WAIT_TIME,
+)
 from .._sqs.redrive import RedrivePolicy
 from .._sqs.urls import queue_name
 from ._sqsrules import (
-    DEDUPLICATION_WINDOW,
-    MAX_BATCH,
-    MAX_VISIBILITY,
-    MAX_WAIT_TIME,
     Refused,
     SendEntry,
     check_batch_ids,
@@ -240,12 +243,17 @@ class _Queue:
                 del self.deduplication[key]
 
     def take(
-        self, now: float, most: int, visibility_timeout: int, dead_letters: _Queue | None
+        self,
+        now: float,
+        most: int,
+        visibility_timeout: int,
+        queue_of_arn: Callable[[str], _Queue | None],
     ) -> list[dict[str, Any]]:
         """One atomic pass of a receive: up to `most` messages, now in flight; a message past
-        its RedrivePolicy's count moves to `dead_letters` (the policy's queue, if it exists)."""
+        its RedrivePolicy's count moves to the policy's queue (`queue_of_arn`), if it exists."""
         self.expire(now)
         redrive = self.redrive
+        dead_letters = queue_of_arn(redrive.dead_letter_arn) if redrive else None
         # A FIFO group gives nothing while any of its messages is in flight, and nothing
         # after one that is not visible (its order would break).
         blocked = {
@@ -519,7 +527,7 @@ class MemorySQS:
         while True:
             queue = self._queue(queue_url, operation)
             now = self.clock.time()
-            taken = queue.take(now, max_messages, visibility_timeout, self._dead_letters_of(queue))
+            taken = queue.take(now, max_messages, visibility_timeout, self._dead_letter_queue)
             if taken or now >= deadline:
                 return taken
             wake = anyio.Event()
@@ -624,8 +632,7 @@ class MemorySQS:
 
     def _queue(self, queue: str, operation: str) -> _Queue:
         """A queue by name, or by a URL ending in its name."""
-        name = queue_name(queue) if "://" in queue else queue
-        found = self._queues.get(name)
+        found = self._queues.get(_name_of(queue))
         if found is None:
             raise self._missing(queue, operation)
         return found
@@ -633,8 +640,7 @@ class MemorySQS:
     def _missing(self, queue: str, operation: str) -> QueueNotFoundError:
         names = sorted(self._queues)
         known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "") or "no queues"
-        name = queue_name(queue) if "://" in queue else queue
-        name = name.rpartition(":")[2]
+        name = _name_of(queue).rpartition(":")[2]
         return QueueNotFoundError(
             f"queue {queue!r} does not exist in this MemorySQS (it has {known}): create it "
             f"first, with create_queue({name!r})",
@@ -698,8 +704,10 @@ class MemorySQS:
             raise refuse(
                 "Redrive policy is not a valid JSON map of deadLetterTargetArn and maxReceiveCount"
             )
-        if not 1 <= parsed.max_receive_count <= 1000:
-            raise refuse("Invalid value for maxReceiveCount: must be from 1 to 1000")
+        if not 1 <= parsed.max_receive_count <= MAX_RECEIVE_COUNT:
+            raise refuse(
+                f"Invalid value for maxReceiveCount: must be from 1 to {MAX_RECEIVE_COUNT}"
+            )
         target = self._dead_letter_queue(parsed.dead_letter_arn)
         if target is None:
             raise refuse("Dead letter target does not exist")
@@ -708,11 +716,6 @@ class MemorySQS:
 
     def _dead_letter_queue(self, arn: str) -> _Queue | None:
         return next((queue for queue in self._queues.values() if queue.arn == arn), None)
-
-    def _dead_letters_of(self, queue: _Queue) -> _Queue | None:
-        """The queue a RedrivePolicy moves `queue`'s messages to, if it exists."""
-        redrive = queue.redrive
-        return self._dead_letter_queue(redrive.dead_letter_arn) if redrive else None
 
 
 def _delivery(message: _Stored) -> dict[str, Any]:
@@ -736,6 +739,11 @@ def _delivery(message: _Stored) -> dict[str, Any]:
         }
         delivery["MD5OfMessageAttributes"] = md5_of_attributes(message.message_attributes)
     return delivery
+
+
+def _name_of(queue: str) -> str:
+    """A queue's name, given as a name or as a URL."""
+    return queue_name(queue) if "://" in queue else queue
 
 
 def _invalid_handle(id_: str, handle: str) -> BatchEntryFailure:
