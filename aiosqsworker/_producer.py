@@ -40,7 +40,7 @@ from ._errors import AccessDeniedError, ConfigurationError, SQSError, TransientS
 from ._sqs.base import MAX_MESSAGE_BYTES, BatchEntryFailure, SQSClient, message_size
 from ._sqs.batches import LEFT_OUT, read_answer
 from ._sqs.checksums import md5_of_body
-from ._sqs.limits import MAX_ATTRIBUTES, MAX_BATCH, MAX_BATCH_BYTES, MAX_DELAY
+from ._sqs.limits import MAX_ATTRIBUTES, MAX_BATCH, MAX_BATCH_BYTES
 from ._sqs.open import open_payload_store, open_sqs_client
 from ._sqs.payloads import (
     RESERVED_ATTRIBUTES,
@@ -64,7 +64,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 __all__ = [
-    "MAX_DELAY",
     "MAX_MESSAGE_BYTES",
     "BatchingSender",
     "PayloadSending",
@@ -136,9 +135,7 @@ def encode_attributes(attributes: Mapping[str, object] | None) -> dict[str, dict
 
 def refused(refusal: Refusal) -> ConfigurationError:
     """The error for a message SQS would refuse: raised before anything is sent."""
-    return ConfigurationError(
-        f"{refusal.hint}: nothing was sent (SQS would answer {refusal.code}: {refusal.message})"
-    )
+    return ConfigurationError(f"{refusal.hint}: nothing was sent ({refusal.answer})")
 
 
 def fifo_send_problem(
@@ -166,7 +163,7 @@ def fifo_send_problem(
         )
     else:
         problem = f"{name} is a standard queue: deduplication_id=... is for FIFO queues only"
-    return f"{problem} (SQS would answer {refusal.code}: {refusal.message})"
+    return f"{problem} ({refusal.answer})"
 
 
 def batch_is_full(count: int, total: int, size: int) -> bool:
@@ -312,7 +309,7 @@ class PayloadSending:
 
 
 def _too_large(
-    size: int, limit: int | None, queue_url: str, refusal: Refusal | None
+    size: int, limit: int | None, queue_url: str, refusal: Refusal
 ) -> ConfigurationError:
     if limit is None or limit >= MAX_MESSAGE_BYTES:
         where = f"over SQS's limit of {MAX_MESSAGE_BYTES} bytes"
@@ -321,9 +318,9 @@ def _too_large(
             f"over the MaximumMessageSize of queue {queue_name(queue_url)} ({limit} bytes; "
             f"SQS allows up to {MAX_MESSAGE_BYTES})"
         )
-    answer = f" (SQS would answer {refusal.code}: {refusal.message})" if refusal else ""
     return ConfigurationError(
-        f"message of {size} bytes (body and attributes) is {where}: nothing was sent{answer}. "
+        f"message of {size} bytes (body and attributes) is {where}: nothing was sent "
+        f"({refusal.answer}). "
         "Give App/Producer payload_bucket=... to send large bodies through S3, or raise the "
         "queue's MaximumMessageSize"
     )
@@ -378,8 +375,9 @@ class BatchingSender:
             bucket=payloads.bucket if payloads else None,
             always=payloads is not None and payloads.offload == "always",
         )
-        if decision == "refuse":
+        if decision == "refuse":  # (only without a bucket: the limit is SQS's or the queue's)
             refusal = size_refusal(text, encoded, MAX_MESSAGE_BYTES if limit is None else limit)
+            assert refusal is not None  # over the limit the decision was taken against
             raise _too_large(size, limit, queue_url, refusal)
         if decision == "offload":
             assert payloads is not None

@@ -74,6 +74,11 @@ class Refusal:
     #: What is wrong and how to fix it, in the framework's words.
     hint: str
 
+    @property
+    def answer(self) -> str:
+        """What SQS would answer, for a message that says so."""
+        return f"SQS would answer {self.code}: {self.message}"
+
 
 def message_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
     """Bytes SQS counts against its limit: the body plus every attribute's name, type, value."""
