@@ -3,7 +3,8 @@ subprocess on a free loopback port, for tests, the demo and development.
 
 The command line's ``demo`` and ``local-server`` run it, and `aiosqsworker.testing` and the
 pytest plugin hand it to tests: it lives here, beside neither, and imports nothing but the
-standard library (moto itself runs in the subprocess, `aiosqsworker.testing.motoserver`).
+standard library at its top (moto runs in the subprocess, `aiosqsworker.testing.motoserver`;
+starting one imports ``moto.server`` here first, to say what to install when it is missing).
 
 ```python
 with LocalSQSServer() as server:

@@ -56,10 +56,13 @@ class Command(Protocol):
         ...
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
+def add_connection_options(parser: argparse.ArgumentParser, *, service: str = "SQS") -> None:
+    """Adds --region, --endpoint-url (of `service`: SQS, or S3 for the bucket command) and
+    --profile."""
     parser.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
     parser.add_argument(
-        "--endpoint-url", help="SQS endpoint (default: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL)"
+        "--endpoint-url",
+        help=f"{service} endpoint (default: AWS_ENDPOINT_URL_{service}, AWS_ENDPOINT_URL)",
     )
     parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
 

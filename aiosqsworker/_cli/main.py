@@ -19,7 +19,6 @@ from .tools import bucket, dlqcommand, queue, send, stats
 
 __all__ = ["main"]
 
-COMMANDS = ("run", "demo", "scale", "send", "stats", "dlq", "queue", "bucket", "local-server")
 
 #: Each command's module, in the order --help lists them.
 _COMMANDS: dict[str, Command] = {
@@ -33,6 +32,8 @@ _COMMANDS: dict[str, Command] = {
     "queue": queue,
     "bucket": bucket,
 }
+#: The commands' names (what is not one of them is a MODULE for `run`).
+COMMANDS = tuple(_COMMANDS)
 
 
 def _build_parser(env: EnvironmentSettings | None = None) -> argparse.ArgumentParser:

@@ -33,6 +33,8 @@ from .command import (
     Subparsers,
     add_connection_options,
     add_logging_options,
+    argument,
+    checked_number,
     command_parser,
 )
 
@@ -92,23 +94,20 @@ def _metrics_port(args: argparse.Namespace, env: EnvironmentSettings, workers: i
     return port
 
 
-def _concurrency(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a whole number from 1 to {MAX_CONCURRENCY}"
-        )
-    return value
+_concurrency = argument(
+    checked_number(
+        int,
+        lambda value: 1 <= value <= MAX_CONCURRENCY,
+        f"a whole number from 1 to {MAX_CONCURRENCY}",
+    )
+)
 
 
-def _workers_option(raw: str) -> int:
-    try:
-        return worker_count(raw, repr(raw))
-    except ConfigurationError as exc:  # argparse shows only this kind's message
-        raise argparse.ArgumentTypeError(str(exc)) from None
+def _workers(raw: str) -> int:
+    return worker_count(raw, repr(raw))
+
+
+_workers_option = argument(_workers)
 
 
 def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentParser:

@@ -16,7 +16,14 @@ from typing import Any
 from ..._config import AppConfig, EnvironmentSettings
 from ..._errors import AioSQSWorkerError, ConfigurationError
 from ..._sqs.open import open_s3_client
-from ..command import Invocation, Subparsers, action_parser, add_logging_options, command_group
+from ..command import (
+    Invocation,
+    Subparsers,
+    action_parser,
+    add_connection_options,
+    add_logging_options,
+    command_group,
+)
 from ._common import run_coroutine
 
 __all__ = ["add_parser", "bucket_name_problem", "run"]
@@ -114,12 +121,7 @@ def add_parser(sub: Subparsers, env: EnvironmentSettings) -> argparse.ArgumentPa
         epilog=BUCKET_EPILOG,
     )
     create_bucket.add_argument("name", metavar="NAME", help="the bucket's name")
-    # The S3 endpoint is the bucket command's own.
-    create_bucket.add_argument("--region", help="AWS region (default: AWS_REGION, then botocore's)")
-    create_bucket.add_argument(
-        "--endpoint-url", help="S3 endpoint (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL)"
-    )
-    create_bucket.add_argument("--profile", help="AWS profile (default: AWS_PROFILE)")
+    add_connection_options(create_bucket, service="S3")  # the bucket command's endpoint
     add_logging_options(create_bucket, env)
     return parser
 
