@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 from aiobotocore.session import get_session
 
-from aiosqsworker import Endpoint, SQSClient
+from aiosqsworker import App, ConsumerStatistics, Endpoint, SQSClient
 from aiosqsworker._sqs.botocore import AioBotocoreSQSClient
 from aiosqsworker._sqs.redrive import RedrivePolicy
 from aiosqsworker.testing import MemorySQS
@@ -231,3 +231,8 @@ async def eventually_async(
     with anyio.fail_after(within):
         while not await check():  # noqa: ASYNC110 - observing from outside, no event to wait on
             await anyio.sleep(every)
+
+
+def stats_of(app: App, name: str = "handle") -> ConsumerStatistics:
+    """The statistics of the app's consumer `name` (a test's handler is ``handle``)."""
+    return app.statistics()[name]

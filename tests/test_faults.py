@@ -27,18 +27,14 @@ import anyio
 import pytest
 from anyio.abc import Process
 
-from aiosqsworker import App, ConsumerStatistics, Message, QueueNotFoundError, WorkerState
+from aiosqsworker import App, Message, QueueNotFoundError, WorkerState
 from aiosqsworker._consumer.receiver import poll_pause
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
-from .kit import REGION, SQSKit, eventually, open_kit
+from .kit import REGION, SQSKit, eventually, open_kit, stats_of
 from .servers import new_server
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def stats_of(app: App, name: str = "handle") -> ConsumerStatistics:
-    return app.statistics()[name]
 
 
 def handled_at_least(seen: Counter[str], count: int) -> bool:

@@ -19,7 +19,7 @@ import pytest
 from aiosqsworker import App, ConsumerStatistics, Message
 from aiosqsworker.testing import LocalSQSServer
 
-from .kit import REGION, SQSKit, eventually
+from .kit import REGION, SQSKit, eventually, stats_of
 
 #: (worker, message id, receive count, time.monotonic() at the start) per handler run.
 Run = tuple[str, str, int, float]
@@ -78,10 +78,6 @@ class SecondWorker:
         async with app:
             await anyio.to_thread.run_sync(self._stop.wait)
             self.statistics = app.statistics()
-
-
-def stats_of(app: App) -> ConsumerStatistics:
-    return app.statistics()["handle"]
 
 
 # An async handler that blocks the loop.

@@ -41,11 +41,10 @@ from aiosqsworker import (
 from aiosqsworker.testing import Answer, FaultProxy, LocalSQSServer, ProxiedRequest
 
 from .clikit import cli, counts_become, exit_code, ids_of, logged, read_ledger, tail
-from .kit import SQSKit, eventually
+from .kit import SQSKit, eventually, stats_of
 from .servers import server_kind
 from .test_faults import bodies
 from .test_offload import SERVICE, offload_env, stop
-from .test_pipeline import stats_of
 from .test_robustness import APP, dead_letters, env_for, orders
 from .test_semantics import FAST_RETRIES, ONE_POLL, failure_of
 from .test_stuck_handlers import failure_records, hang

@@ -17,8 +17,8 @@ import pytest
 
 from aiosqsworker import App, Message
 
-from .kit import SQSKit, eventually
-from .test_semantics import FAST_RETRIES, stats_of
+from .kit import SQSKit, eventually, stats_of
+from .test_semantics import FAST_RETRIES
 
 # FIFO: groups in order, in parallel, through failures and jobs longer than the lease.
 

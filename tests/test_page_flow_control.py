@@ -22,11 +22,7 @@ from aiosqsworker._run.metrics import serve_metrics
 from aiosqsworker._run.progress import format_progress
 from aiosqsworker.testing import FaultProxy, LocalSQSServer
 
-from .kit import Queue, SQSKit, eventually, eventually_async
-
-
-def stats_of(app: App, name: str = "handle") -> ConsumerStatistics:
-    return app.statistics()[name]
+from .kit import Queue, SQSKit, eventually, eventually_async, stats_of
 
 
 async def sample(interval: float, action: Callable[[], None]) -> None:

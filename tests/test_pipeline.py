@@ -17,11 +17,7 @@ import pytest
 
 from aiosqsworker import App, ConsumerStatistics, Message
 
-from .kit import SQSKit, eventually
-
-
-def stats_of(app: App, name: str = "handle") -> ConsumerStatistics:
-    return app.statistics()[name]
+from .kit import SQSKit, eventually, stats_of
 
 
 def held(stats: ConsumerStatistics) -> int:

@@ -25,14 +25,13 @@ import pytest
 from aiosqsworker import (
     App,
     ConsumerConfig,
-    ConsumerStatistics,
     Message,
     MessageDecodeError,
 )
 from aiosqsworker._consumer.receiver import poller_count
 from aiosqsworker._sqs.redrive import FAILURE_ATTRIBUTE
 
-from .kit import SQSKit, eventually, eventually_async
+from .kit import SQSKit, eventually, eventually_async, stats_of
 
 #: Failures come back after one second (SQS counts visibility in whole seconds).
 FAST_RETRIES: dict[str, Any] = {"retry_base_delay": 0.5, "retry_max_delay": 1}
@@ -46,10 +45,6 @@ def test_one_poll_settings_keep_a_single_poll_open() -> None:
     """What the scenarios below rely on for exact delivery counts."""
     assert poller_count(ConsumerConfig(queue="q", **ONE_POLL)) == 1
     assert poller_count(ConsumerConfig(queue="q", batch=True, concurrency=1, **ONE_POLL)) == 1
-
-
-def stats_of(app: App, name: str) -> ConsumerStatistics:
-    return app.statistics()[name]
 
 
 def failure_of(dead_letter: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from aiosqsworker._sqs.batches import LEFT_OUT
 from aiosqsworker.testing import MemorySQS
 
 from .factories import message
+from .test_deadletter import caught
 
 
 class CutShortAnswers(MemorySQS):
@@ -96,10 +97,7 @@ async def test_a_send_left_out_of_every_answer_raises_that_its_outcome_is_unknow
 
 
 def poisoned() -> BaseException:
-    try:
-        raise ValueError("cannot handle order 42")
-    except ValueError as error:
-        return error
+    return caught(ValueError("cannot handle order 42"))
 
 
 async def test_a_dead_letter_copy_the_answer_leaves_out_is_sent_again() -> None:

@@ -51,29 +51,18 @@ def test_a_backlog_with_arrivals_gets_what_keeps_up_and_drains_it_within_the_tar
 
 
 def test_a_fraction_of_a_worker_rounds_up_and_an_exact_count_does_not() -> None:
-    first = sample(0, visible=300)
-    assert (
-        recommend(
-            first,
+    def desired(per_worker_rate: float) -> int:
+        return recommend(
+            sample(0, visible=300),
             sample(10, visible=300),
             target_latency=30,
             minimum=1,
             maximum=50,
-            per_worker_rate=4,
+            per_worker_rate=per_worker_rate,
         ).desired
-        == 3
-    )  # (0 + 300 / 30) / 4 = 2.5
-    assert (
-        recommend(
-            first,
-            sample(10, visible=300),
-            target_latency=30,
-            minimum=1,
-            maximum=50,
-            per_worker_rate=5,
-        ).desired
-        == 2
-    )  # (0 + 300 / 30) / 5 = 2, not 3 from a rounding error
+
+    assert desired(4) == 3  # (0 + 300 / 30) / 4 = 2.5
+    assert desired(5) == 2  # (0 + 300 / 30) / 5 = 2, not 3 from a rounding error
 
 
 def test_an_empty_queue_with_nothing_arriving_gets_the_minimum() -> None:
