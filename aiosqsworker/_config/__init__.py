@@ -8,13 +8,6 @@ the module that holds each.
 
 from .checks import (
     MAX_CONCURRENCY,
-    MAX_PROCESSES,
-    MAX_RATE,
-    MAX_SHUTDOWN_TIMEOUT,
-    MAX_WORKERS,
-    MIN_RATE,
-    WORKERS_PER_CPU_REFUSED,
-    WORKERS_PER_CPU_WARNED,
     available_cpus,
     check_concurrency,
     check_seconds,
@@ -31,8 +24,6 @@ from .environment import (
     EnvironmentSettings,
 )
 from .settings import (
-    CLIENT_NAMES,
-    RUN_IN,
     AppConfig,
     Breaker,
     ClientName,
@@ -46,20 +37,11 @@ from .settings import (
 )
 
 __all__ = [
-    "CLIENT_NAMES",
     "ENV_PREFIX",
     "LOG_FORMATS",
     "LOG_LEVELS",
     "MAX_CONCURRENCY",
     "MAX_PORT",
-    "MAX_PROCESSES",
-    "MAX_RATE",
-    "MAX_SHUTDOWN_TIMEOUT",
-    "MAX_WORKERS",
-    "MIN_RATE",
-    "RUN_IN",
-    "WORKERS_PER_CPU_REFUSED",
-    "WORKERS_PER_CPU_WARNED",
     "AppConfig",
     "Breaker",
     "ClientName",
