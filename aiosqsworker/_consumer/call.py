@@ -20,7 +20,8 @@ failures are per message (`outcomes.batch_failures`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from .._config import Middleware
 from .._errors import ConfigurationError
@@ -30,11 +31,27 @@ from .offload import invoker_for
 from .outbox import Send, with_outbox
 from .procpool import ProcessPool
 from .resolve import resolving_payloads
-from .slots import Call, chain_middleware
 from .stats import Counters
 from .timeouts import time_limit_of
 
-__all__ = ["handler_call"]
+__all__ = ["Call", "chain_middleware", "handler_call"]
+
+#: What a slot awaits: a message (or a batch's list) in, the handler's return value out.
+Call = Callable[[Any], Awaitable[object]]
+
+
+def chain_middleware(middleware: Sequence[Middleware], call: Call) -> Call:
+    """`call` wrapped in `middleware`, the first one outermost."""
+    for layer in reversed(middleware):
+        call = _wrap(layer, call)
+    return call
+
+
+def _wrap(layer: Middleware, call_next: Call) -> Call:
+    async def wrapped(item: Any) -> object:
+        return await layer(item, call_next)
+
+    return wrapped
 
 
 def handler_call(

@@ -34,12 +34,11 @@ import asyncio
 import contextvars
 import logging
 import math
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import anyio
 
-from .._config import ConsumerConfig, Middleware
+from .._config import ConsumerConfig
 from .._errors import ConfigurationError, MessageDecodeError, PayloadError, Reject, Retry
 from .._logging import message_context
 from .._message import Message
@@ -47,6 +46,7 @@ from .._sqs.base import SQSClient
 from .._text import plural
 from .breaker import CircuitBreaker
 from .buffer import Buffer, Capacity
+from .call import Call
 from .clock import now
 from .deadletter import DeadLetterQueue
 from .flow import Flow
@@ -63,28 +63,12 @@ from .outcomes import (
 from .stats import Counters, record_ages
 from .timeouts import is_timeout, timeout_site
 
-__all__ = ["Slots", "chain_middleware"]
+__all__ = ["Slots"]
 
 logger = logging.getLogger("aiosqsworker.slots")
 
-Call = Callable[[Any], Awaitable[object]]
-
 #: Raised by a handler, these ask for the process to end (see the module's docstring).
 EXIT_REQUESTS = (SystemExit, KeyboardInterrupt)
-
-
-def chain_middleware(middleware: Sequence[Middleware], call: Call) -> Call:
-    """`call` wrapped in `middleware`, the first one outermost."""
-    for layer in reversed(middleware):
-        call = _wrap(layer, call)
-    return call
-
-
-def _wrap(layer: Middleware, call_next: Call) -> Call:
-    async def wrapped(item: Any) -> object:
-        return await layer(item, call_next)
-
-    return wrapped
 
 
 def cancelled_by_framework() -> bool:

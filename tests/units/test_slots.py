@@ -22,11 +22,12 @@ from aiosqsworker import (
 )
 from aiosqsworker._config import ConsumerConfig
 from aiosqsworker._consumer.buffer import Capacity, MessageBuffer
+from aiosqsworker._consumer.call import chain_middleware
 from aiosqsworker._consumer.flow import Flow
 from aiosqsworker._consumer.inflight import InFlight, Settling
 from aiosqsworker._consumer.leases import Lease, LeaseKeeper
 from aiosqsworker._consumer.outcomes import Outcome
-from aiosqsworker._consumer.slots import Slots, chain_middleware
+from aiosqsworker._consumer.slots import Slots
 from aiosqsworker._consumer.stats import Counters
 
 from .factories import message
