@@ -28,6 +28,8 @@ class Buffer(Protocol[T]):
 
     async def get(self) -> T | None: ...
 
+    def take_nowait(self) -> T | None: ...
+
     def task_done(self, item: T, *, succeeded: bool) -> list[T]: ...
 
     def take_waiting(self) -> list[T]: ...
@@ -130,14 +132,21 @@ class MessageBuffer(Generic[T]):
     """A FIFO handing items to waiting tasks: received messages to handler slots (bounded
     by `Capacity`, not here), and the acker's batches to its couriers.
 
-    Each idle task waits on a future of its own (the cheapest wake-up asyncio has), and each
-    item put wakes exactly one of them.
+    Each idle task waits on a future of its own (the cheapest wake-up asyncio has). The
+    first item put into a buffer no woken task will drain wakes one task at once; the
+    others put in the same turn of the loop wake theirs one turn later (`_wake_more`),
+    and only as many as are still waiting then. A task whose work does not wait (a no-op
+    handler) takes the whole batch itself in that turn, and no task is woken for nothing;
+    one whose work waits leaves the rest to the tasks woken after it, one turn later.
     """
 
     def __init__(self) -> None:
         self._items: deque[T] = deque()
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self._woken = 0  # tasks woken that have not taken their item yet
+        self._more_due = False  # a `_wake_more` is scheduled
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         return len(self._items)
@@ -146,13 +155,26 @@ class MessageBuffer(Generic[T]):
         if self._closed:
             raise RuntimeError("put() on a closed MessageBuffer")
         self._items.append(item)
-        self._wake_one()
+        if self._woken >= len(self._items) or not self._waiters:
+            return  # a task already woken takes it, or a running one will
+        if not self._woken:
+            self._wake_one()
+        elif not self._more_due and self._loop is not None:
+            self._more_due = True
+            self._loop.call_soon(self._wake_more)
+
+    def _wake_more(self) -> None:
+        """Wake a task for each item the tasks woken so far will not take."""
+        self._more_due = False
+        while self._woken < len(self._items) and self._waiters:
+            self._wake_one()
 
     def _wake_one(self) -> None:
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():  # a cancelled waiter has left already
                 waiter.set_result(None)
+                self._woken += 1
                 return
 
     async def get(self) -> T | None:
@@ -160,17 +182,27 @@ class MessageBuffer(Generic[T]):
         while not self._items:
             if self._closed:
                 return None
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
             self._waiters.append(waiter)
             try:
                 await waiter
             except BaseException:
-                # Cancelled after being woken: pass the wake-up on, or an item would wait
-                # while a slot is idle.
-                if waiter.done() and not waiter.cancelled() and self._items:
-                    self._wake_one()
+                if waiter.done() and not waiter.cancelled():
+                    # Cancelled after being woken: pass the wake-up on, or an item would
+                    # wait while a slot is idle.
+                    self._woken -= 1
+                    if self._items:
+                        self._wake_one()
                 raise
+            self._woken -= 1
         return self._items.popleft()
+
+    def take_nowait(self) -> T | None:
+        """The next item if there is one now, else None (nothing waits)."""
+        return self._items.popleft() if self._items else None
 
     def task_done(self, item: T, *, succeeded: bool) -> list[T]:
         """An item handed out has ended; nothing waits on it here (see `GroupedBuffer`)."""

@@ -57,10 +57,20 @@ class GroupedBuffer:
                 return None
             group = next_group(self._waiting, self._busy)
             if group is not None:
-                break
+                return self._start(group)
             if self._changed.is_set():
                 self._changed = anyio.Event()
             await self._changed.wait()
+
+    def take_nowait(self) -> Lease | None:
+        """The next startable message if there is one now, else None (nothing waits)."""
+        if self._closed:
+            return None
+        group = next_group(self._waiting, self._busy)
+        return None if group is None else self._start(group)
+
+    def _start(self, group: str) -> Lease:
+        """Hand out the group's next message; the group is busy until it ends."""
         leases = self._waiting[group]
         lease = leases.popleft()
         if not leases:

@@ -202,7 +202,7 @@ class TenantBuffer:
                 return None
             tenant = next_tenant(self._waiting, self._running, self.max_per_tenant)
             if tenant is not None:
-                break
+                return self._start(tenant)
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -211,6 +211,16 @@ class TenantBuffer:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # woken, then cancelled: pass the wake-up on
                 raise
+
+    def take_nowait(self) -> Lease | None:
+        """The next startable message if there is one now, else None (nothing waits)."""
+        if self._closed:
+            return None
+        tenant = next_tenant(self._waiting, self._running, self.max_per_tenant)
+        return None if tenant is None else self._start(tenant)
+
+    def _start(self, tenant: str) -> Lease:
+        """Hand out the tenant's next message; its turn goes to the back."""
         leases = self._waiting[tenant]
         lease = leases.popleft()
         if leases:

@@ -5,6 +5,8 @@ Pure decisions and small parts, called directly: no server here.
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
@@ -207,3 +209,75 @@ async def test_capacity_resized_below_what_is_held_waits_for_releases() -> None:
     assert got == [1]
     capacity.resize(30)
     assert await capacity.reserve(10, 30) == 20
+
+
+async def test_a_task_that_drains_a_batch_itself_leaves_the_other_waiters_asleep() -> None:
+    """Ten items put at once while ten tasks wait: the first task woken takes all ten
+    without waiting (a no-op handler does), so no other task is woken for nothing.
+
+    Catches waking one task per item at once: nine tasks would wake, find the buffer empty
+    and wait again, each on a new future.
+    """
+    buffer: MessageBuffer[int] = MessageBuffer()
+    taken: dict[int, list[int]] = {}
+
+    async def take(name: int) -> None:
+        while (item := await buffer.get()) is not None:
+            taken.setdefault(name, []).append(item)
+            while (more := buffer.take_nowait()) is not None:
+                taken[name].append(more)
+
+    loop = asyncio.get_running_loop()
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for name in range(10):
+                tg.start_soon(take, name)
+            await wait_all_tasks_blocked()
+            made = 0
+            create_future = loop.create_future
+
+            def counting_create_future() -> asyncio.Future[object]:
+                nonlocal made
+                made += 1
+                return create_future()
+
+            loop.create_future = counting_create_future  # type: ignore[method-assign]
+            try:
+                for item in range(10):
+                    buffer.put(item)
+                await wait_all_tasks_blocked()
+            finally:
+                del loop.create_future
+            buffer.close()
+    assert list(taken.values()) == [list(range(10))]
+    assert made == 1  # only the task that drained the batch waits again
+
+
+async def test_tasks_whose_work_waits_all_start_within_two_turns() -> None:
+    """Ten items put at once while ten tasks wait, each task's work waiting (a handler
+    doing I/O): every task has its item two turns of the loop later.
+
+    Catches a chain of wake-ups (each task waking the next as it starts): the tenth item
+    would start ten turns later, and under 10,000 messages in flight a turn is long.
+    """
+    buffer: MessageBuffer[int] = MessageBuffer()
+    started: list[int] = []
+    release = anyio.Event()
+
+    async def handle() -> None:
+        item = await buffer.get()
+        assert item is not None
+        started.append(item)
+        await release.wait()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(handle)
+            await wait_all_tasks_blocked()
+            for item in range(10):
+                buffer.put(item)
+            for _ in range(2):
+                await asyncio.sleep(0)
+            assert sorted(started) == list(range(10))
+            release.set()
