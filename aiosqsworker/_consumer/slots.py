@@ -260,11 +260,27 @@ class Slots:
                 if not may_start:  # paused or stopped while waiting for the rate
                     self._hand_back(lease)
                     continue
-            if not len(self._buffer):
-                self._capacity.wake()  # the receiver may refill now rather than wait for room
-            if not lease.lost:
+            if self._taken(lease):
                 return lease
-            self._conclude(lease, Outcome.LOST, None)
+
+    def _ready(self, task: asyncio.Task[None]) -> Lease | None:
+        """`_next` without a wait: a buffered message, when one is there and free to start
+        with nothing to wait for or decide (no rate to keep, no slot to retire). None sends
+        the slot the long way, through `_next`. Under load most messages start here, with no
+        coroutine made to fetch them."""
+        if self._flow.paced or self._staffed > self._limit or task in self._retiring:
+            return None
+        lease = self._buffer.take_nowait()
+        return lease if lease is not None and self._taken(lease) else None
+
+    def _taken(self, lease: Lease) -> bool:
+        """A message taken from the buffer: whether it starts (a lost lease ends here)."""
+        if not len(self._buffer):
+            self._capacity.wake()  # the receiver may refill now rather than wait for room
+        if not lease.lost:
+            return True
+        self._conclude(lease, Outcome.LOST, None)
+        return False
 
     def _hand_back(self, lease: Lease) -> None:
         """A message taken from the buffer that will not start now: visible again at once."""
@@ -310,7 +326,7 @@ class Slots:
         clock = asyncio.get_running_loop().time  # `now()`, looked up once per slot
         counters = self._counters
         guard = self._idempotency
-        while (lease := await self._next(task)) is not None:
+        while (lease := self._ready(task) or await self._next(task)) is not None:
             counters.running += 1
             ended, error = True, None
             started = clock()
