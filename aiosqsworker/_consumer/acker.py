@@ -128,12 +128,13 @@ class _Outbox(Generic[T]):
         """Queue `entry`; an `urgent` one is sent without waiting for the linger."""
         pending = self._pending
         pending.append(entry)
-        if len(pending) == 1:  # (the batch former waits for arrivals only while none is pending)
+        count = len(pending)
+        if count == 1:  # (the batch former waits for arrivals only while none is pending)
             self._arrived.set()
         if urgent:
             self._urgent = True
             self._full.set()
-        elif len(pending) >= MAX_BATCH:
+        elif count >= MAX_BATCH:
             self._full.set()
 
     def close(self) -> None:

@@ -30,8 +30,11 @@ class LatencyHistogram:
         self.count = 0
 
     def record(self, seconds: float) -> None:
-        index = 0 if seconds <= _SMALLEST else math.ceil(math.log(seconds / _SMALLEST, _GROWTH))
-        self._counts[min(index, _BUCKETS - 1)] += 1
+        if seconds <= _SMALLEST:  # most handlers, under load: no logarithm to take
+            self._counts[0] += 1
+        else:
+            index = math.ceil(math.log(seconds / _SMALLEST, _GROWTH))
+            self._counts[min(index, _BUCKETS - 1)] += 1
         self.count += 1
 
     def quantile(self, q: float) -> float | None:
