@@ -1,6 +1,6 @@
 """``python -m benchmarks``: run the suite, write docs/benchmarks.md and its chart.
 
-``make bench`` runs it with no arguments (the full suite, about seventeen minutes on two cores,
+``make bench`` runs it with no arguments (the full suite, about twenty minutes on two cores,
 a little more the first time, while the peers install). ``--quick`` is a smoke run of a minute
 or so that prints its tables and writes nothing unless ``--output`` is given.
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .blocking import run_blocking
 from .harness import PROJECT_ROOT, Contender
+from .instructions import CONTENDERS as INSTRUCTION_CONTENDERS
+from .instructions import run_instructions
 from .moto_run import run_moto
 from .peer_setup import PEERS, prepare_peers
 from .report import command_line, render_markdown, write_chart
@@ -83,6 +85,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="skip the import time and the launch to the first message",
     )
     parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip the no-op client cost counted in instructions (valgrind)",
+    )
+    parser.add_argument(
         "--no-blocking",
         action="store_true",
         help="skip the CPU-bound handlers on the loop, in threads, in processes",
@@ -144,6 +151,7 @@ def make_plan(args: argparse.Namespace) -> Plan:
         plan.peer_repetitions = args.repetitions
     if args.messages:
         plan.messages = dict.fromkeys(plan.messages, args.messages)
+        plan.peer_messages = dict.fromkeys(plan.peer_messages, args.messages)
     plan.concurrency = args.concurrency
     plan.loop = args.loop
     return plan
@@ -172,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
             profile=str(args.profile) if args.profile else None,
         )
         # The variants of the client cost table (a `def` handler, other floors) stay there.
+        if not args.no_instructions and not args.quick:
+            counted = [c for c in OWN_CONTENDERS if c.name in INSTRUCTION_CONTENDERS]
+            log(
+                f"instructions per message under valgrind ({', '.join(INSTRUCTION_CONTENDERS)}) ..."
+            )
+            results.instructions = run_instructions(
+                counted, responder, concurrency=plan.concurrency, loop=plan.loop, progress=log
+            )
+            if results.instructions.skipped:
+                log(f"  skipped: {results.instructions.skipped}")
         if not args.no_startup:
             log("launch to the first message ...")
             results.launch = run_launch(

@@ -13,6 +13,7 @@ from .blocking import table as blocking_table
 from .blocking import workloads
 from .contender import WAIT_TIME
 from .harness import Outcome, Summary, summarize
+from .instructions import InstructionCounts
 from .suite import REFERENCE, Plan, Results, ideal_rate
 
 __all__ = ["command_line", "machine_note", "render_markdown", "write_chart"]
@@ -169,6 +170,31 @@ def _same_run_ratios(by_contender: dict[str, list[Outcome]]) -> list[str]:
             f"- A `def` handler (a thread hand-off per message): {sync.cpu_us:.0f} µs of CPU per "
             f"message against {ours.cpu_us:.0f} for `async def`, {sync.cpu_us / ours.cpu_us:.2f}x."
         )
+    return lines
+
+
+def _instruction_lines(counts: InstructionCounts, labels: dict[str, str]) -> list[str]:
+    """The no-op cost counted in instructions: steadier than CPU time on a busy machine."""
+    lines = [
+        "Counted rather than timed (`benchmarks/instructions.py`): instructions per message "
+        "under valgrind's cachegrind, from runs of "
+        f"{counts.small:,} and {counts.large:,} messages (their difference: start-up and "
+        "imports cancel out). User space only: the kernel's share, a socket write and read "
+        "per request, is the same for every contender at the same requests per message.",
+        "",
+    ]
+    if counts.skipped:
+        return [*lines, f"Not counted: {counts.skipped}."]
+    lines += [
+        "| Contender | Instructions per message | Against the bare aiohttp loop |",
+        "|---|---:|---:|",
+    ]
+    for name, per_message in counts.per_message.items():
+        ratio = counts.ratio(name)
+        shown = f"{ratio:.2f}x" if ratio is not None else "-"
+        lines.append(f"| {labels.get(name, name)} | {per_message:,.0f} | {shown} |")
+    for name, error in counts.errors.items():
+        lines.append(f"| {labels.get(name, name)} | not counted: {error} | - |")
     return lines
 
 
@@ -373,15 +399,17 @@ def render_markdown(
         "",
     ]
     for handler, by_contender in results.client_cost.items():
-        first = next((o for runs in by_contender.values() for o in runs), None)
-        messages = first.messages if first is not None else 0
+        messages = plan.messages.get(handler, 0)
+        peer_messages = plan.peer_messages.get(handler, 0)
         repetitions = plan.repetitions.get(handler, 1)
         out += [
             f"### {HANDLER_TITLES.get(handler, handler)}",
             "",
             f"Concurrency {plan.concurrency}, {messages:,} messages per run, median of "
             f"{repetitions} run{'s' if repetitions > 1 else ''} "
-            f"(peers: {plan.peer_repetitions}, time-boxed to {plan.peer_deadline:.0f} s).",
+            f"(peers: {peer_messages:,} messages, {plan.peer_repetitions} "
+            f"run{'s' if plan.peer_repetitions > 1 else ''}, time-boxed to "
+            f"{plan.peer_deadline:.0f} s).",
             "",
             *_contender_table(by_contender, results.labels),
             "",
@@ -389,6 +417,8 @@ def render_markdown(
         ratios = _same_run_ratios(by_contender)
         if ratios:
             out += [*ratios, ""]
+        if handler == "noop" and results.instructions is not None:
+            out += [*_instruction_lines(results.instructions, results.labels), ""]
     if results.launch or results.imports is not None:
         out += ["## Start-up", "", *_startup_lines(results)]
     if results.scaling:

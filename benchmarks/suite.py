@@ -29,6 +29,7 @@ from .blocking import BlockingOutcome
 from .contender import WAIT_TIME
 from .handlers import SLOW_SECONDS
 from .harness import Contender, Outcome, run_contender
+from .instructions import InstructionCounts
 from .responder import ResponderProcess
 from .sparse import SparseOutcome
 from .startup import ImportTimes
@@ -70,7 +71,13 @@ class Plan:
     """How much to run; `quick()` is the smoke run."""
 
     handlers: tuple[str, ...] = ("noop", "io", "cpu")
+    #: Messages per run of the own contenders. The no-op runs are long enough (a second or
+    #: two) that the window's fixed costs and this machine's jitter weigh little.
     messages: dict[str, int] = field(
+        default_factory=lambda: {"noop": 50_000, "io": 5000, "cpu": 3000}
+    )
+    #: ... and of the peers, the slowest of which handle a few hundred a second.
+    peer_messages: dict[str, int] = field(
         default_factory=lambda: {"noop": 5000, "io": 5000, "cpu": 3000}
     )
     repetitions: dict[str, int] = field(default_factory=lambda: {"noop": 5, "io": 3, "cpu": 3})
@@ -105,6 +112,7 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             messages={"noop": 1000, "io": 500, "cpu": 500},
+            peer_messages={"noop": 1000, "io": 500, "cpu": 500},
             repetitions={"noop": 1, "io": 1, "cpu": 1},
             scaling_levels=(1, 10, 100),
             scaling_messages={1: 20, 10: 100, 100: 500},
@@ -138,6 +146,8 @@ class Results:
     #: Launch to first message, by contender (`startup.run_launch`).
     launch: dict[str, list[Outcome]] = field(default_factory=dict)
     imports: ImportTimes | None = None
+    #: The no-op client cost counted in instructions (`instructions.run_instructions`).
+    instructions: InstructionCounts | None = None
     peers: dict[str, str] = field(default_factory=dict)  # peer -> "ran" or why not
     labels: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
@@ -187,7 +197,7 @@ def run_client_cost(
                     endpoint=responder.endpoint_url,
                     handler=handler,
                     concurrency=plan.concurrency,
-                    messages=plan.messages[handler],
+                    messages=(plan.peer_messages if contender.peer else plan.messages)[handler],
                     deadline=plan.peer_deadline if contender.peer else plan.deadline,
                     loop=plan.loop,
                     responder=responder,

@@ -5,7 +5,10 @@ No timing is asserted (machines are noisy): only that the harness counts what ha
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from benchmarks.harness import Outcome
+from benchmarks.instructions import InstructionCounts, instruction_total
 from benchmarks.report import render_markdown
 from benchmarks.responder import ResponderProcess
 from benchmarks.startup import ImportTimes, import_times
@@ -119,3 +122,30 @@ def test_import_time_is_read_from_fresh_processes() -> None:
     assert times.runs == 1
     assert times.importtime_ms > 0
     assert times.interpreter_ms > 0
+
+
+def test_the_instruction_counts_are_per_message_and_said_as_ratios(tmp_path: Path) -> None:
+    """Synthetic counts: instructions per message shown against the bare aiohttp loop, a
+    contender that could not be counted said as such, and a machine without valgrind told
+    how to get it; cachegrind's summary line read as the total."""
+    counts = InstructionCounts(
+        per_message={"aiosqsworker": 90_000.0, "aiohttp-loop": 120_000.0},
+        errors={"lean-floor": "exit code 1: lean-floor: not here"},
+    )
+    results = Results(
+        client_cost={"noop": {}},
+        instructions=counts,
+        labels={"aiosqsworker": "aiosqsworker", "aiohttp-loop": "bare aiohttp loop"},
+    )
+    markdown = render_markdown(results, Plan.quick(), command="make bench", chart=None, quick=True)
+    assert "| aiosqsworker | 90,000 | 0.75x |" in markdown
+    assert "| bare aiohttp loop | 120,000 | 1.00x |" in markdown
+    assert "| lean-floor | not counted: exit code 1: lean-floor: not here | - |" in markdown
+
+    results.instructions = InstructionCounts(skipped="valgrind is not installed")
+    markdown = render_markdown(results, Plan.quick(), command="make bench", chart=None, quick=True)
+    assert "Not counted: valgrind is not installed." in markdown
+
+    out = tmp_path / "cachegrind.out"
+    out.write_text("desc: I1 cache: ...\ncmd: python\nevents: Ir\nsummary: 123456789\n")
+    assert instruction_total(out) == 123_456_789
