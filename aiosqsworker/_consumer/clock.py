@@ -11,10 +11,46 @@ anyio's deadlines use.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
-__all__ = ["now"]
+__all__ = ["now", "within"]
+
+T = TypeVar("T")
 
 
 def now() -> float:
     """The running loop's monotonic clock in seconds: what `anyio.current_time()` returns."""
     return asyncio.get_running_loop().time()
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """`awaitable`'s result, or TimeoutError once it has taken `seconds` (it is cancelled).
+
+    What ``async with asyncio.timeout(seconds)`` does around a single await, read the same
+    way (a cancellation from elsewhere stays a cancellation), at a fraction of its cost:
+    no context manager to enter and leave, no deadline to reschedule. Every batch of
+    deletes and extensions is time-boxed by it.
+    """
+    task = asyncio.current_task()
+    assert task is not None, "within() runs in a task"
+    cancelling = task.cancelling()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        task.cancel()
+
+    timer = task.get_loop().call_later(seconds, expire)
+    try:
+        result = await awaitable
+    except asyncio.CancelledError:
+        if expired and task.uncancel() <= cancelling:
+            raise TimeoutError(f"no answer within {seconds:g} s") from None
+        raise
+    finally:
+        timer.cancel()
+    if expired:
+        task.uncancel()  # it ended as the timer went off: the timer's cancellation is void
+    return result

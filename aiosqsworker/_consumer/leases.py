@@ -179,10 +179,9 @@ async def within_leases(call: Awaitable[T], leases: Iterable[Lease], operation: 
     that misses it is abandoned (its connection with it) as a `TransientSQSError`."""
     budget = call_budget(leases, clock.now())
     try:
-        # asyncio's timeout, not anyio's cancel scope: this runs for every batch of deletes
-        # and costs less than half as much (see `clock`).
-        async with asyncio.timeout(budget):
-            return await call
+        # Not anyio's cancel scope, nor asyncio's timeout: this runs for every batch of
+        # deletes, and `clock.within` costs a fraction of either.
+        return await clock.within(budget, call)
     except TimeoutError:
         raise TransientSQSError(
             f"{operation} did not answer within {budget:.1f} s", operation=operation
