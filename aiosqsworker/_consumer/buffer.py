@@ -3,7 +3,8 @@
 `Capacity` counts the messages a consumer may hold (received and not finished): the receiver
 reserves room before each poll, so the buffer can never overflow and a full consumer simply
 stops polling. That is the back-pressure. `MessageBuffer` hands buffered messages to idle
-handler slots, one waiter woken per message, and on close gives back what never started.
+handler slots, at most one waiter woken per message (see `MessageBuffer`), and on close gives
+back what never started.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ task groups, cancel scopes, timeouts. But every anyio call first looks up the ru
 backend, which costs more than the operation itself; so on the per-message path (a clock
 read, an event, waiting for the next message) asyncio's primitives are used directly.
 anyio's cancellation reaches them as it reaches any asyncio await, and `now()` is the clock
-anyio's deadlines use.
+anyio's deadlines use. `within` is the time box of every batch call (deletes, visibility
+changes, extensions).
 """
 
 from __future__ import annotations
