@@ -190,11 +190,13 @@ async def test_a_second_sigterm_forces_exit_143_and_releases_running_messages(
         assert worker.returncode is None
         assert not ids_of(read_ledger(ledger), "cancel")
         worker.send_signal(signal.SIGTERM)
-        code, took = await exit_code(worker, log, within=15)
+        # Well inside the 60 s the graceful stop would give its handlers: the forced stop
+        # waited for none of them (a bound on the exit, not a speed: under load a tighter
+        # one failed on a healthy worker).
+        code, _ = await exit_code(worker, log, within=15)
         visible, in_flight = await sqs.counts(queue)
 
     assert code == 128 + signal.SIGTERM == 143
-    assert took < 5, f"a forced stop took {took:.1f} s"
     assert set(ids_of(read_ledger(ledger), "cancel")) == ids
     assert not ids_of(read_ledger(ledger), "done")
     assert (visible, in_flight) == (4, 0)  # visible at once, not 60 s later
