@@ -202,7 +202,7 @@ async def test_a_handler_raising_its_own_base_exception_fails_its_message_for_bo
 
 
 async def test_a_dependency_down_on_the_last_receive_is_held_not_dead_lettered_by_both(
-    sqs: SQSKit, make_app: Callable[..., App]
+    sqs: SQSKit, make_app: Callable[..., App], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A handler raises `DependencyDown` on the last receive its redrive policy allows.
 
@@ -228,9 +228,12 @@ async def test_a_dependency_down_on_the_last_receive_is_held_not_dead_lettered_b
     assert await sqs.counts(queue) == (0, 1)
     assert await sqs.counts(dlq) == (0, 0)
 
+    caplog.clear()
     outcome = await call_consumer(handle, handed[0], app=app, max_receive_count=1)
     assert (outcome.action, outcome.min_delay, outcome.delay) == ("retry", 60, 60)
     assert isinstance(outcome.error, DependencyDown)
+    # The call's stand-in breaker tells no one that polling is paused: nothing polls.
+    assert not [r for r in caplog.records if "circuit breaker" in r.getMessage()]
 
 
 @dataclasses.dataclass

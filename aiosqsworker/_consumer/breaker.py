@@ -87,8 +87,12 @@ class CircuitBreaker:
         on_open: Callable[[], None],
         on_probe: Callable[[], None],
         on_close: Callable[[], None],
+        quiet: bool = False,
     ) -> None:
+        """`quiet`: no log lines, for a breaker that stands in for the consumer's where
+        nothing is paused or probed (`testing.call_consumer`)."""
         self.settings = settings
+        self._quiet = quiet
         self.state = BreakerState.CLOSED
         self.trips = 0
         self.held = 0  # messages retried for the dependency, not counted as attempts
@@ -167,6 +171,11 @@ class CircuitBreaker:
         self.state = BreakerState.OPEN
         self._probe_at = now() + self._cooldown
         self._timer = asyncio.get_running_loop().call_later(self._cooldown, self._half_open)
+        if not self._quiet:
+            self._log_opened(error, reopened=reopened)
+        self._on_open()
+
+    def _log_opened(self, error: BaseException, *, reopened: bool) -> None:
         if reopened:
             logger.warning(
                 "[%s] circuit breaker: the probe failed (%s); open again, next probe in %g s",
@@ -183,7 +192,6 @@ class CircuitBreaker:
                 error,
                 self._cooldown,
             )
-        self._on_open()
 
     def _half_open(self) -> None:
         self._timer = None

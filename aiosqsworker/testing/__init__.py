@@ -172,6 +172,7 @@ def _held_for(spec: ConsumerSpec, error: BaseException) -> int | None:
         on_open=_nothing,
         on_probe=_nothing,
         on_close=_nothing,
+        quiet=True,  # its "polling paused" would be news of a worker that is not running
     )
     try:
         return breaker.held_delay(error, 0)
