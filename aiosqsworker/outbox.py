@@ -67,7 +67,10 @@ class Outbox:
                 "failed or was cancelled): message.outbox.send() is for the handler's own run"
             )
         problem = fifo_send_problem(
-            queue, group_id=options.get("group_id"), delay=options.get("delay", 0)
+            queue,
+            group_id=options.get("group_id"),
+            delay=options.get("delay", 0),
+            deduplication_id=options.get("deduplication_id"),
         )
         if problem is not None:
             raise ConfigurationError(problem)

@@ -145,6 +145,19 @@ def test_a_fifo_send_without_a_group_is_refused_when_buffered() -> None:
     assert len(outbox) == 0
 
 
+def test_a_deduplication_id_for_a_standard_queue_is_refused_when_buffered() -> None:
+    """The same for a deduplication id given for a standard queue: refused at the send,
+    not when the outbox is sent after the handler succeeded (a failure then retries the
+    message for a mistake in the code). Naive change it catches: checking the send's
+    group and delay when buffered but leaving its deduplication id to the flush."""
+    from aiosqsworker.outbox import Outbox
+
+    outbox = Outbox(make_message("x"))
+    with pytest.raises(ConfigurationError, match=r"deduplication_id=\.\.\. is for FIFO queues"):
+        outbox.send("invoices", "body", deduplication_id="invoice-7")
+    assert len(outbox) == 0
+
+
 async def test_call_consumer_reports_what_the_outbox_sent() -> None:
     """A user's unit test sees the sends of a successful call, and none of a failed one."""
     app = App()
