@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -87,8 +87,8 @@ def loop_condition(silent_for: float, takeover: float, limit: float) -> LoopCond
 
 def leases_to_rescue(
     leases: Iterable[Lease],
-    extended_until: Mapping[str, float],
-    waiting_until: Mapping[str, float],
+    extended_until: Mapping[Lease, float],
+    waiting_until: Mapping[Lease, float],
     now: float,
     visibility_timeout: int,
 ) -> list[tuple[Lease, int]]:
@@ -104,9 +104,8 @@ def leases_to_rescue(
     for lease in leases:
         if lease.finished or lease.lost:
             continue
-        handle = lease.receipt_handle
-        expires_at = max(lease.expires_at, extended_until.get(handle, -math.inf))
-        if expires_at - lead > now or waiting_until.get(handle, -math.inf) > now:
+        expires_at = max(lease.expires_at, extended_until.get(lease, -math.inf))
+        if expires_at - lead > now or waiting_until.get(lease, -math.inf) > now:
             continue
         seconds = extension_timeout(lease, now, visibility_timeout)
         if seconds == visibility_timeout:
@@ -142,10 +141,12 @@ class LeaseBoard:
     last_beat: float = field(default_factory=time.monotonic)
     closed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _leases: dict[str, Lease] = field(default_factory=dict, repr=False)
-    _claimed: set[str] = field(default_factory=set, repr=False)
-    _extended_until: dict[str, float] = field(default_factory=dict, repr=False)
-    _waiting_until: dict[str, float] = field(default_factory=dict, repr=False)
+    # Leases are held by identity (a Lease compares so), not by receipt handle: a handle
+    # is a string of some hundreds of characters, hashed anew for every message it keys.
+    _leases: set[Lease] = field(default_factory=set, repr=False)
+    _claimed: set[Lease] = field(default_factory=set, repr=False)
+    _extended_until: dict[Lease, float] = field(default_factory=dict, repr=False)
+    _waiting_until: dict[Lease, float] = field(default_factory=dict, repr=False)
     _reports: list[LeaseReport] = field(default_factory=list, repr=False)
 
     # The loop's side.
@@ -156,23 +157,20 @@ class LeaseBoard:
     def hold_all(self, leases: Iterable[Lease]) -> None:
         """Show the thread a poll's leases: one lock for the batch."""
         with self._lock:
-            self._leases.update((lease.receipt_handle, lease) for lease in leases)
+            self._leases.update(leases)
 
     def drop(self, lease: Lease) -> None:
         self.drop_all((lease,))
 
-    def drop_all(self, leases: Iterable[Lease]) -> None:
+    def drop_all(self, leases: Sequence[Lease]) -> None:
         """The thread extends these no more: one lock for the batch. The thread's own
         records of them exist only after a takeover, so they are looked at only then."""
-        handles = [lease.receipt_handle for lease in leases]
         with self._lock:
-            pop = self._leases.pop
-            for handle in handles:
-                pop(handle, None)
+            self._leases.difference_update(leases)
             if self._extended_until or self._waiting_until:
-                for handle in handles:
-                    self._extended_until.pop(handle, None)
-                    self._waiting_until.pop(handle, None)
+                for lease in leases:
+                    self._extended_until.pop(lease, None)
+                    self._waiting_until.pop(lease, None)
 
     async def settled(self, lease: Lease) -> None:
         """Wait until no call of the thread carries this lease (dropped first, it is never
@@ -182,7 +180,7 @@ class LeaseBoard:
     async def settled_all(self, leases: Iterable[Lease]) -> None:
         """`settled` for a batch (no wait at all while the thread claims nothing)."""
         for lease in leases:
-            while self._claimed and lease.receipt_handle in self._claimed:  # noqa: ASYNC110 - ended by a thread
+            while self._claimed and lease in self._claimed:  # noqa: ASYNC110 - ended by a thread
                 await asyncio.sleep(SETTLE_POLL)
 
     async def tend(self, apply: Callable[[list[LeaseReport]], None]) -> None:
@@ -211,16 +209,16 @@ class LeaseBoard:
             if self.closed:
                 return [], math.inf
             due = leases_to_rescue(
-                (lease for handle, lease in self._leases.items() if handle not in self._claimed),
+                self._leases - self._claimed,
                 self._extended_until,
                 self._waiting_until,
                 now,
                 self.visibility_timeout,
             )
-            self._claimed.update(lease.receipt_handle for lease, _ in due)
+            self._claimed.update(lease for lease, _ in due)
             earliest = min(
                 (
-                    max(lease.expires_at, self._extended_until.get(lease.receipt_handle, -math.inf))
+                    max(lease.expires_at, self._extended_until.get(lease, -math.inf))
                     for lease, _ in due
                 ),
                 default=math.inf,
@@ -234,30 +232,28 @@ class LeaseBoard:
         failures = dict((*answer.retry, *answer.give_up))
         with self._lock:
             for i, (lease, seconds) in enumerate(batch):
-                handle = lease.receipt_handle
                 failure = failures.get(i)
                 if failure is None:
                     expires_at = sent_at + seconds
-                    if handle in self._leases:
-                        self._extended_until[handle] = expires_at
+                    if lease in self._leases:
+                        self._extended_until[lease] = expires_at
                     self._reports.append(LeaseReport(lease, "extended", expires_at))
                 elif failure.receipt_invalid:
-                    self._leases.pop(handle, None)
+                    self._leases.discard(lease)
                     self._reports.append(LeaseReport(lease, "lost", code=failure.code))
                 else:  # refused for now (throttled, say) or unanswered: tried again shortly
-                    self._waiting_until[handle] = sent_at + RETRY_PAUSE
+                    self._waiting_until[lease] = sent_at + RETRY_PAUSE
                     self._reports.append(LeaseReport(lease, "failed"))
-                self._claimed.discard(handle)
+                self._claimed.discard(lease)
         return len(answer.done)
 
     def failed(self, batch: list[tuple[Lease, int]], retry_at: float) -> None:
         with self._lock:
             for lease, _ in batch:
-                handle = lease.receipt_handle
-                if handle in self._leases:
-                    self._waiting_until[handle] = retry_at
+                if lease in self._leases:
+                    self._waiting_until[lease] = retry_at
                 self._reports.append(LeaseReport(lease, "failed"))
-                self._claimed.discard(handle)
+                self._claimed.discard(lease)
 
     def held(self) -> int:
         with self._lock:

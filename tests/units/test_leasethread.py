@@ -86,8 +86,8 @@ def test_the_thread_extends_due_leases_counting_its_own_extensions() -> None:
     capped = lease(43_203.0, name="capped")
     chosen = leases_to_rescue(
         [due, later, finished, lost, waiting, extended, capped],
-        {extended.receipt_handle: 16.0},
-        {waiting.receipt_handle: 7.0},
+        {extended: 16.0},
+        {waiting: 7.0},
         now=6.5,
         visibility_timeout=5,  # lead 4 s
     )
