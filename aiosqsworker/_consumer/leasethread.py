@@ -143,7 +143,8 @@ class LeaseBoard:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     # Leases are held by identity (a Lease compares so), not by receipt handle: a handle
     # is a string of some hundreds of characters, hashed anew for every message it keys.
-    _leases: set[Lease] = field(default_factory=set, repr=False)
+    # In the order received (a dict's keys): the thread extends the oldest first.
+    _leases: dict[Lease, None] = field(default_factory=dict, repr=False)
     _claimed: set[Lease] = field(default_factory=set, repr=False)
     _extended_until: dict[Lease, float] = field(default_factory=dict, repr=False)
     _waiting_until: dict[Lease, float] = field(default_factory=dict, repr=False)
@@ -157,7 +158,7 @@ class LeaseBoard:
     def hold_all(self, leases: Iterable[Lease]) -> None:
         """Show the thread a poll's leases: one lock for the batch."""
         with self._lock:
-            self._leases.update(leases)
+            self._leases.update(dict.fromkeys(leases))
 
     def drop(self, lease: Lease) -> None:
         self.drop_all((lease,))
@@ -166,7 +167,9 @@ class LeaseBoard:
         """The thread extends these no more: one lock for the batch. The thread's own
         records of them exist only after a takeover, so they are looked at only then."""
         with self._lock:
-            self._leases.difference_update(leases)
+            pop = self._leases.pop
+            for lease in leases:
+                pop(lease, None)
             if self._extended_until or self._waiting_until:
                 for lease in leases:
                     self._extended_until.pop(lease, None)
@@ -209,7 +212,7 @@ class LeaseBoard:
             if self.closed:
                 return [], math.inf
             due = leases_to_rescue(
-                self._leases - self._claimed,
+                (lease for lease in self._leases if lease not in self._claimed),
                 self._extended_until,
                 self._waiting_until,
                 now,
@@ -239,7 +242,7 @@ class LeaseBoard:
                         self._extended_until[lease] = expires_at
                     self._reports.append(LeaseReport(lease, "extended", expires_at))
                 elif failure.receipt_invalid:
-                    self._leases.discard(lease)
+                    self._leases.pop(lease, None)
                     self._reports.append(LeaseReport(lease, "lost", code=failure.code))
                 else:  # refused for now (throttled, say) or unanswered: tried again shortly
                     self._waiting_until[lease] = sent_at + RETRY_PAUSE
