@@ -57,6 +57,7 @@ class Capacity:
         self._free = total
         self._waiters: deque[_RoomWaiter] = deque()
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # looked up at the first wait
 
     @property
     def used(self) -> int:
@@ -75,7 +76,10 @@ class Capacity:
         room is given back, and on `wake`). Returns 0 once `close` has been called.
         """
         while not self._closed and not self._fits(at_least, or_when):
-            waiter = _RoomWaiter(asyncio.get_running_loop().create_future(), at_least, or_when)
+            loop = self._loop
+            if loop is None:
+                loop = self._loop = asyncio.get_running_loop()
+            waiter = _RoomWaiter(loop.create_future(), at_least, or_when)
             self._waiters.append(waiter)
             try:
                 await waiter.wakeup

@@ -32,6 +32,7 @@ a plain one that may be given up, with the full visibility timeout.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -192,7 +193,9 @@ class Receiver:
         self._waiting_for_room = 0
         self._scope = anyio.CancelScope()
         self._receive_counts = ReceiveCountCheck(consumer, queue_url)
-        self.last_completed_poll = now()
+        # `now()`, with the loop looked up once (each lookup is a system call on Python 3.11).
+        self._clock = asyncio.get_running_loop().time
+        self.last_completed_poll = self._clock()
 
     @property
     def open_polls(self) -> int:
@@ -282,7 +285,7 @@ class Receiver:
                 visibility_timeout=self._visibility_timeout,
                 abandoned_polls_take=self._abandoned_polls_take,
             )
-            sent_at = now()
+            sent_at = self._clock()
             end = sent_at + plan.wait_time
             self._poll_started(plan, end)
             try:
@@ -315,7 +318,7 @@ class Receiver:
             busy = bool(raw_messages)
             self._counters.polls += 1
             self._counters.last_poll_at = time.time()
-            self.last_completed_poll = now()
+            self.last_completed_poll = self._clock()
             self._flow.give_back(room - len(raw_messages), epoch)
             accepted = self._accept(
                 raw_messages, sent_at, plan.visibility_timeout, stale=epoch != self._flow.epoch

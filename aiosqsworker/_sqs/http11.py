@@ -126,10 +126,13 @@ class _Connection(asyncio.Protocol):
         self._head_only = False
         self.keep_alive = True
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        # Looked up once: each lookup is a system call on Python 3.11 (it checks the pid).
+        self._loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # nothing asked: a server talking out of turn
@@ -159,7 +162,7 @@ class _Connection(asyncio.Protocol):
     ) -> asyncio.Future[Response]:
         assert self.transport is not None
         assert self._waiter is None
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._waiter = waiter = loop.create_future()
         self._buffer.clear()
         self._headers = None
