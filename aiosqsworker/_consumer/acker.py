@@ -310,16 +310,16 @@ class Acker:
             tg.start_soon(self._changes.run)
 
     async def _send_deletes(self, batch: list[Settling]) -> BatchResult:
-        await self._inflight.handing_over(batch)
-        entries = [(str(i), settling.lease.receipt_handle) for i, settling in enumerate(batch)]
+        leases = await self._inflight.handing_over(batch)
+        entries = [(str(i), lease.message.receipt_handle) for i, lease in enumerate(leases)]
         return await within_leases(
             self._client.delete_message_batch(self._queue_url, entries),
-            (settling.lease for settling in batch),
+            leases,
             "DeleteMessageBatch",
         )
 
     async def _send_changes(self, batch: list[Settling]) -> BatchResult:
-        await self._inflight.handing_over(batch)
+        leases = await self._inflight.handing_over(batch)
         # The 12-hour cap is cut again as the call leaves: a retry decided at receipt + 11:59:59
         # and sent after the linger, a back-off or a slow loop would ask past it and be refused.
         sent_at = now() + _IN_TRANSIT
@@ -333,7 +333,7 @@ class Acker:
         ]
         return await within_leases(
             self._client.change_visibility_batch(self._queue_url, entries),
-            (settling.lease for settling in batch),
+            leases,
             "ChangeMessageVisibilityBatch",
         )
 

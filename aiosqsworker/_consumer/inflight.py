@@ -118,12 +118,14 @@ class InFlight:
         assert self._sender is not None, "InFlight.connect() first"
         self._sender.send(Settling(lease, outcome, delay))
 
-    async def handing_over(self, settlings: Sequence[Settling]) -> None:
+    async def handing_over(self, settlings: Sequence[Settling]) -> list[Lease]:
         """The acker is about to send these: stop extending, and let an extension in flight
-        end first (a delete never races an extension of the same handle)."""
+        end first (a delete never races an extension of the same handle). Returns their
+        leases, in order."""
         leases = [settling.lease for settling in settlings]
         self._leases.finish_all(leases)
         await self._leases.settled_all(leases)
+        return leases
 
     def delivered(self, settlings: Sequence[Settling]) -> None:
         """SQS confirmed the call for these."""
@@ -133,11 +135,12 @@ class InFlight:
             if not settling.lease.finished:  # handed over first, as a rule: finished there
                 self._leases.finish(settling.lease)
             outcome = settling.outcome
-            if settling.is_delete:
+            if outcome is Outcome.ACK:
                 counters.deleted += 1
-                if outcome is Outcome.ACK:
-                    counters.succeeded += 1
-                    acked.append(settling.lease.message)
+                counters.succeeded += 1
+                acked.append(settling.lease.message)
+            elif outcome is Outcome.DEAD_LETTER:
+                counters.deleted += 1
             elif outcome is Outcome.RETRY:
                 counters.retried += 1
             else:

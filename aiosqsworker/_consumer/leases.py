@@ -170,8 +170,8 @@ def call_budget(leases: Iterable[Lease], now: float) -> float:
     Half, so that a call abandoned at its deadline leaves the other half for a retry on a
     fresh connection; at least MIN_CALL_TIME, at most MAX_CALL_TIME.
     """
-    left = min((lease.expires_at - now for lease in leases), default=math.inf)
-    return max(MIN_CALL_TIME, min(MAX_CALL_TIME, left / 2))
+    soonest = min([lease.expires_at for lease in leases], default=math.inf)
+    return max(MIN_CALL_TIME, min(MAX_CALL_TIME, (soonest - now) / 2))
 
 
 async def within_leases(call: Awaitable[T], leases: Iterable[Lease], operation: str) -> T:
@@ -252,7 +252,7 @@ class LeaseKeeper:
         """`finish` for a batch the acker is about to send: the thread told once."""
         ending = [lease for lease in leases if not lease.finished]
         for lease in ending:
-            lease.finish()
+            lease.finished = True  # (`Lease.finish`, inline: once a message)
         self._leases.difference_update(ending)
         if self._board is not None and ending:
             self._board.drop_all(ending)
@@ -265,7 +265,7 @@ class LeaseKeeper:
     async def settled_all(self, leases: Sequence[Lease]) -> None:
         """`settled` for a batch; waits only where an extension is in flight."""
         for lease in leases:
-            if lease.extending:
+            if lease._extending is not None:  # (`Lease.extending`, inline: once a message)
                 await lease.settled()
         if self._board is not None:
             await self._board.settled_all(leases)

@@ -46,7 +46,8 @@ def resolving_payloads(store: PayloadStore, call: Call, *, batch: bool) -> Call:
     # Not a coroutine of its own: most messages carry their body, and their call should
     # not hold one more frame for as long as the handler runs.
     def call_with_body(message: Message) -> Awaitable[object]:
-        if has_pointer(message.message_attributes):
+        attributes = message.message_attributes
+        if attributes and has_pointer(attributes):
             return _call_resolved(store, call, message)
         return call(message)
 
