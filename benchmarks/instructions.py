@@ -68,6 +68,31 @@ def instruction_total(path: Path) -> int:
     raise ValueError(f"{path.name}: no summary line")
 
 
+def _consume(
+    contender: Contender,
+    responder: ResponderProcess,
+    messages: int,
+    *,
+    concurrency: int,
+    loop: str,
+) -> None:
+    """One run of `contender` over `messages` no-op messages; RuntimeError unless whole."""
+    outcome = run_contender(
+        contender,
+        endpoint=responder.endpoint_url,
+        handler="noop",
+        concurrency=concurrency,
+        messages=messages,
+        deadline=DEADLINE,
+        loop=contender.loop or loop,
+        responder=responder,
+    )
+    if outcome.error:
+        raise RuntimeError(outcome.error)
+    if outcome.timed_out or outcome.handled != messages:
+        raise RuntimeError(f"handled {outcome.handled} of {messages} messages")
+
+
 def count_instructions(
     contender: Contender,
     responder: ResponderProcess,
@@ -91,20 +116,7 @@ def count_instructions(
                 *(contender.program or (contender.python, "-m", contender.module)),
             ),
         )
-        outcome = run_contender(
-            counted,
-            endpoint=responder.endpoint_url,
-            handler="noop",
-            concurrency=concurrency,
-            messages=messages,
-            deadline=DEADLINE,
-            loop=contender.loop or loop,
-            responder=responder,
-        )
-        if outcome.error:
-            raise RuntimeError(outcome.error)
-        if outcome.timed_out or outcome.handled != messages:
-            raise RuntimeError(f"handled {outcome.handled} of {messages} messages")
+        _consume(counted, responder, messages, concurrency=concurrency, loop=loop)
         return instruction_total(out)
 
 
@@ -125,18 +137,9 @@ def run_instructions(
         counts.skipped = "valgrind is not installed (Debian: apt-get install valgrind)"
         return counts
     for contender in contenders:
-        # One plain run first: its bytecode written, neither count includes compiling.
-        run_contender(
-            contender,
-            endpoint=responder.endpoint_url,
-            handler="noop",
-            concurrency=concurrency,
-            messages=WARM_UP,
-            deadline=60.0,
-            loop=contender.loop or loop,
-            responder=responder,
-        )
         try:
+            # One plain run first: its bytecode written, neither count includes compiling.
+            _consume(contender, responder, WARM_UP, concurrency=concurrency, loop=loop)
             few, many = (
                 count_instructions(
                     contender, responder, n, concurrency=concurrency, loop=loop, valgrind=valgrind
