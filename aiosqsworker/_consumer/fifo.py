@@ -52,30 +52,27 @@ class GroupedBuffer:
 
     async def get(self) -> Lease | None:
         """The next startable message, or ``None`` once closed."""
-        while True:
-            if self._closed:
-                return None
-            group = next_group(self._waiting, self._busy)
-            if group is not None:
-                return self._start(group)
+        while not self._closed:
+            lease = self.take_nowait()
+            if lease is not None:
+                return lease
             if self._changed.is_set():
                 self._changed = anyio.Event()
             await self._changed.wait()
+        return None
 
     def take_nowait(self) -> Lease | None:
         """The next startable message if there is one now, else None (nothing waits)."""
         if self._closed:
             return None
         group = next_group(self._waiting, self._busy)
-        return None if group is None else self._start(group)
-
-    def _start(self, group: str) -> Lease:
-        """Hand out the group's next message; the group is busy until it ends."""
+        if group is None:
+            return None
         leases = self._waiting[group]
         lease = leases.popleft()
         if not leases:
             del self._waiting[group]
-        self._busy.add(group)
+        self._busy.add(group)  # until its message ends
         self._count -= 1
         return lease
 

@@ -49,7 +49,6 @@ from .._errors import AccessDeniedError, CredentialsError, QueueNotFoundError, S
 from .._message import Message
 from .._sqs.base import SQSClient
 from .buffer import Buffer
-from .clock import now
 from .flow import Flow
 from .inflight import InFlight
 from .leases import Lease
@@ -241,7 +240,7 @@ class Receiver:
         self._scope.cancel()
 
     async def run(self) -> None:
-        self.last_completed_poll = now()
+        self.last_completed_poll = self._clock()
         with self._scope:
             async with anyio.create_task_group() as tg:
                 self._task_group = tg

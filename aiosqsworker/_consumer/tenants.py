@@ -197,12 +197,10 @@ class TenantBuffer:
 
     async def get(self) -> Lease | None:
         """The next startable message, tenants in turn, or ``None`` once closed."""
-        while True:
-            if self._closed:
-                return None
-            tenant = next_tenant(self._waiting, self._running, self.max_per_tenant)
-            if tenant is not None:
-                return self._start(tenant)
+        while not self._closed:
+            lease = self.take_nowait()
+            if lease is not None:
+                return lease
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             try:
@@ -211,16 +209,15 @@ class TenantBuffer:
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # woken, then cancelled: pass the wake-up on
                 raise
+        return None
 
     def take_nowait(self) -> Lease | None:
         """The next startable message if there is one now, else None (nothing waits)."""
         if self._closed:
             return None
         tenant = next_tenant(self._waiting, self._running, self.max_per_tenant)
-        return None if tenant is None else self._start(tenant)
-
-    def _start(self, tenant: str) -> Lease:
-        """Hand out the tenant's next message; its turn goes to the back."""
+        if tenant is None:
+            return None
         leases = self._waiting[tenant]
         lease = leases.popleft()
         if leases:
