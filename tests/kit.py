@@ -188,6 +188,20 @@ class SQSKit:
             int(attrs["ApproximateNumberOfMessagesNotVisible"]),
         )
 
+    async def assert_holds(self, queue: Queue, expected: int, *, within: float = 5.0) -> None:
+        """Fail unless the queue holds `expected` messages, visible or in flight, within
+        `within` s (nothing consuming it).
+
+        One read can come up short while nothing is lost: moto counts the visible messages
+        and then the invisible ones, so a message whose visibility ends between the two is
+        in neither. A lost message is missing from every read.
+        """
+        held = -1
+        with anyio.move_on_after(within):
+            while (held := sum(await self.counts(queue))) != expected:  # noqa: ASYNC110 - from outside
+                await anyio.sleep(0.1)
+        assert held == expected, f"the queue holds {held} messages, not {expected}"
+
 
 @asynccontextmanager
 async def open_kit(endpoint_url: str, test_name: str) -> AsyncIterator[SQSKit]:
