@@ -8,6 +8,7 @@ import shlex
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import median
 
 from .blocking import table as blocking_table
 from .blocking import workloads
@@ -238,8 +239,8 @@ def _startup_lines(results: Results) -> list[str]:
             good = [o.launch_seconds for o in outcomes if o.ok and o.launch_seconds > 0]
             label = results.labels.get(name, name)
             if good:
-                median = sorted(good)[len(good) // 2]
-                lines.append(f"| {label} | {median:.3f} | {len(good)} |")
+                middle = sorted(good)[len(good) // 2]
+                lines.append(f"| {label} | {middle:.3f} | {len(good)} |")
             else:
                 why = next((o.error for o in outcomes if o.error), "no run")
                 lines.append(f"| {label} | did not run: {why[:160]} | 0 |")
@@ -259,6 +260,9 @@ MINUTES_PER_MONTH = 60 * 24 * 30
 
 
 def _inflight_table(results: Results) -> list[str]:
+    """Medians over the repetitions; each ratio pairs a run with the bare aiohttp loop's of
+    the same repetition (run just before or after it), each RSS growth a run at the low level
+    with the same repetition's at the high one."""
     levels = sorted(results.inflight)
     if len(levels) < 2:
         return []
@@ -266,36 +270,47 @@ def _inflight_table(results: Results) -> list[str]:
     names = list(results.inflight[low])
     header = (
         f"| contender | {low:,}: messages/s (% of ideal) | {high:,}: messages/s (% of ideal) "
-        f"| {high:,}: x the bare aiohttp loop (same run) "
+        f"| {high:,}: x the bare aiohttp loop (same repetition; range) "
         f"| peak RSS MiB at {low:,} / {high:,} | RSS per in-flight message, {low:,} to "
         f"{high:,} |"
     )
     lines = [header, "|---|---:|---:|---:|---:|---:|"]
-    floor_runs = [o for o in results.inflight[high].get(FLOOR, []) if o.ok]
-    floor_rate = floor_runs[0].rate if floor_runs else 0.0
+    floor_runs = results.inflight[high].get(FLOOR, [])
     for name in names:
-        runs = {
-            level: [o for o in results.inflight[level].get(name, []) if o.ok] for level in levels
-        }
-        if not runs[low] or not runs[high]:
-            errors = [o.error for level in levels for o in results.inflight[level].get(name, [])]
+        lows, highs = results.inflight[low].get(name, []), results.inflight[high].get(name, [])
+        pairs = [(a, b) for a, b in zip(lows, highs, strict=False) if a.ok and b.ok]
+        if not pairs:
+            errors = [o.error for o in (*lows, *highs)]
             why = next((e for e in errors if e), "no run")
             lines.append(f"| {results.labels.get(name, name)} | did not run: {why[:160]} | | | | |")
             continue
         cells = []
-        for level in (low, high):
-            outcome = runs[level][0]
-            share = outcome.rate / ideal_rate(level)
-            note = " (time-boxed)" if outcome.timed_out else ""
-            cells.append(f"{outcome.rate:,.0f} ({share:.1%}){note}")
-        a, b = runs[low][0], runs[high][0]
-        messages = b.peak_running - a.peak_running
-        per_message = (b.peak_rss_kib - a.peak_rss_kib) / messages if messages > 0 else 0.0
-        ratio = f"{b.rate / floor_rate:.2f}x" if floor_rate else "-"
+        for level, runs in ((low, lows), (high, highs)):
+            ok = [o for o in runs if o.ok]
+            rate = median([o.rate for o in ok])
+            note = " (time-boxed)" if any(o.timed_out for o in ok) else ""
+            cells.append(f"{rate:,.0f} ({rate / ideal_rate(level):.1%}){note}")
+        ratios = [
+            ours.rate / floor.rate
+            for ours, floor in zip(highs, floor_runs, strict=False)
+            if ours.ok and floor.ok and floor.rate
+        ]
+        ratio = "-"
+        if ratios:
+            ratio = f"{median(ratios):.2f}x"
+            if len(ratios) > 1:
+                ratio += f" ({min(ratios):.2f}-{max(ratios):.2f}x)"
+        growths = [
+            (b.peak_rss_kib - a.peak_rss_kib) / (b.peak_running - a.peak_running)
+            for a, b in pairs
+            if b.peak_running > a.peak_running
+        ]
+        per_message = median(growths) if growths else 0.0
+        rss_low = median([a.peak_rss_kib for a, _ in pairs]) / 1024
+        rss_high = median([b.peak_rss_kib for _, b in pairs]) / 1024
         lines.append(
             f"| {results.labels.get(name, name)} | {cells[0]} | {cells[1]} | {ratio} | "
-            f"{a.peak_rss_kib / 1024:.1f} / {b.peak_rss_kib / 1024:.1f} | "
-            f"{per_message:.1f} KiB |"
+            f"{rss_low:.1f} / {rss_high:.1f} | {per_message:.1f} KiB |"
         )
     return lines
 
@@ -441,9 +456,11 @@ def render_markdown(
             f"flight, {plan.inflight_rounds} s of work per handler slot. The ideal is "
             "concurrency messages a second; RSS per in-flight message is the growth of the "
             f"peak RSS from {levels[0]:,} to {levels[-1]:,} handlers running, divided by "
-            "the growth in handlers running (each line from one run per point). The "
+            f"the growth in handlers running. Every figure is the median of "
+            f"{plan.inflight_repetitions} runs per point, the contenders interleaved. The "
             "absolute share of the ideal swings with the machine's load: read the ratio to "
-            "the bare aiohttp loop, run just before or after it in the same invocation:",
+            "the bare aiohttp loop, whose run of the same repetition came just before or "
+            "after (the range is that of the repetitions' ratios):",
             "",
             *_inflight_table(results),
             "",

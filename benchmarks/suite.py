@@ -88,9 +88,11 @@ class Plan:
         default_factory=lambda: {1: 60, 10: 400, 100: 4000, 1000: 20000}
     )
     scaling_repetitions: int = 1
-    #: The 1 s handler at these concurrencies, `inflight_rounds` messages per handler slot.
+    #: The 1 s handler at these concurrencies, `inflight_rounds` messages per handler slot,
+    #: every contender `inflight_repetitions` times, interleaved (the table takes medians).
     inflight_levels: tuple[int, ...] = (1000, 10_000)
     inflight_rounds: int = 4
+    inflight_repetitions: int = 3
     #: Empty queue, every contender at once, for `idle_seconds` (three long polls of 20 s).
     idle_levels: tuple[int, ...] = (10, 100, 1000)
     idle_seconds: float = 60.0
@@ -118,6 +120,7 @@ class Plan:
             scaling_messages={1: 20, 10: 100, 100: 500},
             inflight_levels=(100, 1000),
             inflight_rounds=2,
+            inflight_repetitions=1,
             idle_levels=(100,),
             idle_seconds=25.0,
             sparse_messages=2,
@@ -280,7 +283,7 @@ def run_inflight(
         handler="slow",
         levels=plan.inflight_levels,
         messages=lambda level: level * plan.inflight_rounds,
-        repetitions=1,
+        repetitions=plan.inflight_repetitions,
         label=lambda level: f"slow c={level:,}",
     )
 

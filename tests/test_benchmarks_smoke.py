@@ -83,6 +83,43 @@ def test_the_in_flight_and_idle_tables_say_what_was_measured() -> None:
     assert "| 100 | 3.0/min (1.00x one poll), $5 |" in markdown
 
 
+def test_the_in_flight_table_reads_medians_of_its_interleaved_repetitions() -> None:
+    """Three repetitions per point: rates, ratios and RSS growth are medians, each ratio of
+    a run to the bare loop's of the same repetition. Catches a table that reads only the
+    first run (500/s, 1.00x here) or pairs runs of different repetitions."""
+    plan = Plan.quick()
+
+    def slow_run(name: str, level: int, seconds: float, peak_mib: float) -> Outcome:
+        outcome = Outcome(name, "slow", level, 2 * level, handled=2 * level)
+        outcome.seconds, outcome.peak_running = seconds, level
+        outcome.peak_rss_kib = int(peak_mib * 1024)
+        return outcome
+
+    def runs(name: str, level: int, seconds: list[float], peaks: list[float]) -> list[Outcome]:
+        return [slow_run(name, level, s, p) for s, p in zip(seconds, peaks, strict=True)]
+
+    ours, floor = "aiosqsworker", "aiohttp-loop"
+    results = Results(
+        inflight={
+            100: {
+                ours: runs(ours, 100, [2.0, 2.0, 2.0], [60.0, 61.0, 62.0]),
+                floor: runs(floor, 100, [2.0, 2.0, 2.0], [40.0, 40.0, 40.0]),
+            },
+            1000: {  # ours 500, 800, 1,000/s; the bare loop's 500, 667, 800/s
+                ours: runs(ours, 1000, [4.0, 2.5, 2.0], [63.0, 66.0, 63.0]),
+                floor: runs(floor, 1000, [4.0, 3.0, 2.5], [50.0, 50.0, 50.0]),
+            },
+        },
+        labels={ours: ours},
+    )
+    markdown = render_markdown(results, plan, command="make bench", chart=None, quick=True)
+    # Ratios 1.00, 1.20, 1.25; growths of 3, 5 and 1 MiB over 900 more handlers.
+    row = (
+        "| aiosqsworker | 100 (100.0%) | 800 (80.0%) | 1.20x (1.00-1.25x) | 61.0 / 63.0 | 3.4 KiB |"
+    )
+    assert row in markdown
+
+
 def test_the_client_cost_ratios_and_start_up_read_the_same_run() -> None:
     """Synthetic outcomes: the framework's CPU per message as a ratio to the floor and the
     `def` handler's to `async def`'s, a missing lean floor said as such, and the start-up
