@@ -239,8 +239,7 @@ def _startup_lines(results: Results) -> list[str]:
             good = [o.launch_seconds for o in outcomes if o.ok and o.launch_seconds > 0]
             label = results.labels.get(name, name)
             if good:
-                middle = sorted(good)[len(good) // 2]
-                lines.append(f"| {label} | {middle:.3f} | {len(good)} |")
+                lines.append(f"| {label} | {median(good):.3f} | {len(good)} |")
             else:
                 why = next((o.error for o in outcomes if o.error), "no run")
                 lines.append(f"| {label} | did not run: {why[:160]} | 0 |")
@@ -284,12 +283,11 @@ def _inflight_table(results: Results) -> list[str]:
             why = next((e for e in errors if e), "no run")
             lines.append(f"| {results.labels.get(name, name)} | did not run: {why[:160]} | | | | |")
             continue
+        summaries = {level: summarize(name, runs) for level, runs in ((low, lows), (high, highs))}
         cells = []
-        for level, runs in ((low, lows), (high, highs)):
-            ok = [o for o in runs if o.ok]
-            rate = median([o.rate for o in ok])
-            note = " (time-boxed)" if any(o.timed_out for o in ok) else ""
-            cells.append(f"{rate:,.0f} ({rate / ideal_rate(level):.1%}){note}")
+        for level, summary in summaries.items():
+            note = " (time-boxed)" if summary.timed_out else ""
+            cells.append(f"{summary.rate:,.0f} ({summary.rate / ideal_rate(level):.1%}){note}")
         ratios = [
             ours.rate / floor.rate
             for ours, floor in zip(highs, floor_runs, strict=False)
@@ -306,8 +304,7 @@ def _inflight_table(results: Results) -> list[str]:
             if b.peak_running > a.peak_running
         ]
         per_message = median(growths) if growths else 0.0
-        rss_low = median([a.peak_rss_kib for a, _ in pairs]) / 1024
-        rss_high = median([b.peak_rss_kib for _, b in pairs]) / 1024
+        rss_low, rss_high = summaries[low].peak_rss_mib, summaries[high].peak_rss_mib
         lines.append(
             f"| {results.labels.get(name, name)} | {cells[0]} | {cells[1]} | {ratio} | "
             f"{rss_low:.1f} / {rss_high:.1f} | {per_message:.1f} KiB |"
