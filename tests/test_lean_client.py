@@ -311,37 +311,42 @@ async def test_https_goes_through_a_connect_tunnel_of_https_proxy(
 
 
 class SignatureCheckingProxy(FaultProxy):
-    """An HTTP forward proxy (absolute-form requests) that checks each request's SigV4
-    signature against the Host header it received, with the test credentials."""
+    """A proxy that checks each request's SigV4 signature against the Host header it
+    received, with the secret of the access key the request names (the test credentials
+    unless `secrets` says otherwise). As an HTTP forward proxy it takes absolute-form
+    requests; as a reverse proxy, the endpoint's own."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, secrets: dict[str, str] | None = None) -> None:
         super().__init__(upstream)
+        self.secrets = secrets or {
+            LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+        }
         self.targets: list[str] = []
         self.bad_signatures: list[str] = []
+        self.signed: list[tuple[str, str]] = []  # (access key, X-Amz-Date) of each request
 
     async def forward(self, request: ProxiedRequest) -> Answer:
         self.targets.append(request.path)
+        authorization = request.headers["authorization"]
+        access_key = authorization.partition("Credential=")[2].partition("/")[0]
+        self.signed.append((access_key, request.headers["x-amz-date"]))
         signed = {
             name: request.headers[name]
-            for name in request.headers["authorization"]
-            .partition("SignedHeaders=")[2]
-            .partition(",")[0]
-            .split(";")
+            for name in authorization.partition("SignedHeaders=")[2].partition(",")[0].split(";")
         }
-        path = "/" + request.path.partition("//")[2].partition("/")[2]
-        check = AWSRequest("POST", f"http://{request.headers['host']}{path}", data=request.body)
+        if "//" in request.path:  # absolute form, through a forward proxy
+            request.path = "/" + request.path.partition("//")[2].partition("/")[2]
+        check = AWSRequest(
+            "POST", f"http://{request.headers['host']}{request.path}", data=request.body
+        )
         for name, value in signed.items():
             check.headers[name] = value
         check.context["timestamp"] = request.headers["x-amz-date"]
-        credentials = Credentials(
-            LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-        )
-        auth = SigV4Auth(credentials, "sqs", REGION)
+        auth = SigV4Auth(Credentials(access_key, self.secrets.get(access_key, "")), "sqs", REGION)
         del check.headers["Authorization"]
         auth.add_auth(check)
-        if check.headers["Authorization"] != request.headers["authorization"]:
+        if check.headers["Authorization"] != authorization:
             self.bad_signatures.append(request.action)
-        request.path = path
         return await super().forward(request)
 
 
@@ -365,6 +370,60 @@ async def test_an_explicit_default_port_is_signed_as_sent_through_http_proxy(
     assert proxy.targets
     assert set(proxy.targets) == {"http://sqs.example.test/"}
     assert proxy.bad_signatures == []
+
+
+class RotatingCredentials:
+    """Static keys until `rotate`, then others: a refreshed role session, say."""
+
+    def __init__(self, *keys: FrozenCredentials) -> None:
+        self.keys = list(keys)
+
+    def rotate(self) -> None:
+        self.keys.pop(0)
+
+    async def frozen(self, operation: str | None = None) -> FrozenCredentials:
+        return self.keys[0]
+
+
+async def test_polls_of_one_second_share_a_head_signed_for_their_own_queue_and_keys(
+    sqs: SQSKit, sqs_server: LocalSQSServer
+) -> None:
+    """A queue's polls send the same body again and again, and the client reuses their
+    signed head within a second. Every request must still carry the signature of its own
+    body and of the credentials of the moment.
+
+    The proxy recomputes each signature with the secret of the key it names. Catches a head
+    reused for another queue's poll (its body no longer matches) or after the credentials
+    changed (the request names the old key); the calls are made again until they fall
+    within one second, where the reuse happens."""
+    first, second = await sqs.create_queue(), await sqs.create_queue()
+    old = FrozenCredentials("AKIAOLDKEY", "old-secret")
+    new = FrozenCredentials("AKIANEWKEY", "new-secret", token="session-token")
+    secrets = {old.access_key: old.secret_key, new.access_key: new.secret_key}
+    async with SignatureCheckingProxy(sqs_server.endpoint_url, secrets) as proxy:
+        for _ in range(5):
+            proxy.signed.clear()
+            credentials = RotatingCredentials(old, new)
+            client = LeanSQSClient(
+                Endpoint(REGION, proxy.url), credentials, max_connections=2, read_timeout=10
+            )
+            try:
+                for queue in (first, second, first):
+                    await client.receive_messages(
+                        queue.url, max_messages=10, wait_time=0, visibility_timeout=30
+                    )
+                credentials.rotate()
+                for queue in (first, second):
+                    await client.receive_messages(
+                        queue.url, max_messages=10, wait_time=0, visibility_timeout=30
+                    )
+            finally:
+                await client.close()
+            if len({date for _, date in proxy.signed}) == 1:
+                break
+    assert proxy.bad_signatures == []
+    assert [key for key, _ in proxy.signed] == [old.access_key] * 3 + [new.access_key] * 2
+    assert len({date for _, date in proxy.signed}) == 1, "no five calls fell in one second"
 
 
 async def test_a_call_given_up_mid_flight_closes_its_connection() -> None:

@@ -15,6 +15,7 @@ that a worker whose settings are plain (`awsconfig.py`) never imports botocore o
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -83,6 +84,12 @@ class LeanSQSClient(JsonProtocolCalls):
             f"Host: {origin.host_header}\r\nUser-Agent: {USER_AGENT}\r\n"
             f"Content-Type: {CONTENT_TYPE}\r\n{self._pool.proxy_headers}"
         )
+        # The last head signed per action and queue, with its body, second and credentials:
+        # a queue's poll sends the same bytes object every time (built once per queue), and
+        # a signature depends on nothing else, so the polls of one second share one head.
+        self._last_heads: dict[
+            tuple[str, str | None], tuple[bytes, int, FrozenCredentials, bytes]
+        ] = {}
 
     @property
     def endpoint(self) -> Endpoint:
@@ -97,16 +104,15 @@ class LeanSQSClient(JsonProtocolCalls):
 
     async def _send_once(self, action: str, body: bytes, queue: str | None) -> dict[str, Any]:
         credentials = await self._credentials.frozen(action)
-        signed = self._signer.sign(action_headers(action), body, credentials)
-        token = signed.get("X-Amz-Security-Token")
-        head = (
-            f"{self._prefix}X-Amz-Target: AmazonSQS.{action}\r\n"
-            f"X-Amz-Date: {signed['X-Amz-Date']}\r\n"
-            + (f"X-Amz-Security-Token: {token}\r\n" if token else "")
-            + f"Authorization: {signed['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
+        second = int(time.time())
+        last = self._last_heads.get((action, queue))
+        if last is not None and last[0] is body and last[1] == second and last[2] == credentials:
+            head = last[3]
+        else:
+            head = self._signed_head(action, body, credentials, second)
+            self._last_heads[action, queue] = (body, second, credentials, head)
         try:
-            response = await self._pool.send(head.encode() + body, self._read_timeout)
+            response = await self._pool.send(head + body, self._read_timeout)
         except OSError as exc:  # HttpError, TimeoutError, ssl.SSLError, refused connections
             raise TransientSQSError(
                 f"{action} could not reach SQS at region {self._endpoint.region}, endpoint "
@@ -121,6 +127,18 @@ class LeanSQSClient(JsonProtocolCalls):
             endpoint=self._endpoint,
             queue=queue,
         )
+
+    def _signed_head(
+        self, action: str, body: bytes, credentials: FrozenCredentials, second: int
+    ) -> bytes:
+        signed = self._signer.sign(action_headers(action), body, credentials, at=second)
+        token = signed.get("X-Amz-Security-Token")
+        return (
+            f"{self._prefix}X-Amz-Target: AmazonSQS.{action}\r\n"
+            f"X-Amz-Date: {signed['X-Amz-Date']}\r\n"
+            + (f"X-Amz-Security-Token: {token}\r\n" if token else "")
+            + f"Authorization: {signed['Authorization']}\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
 
     # Control plane: the same protocol.
     async def resolve_queue_url(self, queue: str) -> str:
