@@ -19,7 +19,11 @@ Contenders:
   on asyncio's own event loop, the floor beside uvloop's);
 - ``lean-floor``: the same loop over the lean transport alone (no framework): the floor of
   the fast path. Its calls come from ``benchmarks/lean_floor.py``, which the transport
-  provides (`lean_calls`); without it the run fails, saying so, and the report shows why.
+  provides (`lean_calls`); without it the run fails, saying so, and the report shows why;
+- ``lean-transport``: the lean transport with no loop around it: each poller receives ten,
+  runs the handler on each in turn and deletes them before polling again (no queue, no task
+  per handler). What the transport alone costs a message, the part of every floor no
+  engine can take away; run with the no-op handler only.
 
 The bare loops keep open as many polls as aiosqsworker opens at most for the same
 concurrency, so that under load the comparison is of client and framework cost, not of
@@ -33,6 +37,7 @@ import cProfile
 import math
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from ._probe import Options, Tally, Window, emit, parse_options
@@ -326,22 +331,81 @@ async def aiohttp_loop(
         return await bare_loop(options, window, tally, finished, receive, delete)
 
 
+async def transport_alone(
+    options: Options,
+    window: Window,
+    tally: Tally,
+    finished: asyncio.Event,
+    receive: Receive,
+    delete: Delete,
+) -> dict[str, Any]:
+    """Pollers that each receive ten, run the handler on each in turn, and delete them
+    before polling again: a transport's cost with no loop (queues, handler tasks) around it.
+    Handlers run one after another, so only a handler that never waits gives a fair figure."""
+    handler = ASYNC_HANDLERS[options.handler]
+    loop = asyncio.get_running_loop()
+    receiving: set[asyncio.Task[None]] = set()  # the pollers a stop may cancel
+    stopping = False
+    failed = 0
+
+    async def poll() -> None:
+        nonlocal failed
+        poller = asyncio.current_task()
+        assert poller is not None
+        while not stopping:
+            receiving.add(poller)
+            try:
+                messages = await receive()
+            finally:
+                receiving.discard(poller)
+            for body, _ in messages:
+                tally.begin()
+                await handler(body)
+                tally.done()
+            if messages:
+                failed += await delete([handle for _, handle in messages])
+
+    pollers = [loop.create_task(poll()) for _ in range(poller_count(options.concurrency))]
+    await asyncio.sleep(SETTLE)  # let every poller send its first (waiting) poll
+    window.start(options.start_url, options.messages)
+    await _until_done(options, window, finished)
+    stopping = True  # a poller deleting finishes that; one waiting on a poll is cancelled
+    for task in receiving:
+        task.cancel()
+    await asyncio.gather(*pollers, return_exceptions=True)
+    return {"delete_failures": failed}
+
+
+def _lean_calls(options: Options) -> AbstractAsyncContextManager[tuple[Receive, Delete]]:
+    """`benchmarks/lean_floor.py`'s (receive, delete) over the lean transport, or an exit
+    saying that the transport is not in this tree."""
+    try:
+        from .lean_floor import lean_calls  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as exc:
+        raise SystemExit(
+            f"{options.contender}: the lean transport is not in this tree "
+            f"(benchmarks/lean_floor.py with lean_calls: {exc})"
+        ) from None
+    calls: AbstractAsyncContextManager[tuple[Receive, Delete]] = lean_calls(options)
+    return calls
+
+
 async def lean_floor(
     options: Options, window: Window, tally: Tally, finished: asyncio.Event
 ) -> dict[str, Any]:
     """The bare loop over the lean transport: `lean_calls(options)`, an async context
     manager of `benchmarks/lean_floor.py`, yields its (receive, delete) as `bare_loop` takes
     them (``ReceiveMessage`` of ten with `WAIT_TIME`; ``DeleteMessageBatch``)."""
-    try:
-        from .lean_floor import lean_calls  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as exc:
-        raise SystemExit(
-            "lean-floor: the lean transport's floor is not in this tree "
-            f"(benchmarks/lean_floor.py with lean_calls: {exc})"
-        ) from None
-    async with lean_calls(options) as (receive, delete):
-        result: dict[str, Any] = await bare_loop(options, window, tally, finished, receive, delete)
-        return result
+    async with _lean_calls(options) as (receive, delete):
+        return await bare_loop(options, window, tally, finished, receive, delete)
+
+
+async def lean_transport(
+    options: Options, window: Window, tally: Tally, finished: asyncio.Event
+) -> dict[str, Any]:
+    """The lean transport alone, with no loop around it (`transport_alone`)."""
+    async with _lean_calls(options) as (receive, delete):
+        return await transport_alone(options, window, tally, finished, receive, delete)
 
 
 CONTENDERS: dict[str, Consume] = {
@@ -352,6 +416,7 @@ CONTENDERS: dict[str, Consume] = {
     "aiohttp-loop": aiohttp_loop,
     "aiohttp-loop-asyncio": aiohttp_loop,  # the harness runs it on asyncio's loop
     "lean-floor": lean_floor,
+    "lean-transport": lean_transport,
 }
 
 

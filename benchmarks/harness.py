@@ -71,8 +71,15 @@ class Contender:
         return [*(self.program or (self.python, "-m", self.module)), *self.args]
 
     @classmethod
-    def own(cls, name: str, label: str, *, loop: str | None = None) -> Contender:
-        return cls(name=name, label=label, args=("--contender", name), loop=loop)
+    def own(
+        cls,
+        name: str,
+        label: str,
+        *,
+        loop: str | None = None,
+        handlers: tuple[str, ...] = ("noop", "io", "cpu"),
+    ) -> Contender:
+        return cls(name=name, label=label, args=("--contender", name), loop=loop, handlers=handlers)
 
 
 @dataclass

@@ -144,6 +144,7 @@ def _scaling_tables(results: Results) -> list[str]:
 #: The floor every ratio of the framework's CPU is read against, and the variants beside it.
 FLOOR = "aiohttp-loop"
 LEAN_FLOOR = "lean-floor"
+TRANSPORT_ALONE = "lean-transport"
 FRAMEWORK = "aiosqsworker"
 SYNC_FRAMEWORK = "aiosqsworker-def"
 
@@ -165,6 +166,14 @@ def _same_run_ratios(by_contender: dict[str, list[Outcome]]) -> list[str]:
             )
         elif floor is not None:
             lines.append(f"- {what.capitalize()} ratio: not measured ({floor.error or 'no run'}).")
+    transport, floor = summaries.get(TRANSPORT_ALONE), summaries.get(FLOOR)
+    if transport is not None and transport.ok and floor is not None and floor.ok and floor.cpu_us:
+        lines.append(
+            f"- The lean transport alone, with no loop around it: {transport.cpu_us:.0f} µs per "
+            f"message, {transport.cpu_us / floor.cpu_us:.2f}x the bare aiohttp loop's. At 0.6x "
+            f"that loop, {max(0.0, 0.6 * floor.cpu_us - transport.cpu_us):.0f} µs would be left "
+            "for the handler's slot and every guarantee the framework keeps."
+        )
     sync = summaries.get(SYNC_FRAMEWORK)
     if sync is not None and sync.ok and ours.cpu_us:
         lines.append(
@@ -394,6 +403,10 @@ def render_markdown(
         "- **bare loop on the lean transport**: the same loop over the lean HTTP/1.1 "
         "transport alone, no framework: the floor of the fast path (its row says why when "
         "the transport is not in the tree);",
+        "- **the lean transport alone** (no-op handler only): each poller receives ten, runs "
+        "the handler on each in turn and deletes them before polling again, with no queue "
+        "and no task per handler: what the transport itself costs a message, the part of "
+        "every floor no engine can take away;",
         "- **aiosqsworker, `def` handler**: the default app with the handler a plain `def`, "
         "called in the consumer's threads: beside the first row, the thread hand-off's cost;",
         "- peers from PyPI and npm, each in its own environment (see below).",

@@ -57,9 +57,16 @@ OWN_CONTENDERS = (
         "aiohttp-loop-asyncio", "bare aiohttp loop on asyncio's loop (floor)", loop="asyncio"
     ),
     Contender.own("lean-floor", "bare loop on the lean transport (floor of the fast path)"),
+    Contender.own(
+        "lean-transport",
+        "the lean transport alone, handlers in turn (no loop)",
+        handlers=("noop",),
+    ),
 )
 #: Contenders run in the client cost table only: variants of a row there.
-CLIENT_COST_ONLY = frozenset({"aiosqsworker-def", "aiohttp-loop-asyncio", "lean-floor"})
+CLIENT_COST_ONLY = frozenset(
+    {"aiosqsworker-def", "aiohttp-loop-asyncio", "lean-floor", "lean-transport"}
+)
 #: Ratios are to this contender, measured in the same invocation.
 REFERENCE = "aiobotocore-loop"
 

@@ -45,6 +45,25 @@ def test_quick_benchmark_of_aiosqsworker_against_the_responder() -> None:
     assert f"| {contender.label} | " in markdown
 
 
+def test_the_lean_transport_alone_handles_and_deletes_every_message() -> None:
+    """The contender with no loop around the transport: its pollers handle each poll's
+    messages in turn and delete them in one batch before polling again. Catches a run that
+    loses or repeats messages, deletes them one by one, or is run with a handler that waits
+    (handled in turn, its figure would say nothing)."""
+    plan = Plan.quick()
+    plan.handlers = ("noop", "io")
+    plan.messages = {"noop": 300, "io": 30}
+    contender = next(c for c in OWN_CONTENDERS if c.name == "lean-transport")
+    with ResponderProcess() as responder:
+        results = run_client_cost(plan, [contender], responder, progress=lambda *_: None)
+        assert responder.counts()["remaining"] == 0
+    [outcome] = results["noop"]["lean-transport"]
+    assert outcome.error is None
+    assert (outcome.handled, outcome.received, outcome.deleted) == (300, 300, 300)
+    assert outcome.requests["DeleteMessageBatch"] == 30
+    assert results["io"]["lean-transport"] == []  # handlers in turn: the no-op handler only
+
+
 def test_the_in_flight_and_idle_tables_say_what_was_measured() -> None:
     """Synthetic outcomes: the report's arithmetic (share of ideal, KiB per message, $)."""
     plan = Plan.quick()
@@ -140,6 +159,7 @@ def test_the_client_cost_ratios_and_start_up_read_the_same_run() -> None:
                 "aiosqsworker-def": [run("aiosqsworker-def", 60.0)],
                 "aiohttp-loop": [run("aiohttp-loop", 32.0)],
                 "lean-floor": [lean],
+                "lean-transport": [run("lean-transport", 20.0)],
             }
         },
         launch={"aiosqsworker": [launch]},
@@ -149,6 +169,10 @@ def test_the_client_cost_ratios_and_start_up_read_the_same_run() -> None:
     assert "1.25x the bare aiohttp loop's (40 against 32 µs)" in markdown
     assert "The lean floor's ratio: not measured (exit code 1: lean-floor: not here)" in markdown
     assert "60 µs of CPU per message against 40 for `async def`, 1.50x" in markdown
+    assert (
+        "The lean transport alone, with no loop around it: 20 µs per message, 0.62x the bare "
+        "aiohttp loop's. At 0.6x that loop, 0 µs would be left"
+    ) in markdown
     assert "**101 ms** by `python -X importtime`" in markdown
     assert "| aiosqsworker | 0.420 | 1 |" in markdown
     assert "| celery (SQS) | not run: the celery peer was not installed" in markdown
