@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: The contenders counted, the bare aiohttp loop (the issue's yardstick) among them.
-CONTENDERS = ("aiosqsworker", "aiohttp-loop", "lean-floor")
+CONTENDERS = ("aiosqsworker", "aiohttp-loop", "lean-floor", "lean-transport")
 SMALL = 5_000
 LARGE = 25_000
 WARM_UP = 500
