@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -394,14 +395,15 @@ async def test_polls_of_one_second_share_a_head_signed_for_their_own_queue_and_k
 
     The proxy recomputes each signature with the secret of the key it names. Catches a head
     reused for another queue's poll (its body no longer matches) or after the credentials
-    changed (the request names the old key); the calls are made again until they fall
-    within one second, where the reuse happens."""
+    changed (the request names the old key). The calls start as a second starts, and are
+    made again until all fall within it, where the reuse happens."""
     first, second = await sqs.create_queue(), await sqs.create_queue()
     old = FrozenCredentials("AKIAOLDKEY", "old-secret")
     new = FrozenCredentials("AKIANEWKEY", "new-secret", token="session-token")
     secrets = {old.access_key: old.secret_key, new.access_key: new.secret_key}
     async with SignatureCheckingProxy(sqs_server.endpoint_url, secrets) as proxy:
         for _ in range(5):
+            await asyncio.sleep(1.01 - time.time() % 1)  # start as a second starts
             proxy.signed.clear()
             credentials = RotatingCredentials(old, new)
             client = LeanSQSClient(
