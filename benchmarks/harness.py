@@ -23,6 +23,7 @@ from ._probe import RESULT_MARKER
 from .responder import ResponderProcess
 
 __all__ = [
+    "CLIENT_COST_HANDLERS",
     "HOT_ACTIONS",
     "PROJECT_ROOT",
     "Contender",
@@ -43,6 +44,8 @@ HOT_ACTIONS = (
     "ChangeMessageVisibility",
     "ChangeMessageVisibilityBatch",
 )
+#: The handlers of the client cost tables, each a table of its own (`benchmarks.handlers`).
+CLIENT_COST_HANDLERS = ("noop", "io", "cpu")
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,8 @@ class Contender:
     args: tuple[str, ...] = ()
     python: str = sys.executable
     peer: bool = False
-    #: Handlers it can run ("noop", "io", "cpu").
-    handlers: tuple[str, ...] = ("noop", "io", "cpu")
+    #: Handlers it can run.
+    handlers: tuple[str, ...] = CLIENT_COST_HANDLERS
     #: A contender that is not Python (the Node.js peer): its command, run instead of
     #: ``python -m module``.
     program: tuple[str, ...] = ()
@@ -77,7 +80,7 @@ class Contender:
         label: str,
         *,
         loop: str | None = None,
-        handlers: tuple[str, ...] = ("noop", "io", "cpu"),
+        handlers: tuple[str, ...] = CLIENT_COST_HANDLERS,
     ) -> Contender:
         return cls(name=name, label=label, args=("--contender", name), loop=loop, handlers=handlers)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from .harness import Contender
+from .harness import CLIENT_COST_HANDLERS, Contender
 
 __all__ = ["PEERS", "PeerSpec", "find_python", "prepare_peers"]
 
@@ -38,7 +38,7 @@ class PeerSpec:
     requirements: tuple[str, ...]
     distribution: str
     module: str
-    handlers: tuple[str, ...] = ("noop", "io", "cpu")
+    handlers: tuple[str, ...] = CLIENT_COST_HANDLERS
     #: Said in the report beside the peer's status.
     note: str = ""
     #: "node": `requirements` are npm packages and `module` is the driver's script.

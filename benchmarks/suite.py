@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from .blocking import BlockingOutcome
 from .contender import WAIT_TIME
 from .handlers import SLOW_SECONDS
-from .harness import Contender, Outcome, run_contender
+from .harness import CLIENT_COST_HANDLERS, Contender, Outcome, run_contender
 from .instructions import InstructionCounts
 from .responder import ResponderProcess
 from .sparse import SparseOutcome
@@ -77,7 +77,7 @@ Progress = Callable[[str, Contender, int, Outcome], None]
 class Plan:
     """How much to run; `quick()` is the smoke run."""
 
-    handlers: tuple[str, ...] = ("noop", "io", "cpu")
+    handlers: tuple[str, ...] = CLIENT_COST_HANDLERS
     #: Messages per run of the own contenders. The no-op runs are long enough (a second or
     #: two) that the window's fixed costs and this machine's jitter weigh little.
     messages: dict[str, int] = field(
