@@ -166,12 +166,12 @@ def _same_run_ratios(by_contender: dict[str, list[Outcome]]) -> list[str]:
             )
         elif floor is not None:
             lines.append(f"- {what.capitalize()} ratio: not measured ({floor.error or 'no run'}).")
-    transport, floor = summaries.get(TRANSPORT_ALONE), summaries.get(FLOOR)
-    if transport is not None and transport.ok and floor is not None and floor.ok and floor.cpu_us:
+    transport, loop = summaries.get(TRANSPORT_ALONE), summaries.get(FLOOR)
+    if transport is not None and transport.ok and loop is not None and loop.ok and loop.cpu_us:
         lines.append(
             f"- The lean transport alone, with no loop around it: {transport.cpu_us:.0f} µs per "
-            f"message, {transport.cpu_us / floor.cpu_us:.2f}x the bare aiohttp loop's. At 0.6x "
-            f"that loop, {max(0.0, 0.6 * floor.cpu_us - transport.cpu_us):.0f} µs would be left "
+            f"message, {transport.cpu_us / loop.cpu_us:.2f}x the bare aiohttp loop's. At 0.6x "
+            f"that loop, {max(0.0, 0.6 * loop.cpu_us - transport.cpu_us):.0f} µs would be left "
             "for the handler's slot and every guarantee the framework keeps."
         )
     sync = summaries.get(SYNC_FRAMEWORK)
